@@ -1,1 +1,10 @@
-"""losses."""
+"""Losses: WRIM-Net's CMKIC and AICL (paper.md §2) and AGW's triplet comparators.
+
+The ID loss is ``torch.nn.CrossEntropyLoss(label_smoothing=0.1)`` ([D], paper.md §2) and is not re-implemented.
+"""
+
+from wrim.losses.aicl import AICLLoss
+from wrim.losses.cmkic import CMKICLoss
+from wrim.losses.triplet import TripletLoss, WRTripletLoss
+
+__all__ = ["AICLLoss", "CMKICLoss", "TripletLoss", "WRTripletLoss"]

@@ -1,1 +1,12 @@
-"""miners."""
+"""Miners in pytorch-metric-learning's pair format ``(a1, p, a2, n)``, with per-sample modality ids.
+
+``CrossModalityKeyInstanceMiner`` gives WRIM-Net's key instances (CMKIC, paper.md §2); ``KeyInstanceMiner`` and
+``HardestNegativeMiner`` are the general hard-positive / hard-negative forms. Their output plugs into any PML loss
+as ``indices_tuple`` and into :class:`wrim.losses.CMKICLoss`.
+"""
+
+from wrim.miners.base import BaseMiner
+from wrim.miners.hardest_negative import HardestNegativeMiner
+from wrim.miners.key_instance import CrossModalityKeyInstanceMiner, KeyInstanceMiner
+
+__all__ = ["BaseMiner", "CrossModalityKeyInstanceMiner", "HardestNegativeMiner", "KeyInstanceMiner"]

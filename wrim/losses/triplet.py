@@ -1,0 +1,186 @@
+r"""Triplet comparators for the paper's "CMKIC vs triplet" ablation: AGW's two triplet losses.
+
+Both use AGW's Euclidean distance on the raw (not normalised) embeddings,
+``d_ij = sqrt(max(|x_i|^2 + |x_j|^2 - 2 x_i . x_j, 1e-12))`` (the diagonal is exactly ``sqrt(1e-12)``), and both
+can be restricted to cross-modality pairs (``cross_modality=True``: positives and negatives from the other
+modality only). Anchors without a positive (another sample of their identity, of the other modality if asked) or
+without a negative are skipped; the loss is the mean over the remaining anchors.
+
+- :class:`TripletLoss` — AGW's ``OriTripletLoss`` (batch hard, Hermans et al. 2017):
+  ``mean_i relu(max_{p} d_ip - min_{n} d_in + margin)``.
+- :class:`WRTripletLoss` — AGW's ``TripletLoss_WRT`` (weighted regularisation triplet, Ye et al. TPAMI 2021):
+  softmax-weighted positive and negative distances and a soft margin,
+  ``mean_i softplus(sum_p w_ip d_ip - sum_n w_in d_in)`` with ``w_ip ∝ exp(d_ip)`` and ``w_in ∝ exp(-d_in)``.
+
+Shape legend: ``B`` batch, ``D`` embedding size.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from wrim.losses._common import check_nonnegative, compute_dtype, no_positive_message
+from wrim.miners.utils import check_embeddings, check_labels, pair_masks
+from wrim.modality import check_modalities
+
+__all__ = ["TripletLoss", "WRTripletLoss"]
+
+
+def _prepare(
+    embeddings: torch.Tensor, labels: torch.Tensor, modalities: torch.Tensor | None, cross_modality: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    embeddings = check_embeddings(embeddings)
+    batch = embeddings.shape[0]
+    labels = check_labels(labels, batch).to(embeddings.device)
+    if modalities is None:
+        if cross_modality:
+            raise ValueError("cross_modality=True needs modalities: a (B,) tensor with 0 = visible, 1 = infrared")
+    else:
+        modalities = check_modalities(modalities, batch).to(embeddings.device)
+    return embeddings.to(compute_dtype(embeddings)), labels, modalities
+
+
+def _agw_distance(x: torch.Tensor) -> torch.Tensor:
+    """AGW's ``pdist_torch``: Euclidean distances with a 1e-12 floor, (B, D) -> (B, B); exact zero on the diagonal."""
+    sq_norm = x.pow(2).sum(dim=1)  # (B,)
+    sq = sq_norm[:, None] + sq_norm[None, :] - 2.0 * (x @ x.T)  # (B, B)
+    eye = torch.eye(x.shape[0], dtype=torch.bool, device=x.device)  # (B, B)
+    sq = sq.masked_fill(eye, 0.0)  # x_i - x_i is exactly 0; the expansion may leave rounding noise
+    return sq.clamp(min=1e-12).sqrt()  # (B, B)
+
+
+def _valid_mean(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    return torch.where(valid, values, torch.zeros_like(values)).sum() / valid.sum()
+
+
+class TripletLoss(nn.Module):
+    r"""Batch-hard triplet loss, AGW's ``OriTripletLoss`` (the field's baseline comparator).
+
+    .. math::
+
+        \mathcal{L} = \frac{1}{|A|} \sum_{i \in A}
+            \big[\max_{p \in P(i)} d_{ip} - \min_{n \in N(i)} d_{in} + m\big]_+
+
+    ``P(i)``: other samples of the anchor's identity; ``N(i)``: samples of other identities; both from the other
+    modality only when ``cross_modality=True``; ``A``: anchors with both. ``d``: AGW's Euclidean distance on the
+    raw embeddings. Computed in float32 (float64 stays float64) with autocast disabled.
+
+    Example:
+        >>> loss = TripletLoss(margin=0.3)(features, labels)  # (B, D), (B,) -> ()
+    """
+
+    def __init__(self, margin: float = 0.3, cross_modality: bool = False) -> None:
+        """
+        Args:
+            margin: m, the ranking margin; AGW's default 0.3.
+            cross_modality: take positives and negatives from the anchor's other modality only.
+        """
+        super().__init__()
+        self.margin = check_nonnegative(margin, "margin")
+        self.cross_modality = bool(cross_modality)
+
+    def forward(
+        self, embeddings: torch.Tensor, labels: torch.Tensor, modalities: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Compute the loss.
+
+        Args:
+            embeddings: (B, D) features.
+            labels: (B,) identity labels.
+            modalities: (B,) modality ids; required when ``cross_modality=True``.
+
+        Returns:
+            The scalar loss.
+
+        Raises:
+            ValueError: mismatched lengths, or no anchor with both a positive and a negative.
+        """
+        with torch.autocast(device_type=embeddings.device.type, enabled=False):
+            x, labels, modalities = _prepare(embeddings, labels, modalities, self.cross_modality)
+            pos, neg = pair_masks(labels, labels, modalities, modalities, self.cross_modality)  # (B, B) each
+            valid = pos.any(dim=1) & neg.any(dim=1)  # (B,)
+            if not bool(valid.any()):
+                raise ValueError(
+                    no_positive_message("TripletLoss", labels, modalities if self.cross_modality else None)
+                )
+            dist = _agw_distance(x)  # (B, B)
+            hardest_pos = dist.masked_fill(~pos, float("-inf")).amax(dim=1)  # (B,)
+            hardest_neg = dist.masked_fill(~neg, float("inf")).amin(dim=1)  # (B,)
+            per_anchor = F.relu(hardest_pos - hardest_neg + self.margin)  # (B,); inf - inf rows are masked out
+            return _valid_mean(per_anchor, valid)
+
+    def extra_repr(self) -> str:
+        return f"margin={self.margin}, cross_modality={self.cross_modality}"
+
+
+def _agw_softmax_weights(dist: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """AGW's ``softmax_weights``: a masked softmax over each row, with AGW's ``+1e-6`` in the normaliser."""
+    max_v = (dist * mask).amax(dim=1, keepdim=True)  # (B, 1)
+    diff = dist - max_v  # (B, B)
+    expd = torch.exp(diff) * mask  # (B, B)
+    return expd / (expd.sum(dim=1, keepdim=True) + 1e-6)  # (B, B)
+
+
+class WRTripletLoss(nn.Module):
+    r"""Weighted regularisation triplet, AGW's ``TripletLoss_WRT`` (no margin, no parameter).
+
+    .. math::
+
+        \mathcal{L} = \frac{1}{|A|} \sum_{i \in A}
+            \log\Big(1 + \exp\big(\textstyle\sum_{p} w_{ip} d_{ip} - \sum_{n} w_{in} d_{in}\big)\Big),\quad
+        w_{ip} = \frac{e^{d_{ip}}}{\sum_{p'} e^{d_{ip'}}},\quad w_{in} = \frac{e^{-d_{in}}}{\sum_{n'} e^{-d_{in'}}}
+
+    As in AGW, without ``cross_modality`` the positive set of the weighting includes the anchor itself (distance
+    ``sqrt(1e-12)``) and the softmax normalisers carry a ``+1e-6``. With ``cross_modality=True`` positives and
+    negatives come from the other modality only. ``A``: anchors with a positive other than themselves and a
+    negative. Computed in float32 (float64 stays float64) with autocast disabled.
+
+    Example:
+        >>> loss = WRTripletLoss()(features, labels)  # (B, D), (B,) -> ()
+    """
+
+    def __init__(self, cross_modality: bool = False) -> None:
+        """
+        Args:
+            cross_modality: take positives and negatives from the anchor's other modality only.
+        """
+        super().__init__()
+        self.cross_modality = bool(cross_modality)
+
+    def forward(
+        self, embeddings: torch.Tensor, labels: torch.Tensor, modalities: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Compute the loss.
+
+        Args:
+            embeddings: (B, D) features.
+            labels: (B,) identity labels.
+            modalities: (B,) modality ids; required when ``cross_modality=True``.
+
+        Returns:
+            The scalar loss.
+
+        Raises:
+            ValueError: mismatched lengths, or no anchor with both a positive and a negative.
+        """
+        with torch.autocast(device_type=embeddings.device.type, enabled=False):
+            x, labels, modalities = _prepare(embeddings, labels, modalities, self.cross_modality)
+            pos, neg = pair_masks(labels, labels, modalities, modalities, self.cross_modality)  # (B, B) each
+            valid = pos.any(dim=1) & neg.any(dim=1)  # (B,)
+            if not bool(valid.any()):
+                msg = no_positive_message("WRTripletLoss", labels, modalities if self.cross_modality else None)
+                raise ValueError(msg)
+            if not self.cross_modality:
+                pos = pos | torch.eye(x.shape[0], dtype=torch.bool, device=x.device)  # AGW: the anchor is a positive
+            pos_f, neg_f = pos.to(x.dtype), neg.to(x.dtype)  # (B, B) each
+            dist = _agw_distance(x)  # (B, B)
+            dist_ap, dist_an = dist * pos_f, dist * neg_f  # (B, B) each
+            furthest_pos = (dist_ap * _agw_softmax_weights(dist_ap, pos_f)).sum(dim=1)  # (B,)
+            closest_neg = (dist_an * _agw_softmax_weights(-dist_an, neg_f)).sum(dim=1)  # (B,)
+            per_anchor = F.softplus(furthest_pos - closest_neg)  # (B,): SoftMarginLoss(closest - furthest, y=1)
+            return _valid_mean(per_anchor, valid)
+
+    def extra_repr(self) -> str:
+        return f"cross_modality={self.cross_modality}"

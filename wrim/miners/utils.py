@@ -1,0 +1,204 @@
+"""Vectorised building blocks shared by wrim's miners and losses.
+
+Shape legend: ``B`` anchors (the batch), ``R`` reference samples (the batch itself unless ``ref_emb`` is given),
+``D`` embedding size.
+
+Pairs follow pytorch-metric-learning's (PML) ``indices_tuple`` convention: a 4-tuple ``(a1, p, a2, n)`` of
+LongTensors where ``(a1[i], p[i])`` is a positive pair and ``(a2[j], n[j])`` a negative pair, anchors indexing the
+batch and ``p`` / ``n`` indexing the reference set. A 3-tuple ``(a, p, n)`` of triplets is also accepted where pairs
+are read.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "IndicesTuple",
+    "check_embeddings",
+    "check_k",
+    "check_labels",
+    "cosine_similarity_matrix",
+    "masks_to_pairs",
+    "pair_masks",
+    "pairs_to_masks",
+    "select_per_row",
+]
+
+IndicesTuple = tuple[torch.Tensor, ...]
+
+
+def check_k(k: int, name: str = "k") -> int:
+    """Validate a per-anchor count such as the number of key instances.
+
+    Args:
+        k: the value to check; must be an integer >= 1.
+        name: the argument name used in error messages.
+    """
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise TypeError(f"{name} must be an int >= 1 (the number of instances kept per anchor); got {k!r}")
+    if k < 1:
+        raise ValueError(f"{name} must be >= 1 (the number of instances kept per anchor); got {k}")
+    return k
+
+
+def check_embeddings(embeddings: torch.Tensor, name: str = "embeddings") -> torch.Tensor:
+    """Validate a (N, D) floating-point embedding matrix.
+
+    Args:
+        embeddings: the tensor to check.
+        name: the argument name used in error messages.
+    """
+    if not isinstance(embeddings, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape (batch, dim); got {type(embeddings).__name__}")
+    if not embeddings.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor; got dtype {embeddings.dtype}")
+    if embeddings.dim() != 2:
+        raise ValueError(
+            f"{name} must have shape (batch, dim); got {tuple(embeddings.shape)}. Flatten or pool features first."
+        )
+    return embeddings
+
+
+def check_labels(labels: torch.Tensor, batch_size: int, name: str = "labels") -> torch.Tensor:
+    """Validate a (N,) integer label vector of the given length and return it as a LongTensor.
+
+    Args:
+        labels: one identity label per sample.
+        batch_size: the number of samples it must describe.
+        name: the argument name used in error messages.
+    """
+    if not isinstance(labels, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape ({batch_size},); got {type(labels).__name__}")
+    if labels.dtype.is_floating_point or labels.dtype.is_complex:
+        raise TypeError(f"{name} must be an integer tensor of identity labels; got dtype {labels.dtype}")
+    if labels.dim() != 1 or labels.shape[0] != batch_size:
+        raise ValueError(
+            f"{name} must have shape ({batch_size},), one label per embedding; got {tuple(labels.shape)}. "
+            "Embeddings, labels and modalities must have the same length."
+        )
+    return labels.long()
+
+
+def cosine_similarity_matrix(embeddings: torch.Tensor, ref_emb: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity of every anchor with every reference sample.
+
+    Args:
+        embeddings: anchors, (B, D).
+        ref_emb: reference samples, (R, D).
+
+    Returns:
+        (B, R) similarities ``s_ij = z_i . z_j`` of the L2-normalised rows.
+    """
+    z = F.normalize(embeddings, dim=1)  # (B, D)
+    ref_z = z if ref_emb is embeddings else F.normalize(ref_emb, dim=1)  # (R, D)
+    return z @ ref_z.T  # (B, D) @ (D, R) -> (B, R)
+
+
+def pair_masks(
+    labels: torch.Tensor,
+    ref_labels: torch.Tensor,
+    modalities: torch.Tensor | None = None,
+    ref_modalities: torch.Tensor | None = None,
+    cross_modality: bool = False,
+    exclude_self: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Boolean masks of all positive and all negative (anchor, reference) pairs.
+
+    Args:
+        labels: anchor labels, (B,).
+        ref_labels: reference labels, (R,).
+        modalities: anchor modality ids, (B,); required when ``cross_modality`` is True.
+        ref_modalities: reference modality ids, (R,); required when ``cross_modality`` is True.
+        cross_modality: keep only pairs whose two samples come from different modalities.
+        exclude_self: drop the diagonal (the reference set is the batch itself, so ``i == j`` is the anchor).
+
+    Returns:
+        ``(pos, neg)``, each (B, R) bool: same label / different label, restricted as asked.
+    """
+    same = labels[:, None] == ref_labels[None, :]  # (B, R)
+    pos, neg = same, ~same
+    if cross_modality:
+        if modalities is None or ref_modalities is None:
+            raise ValueError("cross_modality=True needs modalities (and ref_modalities when ref_emb is given)")
+        other = modalities[:, None] != ref_modalities[None, :]  # (B, R)
+        pos, neg = pos & other, neg & other
+    if exclude_self:
+        eye = torch.eye(pos.shape[0], pos.shape[1], dtype=torch.bool, device=pos.device)  # (B, R)
+        pos = pos & ~eye
+    return pos, neg
+
+
+def select_per_row(scores: torch.Tensor, mask: torch.Tensor, k: int, largest: bool) -> torch.Tensor:
+    """Keep, in every row, the ``k`` masked entries with the smallest (or largest) score.
+
+    Ties are broken deterministically towards the lower column index (a stable sort), so that the result does not
+    depend on the device or the sorting kernel. Rows with fewer than ``k`` masked entries keep all of them.
+
+    Args:
+        scores: (B, R) scores, e.g. cosine similarities.
+        mask: (B, R) bool, the candidates.
+        k: how many to keep per row.
+        largest: keep the largest scores (hardest negatives) instead of the smallest (hardest positives).
+
+    Returns:
+        (B, R) bool mask, a subset of ``mask`` with at most ``k`` True entries per row.
+    """
+    k = min(k, scores.shape[1])
+    if k == 0:
+        return mask.clone()
+    keyed = -scores if largest else scores  # smallest key first in both cases
+    keyed = keyed.masked_fill(~mask, float("inf"))  # (B, R): non-candidates sort last
+    order = torch.sort(keyed, dim=1, stable=True).indices[:, :k]  # (B, k)
+    chosen = torch.zeros_like(mask).scatter_(1, order, True)  # (B, R)
+    return chosen & mask
+
+
+def masks_to_pairs(pos: torch.Tensor, neg: torch.Tensor) -> IndicesTuple:
+    """Turn (B, R) positive / negative masks into PML's pair tuple ``(a1, p, a2, n)`` (row-major order)."""
+    a1, p = pos.nonzero(as_tuple=True)  # (P,), (P,)
+    a2, n = neg.nonzero(as_tuple=True)  # (N,), (N,)
+    return a1, p, a2, n
+
+
+def pairs_to_masks(indices_tuple: IndicesTuple, num_anchors: int, num_refs: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Turn a PML ``indices_tuple`` into (B, R) positive / negative masks (a pair listed twice counts once).
+
+    Args:
+        indices_tuple: ``(a1, p, a2, n)`` pairs or ``(a, p, n)`` triplets, 1-D integer tensors.
+        num_anchors: B, the number of anchors the indices ``a1`` / ``a2`` / ``a`` refer to.
+        num_refs: R, the number of reference samples ``p`` / ``n`` refer to.
+    """
+    if not isinstance(indices_tuple, (tuple, list)) or len(indices_tuple) not in (3, 4):
+        raise TypeError(
+            "indices_tuple must be a 4-tuple (a1, p, a2, n) of pairs or a 3-tuple (a, p, n) of triplets, "
+            f"as returned by a wrim or pytorch-metric-learning miner; got {type(indices_tuple).__name__}"
+            + (f" of length {len(indices_tuple)}" if isinstance(indices_tuple, (tuple, list)) else "")
+        )
+    for t in indices_tuple:
+        if not isinstance(t, torch.Tensor) or t.dim() != 1 or t.dtype.is_floating_point:
+            raise TypeError("every element of indices_tuple must be a 1-D integer tensor")
+    if len(indices_tuple) == 3:
+        a, p, n = indices_tuple
+        if not len(a) == len(p) == len(n):
+            raise ValueError("a triplet indices_tuple (a, p, n) needs three tensors of equal length")
+        a1, a2 = a, a
+    else:
+        a1, p, a2, n = indices_tuple
+        if len(a1) != len(p) or len(a2) != len(n):
+            raise ValueError("a pair indices_tuple (a1, p, a2, n) needs len(a1) == len(p) and len(a2) == len(n)")
+    for idx, size, what in (
+        (a1, num_anchors, "anchor"),
+        (a2, num_anchors, "anchor"),
+        (p, num_refs, "positive"),
+        (n, num_refs, "negative"),
+    ):
+        if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= size):
+            raise ValueError(f"indices_tuple holds a {what} index outside [0, {size}); mine on the same batch")
+    device = p.device
+    pos = torch.zeros(num_anchors, num_refs, dtype=torch.bool, device=device)  # (B, R)
+    neg = torch.zeros(num_anchors, num_refs, dtype=torch.bool, device=device)  # (B, R)
+    pos[a1.long(), p.long()] = True
+    neg[a2.long(), n.long()] = True
+    return pos, neg
