@@ -4,6 +4,9 @@ Layers (MIIM, GRI), losses (CMKIC, AICL), key-instance miners and WRIMNet over a
 """
 
 from wrim import layers as layers
+from wrim.layers import GRI as GRI
+from wrim.layers import MIIM as MIIM
+from wrim.layers import ModalityMIIM as ModalityMIIM
 from wrim.layers.config import set_fused_attn as set_fused_attn
 from wrim.layers.config import use_fused_attn as use_fused_attn
 from wrim.modality import INFRARED as INFRARED
@@ -11,6 +14,9 @@ from wrim.modality import VISIBLE as VISIBLE
 from wrim.version import __version__ as __version__
 
 __all__ = [
+    "GRI",
+    "MIIM",
+    "ModalityMIIM",
     "INFRARED",
     "VISIBLE",
     "__version__",

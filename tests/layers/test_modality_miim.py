@@ -1,0 +1,108 @@
+"""ModalityMIIM: each sample equals its own modality's MIIM, gradients reach only the copy used, any batch order."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+import wrim
+from wrim import INFRARED, VISIBLE, ModalityMIIM
+
+
+def _module(**kwargs) -> ModalityMIIM:
+    return ModalityMIIM(32, reduction=2, stride=2, num_heads=4, **kwargs)
+
+
+@pytest.mark.parametrize("order", [[0, 1, 1, 0, 1, 0], [0, 0, 0, 1, 1, 1], [1, 1, 1, 0, 0, 0], [1, 0, 1, 0, 1, 0]])
+def test_train_mode_equals_each_copy_on_its_own_samples(order: list[int]) -> None:
+    module = _module()
+    alone = copy.deepcopy(module)
+    x = torch.randn(6, 32, 10, 6)
+    modalities = torch.tensor(order)
+    out = module(x, modalities)
+    for modality in (VISIBLE, INFRARED):
+        picked = modalities == modality
+        torch.testing.assert_close(out[picked], alone.branch(modality)(x[picked]), rtol=1e-5, atol=1e-5)
+        for name in ("running_mean", "running_var", "num_batches_tracked"):
+            torch.testing.assert_close(
+                getattr(module.branch(modality).norm, name), getattr(alone.branch(modality).norm, name)
+            )
+
+
+def test_eval_mode_each_sample_equals_its_copy_alone() -> None:
+    module = _module()
+    module(torch.randn(8, 32, 10, 6), torch.tensor([0, 1] * 4))  # move the running statistics
+    module.eval()
+    x = torch.randn(5, 32, 10, 6)
+    modalities = torch.tensor([1, 0, 0, 1, 0])
+    with torch.no_grad():
+        out = module(x, modalities)
+        for index in range(5):
+            single = module.branch(int(modalities[index]))(x[index : index + 1])
+            torch.testing.assert_close(out[index : index + 1], single, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("modality", [VISIBLE, INFRARED])
+def test_single_modality_batch_trains_only_its_copy(modality: int) -> None:
+    module = _module()
+    before = copy.deepcopy(module)
+    x = torch.randn(4, 32, 10, 6, requires_grad=True)
+    module(x, torch.full((4,), modality)).square().mean().backward()
+    used, unused = module.branch(modality), module.branch(1 - modality)
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in used.parameters())
+    assert all(p.grad is None or not p.grad.any() for p in unused.parameters())
+    # the absent modality's running statistics are untouched
+    torch.testing.assert_close(unused.norm.running_mean, before.branch(1 - modality).norm.running_mean)
+    assert int(unused.norm.num_batches_tracked) == 0
+    assert int(used.norm.num_batches_tracked) == 1
+
+
+def test_mixed_batch_gradients_match_separate_runs() -> None:
+    module = _module().double()
+    alone = copy.deepcopy(module)
+    x = torch.randn(6, 32, 8, 4, dtype=torch.float64)
+    modalities = torch.tensor([1, 0, 1, 1, 0, 0])
+    weights = torch.randn(6, 32, 8, 4, dtype=torch.float64)
+    (module(x, modalities) * weights).sum().backward()
+    for modality in (VISIBLE, INFRARED):
+        picked = modalities == modality
+        (alone.branch(modality)(x[picked]) * weights[picked]).sum().backward()
+    for (name, p), q in zip(module.named_parameters(), alone.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-9, atol=1e-9, msg=name)
+
+
+def test_fused_flag_reaches_both_copies_and_paths_agree() -> None:
+    module = _module().double()
+    x = torch.randn(4, 32, 8, 4, dtype=torch.float64)
+    modalities = torch.tensor([0, 1, 0, 1])
+    fused = module(x, modalities)
+    module.fused_attn = False
+    assert module.visible.gri.fused_attn is False and module.infrared.gri.fused_attn is False
+    torch.testing.assert_close(module(x, modalities), fused, rtol=1e-10, atol=1e-10)
+
+
+def test_without_out_norm() -> None:
+    module = _module(out_norm=False).eval()
+    x = torch.randn(3, 32, 8, 4)
+    modalities = torch.tensor([0, 1, 1])
+    with torch.no_grad():
+        out = module(x, modalities)
+        torch.testing.assert_close(out[1:], module.infrared(x[1:]))
+
+
+def test_bad_modalities() -> None:
+    module = _module()
+    x = torch.randn(3, 32, 8, 4)
+    with pytest.raises(ValueError, match=r"shape \(3,\)"):
+        module(x, torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match=r"found \[2\]"):
+        module(x, torch.tensor([0, 1, 2]))
+    with pytest.raises(TypeError, match="integer"):
+        module(x, torch.tensor([0.0, 1.0, 0.0]))
+    with pytest.raises(ValueError, match="branch|modality"):
+        module.branch(3)
+    with pytest.raises(ValueError, match="built for 32 channels"):
+        module(torch.randn(3, 16, 8, 4), torch.tensor([0, 1, 0]))
+    assert wrim.VISIBLE == 0 and wrim.INFRARED == 1

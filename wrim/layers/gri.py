@@ -1,0 +1,138 @@
+"""GRI - Global Region Interaction: multi-head attention between the region tokens of a compressed feature map.
+
+Shapes: ``B`` batch, ``C`` channels of the compressed map (``dim``), ``h, w`` its grid, ``N = h·w`` query tokens,
+``M`` key/value tokens (``N``, or the ``kv_pool``-pooled grid), ``H`` heads, ``d = C / H`` head dim.
+
+paper.md §1, step 2 ([P][N]): ``F4 = GRI(Q = F2, K = F3, V = F3)`` where ``F2`` is the compressed map and ``F3`` its
+average-pooled version. With tokens ``T = flatten(F2) + P`` (``P`` the 2-D sine-cosine encoding, [D]) and
+``T3 = flatten(AvgPool_k(F2 + P))`` (``k = kv_pool``; ``k = 1`` means ``T3 = T``, [D])::
+
+    Q = LN(T) W_q,   K = LN(T3) W_k,   V = LN(T3) W_v          (one qkv Linear, no bias [N])
+    A = softmax(Q Kᵀ / √d) V                                    (per head)
+    F4 = T + (A W_o + b_o)                                      (residual [D], output projection with bias [N])
+
+Two attention paths give the same numbers: the fused path calls ``F.scaled_dot_product_attention``; the
+reference path writes ``softmax(QKᵀ/√d)V`` out explicitly. ``fused_attn`` (default: ``wrim.use_fused_attn()``)
+selects one per instance.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from wrim.layers.config import use_fused_attn
+from wrim.layers.pos_embed import sincos_2d_pos_embed
+
+__all__ = ["GRI"]
+
+_POS_EMBEDS = ("sincos", None)
+
+
+class GRI(nn.Module):
+    """Global Region Interaction (paper.md §1, step 2): attention over the region tokens of a feature map."""
+
+    fused_attn: Final[bool]
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 8,
+        kv_pool: int = 1,
+        pos_embed: str | None = "sincos",
+        qkv_bias: bool = False,
+        residual: bool = True,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+        norm_layer: type[nn.Module] = nn.LayerNorm,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        """
+        Args:
+            dim: channels of the compressed map (the token dimension).
+            num_heads: attention heads; must divide ``dim`` (8 in [N]).
+            kv_pool: average-pooling factor that turns the query grid into the key/value grid (``F3`` of the
+                paper); 1 uses the query tokens themselves (the module list of [N] shows no pooling layer). [D]
+            pos_embed: ``"sincos"`` adds the fixed 2-D sine-cosine encoding to the tokens; ``None`` switches it off
+                (ablation). [D]
+            qkv_bias: bias in the qkv projection ([N]: none).
+            residual: add the attention output to its input tokens (pre-norm transformer form). [D]
+            attn_drop: dropout on the attention weights ([N]: 0).
+            proj_drop: dropout after the output projection ([N]: 0).
+            norm_layer: the token norm applied before qkv ([N]: LayerNorm).
+            device: parameter device.
+            dtype: parameter dtype.
+        """
+        super().__init__()
+        if num_heads < 1 or dim % num_heads != 0:
+            raise ValueError(f"num_heads must divide dim; got dim={dim}, num_heads={num_heads}")
+        if kv_pool < 1:
+            raise ValueError(f"kv_pool must be >= 1 (1 = no pooling of keys/values); got {kv_pool}")
+        if pos_embed not in _POS_EMBEDS:
+            raise ValueError(f"pos_embed must be one of {_POS_EMBEDS}; got {pos_embed!r}")
+        if pos_embed == "sincos" and dim % 4 != 0:
+            raise ValueError(f"pos_embed='sincos' needs dim divisible by 4; got dim={dim} (or use pos_embed=None)")
+        factory = {"device": device, "dtype": dtype}
+        self.dim = dim
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.kv_pool = kv_pool
+        self.pos_embed = pos_embed
+        self.residual = residual
+        self.fused_attn = use_fused_attn()
+        self.norm = norm_layer(dim, **factory)
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias, **factory)
+        self.attn_drop = nn.Dropout(attn_drop)
+        self.proj = nn.Linear(dim, dim, **factory)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Region interaction on a compressed map.
+
+        Args:
+            x: compressed map ``F2``, (B, C, h, w).
+
+        Returns:
+            ``F4`` as tokens, (B, N, C), in row-major (y, x) order.
+        """
+        if x.dim() != 4 or x.shape[1] != self.dim:
+            raise ValueError(f"GRI expects a (B, {self.dim}, h, w) map; got shape {tuple(x.shape)}")
+        batch, dim, height, width = x.shape
+        tokens = x.permute(0, 2, 3, 1).reshape(batch, height * width, dim)  # (B, C, h, w) -> (B, N, C)
+        if self.pos_embed == "sincos":
+            tokens = tokens + sincos_2d_pos_embed(height, width, dim, device=x.device, dtype=tokens.dtype)
+        queries = self.norm(tokens)  # (B, N, C)
+        if self.kv_pool == 1:
+            qkv = self.qkv(queries).view(batch, -1, 3, self.num_heads, self.head_dim)  # (B, N, 3, H, d)
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, H, N, d)
+        else:
+            grid = tokens.view(batch, height, width, dim).permute(0, 3, 1, 2)  # (B, C, h, w)
+            pooled = F.avg_pool2d(grid, self.kv_pool, ceil_mode=True)  # (B, C, h', w')
+            keys = self.norm(pooled.flatten(2).transpose(1, 2))  # (B, M, C)
+            w_q, w_kv = self.qkv.weight.split([dim, 2 * dim])
+            b_q, b_kv = self.qkv.bias.split([dim, 2 * dim]) if self.qkv.bias is not None else (None, None)
+            q = F.linear(queries, w_q, b_q).view(batch, -1, self.num_heads, self.head_dim).transpose(1, 2)
+            kv = F.linear(keys, w_kv, b_kv).view(batch, -1, 2, self.num_heads, self.head_dim)  # (B, M, 2, H, d)
+            k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)  # 2 x (B, H, M, d)
+        attended = self._attend(q, k, v)  # (B, H, N, d)
+        attended = attended.transpose(1, 2).reshape(batch, height * width, dim)  # (B, N, C)
+        out = self.proj_drop(self.proj(attended))
+        return tokens + out if self.residual else out
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """softmax(QKᵀ/√d)V, fused or written out. (B, H, N, d), (B, H, M, d) x 2 -> (B, H, N, d)."""
+        if self.fused_attn:
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop.p if self.training else 0.0)
+        scores = (q * self.head_dim**-0.5) @ k.transpose(-2, -1)  # (B, H, N, M)
+        weights = self.attn_drop(scores.softmax(dim=-1))
+        return weights @ v
+
+    def extra_repr(self) -> str:
+        return (
+            f"dim={self.dim}, num_heads={self.num_heads}, kv_pool={self.kv_pool}, pos_embed={self.pos_embed!r}, "
+            f"residual={self.residual}, fused_attn={self.fused_attn}"
+        )

@@ -1,0 +1,123 @@
+"""ModalityMIIM - the paper's *separate* MIIM: one MIIM per modality, each sample routed to its own copy.
+
+Shapes: ``B`` batch, ``C`` channels, ``H, W`` map size, ``h, w`` the MIIM's token grid; ``modalities: (B,)`` with
+``wrim.VISIBLE = 0`` and ``wrim.INFRARED = 1``.
+
+paper.md §1 ([P][N]): the shallow MIIMs are modality-specific - a visible and an infrared copy with separate weights.
+[D] routing is by a per-sample ``modalities`` tensor, so any batch order and single-modality batches work.
+
+Routing keeps every shape static (no ``nonzero``, no per-modality sub-batches, so ``torch.compile`` sees one graph):
+
+- the low-resolution gate of each copy is computed for the whole batch and selected per sample,
+  ``G_b = G^{m_b}_b`` (the gate has no batch coupling, so this equals running each copy on its own samples);
+- the full-resolution tail ``X + BN^{m}(X ⊙ Up(G))`` runs once, with batch-norm statistics taken per modality
+  (masked per-modality moments), which equals each copy's BatchNorm on its own samples, running statistics included.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from wrim.layers.miim import MIIM, reweight
+from wrim.modality import INFRARED, VISIBLE, check_modalities
+
+__all__ = ["ModalityMIIM"]
+
+
+class ModalityMIIM(nn.Module):
+    """Separate (modality-specific) MIIM: ``forward(x, modalities)``, (B, C, H, W), (B,) -> (B, C, H, W)."""
+
+    def __init__(self, channels: int, **kwargs) -> None:
+        """
+        Args:
+            channels: input (and output) channels ``C``.
+            **kwargs: the :class:`~wrim.layers.MIIM` arguments (``reduction``, ``stride``, ``num_heads``,
+                ``kv_pool``, ``pos_embed``, ...), shared by both copies.
+        """
+        super().__init__()
+        self.visible = MIIM(channels, **kwargs)
+        self.infrared = MIIM(channels, **kwargs)
+        self.channels = channels
+        self.stride = self.visible.stride
+
+    def branch(self, modality: int) -> MIIM:
+        """The MIIM copy of one modality (``wrim.VISIBLE`` or ``wrim.INFRARED``)."""
+        if modality == VISIBLE:
+            return self.visible
+        if modality == INFRARED:
+            return self.infrared
+        raise ValueError(f"modality must be wrim.VISIBLE (0) or wrim.INFRARED (1); got {modality!r}")
+
+    @property
+    def fused_attn(self) -> bool:
+        """Whether both copies use the fused SDPA path (settable)."""
+        return self.visible.fused_attn and self.infrared.fused_attn
+
+    @fused_attn.setter
+    def fused_attn(self, enable: bool) -> None:
+        self.visible.fused_attn = enable
+        self.infrared.fused_attn = enable
+
+    def forward(self, x: torch.Tensor, modalities: torch.Tensor) -> torch.Tensor:
+        """Route each sample through its modality's MIIM.
+
+        Args:
+            x: feature map, (B, C, H, W).
+            modalities: (B,) ids, 0 = visible, 1 = infrared.
+
+        Returns:
+            (B, C, H, W).
+        """
+        self.visible.check_input(x)
+        modalities = check_modalities(modalities, x.shape[0]).to(x.device)
+        is_infrared = (modalities == INFRARED).view(-1, 1, 1, 1)  # (B, 1, 1, 1)
+        gate = torch.where(is_infrared, self.infrared.gate(x), self.visible.gate(x))  # (B, C, h, w)
+        reweighted = reweight(x, gate, self.stride)  # (B, C, H, W)
+        if isinstance(self.visible.norm, nn.Identity):
+            return x + reweighted
+        return x + self._modality_batch_norm(reweighted, modalities).to(x.dtype)
+
+    def _modality_batch_norm(self, y: torch.Tensor, modalities: torch.Tensor) -> torch.Tensor:
+        """Non-affine BatchNorm with per-modality statistics and running buffers. (B, C, H, W) -> (B, C, H, W)."""
+        norms = (self.visible.norm, self.infrared.norm)
+        y32 = y.to(torch.promote_types(y.dtype, torch.float32))  # statistics in at least float32
+        if self.training or norms[0].running_mean is None:
+            mean, var = _per_modality_moments(y32, modalities)  # (2, C) each
+            if self.training and norms[0].track_running_stats:
+                _update_running_stats(norms, mean, var, modalities, y.shape[2] * y.shape[3])
+        else:
+            mean = torch.stack([norm.running_mean for norm in norms])  # (2, C)
+            var = torch.stack([norm.running_var for norm in norms])
+        centered = y32 - mean[modalities][:, :, None, None]  # (B, C, H, W)
+        return centered * torch.rsqrt(var[modalities] + norms[0].eps)[:, :, None, None]
+
+
+def _per_modality_moments(y: torch.Tensor, modalities: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-modality channel mean and biased variance over (samples, H, W). (B, C, H, W), (B,) -> (2, C), (2, C).
+
+    A modality absent from the batch gets mean 0 and variance 0; no sample reads them.
+    """
+    onehot = torch.nn.functional.one_hot(modalities, 2).to(y.dtype)  # (B, 2)
+    counts = onehot.sum(0).clamp(min=1)[:, None]  # (2, 1)
+    mean = onehot.t() @ y.mean(dim=(2, 3)) / counts  # (2, C)
+    var = onehot.t() @ (y - mean[modalities][:, :, None, None]).square().mean(dim=(2, 3)) / counts  # (2, C)
+    return mean, var
+
+
+@torch.no_grad()
+def _update_running_stats(
+    norms: tuple[nn.Module, nn.Module], mean: torch.Tensor, var: torch.Tensor, modalities: torch.Tensor, pixels: int
+) -> None:
+    """Update each copy's running mean/var as its own BatchNorm would, only where its modality is in the batch."""
+    counts = torch.stack([(modalities == VISIBLE).sum(), (modalities == INFRARED).sum()])  # (2,)
+    for index, norm in enumerate(norms):
+        present = counts[index] > 0
+        elements = (counts[index] * pixels).to(var.dtype)
+        unbiased = var[index] * elements / (elements - 1).clamp(min=1)
+        norm.num_batches_tracked.add_(present.long())
+        momentum = norm.momentum if norm.momentum is not None else 1.0 / norm.num_batches_tracked.clamp(min=1).item()
+        new_mean = torch.lerp(norm.running_mean, mean[index].to(norm.running_mean.dtype), momentum)
+        new_var = torch.lerp(norm.running_var, unbiased.to(norm.running_var.dtype), momentum)
+        norm.running_mean.copy_(torch.where(present, new_mean, norm.running_mean))
+        norm.running_var.copy_(torch.where(present, new_var, norm.running_var))
