@@ -1,0 +1,8 @@
+"""``python -m wrim``: the ``wrim`` command line (see :mod:`wrim.engine.cli`); also what torchrun runs."""
+
+from wrim.engine.cli import main
+
+__all__: list[str] = []
+
+if __name__ == "__main__":
+    raise SystemExit(main())

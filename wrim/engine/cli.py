@@ -1,0 +1,201 @@
+"""The ``wrim`` command line: ``train``, ``eval``, ``bench`` and ``synth``.
+
+Usage::
+
+    wrim train                                   # the synthetic default: trains and evaluates on 2 CPU cores
+    wrim train --config sysu data.root=/data/SYSU-MM01 model.compile=true
+    wrim train --config synthetic --resume        # continue the latest synthetic run
+    torchrun --nproc_per_node=4 -m wrim train --config sysu data.root=... data.num_ids=4
+    wrim eval --checkpoint runs/sysu-.../best.safetensors --dataset sysu --root /data/SYSU-MM01 mode=indoor
+    wrim bench                                    # examples/benchmarks/bench_*.py (from a source checkout)
+    wrim synth --out ./synthetic                  # write the synthetic set in SYSU-MM01's layout
+
+``python -m wrim ...`` is the same program.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+__all__ = ["build_parser", "main"]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``wrim`` command."""
+    from wrim.engine.config import list_configs
+
+    parser = argparse.ArgumentParser(prog="wrim", description="WRIM-Net training, evaluation and benchmarks.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train and evaluate a model from a config")
+    train.add_argument(
+        "--config", default="synthetic", help=f"a shipped config {list_configs()} or a YAML path (default: synthetic)"
+    )
+    train.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="RUN_DIR",
+        help="continue RUN_DIR, or without a value the latest run of this config in output_dir",
+    )
+    train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. optim.lr=0.01")
+
+    ev = sub.add_parser("eval", help="evaluate a checkpoint on a dataset's protocol")
+    ev.add_argument("--checkpoint", required=True, help="a run's <tag>.safetensors (its run folder holds model.json)")
+    ev.add_argument("--dataset", required=True, choices=["synthetic", "sysu", "regdb", "llcm"])
+    ev.add_argument("--root", default=None, help="the dataset folder (not needed for synthetic)")
+    ev.add_argument("--trials", default=None, help="comma-separated gallery trials (default: the dataset's)")
+    ev.add_argument("--img-size", default=None, help="H,W (default: the training size from model.json)")
+    ev.add_argument("--batch-size", type=int, default=128)
+    ev.add_argument("--device", default="auto")
+    ev.add_argument("--flip", action="store_true", help="add the flipped image's embedding")
+    ev.add_argument("--dataset-arg", action="append", default=[], metavar="key=value", help="e.g. trial=3 (RegDB)")
+    ev.add_argument("protocol", nargs="*", metavar="key=value", help="protocol arguments, e.g. mode=indoor")
+
+    bench = sub.add_parser("bench", help="run the benchmarks in examples/benchmarks that apply to this machine")
+    bench.add_argument("--all", action="store_true", help="run examples/benchmarks/run_all.sh instead")
+
+    synth = sub.add_parser("synth", help="write the synthetic VI-ReID set in SYSU-MM01's native layout")
+    synth.add_argument("--out", required=True, help="the output folder")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--num-ids", type=int, default=None, help="number of identities (default: the dataset's)")
+    return parser
+
+
+def _parse_pairs(items: list[str]) -> dict[str, object]:
+    pairs = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"{item!r} must look like key=value")
+        key, value = item.split("=", 1)
+        pairs[key] = yaml.safe_load(value)
+    return pairs
+
+
+def _print_metrics(title: str, metrics: dict[str, float]) -> None:
+    cells = "  ".join(f"{k} {metrics[k]:.2f}" for k in ("R1", "R5", "R10", "R20", "mAP", "mINP") if k in metrics)
+    print(f"{title}: {cells}", flush=True)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from wrim.engine.config import load_config
+    from wrim.engine.trainer import Trainer
+
+    start = time.perf_counter()
+    config = load_config(args.config, args.overrides)
+    run_dir = args.resume if isinstance(args.resume, str) else None
+    result = Trainer(config, run_dir=run_dir, resume=bool(args.resume)).fit()
+    if int(os.environ.get("RANK", "0")) == 0:
+        _print_metrics(f"final ({result.run_dir})", result.metrics)
+        print(f"wall time {time.perf_counter() - start:.0f} s", flush=True)
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from wrim.engine.config import DataConfig
+    from wrim.engine.distributed import resolve_device
+    from wrim.engine.trainer import build_dataset
+    from wrim.evaluation import evaluate_protocol
+    from wrim.models import create_model, load_weights
+
+    checkpoint = Path(args.checkpoint)
+    info_path = checkpoint.parent / "model.json"
+    if not checkpoint.is_file():
+        raise ValueError(f"checkpoint {str(checkpoint)!r} does not exist")
+    if not info_path.is_file():
+        raise ValueError(f"{str(info_path)!r} is missing: --checkpoint must be a file inside a wrim run folder")
+    info = json.loads(info_path.read_text(encoding="utf-8"))
+    config_path = checkpoint.parent / "config.yaml"
+    model_kwargs = {}
+    if config_path.is_file():
+        model_kwargs = dict(
+            (yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}).get("model", {}).get("kwargs") or {}
+        )
+    img_size = tuple(int(v) for v in args.img_size.split(",")) if args.img_size else tuple(info["img_size"])
+    device = resolve_device(args.device)
+    model = create_model(
+        info["model"], pretrained=False, num_classes=info["num_classes"], img_size=img_size, **model_kwargs
+    )
+    load_weights(model, checkpoint)
+    model.to(device).eval()
+    dataset = build_dataset(
+        DataConfig(dataset=args.dataset, root=args.root, dataset_kwargs=_parse_pairs(args.dataset_arg))
+    )
+    trials = [int(t) for t in args.trials.split(",")] if args.trials else None
+    with torch.no_grad():
+        result = evaluate_protocol(
+            model, dataset, trials=trials, img_size=img_size, batch_size=args.batch_size, device=device,
+            flip=args.flip, **_parse_pairs(args.protocol),
+        )  # fmt: skip
+    _print_metrics(f"{args.dataset} {checkpoint}", {k: float(v) for k, v in result.as_dict().items()})
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import torch
+
+    folder = REPO_ROOT / "examples" / "benchmarks"
+    if not folder.is_dir():
+        raise ValueError(
+            f"{str(folder)!r} not found: wrim bench runs from a source checkout (git clone + pip install -e .)"
+        )
+    if args.all:
+        return subprocess.call(["bash", str(folder / "run_all.sh")], cwd=REPO_ROOT)
+    status = 0
+    for script in sorted(folder.glob("bench_*.py")):
+        if "REQUIRES_CUDA = True" in script.read_text(encoding="utf-8") and not torch.cuda.is_available():
+            print(f"== {script.name}: skipped (needs CUDA)", flush=True)
+            continue
+        print(f"== {script.name}", flush=True)
+        rc = subprocess.call([sys.executable, str(script)], cwd=REPO_ROOT)
+        if rc != 0:
+            print(f"== {script.name} failed with exit code {rc}", flush=True)
+            status = rc
+    return status
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from wrim.data import SyntheticVIReID
+
+    start = time.perf_counter()
+    kwargs = {"seed": args.seed}
+    if args.num_ids is not None:
+        kwargs["num_ids"] = args.num_ids
+    dataset = SyntheticVIReID(root=args.out, **kwargs)
+    print(
+        f"synthetic set in {dataset.root}: {dataset.num_classes} training identities, {len(dataset.train)} training "
+        f"images ({time.perf_counter() - start:.1f} s)",
+        flush=True,
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``wrim`` console script and ``python -m wrim``.
+
+    Args:
+        argv: the arguments (default ``sys.argv[1:]``).
+
+    Returns:
+        The process exit code (a configuration error prints its message and returns 2).
+    """
+    args = build_parser().parse_args(argv)
+    handlers = {"train": _train, "eval": _eval, "bench": _bench, "synth": _synth}
+    try:
+        return handlers[args.command](args)
+    except ValueError as err:
+        print(f"wrim {args.command}: error: {err}", file=sys.stderr)
+        return 2

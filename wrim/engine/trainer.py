@@ -1,0 +1,617 @@
+"""The training loop: WRIMNet + ID loss on every head + AICL, evaluation, checkpoints and logs, in plain PyTorch.
+
+One optimiser step ([P] losses, [D] weights, paper.md §2)::
+
+    out  = model(images, modalities)                       # WRIMNetOutput, B = num_ids * 2 * num_instances
+    L_id = sum_h CE_ls(out.logits[h], pids)                # every head: P5 global, P5 parts, P4 global
+    L_m  = AICL(out.p5_projection, out.p4_projection, pids, modalities)   # CMKIC on P5 + p4_weight * P4
+    L    = id_weight * L_id + metric_weight * L_m
+
+Around it: SGD + warmup/step or AdamW + cosine (:mod:`wrim.engine.optim`), bf16 autocast on CUDA and fp32 on
+the CPU, channels_last, optional ``torch.compile``, gradient clipping, evaluation every ``eval.every`` epochs
+with best-R1 checkpointing, a checkpoint after every finished epoch, exact resumes on the CPU, DDP under
+torchrun, and a clear :class:`NonFiniteLossError` when a loss term becomes NaN or infinite.
+
+Example:
+    >>> from wrim.engine import Trainer, load_config
+    >>> result = Trainer(load_config("synthetic", ["epochs=1"])).fit()   # doctest: +SKIP
+    >>> result.metrics["R1"]                                             # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm.auto import tqdm
+
+from wrim.engine.checkpoint import (
+    capture_rng_state,
+    checkpoint_exists,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from wrim.engine.config import Config, DataConfig, LossConfig, config_to_dict, load_config, save_config
+from wrim.engine.distributed import DistInfo, barrier, init_distributed, resolve_device, shutdown_distributed
+from wrim.engine.logger import MetricsLogger, plot_curves
+from wrim.engine.optim import build_optimizer, build_scheduler
+
+__all__ = [
+    "MetricLoss",
+    "NonFiniteLossError",
+    "TrainResult",
+    "Trainer",
+    "build_dataset",
+    "find_latest_run",
+    "seed_everything",
+]
+
+log = logging.getLogger("wrim")
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss term became NaN or infinite; training stopped and the last good checkpoint was kept."""
+
+
+@dataclass
+class TrainResult:
+    """What :meth:`Trainer.fit` returns.
+
+    Args:
+        run_dir: the run folder (config, checkpoints, metrics, PNGs).
+        metrics: the final evaluation in % (``R1``, ``R5``, ``R10``, ``R20``, ``mAP``, ``mINP``).
+        best_epoch: the epoch (1-based) of the best R1 seen during training (0 when never evaluated).
+        best_r1: that R1 in %.
+    """
+
+    run_dir: Path
+    metrics: dict[str, float]
+    best_epoch: int
+    best_r1: float
+
+
+def seed_everything(seed: int) -> None:
+    """Seeds python's ``random``, numpy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def build_dataset(config: DataConfig) -> Any:
+    """Builds the ``wrim.data`` dataset named by ``config.dataset`` (``synthetic``, ``sysu``, ``regdb``, ``llcm``).
+
+    Raises:
+        ValueError: a real dataset without ``data.root``.
+    """
+    from wrim import data
+
+    if config.dataset == "synthetic":
+        return data.SyntheticVIReID(root=config.root, **config.dataset_kwargs)
+    if config.root is None:
+        raise ValueError(f"data.root is required for data.dataset={config.dataset!r}: pass data.root=/path/to/it")
+    cls = {"sysu": data.SYSUMM01, "regdb": data.RegDB, "llcm": data.LLCM}[config.dataset]
+    return cls(config.root, **config.dataset_kwargs)
+
+
+class MetricLoss(nn.Module):
+    """The metric-learning term on the P5 and P4 contrastive projections, selected by ``loss.metric``.
+
+    ``"aicl"`` is the paper's AICL (``wrim.losses.AICLLoss``: CMKIC on P5 + ``p4_weight`` * CMKIC on P4);
+    ``"triplet"`` / ``"wr_triplet"`` replace CMKIC by a batch-hard / weighted-regularisation triplet loss on the
+    same inputs with the same weights (the paper's "CMKIC vs triplet" ablation); ``"none"`` returns zero.
+
+    Args:
+        config: the loss section of the run config.
+    """
+
+    def __init__(self, config: LossConfig) -> None:
+        super().__init__()
+        from wrim import losses
+
+        self.kind = config.metric
+        self.p5_weight = config.p5_weight
+        self.p4_weight = config.p4_weight
+        if self.kind == "aicl":
+            self.loss = losses.AICLLoss(
+                k=config.k,
+                temperature=config.temperature,
+                p5_weight=config.p5_weight,
+                p4_weight=config.p4_weight,
+                p5_keys_from_p4=config.p5_keys_from_p4,
+            )
+        elif self.kind == "triplet":
+            self.loss = losses.TripletLoss(margin=config.margin, cross_modality=config.cross_modality)
+        elif self.kind == "wr_triplet":
+            self.loss = losses.WRTripletLoss(cross_modality=config.cross_modality)
+
+    def forward(
+        self, p5: torch.Tensor, p4: torch.Tensor, labels: torch.Tensor, modalities: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Returns the weighted total and its named parts.
+
+        Args:
+            p5: (B, D) P5 global projections.
+            p4: (B, D) P4 global projections.
+            labels: (B,) identity labels.
+            modalities: (B,) 0 = visible, 1 = infrared.
+        """
+        if self.kind == "none":
+            return p5.new_zeros(()), {}
+        if self.kind == "aicl":
+            return self.loss(p5, p4, labels, modalities)
+        t5 = self.loss(p5, labels, modalities)  # (B, D) -> ()
+        t4 = self.loss(p4, labels, modalities)
+        parts = {f"{self.kind}_p5": t5, f"{self.kind}_p4": t4}
+        return self.p5_weight * t5 + self.p4_weight * t4, parts
+
+
+class _EvalModel(nn.Module):
+    """Runs the eval-mode model under the training precision and memory format; returns float32 embeddings."""
+
+    def __init__(self, net: nn.Module, device: torch.device, amp_dtype: torch.dtype | None, channels_last: bool):
+        super().__init__()
+        self.net = net
+        self.device = device
+        self.amp_dtype = amp_dtype
+        self.channels_last = channels_last
+
+    def _prep(self, images: torch.Tensor) -> torch.Tensor:
+        images = images.to(self.device, non_blocking=True)
+        return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def forward(self, images: torch.Tensor, modalities: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W), (B,) -> (B, D) float32 embeddings."""
+        with self._autocast():
+            return self.net(self._prep(images), modalities.to(self.device)).float()
+
+    def embed(self, images: torch.Tensor, modalities: torch.Tensor, flip: bool = True) -> torch.Tensor:
+        """(B, 3, H, W), (B,) -> (B, D) float32 embeddings, flip-averaged when ``flip`` and the model offers it."""
+        if not hasattr(self.net, "embed"):
+            out = self.forward(images, modalities)
+            return out + self.forward(images.flip(-1), modalities) if flip else out
+        with self._autocast():
+            return self.net.embed(self._prep(images), modalities.to(self.device), flip=flip).float()
+
+
+def find_latest_run(output_dir: str | Path, name: str) -> Path | None:
+    """The most recently modified ``<output_dir>/<name>*`` folder holding a ``last`` checkpoint, if any."""
+    runs = [p for p in Path(output_dir).glob(f"{name}*") if p.is_dir() and checkpoint_exists(p, "last")]
+    return max(runs, key=lambda p: (p / "last.state.pt").stat().st_mtime) if runs else None
+
+
+class Trainer:
+    """Trains and evaluates one run described by a :class:`~wrim.engine.config.Config`.
+
+    Args:
+        config: the run configuration.
+        run_dir: the run folder; default ``<output_dir>/<run_name>`` or ``<output_dir>/<name>-<UTC timestamp>``.
+        resume: continue from ``<run_dir>/last.*`` (``run_dir`` must then exist; see :func:`find_latest_run`).
+            The run's saved config is used, with ``config.epochs`` allowed to extend it.
+    """
+
+    def __init__(self, config: Config, run_dir: str | Path | None = None, resume: bool = False) -> None:
+        self.config = config
+        self.resume = resume
+        self._requested_run_dir = Path(run_dir) if run_dir is not None else None
+
+    # ------------------------------------------------------------------ setup
+
+    def _setup(self) -> None:
+        cfg = self.config
+        self.device = resolve_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
+        self.dist: DistInfo = init_distributed(self.device)
+        self.run_dir = self._resolve_run_dir()
+        if self.resume:
+            saved = load_config(self.run_dir / "config.yaml")
+            saved.epochs = cfg.epochs
+            saved.progress = cfg.progress
+            cfg = self.config = saved
+        self._setup_logging()
+        if self.dist.is_main:
+            save_config(cfg, self.run_dir / "config.yaml")
+        self.amp_dtype = self._amp_dtype()
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+
+        seed_everything(cfg.seed)
+        from wrim.data import build_train_loader
+        from wrim.models import create_model
+
+        # rank 0 writes a generated dataset (synthetic cache) first, the other ranks then read it
+        if self.dist.is_main:
+            self.dataset = build_dataset(cfg.data)
+        barrier(self.dist)
+        if not self.dist.is_main:
+            self.dataset = build_dataset(cfg.data)
+        self.loader = build_train_loader(
+            self.dataset,
+            img_size=cfg.data.img_size,
+            num_ids=cfg.data.num_ids,
+            num_instances=cfg.data.num_instances,
+            num_workers=cfg.data.num_workers,
+            seed=cfg.seed,
+            channel_aug=cfg.data.channel_aug,
+            random_erasing=cfg.data.random_erasing,
+            rank=self.dist.rank if self.dist.distributed else None,
+            world_size=self.dist.world_size if self.dist.distributed else None,
+        )
+        self.iters_per_epoch = len(self.loader)
+
+        kwargs = dict(cfg.model.kwargs)
+        if cfg.model.pretrained_file is not None:
+            kwargs["pretrained_file"] = cfg.model.pretrained_file
+        net = create_model(
+            cfg.model.name,
+            pretrained=cfg.model.pretrained,
+            num_classes=self.dataset.num_classes,
+            img_size=tuple(cfg.data.img_size),
+            **kwargs,
+        )
+        if self.dist.distributed and cfg.model.sync_bn:
+            net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
+        memory_format = torch.channels_last if cfg.model.channels_last else torch.preserve_format
+        self.net = net.to(self.device, memory_format=memory_format)
+        model: nn.Module = self.net
+        if self.dist.distributed:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+        if cfg.model.compile:
+            model = torch.compile(model)
+        self.model = model
+
+        self.id_loss = nn.CrossEntropyLoss(label_smoothing=cfg.loss.label_smoothing)
+        self.metric_loss = MetricLoss(cfg.loss)
+        self.optimizer = build_optimizer(self.net, cfg.optim)
+        self.scheduler = build_scheduler(self.optimizer, cfg.optim, cfg.epochs, self.iters_per_epoch)
+
+        self.start_epoch = 0
+        self.best_r1 = -1.0
+        self.best_epoch = 0
+        resume_epoch = None
+        if self.resume:
+            state = load_checkpoint(self.run_dir, "last", self.net)
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            if "scaler" in state:
+                self.scaler.load_state_dict(state["scaler"])
+            self.start_epoch = resume_epoch = state["epoch"]
+            self.best_r1, self.best_epoch = state["best_r1"], state["best_epoch"]
+            rng = state["rng"]
+            restore_rng_state(rng[self.dist.rank] if len(rng) == self.dist.world_size else rng[0])
+            log.info("resumed %s after epoch %d", self.run_dir, self.start_epoch)
+        self.logger = (
+            MetricsLogger(self.run_dir, resume_epoch=resume_epoch if self.resume else None)
+            if self.dist.is_main
+            else None
+        )
+        if self.dist.is_main:
+            info = {"model": cfg.model.name, "num_classes": self.dataset.num_classes, "img_size": cfg.data.img_size}
+            (self.run_dir / "model.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
+
+    def _resolve_run_dir(self) -> Path:
+        cfg = self.config
+        if self._requested_run_dir is not None:
+            run_dir = self._requested_run_dir
+        elif cfg.run_name is not None:
+            run_dir = Path(cfg.output_dir) / cfg.run_name
+        elif self.resume:
+            found = find_latest_run(cfg.output_dir, cfg.name)
+            if found is None:
+                raise ValueError(f"--resume: no run of config {cfg.name!r} with a checkpoint in {cfg.output_dir!r}")
+            run_dir = found
+        else:
+            stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+            run_dir = Path(cfg.output_dir) / f"{cfg.name}-{stamp}"
+        if self.dist.distributed:  # every rank uses rank 0's folder (timestamps may differ by a second)
+            holder = [str(run_dir)]
+            dist.broadcast_object_list(holder, src=0)
+            run_dir = Path(holder[0])
+        if self.resume and not checkpoint_exists(run_dir, "last"):
+            raise ValueError(f"--resume: {str(run_dir)!r} holds no 'last' checkpoint to resume from")
+        if not self.resume and checkpoint_exists(run_dir, "last"):
+            raise ValueError(
+                f"{str(run_dir)!r} already holds a checkpoint: pass --resume to continue it or choose another run_name"
+            )
+        if self.dist.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        barrier(self.dist)
+        return run_dir
+
+    def _setup_logging(self) -> None:
+        self._handlers: list[logging.Handler] = []
+        if not self.dist.is_main:
+            return
+        log.setLevel(logging.INFO)
+        fmt = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
+        file_handler = logging.FileHandler(self.run_dir / "train.log", encoding="utf-8")
+        file_handler.setFormatter(fmt)
+        self._handlers.append(file_handler)
+        if not any(isinstance(h, logging.StreamHandler) and h.stream is sys.stderr for h in log.handlers):
+            console = logging.StreamHandler(sys.stderr)
+            console.setFormatter(fmt)
+            self._handlers.append(console)
+        for h in self._handlers:
+            log.addHandler(h)
+
+    def _amp_dtype(self) -> torch.dtype | None:
+        amp = self.config.amp
+        if amp == "auto":
+            return torch.bfloat16 if self.device.type == "cuda" else None
+        return {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}[amp]
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    # ------------------------------------------------------------------ one epoch
+
+    def compute_losses(
+        self, out: Any, pids: torch.Tensor, modalities: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The total loss and every named term (``id_<head>``, ``id``, ``metric`` and the metric's parts).
+
+        Args:
+            out: the model's training output (``WRIMNetOutput``).
+            pids: (B,) identity labels.
+            modalities: (B,) 0 = visible, 1 = infrared.
+        """
+        cfg = self.config.loss
+        terms: dict[str, torch.Tensor] = {}
+        for head, logits in out.logits.items():  # (B, num_classes) per head
+            terms[f"id_{head}"] = self.id_loss(logits.float(), pids)
+        id_total = torch.stack(list(terms.values())).sum()
+        metric, parts = self.metric_loss(out.p5_projection.float(), out.p4_projection.float(), pids, modalities)
+        terms.update(parts)
+        terms["id"] = id_total
+        terms["metric"] = metric
+        total = cfg.id_weight * id_total + cfg.metric_weight * metric
+        terms["loss"] = total
+        return total, terms
+
+    def _batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, ...]]:
+        # the sampler's permutation and the workers' augmentation seeds depend only on (seed, epoch, rank), so an
+        # epoch run after a resume draws exactly the batches and augmentations of an uninterrupted run
+        self.loader.batch_sampler.set_epoch(epoch)
+        self.loader.generator = torch.Generator().manual_seed(
+            (self.config.seed * 1_000_003 + epoch) * 1009 + self.dist.rank
+        )
+        yield from self.loader
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """Runs one epoch (0-based ``epoch``) and returns the mean of every loss term, the lr and images/s.
+
+        Raises:
+            NonFiniteLossError: a loss term is NaN or infinite (names the step and the term).
+        """
+        cfg = self.config
+        self.model.train()
+        sums: dict[str, float] = {}
+        n_images = 0
+        start = time.perf_counter()
+        bar = tqdm(
+            self._batches(epoch),
+            total=self.iters_per_epoch,
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            leave=False,
+            disable=not (cfg.progress and self.dist.is_main),
+            dynamic_ncols=True,
+        )
+        for step, (images, pids, _camids, modalities) in enumerate(bar):
+            memory_format = torch.channels_last if cfg.model.channels_last else torch.preserve_format
+            images = images.to(self.device, non_blocking=True).contiguous(memory_format=memory_format)
+            pids = pids.to(self.device, non_blocking=True)
+            modalities = modalities.to(self.device, non_blocking=True)
+            with self._autocast():
+                out = self.model(images, modalities)
+            total, terms = self.compute_losses(out, pids, modalities)
+            values = dict(zip(terms, torch.stack([t.detach().float() for t in terms.values()]).tolist()))
+            bad = [k for k, v in values.items() if k not in ("id", "metric", "loss") and not math.isfinite(v)]
+            if bad or not math.isfinite(values["loss"]):
+                self._raise_non_finite(epoch, step, bad or ["loss"], values)
+
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(total).backward()
+            if cfg.optim.clip_grad_norm is not None:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.net.parameters(), cfg.optim.clip_grad_norm)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+
+            n_images += images.shape[0] * self.dist.world_size
+            for k, v in values.items():
+                sums[k] = sums.get(k, 0.0) + v
+            if step % cfg.log_every == 0 or step == self.iters_per_epoch - 1:
+                rate = n_images / (time.perf_counter() - start)
+                bar.set_postfix(loss=f"{values['loss']:.3f}", id=f"{values['id']:.3f}",
+                                metric=f"{values['metric']:.3f}", img_s=f"{rate:.1f}")  # fmt: skip
+                if self.logger is not None:
+                    global_step = epoch * self.iters_per_epoch + step
+                    self.logger.log_step(global_step, {**values, "lr": self.optimizer.param_groups[0]["lr"]})
+        bar.close()
+        elapsed = time.perf_counter() - start
+        record = {k: v / self.iters_per_epoch for k, v in sums.items()}
+        record["lr"] = self.optimizer.param_groups[0]["lr"]
+        record["img_per_s"] = n_images / elapsed
+        record["epoch_time_s"] = elapsed
+        return record
+
+    def _raise_non_finite(self, epoch: int, step: int, bad: list[str], values: dict[str, float]) -> None:
+        global_step = epoch * self.iters_per_epoch + step
+        where = (
+            f"the last good checkpoint (after epoch {self.start_epoch_done}) is kept in {self.run_dir}/last.*"
+            if checkpoint_exists(self.run_dir, "last")
+            else "no epoch had finished, so there is no checkpoint"
+        )
+        detail = ", ".join(f"{k} = {values[k]}" for k in bad)
+        msg = (
+            f"non-finite loss at epoch {epoch + 1}, step {step} (global step {global_step}): {detail}. "
+            f"Training stopped; {where}. Lower optim.lr, enable optim.clip_grad_norm, or check the data."
+        )
+        log.error(msg)
+        raise NonFiniteLossError(msg)
+
+    # ------------------------------------------------------------------ evaluation and checkpoints
+
+    def evaluate(self, trials: tuple[int, ...] | list[int] | None) -> dict[str, float]:
+        """Evaluates the current weights on the dataset's protocol (rank 0 only); returns R1..mINP in %.
+
+        Args:
+            trials: gallery trials to average; ``None`` = the dataset's default trials.
+        """
+        from wrim.evaluation import evaluate_protocol
+
+        cfg = self.config
+        self.net.eval()
+        eval_model = _EvalModel(self.net, self.device, self.amp_dtype, cfg.model.channels_last)
+        with torch.no_grad():
+            result = evaluate_protocol(
+                eval_model,
+                self.dataset,
+                trials=list(trials) if trials is not None else None,
+                img_size=tuple(cfg.data.img_size),
+                batch_size=cfg.eval.batch_size,
+                device=self.device,
+                flip=cfg.eval.flip,
+                **cfg.eval.protocol,
+            )
+        self.net.train()
+        self.last_eval_result = result
+        return {k: float(v) for k, v in result.as_dict().items()}
+
+    def _state(self, epoch_done: int, gather_rng: bool = True) -> dict[str, Any]:
+        # every rank's RNG state (collective: all ranks call this together when gather_rng is True)
+        rng = capture_rng_state()
+        rngs = [rng]
+        if self.dist.distributed and gather_rng:
+            rngs = [None] * self.dist.world_size
+            dist.all_gather_object(rngs, rng)
+        state = {
+            "epoch": epoch_done,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "sampler_epoch": epoch_done,
+            "best_r1": self.best_r1,
+            "best_epoch": self.best_epoch,
+            "rng": rngs,
+            "num_classes": self.dataset.num_classes,
+            "config": config_to_dict(self.config),
+        }
+        if self.scaler.is_enabled():
+            state["scaler"] = self.scaler.state_dict()
+        return state
+
+    # ------------------------------------------------------------------ main loop
+
+    def fit(self) -> TrainResult:
+        """Trains for ``config.epochs`` epochs (from the checkpoint when resuming), evaluates, writes the run folder.
+
+        Returns:
+            The final metrics (best weights on ``eval.final_trials``) and the best epoch.
+        """
+        self._setup()
+        try:
+            return self._fit()
+        finally:
+            if self.logger is not None:
+                self.logger.close()
+            for h in self._handlers:
+                log.removeHandler(h)
+                h.close()
+            shutdown_distributed(self.dist)
+
+    def _fit(self) -> TrainResult:
+        cfg = self.config
+        if self.dist.is_main:
+            log.info(
+                "run %s: %s on %s (%d classes, %d train images), %d iters/epoch x %d epochs, device %s",
+                self.run_dir, cfg.model.name, cfg.data.dataset, self.dataset.num_classes, len(self.dataset.train),
+                self.iters_per_epoch, cfg.epochs, self.device,
+            )  # fmt: skip
+        self.start_epoch_done = self.start_epoch
+        epochs = tqdm(
+            range(self.start_epoch, cfg.epochs),
+            initial=self.start_epoch,
+            total=cfg.epochs,
+            desc="training",
+            disable=not (cfg.progress and self.dist.is_main),
+            dynamic_ncols=True,
+        )
+        for epoch in epochs:
+            record: dict[str, Any] = {"epoch": epoch + 1, **self.train_epoch(epoch)}
+            last = epoch + 1 == cfg.epochs
+            do_eval = last or (cfg.eval.every > 0 and (epoch + 1) % cfg.eval.every == 0)
+            if do_eval and self.dist.is_main:
+                record.update(self.evaluate(cfg.eval.trials))
+                if record["R1"] > self.best_r1:
+                    self.best_r1, self.best_epoch = record["R1"], epoch + 1
+                    save_checkpoint(self.run_dir, "best", self.net, self._state(epoch + 1, gather_rng=False))
+            barrier(self.dist)
+            if self.dist.distributed:  # every rank keeps the same best-R1 bookkeeping for its state
+                holder = [self.best_r1, self.best_epoch]
+                dist.broadcast_object_list(holder, src=0)
+                self.best_r1, self.best_epoch = holder
+            state = self._state(epoch + 1)
+            if self.dist.is_main:
+                self.logger.log_epoch(record)
+                save_checkpoint(self.run_dir, "last", self.net, state)
+                self.start_epoch_done = epoch + 1
+                summary = ", ".join(
+                    f"{k} {v:.4g}" for k, v in record.items() if k in ("loss", "id", "metric", "R1", "mAP")
+                )
+                log.info("epoch %d/%d: %s", epoch + 1, cfg.epochs, summary)
+                epochs.set_postfix(loss=f"{record['loss']:.3f}", R1=f"{record.get('R1', float('nan')):.1f}")
+            barrier(self.dist)
+        epochs.close()
+
+        metrics: dict[str, float] = {}
+        if self.dist.is_main:
+            metrics = self._final_evaluation()
+        barrier(self.dist)
+        return TrainResult(self.run_dir, metrics, self.best_epoch, self.best_r1)
+
+    def _final_evaluation(self) -> dict[str, float]:
+        cfg = self.config
+        tag = "best" if checkpoint_exists(self.run_dir, "best") else "last"
+        load_checkpoint(self.run_dir, tag, self.net)
+        metrics = self.evaluate(cfg.eval.final_trials)
+        result = {"weights": f"{tag}.safetensors", "best_epoch": self.best_epoch, **metrics}
+        (self.run_dir / "final_metrics.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+        plot_curves(self.logger.records, self.run_dir / "curves.png")
+        if cfg.eval.ranklist:
+            self._plot_ranklist()
+        trials = "default" if cfg.eval.final_trials is None else list(cfg.eval.final_trials)
+        log.info(
+            "final (%s weights, epoch %d, trials %s): R1 %.2f  mAP %.2f  mINP %.2f  -> %s",
+            tag, self.best_epoch, trials, metrics["R1"], metrics["mAP"], metrics["mINP"], self.run_dir,
+        )  # fmt: skip
+        return metrics
+
+    def _plot_ranklist(self) -> None:
+        from wrim.evaluation import plot_ranklist
+
+        try:
+            plot_ranklist(self.last_eval_result, self.dataset, self.run_dir / "ranklist.png")
+        except ImportError:
+            log.info("matplotlib not installed: skipping ranklist.png (pip install 'wrim[train]')")
