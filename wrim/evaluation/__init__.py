@@ -1,1 +1,9 @@
-"""evaluation."""
+"""Protocol-exact evaluation for VI-ReID: CMC / mAP / mINP as the field's reference code computes them."""
+
+from wrim.evaluation.metrics import PROTOCOLS as PROTOCOLS
+from wrim.evaluation.metrics import RankMetrics as RankMetrics
+from wrim.evaluation.metrics import camera_keep_mask as camera_keep_mask
+from wrim.evaluation.metrics import evaluate as evaluate
+from wrim.evaluation.metrics import mean_metrics as mean_metrics
+
+__all__ = ["PROTOCOLS", "RankMetrics", "camera_keep_mask", "evaluate", "mean_metrics"]
