@@ -61,7 +61,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
 def capture_rng_state() -> dict[str, Any]:
     """The python, numpy and torch (CPU and every CUDA device) RNG states, as tensors and plain values."""
     py_version, py_state, py_gauss = random.getstate()
-    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()  # noqa: NPY002 (the global state is what gets seeded)
     state: dict[str, Any] = {
         "python": {"version": py_version, "state": torch.tensor(py_state, dtype=torch.int64), "gauss": py_gauss},
         "numpy": {
@@ -83,7 +83,7 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     py = state["python"]
     random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss"]))
     nps = state["numpy"]
-    np.random.set_state(
+    np.random.set_state(  # noqa: NPY002
         (nps["name"], nps["keys"].numpy().astype(np.uint32), nps["pos"], nps["has_gauss"], nps["gauss"])
     )
     torch.set_rng_state(state["torch"])

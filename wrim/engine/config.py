@@ -250,9 +250,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "~")):
-            if type(None) in args:
-                return None
+        is_none = value is None or (isinstance(value, str) and value.lower() in ("none", "null", "~"))
+        if is_none and type(None) in args:
+            return None
         errors = []
         for arg in args:
             if arg is type(None):
@@ -264,9 +264,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         raise ValueError(f"{key}: cannot use {value!r}: " + "; ".join(errors))
     if tp is Any:
         return value
-    if isinstance(value, str) and tp in (int, float, bool, tuple, list, dict) or origin in (tuple, list, dict):
-        if isinstance(value, str):
-            value = yaml.safe_load(value)
+    if isinstance(value, str) and (tp in (int, float, bool) or origin in (tuple, list, dict)):
+        value = yaml.safe_load(value)
     if tp is bool:
         if isinstance(value, bool):
             return value

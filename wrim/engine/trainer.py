@@ -89,7 +89,7 @@ class TrainResult:
 def seed_everything(seed: int) -> None:
     """Seeds python's ``random``, numpy and torch (CPU and CUDA)."""
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 (legacy code and augmentations use the global state)
     torch.manual_seed(seed)
 
 
