@@ -1,0 +1,138 @@
+"""Image dataset and the train / test DataLoaders.
+
+Batches are 4-tuples ``(images (B, 3, H, W) float32, pids (B,) long, camids (B,) long, modalities (B,) long)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torchvision.io import ImageReadMode, decode_image
+
+from wrim.data.base import VIReIDDataset
+from wrim.data.records import ImageRecord
+from wrim.data.sampler import IdentityModalitySampler
+from wrim.data.transforms import TestTransform, TrainTransform
+
+__all__ = ["ImageDataset", "build_test_loader", "build_train_loader", "read_image"]
+
+_TORCHVISION_FORMATS = (".jpg", ".jpeg", ".png", ".gif", ".webp")
+
+
+def read_image(path: str | Path) -> torch.Tensor:
+    """Decode an image file as a uint8 (3, H, W) RGB tensor; one-channel (infrared) images are replicated.
+
+    JPEG / PNG / GIF / WebP are decoded by ``torchvision.io``; other formats (RegDB's BMP) through PIL, which
+    torchvision already depends on.
+    """
+    path = Path(path)
+    if path.suffix.lower() in _TORCHVISION_FORMATS:
+        return decode_image(str(path), mode=ImageReadMode.RGB)
+    from PIL import Image
+
+    with Image.open(path) as img:
+        arr = np.asarray(img.convert("RGB"))  # (H, W, 3)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+
+
+class ImageDataset(Dataset):
+    """Map-style dataset over :class:`~wrim.data.ImageRecord` s.
+
+    ``dataset[i] -> (image (3, H, W) float32, pid, camid, modality)``.
+
+    Args:
+        records: the images.
+        transform: ``(uint8 (3, H, W) image, modality) -> float (3, H, W)``; ``None`` only scales to ``[0, 1]``.
+    """
+
+    def __init__(
+        self, records: Sequence[ImageRecord], transform: Callable[[torch.Tensor, int], torch.Tensor] | None
+    ) -> None:
+        self.records = list(records)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int, int]:
+        rec = self.records[index]
+        img = read_image(rec.path)  # (3, H, W) uint8
+        img = self.transform(img, rec.modality) if self.transform is not None else img.float() / 255
+        return img, rec.pid, rec.camid, rec.modality
+
+
+def build_train_loader(
+    dataset: VIReIDDataset,
+    img_size: tuple[int, int] = (288, 144),
+    num_ids: int = 8,
+    num_instances: int = 4,
+    num_workers: int = 2,
+    seed: int = 0,
+    channel_aug: bool = True,
+    random_erasing: float = 0.5,
+    rank: int | None = None,
+    world_size: int | None = None,
+) -> DataLoader:
+    """Train loader over ``dataset.train`` with :class:`~wrim.data.IdentityModalitySampler` batches.
+
+    Every batch holds ``B = num_ids * 2 * num_instances`` images (visible block, then infrared block); call
+    ``loader.batch_sampler.set_epoch(epoch)`` before each epoch. Augmentation randomness is seeded from ``seed``
+    and the rank, so a run is reproducible for a fixed ``num_workers``.
+
+    Args:
+        dataset: a reader (``SYSUMM01``, ``RegDB``, ``LLCM``, ``SyntheticVIReID``).
+        img_size: (H, W) of the batches.
+        num_ids: identities per batch (per rank).
+        num_instances: images per identity and modality.
+        num_workers: DataLoader worker processes.
+        seed: sampler and augmentation seed.
+        channel_aug: CAJ channel augmentation (see :class:`~wrim.data.transforms.TrainTransform`).
+        random_erasing: random erasing probability.
+        rank: DDP rank (default from ``torch.distributed`` when initialised).
+        world_size: DDP world size (default from ``torch.distributed`` when initialised).
+    """
+    records = dataset.train
+    sampler = IdentityModalitySampler(
+        [r.pid for r in records],
+        [r.modality for r in records],
+        num_ids=num_ids,
+        num_instances=num_instances,
+        seed=seed,
+        rank=rank,
+        world_size=world_size,
+    )
+    transform = TrainTransform(img_size, channel_aug=channel_aug, random_erasing=random_erasing)
+    generator = torch.Generator().manual_seed(int(seed) * 1_000_003 + sampler.rank)
+    return DataLoader(
+        ImageDataset(records, transform),
+        batch_sampler=sampler,
+        num_workers=num_workers,
+        generator=generator,
+        persistent_workers=num_workers > 0,
+    )
+
+
+def build_test_loader(
+    records: Sequence[ImageRecord],
+    img_size: tuple[int, int] = (288, 144),
+    batch_size: int = 128,
+    num_workers: int = 2,
+) -> DataLoader:
+    """Test loader: deterministic :class:`~wrim.data.transforms.TestTransform`, records in their original order.
+
+    Args:
+        records: query or gallery records.
+        img_size: (H, W) of the batches.
+        batch_size: images per batch.
+        num_workers: DataLoader worker processes.
+    """
+    return DataLoader(
+        ImageDataset(records, TestTransform(img_size)),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+    )
