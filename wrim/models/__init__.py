@@ -1,1 +1,28 @@
-"""models."""
+"""Models: WRIMNet over any timm backbone, its heads, the registry / factory, summaries and weight files.
+
+``create_model("wrimnet_resnet50", num_classes=395)`` builds the paper's network; ``list_models()`` lists the
+registered names; ``WRIMNet(backbone="<any timm name>", ...)`` takes any other backbone.
+"""
+
+from wrim.models._factory import create_model
+from wrim.models._registry import is_model, list_models, model_entrypoint, register_model
+from wrim.models.backbone import StagedBackbone
+from wrim.models.heads import EmbeddingHead, HeadOutput
+from wrim.models.weights import load_state_dict_file, load_weights, save_weights
+from wrim.models.wrimnet import WRIMNet, WRIMNetOutput
+
+__all__ = [
+    "EmbeddingHead",
+    "HeadOutput",
+    "StagedBackbone",
+    "WRIMNet",
+    "WRIMNetOutput",
+    "create_model",
+    "is_model",
+    "list_models",
+    "load_state_dict_file",
+    "load_weights",
+    "model_entrypoint",
+    "register_model",
+    "save_weights",
+]

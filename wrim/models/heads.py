@@ -1,0 +1,91 @@
+"""EmbeddingHead - one WRIM-Net head ("ConEmbeddingHead" in [N]): BNNeck, ID classifier and contrastive projection.
+
+Shapes: ``B`` batch, ``C`` pooled feature width, ``K`` identities (``num_classes``), ``P`` projection width.
+
+paper.md §1 [N]: every head pools its map (the pooling is done by the caller: global average pooling or a
+horizontal strip) and then::
+
+    f = BN(g)                                     BNNeck; its bias is frozen at 0 as in AGW / BoT [D]
+    logits = W f                                  ID classifier, Linear(C, K) without bias
+    z = Linear(C, P)(ReLU(BN(Linear(C, C)(f))))   contrastive projection MLP (P = 128 in [N])
+
+``f`` is what the test-time embedding concatenates; ``z`` is what CMKIC / AICL consume (they L2-normalise it).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+__all__ = ["EmbeddingHead", "HeadOutput"]
+
+
+class HeadOutput(NamedTuple):
+    """What one head gives in training."""
+
+    features: torch.Tensor  # (B, C) BNNeck features
+    logits: torch.Tensor | None  # (B, K), None when the head has no classifier
+    projection: torch.Tensor  # (B, P)
+
+
+class EmbeddingHead(nn.Module):
+    """BNNeck -> ID classifier (no bias) and projection MLP, on a pooled (B, C) feature."""
+
+    def __init__(self, in_channels: int, num_classes: int, proj_dim: int = 128) -> None:
+        """
+        Args:
+            in_channels: pooled feature width ``C``.
+            num_classes: identities ``K`` of the ID classifier; 0 builds no classifier.
+            proj_dim: output width ``P`` of the projection MLP (128 in [N]).
+        """
+        super().__init__()
+        if in_channels < 1 or proj_dim < 1:
+            raise ValueError(f"in_channels and proj_dim must be >= 1; got {in_channels}, {proj_dim}")
+        self.in_channels = in_channels
+        self.bnneck = nn.BatchNorm1d(in_channels)
+        self.bnneck.bias.requires_grad_(False)
+        self.classifier: nn.Linear | None = None
+        self.reset_classifier(num_classes)
+        self.projection = nn.Sequential(
+            nn.Linear(in_channels, in_channels),
+            nn.BatchNorm1d(in_channels),
+            nn.ReLU(inplace=True),
+            nn.Linear(in_channels, proj_dim),
+        )
+
+    @property
+    def num_classes(self) -> int:
+        """Identities of the ID classifier (0 when there is none)."""
+        return 0 if self.classifier is None else self.classifier.out_features
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the ID classifier by a fresh one for ``num_classes`` identities (0: none).
+
+        The weights start from N(0, 0.001²) as in AGW.
+        """
+        if not isinstance(num_classes, int) or num_classes < 0:
+            raise ValueError(f"num_classes must be an int >= 0 (0: no classifier); got {num_classes!r}")
+        self.classifier = None
+        if num_classes > 0:
+            weight = self.bnneck.weight
+            self.classifier = nn.Linear(
+                self.in_channels, num_classes, bias=False, device=weight.device, dtype=weight.dtype
+            )
+            nn.init.normal_(self.classifier.weight, std=0.001)
+
+    def forward(self, pooled: torch.Tensor, pre_logits: bool = False) -> HeadOutput | torch.Tensor:
+        """
+        Args:
+            pooled: the pooled feature, (B, C).
+            pre_logits: return only the BNNeck features (the test-time embedding part).
+
+        Returns:
+            (B, C) BNNeck features with ``pre_logits``, else a :class:`HeadOutput`.
+        """
+        features = self.bnneck(pooled)  # (B, C)
+        if pre_logits:
+            return features
+        logits = None if self.classifier is None else self.classifier(features)  # (B, K)
+        return HeadOutput(features, logits, self.projection(features))  # projection: (B, P)

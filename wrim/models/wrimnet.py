@@ -1,0 +1,439 @@
+"""WRIMNet - WRIM-Net (Wu et al., ECCV 2024, arXiv:2408.10624) over any timm backbone, and its registered variants.
+
+Shapes: ``B`` batch, ``C_k`` channels of stage ``k``, ``H_k, W_k`` its map, ``K`` identities, ``P`` projection
+width, ``D`` test embedding width (the sum of the embedded heads' widths).
+
+paper.md §1::
+
+    X_k  = Stage_k(X_{k-1})                              backbone stage k (Block1..Block4)      [P][N]
+    X_k  = MIIM^{m}_k(X_k)   k in separate_stages       one copy per modality m                [P][N]
+    X_k  = MIIM_k(X_k)       k in shared_stages         one copy for both modalities           [P][N]
+    P4 = X_3,  P5 = X_4                                 maps after their MIIMs                 [N]
+    heads: p5_global = GAP(P5); p5_part{i} = GAP(i-th horizontal strip of P5) ([D] strips);
+           p4_global = GAP(P4)                           each -> BNNeck -> classifier / projection  [N]
+    eval:  e = L2norm(concat_h BNNeck_h)                 all heads by default                   [P] + [D]
+
+With no MIIM (``separate_stages=(), shared_stages=()``) this is the AGW-style BNNeck baseline the paper improves
+on (``baseline_resnet50``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from wrim.layers import MIIM, ModalityMIIM
+from wrim.modality import check_modalities
+from wrim.models._registry import register_model
+from wrim.models.backbone import NUM_STAGES, StagedBackbone, _pair
+from wrim.models.heads import EmbeddingHead
+
+__all__ = ["WRIMNet", "WRIMNetOutput"]
+
+
+@dataclass
+class WRIMNetOutput:
+    """What :class:`WRIMNet` returns in training mode; every dict is keyed by head name.
+
+    Head names: ``"p5_global"``, ``"p5_part0"``, ..., ``"p5_part{local_parts-1}"``, ``"p4_global"``.
+    """
+
+    logits: dict[str, torch.Tensor]  # (B, K) per head; empty when the model has num_classes=0
+    features: dict[str, torch.Tensor]  # (B, C_head) BNNeck features
+    projections: dict[str, torch.Tensor]  # (B, P) contrastive projections (not normalised)
+    pooled: dict[str, torch.Tensor] = field(default_factory=dict)  # (B, C_head) pooled features before the BNNeck
+
+    @property
+    def p5_projection(self) -> torch.Tensor:
+        """The P5 global projection, (B, P): CMKIC's / AICL's P5 input."""
+        return self.projections["p5_global"]
+
+    @property
+    def p4_projection(self) -> torch.Tensor:
+        """The P4 global projection, (B, P): AICL's auxiliary input."""
+        return self.projections["p4_global"]
+
+
+class WRIMNet(nn.Module):
+    """WRIM-Net: a staged timm backbone with MIIMs after chosen stages and four BNNeck heads.
+
+    ``forward(images, modalities)``: training -> :class:`WRIMNetOutput`; eval -> the (B, D) L2-normalised
+    test embedding. ``embed(images, modalities, flip=True)`` adds flip averaging.
+    """
+
+    def __init__(
+        self,
+        backbone: str = "resnet50",
+        num_classes: int | None = None,
+        *,
+        pretrained: bool = False,
+        pretrained_file: str | Path | None = None,
+        img_size: int | tuple[int, int] = (288, 144),
+        separate_stages: Sequence[int] = (1, 2),
+        shared_stages: Sequence[int] = (3, 4),
+        reduction: int | Sequence[int] = (2, 2, 4, 4),
+        stride: int | Sequence[int] = (4, 2, 1, 1),
+        num_heads: int | Sequence[int] = 8,
+        kv_pool: int | Sequence[int] = 1,
+        pos_embed: str | None = "sincos",
+        last_stride: int = 1,
+        last_stage_dilation: bool = False,
+        local_parts: int = 2,
+        proj_dim: int = 128,
+        embed_heads: Sequence[str] | None = None,
+        miim_kwargs: dict | None = None,
+        backbone_kwargs: dict | None = None,
+    ) -> None:
+        """
+        Args:
+            backbone: any timm model name: a CNN with a feature pyramid (resnet*, convnext*, ...) or a ViT
+                (vit_*, deit_*); see :class:`~wrim.models.backbone.StagedBackbone` for how stages are cut.
+            num_classes: training identities ``K`` of the ID classifiers (395 on SYSU-MM01); 0 builds none.
+                Required.
+            pretrained: load timm's ImageNet weights into the backbone (needs internet).
+            pretrained_file: local backbone weights (``.safetensors`` or a torch file, loaded safely); implies
+                ``pretrained``.
+            img_size: (H, W) training/test size: 288x144 (the field) or 384x128 ([N]). ViTs run only at this
+                size; CNNs accept any size large enough for the stages.
+            separate_stages: 1-based stages followed by a modality-specific ``ModalityMIIM`` ([P][N]: 1, 2).
+            shared_stages: 1-based stages followed by a shared ``MIIM`` ([P][N]: 3, 4).
+            reduction: MIIM channel reduction ``r`` per stage 1..4 (or one int for all) ([N]: 2, 2, 4, 4).
+            stride: MIIM spatial stride ``s`` per stage 1..4 (or one int) ([N]: 4, 2, 1, 1).
+            num_heads: GRI heads per stage (or one int; 8 in [N]); must divide ``C_k / r_k``.
+            kv_pool: GRI key/value pooling per stage (or one int), 1 = none. [D]
+            pos_embed: GRI positional encoding, ``"sincos"`` or None. [D]
+            last_stride: 1 ([P][N]) keeps stage 4 at stage 3's resolution; 2 keeps the backbone's stride.
+            last_stage_dilation: with ``last_stride=1`` on a CNN, keep timm's dilated last stage instead of the
+                re-id convention (stride 1, dilation 1). [D]
+            local_parts: horizontal strips of P5, each with its own head ([N]: two, b11 and b12; strips [D]);
+                0 for none.
+            proj_dim: contrastive projection width ``P`` ([N]: 128).
+            embed_heads: heads whose BNNeck features form the test embedding, in order; None = all heads. [D]
+            miim_kwargs: further :class:`~wrim.layers.MIIM` arguments for every MIIM (e.g. ``out_norm``).
+            backbone_kwargs: further ``timm.create_model`` arguments (e.g. ``drop_path_rate``).
+        """
+        super().__init__()
+        if num_classes is None:
+            raise TypeError(
+                "WRIMNet needs num_classes: the number of training identities (e.g. 395 for SYSU-MM01, "
+                "206 for RegDB, 713 for LLCM), or 0 for no ID classifier"
+            )
+        if not isinstance(local_parts, int) or local_parts < 0:
+            raise ValueError(f"local_parts must be an int >= 0; got {local_parts!r}")
+        self.separate_stages = _check_stages(separate_stages, "separate_stages")
+        self.shared_stages = _check_stages(shared_stages, "shared_stages")
+        both = set(self.separate_stages) & set(self.shared_stages)
+        if both:
+            raise ValueError(
+                f"stages {sorted(both)} are in both separate_stages and shared_stages; a stage gets one MIIM kind"
+            )
+        self.img_size = _pair(img_size, "img_size")
+        self.local_parts = local_parts
+        self.backbone = StagedBackbone(
+            backbone,
+            pretrained=pretrained,
+            pretrained_file=pretrained_file,
+            img_size=self.img_size,
+            last_stride=last_stride,
+            last_stage_dilation=last_stage_dilation,
+            **(backbone_kwargs or {}),
+        )
+        per_stage = {
+            "reduction": _per_stage(reduction, "reduction"),
+            "stride": _per_stage(stride, "stride"),
+            "num_heads": _per_stage(num_heads, "num_heads"),
+            "kv_pool": _per_stage(kv_pool, "kv_pool"),
+        }
+        self.miim_strides = per_stage["stride"]
+        self.miims = nn.ModuleDict()
+        for index in sorted(self.separate_stages + self.shared_stages):
+            kwargs = {key: values[index - 1] for key, values in per_stage.items()}
+            kind = ModalityMIIM if index in self.separate_stages else MIIM
+            try:
+                self.miims[f"stage{index}"] = kind(
+                    self.backbone.channels[index - 1], pos_embed=pos_embed, **kwargs, **(miim_kwargs or {})
+                )
+            except ValueError as err:
+                raise ValueError(
+                    f"cannot build the {kind.__name__} after stage {index} of {backbone!r} "
+                    f"({self.backbone.channels[index - 1]} channels, {kwargs}): {err}"
+                ) from err
+        self.check_image_size(self.img_size)
+
+        channels = self.backbone.channels
+        head_channels = {"p5_global": channels[3]}
+        head_channels.update({f"p5_part{i}": channels[3] for i in range(local_parts)})
+        head_channels["p4_global"] = channels[2]
+        self.heads = nn.ModuleDict(
+            {name: EmbeddingHead(width, num_classes, proj_dim) for name, width in head_channels.items()}
+        )
+        self.head_names: tuple[str, ...] = tuple(head_channels)
+        self.embed_heads: tuple[str, ...] = self.head_names if embed_heads is None else tuple(embed_heads)
+        unknown = [name for name in self.embed_heads if name not in head_channels]
+        if unknown or not self.embed_heads:
+            raise ValueError(f"embed_heads must be a non-empty subset of {self.head_names}; got {embed_heads!r}")
+        self.num_features = sum(head_channels[name] for name in self.embed_heads)
+        self.grad_checkpointing = False
+
+    # --------------------------------------------------------------------------------------------- validation
+
+    @property
+    def num_classes(self) -> int:
+        """Identities of the ID classifiers (0 when there are none)."""
+        return self.heads["p5_global"].num_classes
+
+    def check_image_size(self, img_size: tuple[int, int]) -> None:
+        """Raise a ValueError unless (H, W) images give every MIIM and the P5 strips at least one region."""
+        height, width = img_size
+        if self.backbone.is_vit and (height, width) != self.backbone.img_size:
+            raise ValueError(
+                f"this ViT WRIMNet was built for img_size={self.backbone.img_size}; got images of "
+                f"{(height, width)}. Resize the images or build the model with img_size=({height}, {width})"
+            )
+        need_h, need_w = 1, 1
+        for index in range(1, NUM_STAGES + 1):
+            stride = self.miim_strides[index - 1] if f"stage{index}" in self.miims else 1
+            parts = max(self.local_parts, 1) if index == NUM_STAGES else 1
+            reduction = self.backbone.reductions[index - 1]
+            need_h, need_w = max(need_h, reduction * stride, reduction * parts), max(need_w, reduction * stride)
+        if height < need_h or width < need_w:
+            raise ValueError(
+                f"images of {(height, width)} are too small for {self.backbone.name!r} with MIIM strides "
+                f"{self.miim_strides} and {self.local_parts} P5 strips (stage reductions {self.backbone.reductions});"
+                f" use at least ({need_h}, {need_w}), e.g. the field's (288, 144)"
+            )
+
+    def _check_inputs(self, images: torch.Tensor, modalities: torch.Tensor | None) -> torch.Tensor | None:
+        if not isinstance(images, torch.Tensor):
+            raise TypeError(f"images must be a torch.Tensor (B, 3, H, W); got {type(images).__name__}")
+        if images.dim() != 4 or images.shape[1] != self.backbone.in_chans:
+            raise ValueError(
+                f"images must be (B, {self.backbone.in_chans}, H, W); got shape {tuple(images.shape)}"
+                + (" - add a batch dimension with images[None]" if images.dim() == 3 else "")
+            )
+        if not images.is_floating_point():
+            raise TypeError(f"images must be a float tensor (normalised); got {images.dtype}")
+        self.check_image_size(tuple(images.shape[-2:]))
+        if modalities is None:
+            if self.separate_stages:
+                raise ValueError(
+                    f"modalities is required: this model has modality-specific MIIMs after stages "
+                    f"{self.separate_stages}; pass a (B,) tensor with 0 = visible, 1 = infrared"
+                )
+            return None
+        return check_modalities(modalities, images.shape[0]).to(images.device)
+
+    # ------------------------------------------------------------------------------------------------ forward
+
+    def forward_features(self, images: torch.Tensor, modalities: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Backbone stages with their MIIMs.
+
+        Args:
+            images: (B, 3, H, W) float images.
+            modalities: (B,) ids, 0 = visible, 1 = infrared (needed when there are separate stages).
+
+        Returns:
+            ``{"p4": (B, C_3, H_3, W_3), "p5": (B, C_4, H_4, W_4)}``, both after their MIIMs.
+        """
+        modalities = self._check_inputs(images, modalities)
+        x = images
+        maps: dict[str, torch.Tensor] = {}
+        for index in range(1, NUM_STAGES + 1):
+            if self.grad_checkpointing and torch.is_grad_enabled():
+                x = checkpoint(self.backbone.forward_stage, index, x, use_reentrant=False)
+            else:
+                x = self.backbone.forward_stage(index, x)  # (B, C_k, H_k, W_k) or ViT tokens (B, N, D)
+            key = f"stage{index}"
+            if key not in self.miims and index < NUM_STAGES - 1:
+                continue
+            feature_map = self.backbone.as_map(x)  # (B, C_k, H_k, W_k)
+            if key in self.miims:
+                miim = self.miims[key]
+                feature_map = miim(feature_map, modalities) if index in self.separate_stages else miim(feature_map)
+                if index < NUM_STAGES:
+                    x = self.backbone.with_map(x, feature_map)
+            if index >= NUM_STAGES - 1:
+                maps["p4" if index == NUM_STAGES - 1 else "p5"] = feature_map
+        return maps
+
+    def pool(self, features: dict[str, torch.Tensor], heads: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        """Each head's pooled (B, C) input: GAP of P5, of P5's horizontal strips, of P4.
+
+        Strip ``i`` of ``n`` covers rows ``⌊i·H/n⌋ .. ⌈(i+1)·H/n⌉`` (adaptive-pooling bounds).
+        """
+        p5 = features["p5"]
+        height = p5.shape[2]
+        pooled = {}
+        for name in self.head_names if heads is None else heads:
+            if name == "p5_global":
+                pooled[name] = p5.mean(dim=(2, 3))  # (B, C_4)
+            elif name == "p4_global":
+                pooled[name] = features["p4"].mean(dim=(2, 3))  # (B, C_3)
+            else:
+                part = int(name.removeprefix("p5_part"))
+                start = part * height // self.local_parts
+                stop = -(-(part + 1) * height // self.local_parts)
+                pooled[name] = p5[:, :, start:stop].mean(dim=(2, 3))  # (B, C_4)
+        return pooled
+
+    def forward_head(self, features: dict[str, torch.Tensor], pre_logits: bool = False) -> WRIMNetOutput | torch.Tensor:
+        """Heads on the maps of :meth:`forward_features`.
+
+        Args:
+            features: ``{"p4": ..., "p5": ...}``.
+            pre_logits: return the test embedding (B, D): the BNNeck features of ``embed_heads`` concatenated and
+                L2-normalised.
+
+        Returns:
+            the (B, D) embedding with ``pre_logits``, else a :class:`WRIMNetOutput`.
+        """
+        if pre_logits:
+            pooled = self.pool(features, self.embed_heads)
+            parts = [self.heads[name](pooled[name], pre_logits=True) for name in self.embed_heads]
+            return F.normalize(torch.cat(parts, dim=1), dim=1)  # (B, D)
+        pooled = self.pool(features)
+        outputs = {name: self.heads[name](pooled[name]) for name in self.head_names}
+        return WRIMNetOutput(
+            logits={name: out.logits for name, out in outputs.items() if out.logits is not None},
+            features={name: out.features for name, out in outputs.items()},
+            projections={name: out.projection for name, out in outputs.items()},
+            pooled=pooled,
+        )
+
+    def forward(self, images: torch.Tensor, modalities: torch.Tensor | None = None) -> WRIMNetOutput | torch.Tensor:
+        """
+        Args:
+            images: (B, 3, H, W) float images.
+            modalities: (B,) ids, 0 = visible, 1 = infrared.
+
+        Returns:
+            training: :class:`WRIMNetOutput`; eval: the (B, D) L2-normalised test embedding.
+        """
+        return self.forward_head(self.forward_features(images, modalities), pre_logits=not self.training)
+
+    def embed(self, images: torch.Tensor, modalities: torch.Tensor | None = None, flip: bool = True) -> torch.Tensor:
+        """The test embedding, optionally averaged with the horizontally flipped images'. Call ``eval()`` first.
+
+        With ``flip`` the two L2-normalised embeddings are averaged and normalised again [D]. DEEN / AGW's test
+        code sums the two views' features without re-normalising: the same ranking under cosine distance, a
+        different one under Euclidean distance.
+
+        Args:
+            images: (B, 3, H, W) float images.
+            modalities: (B,) ids, 0 = visible, 1 = infrared.
+            flip: also embed ``images.flip(-1)`` and average (one forward pass on a 2B batch).
+
+        Returns:
+            (B, D), unit norm.
+        """
+        if not flip:
+            return self.forward_head(self.forward_features(images, modalities), pre_logits=True)
+        batch = images.shape[0]
+        both = torch.cat([images, images.flip(-1)])  # (2B, 3, H, W)
+        both_modalities = None if modalities is None else torch.cat([modalities, modalities])
+        embedding = self.forward_head(self.forward_features(both, both_modalities), pre_logits=True)  # (2B, D)
+        return F.normalize(embedding[:batch] + embedding[batch:], dim=1)  # (B, D)
+
+    # ------------------------------------------------------------------------------------------- timm interface
+
+    def get_classifier(self) -> dict[str, nn.Linear | None]:
+        """Each head's ID classifier."""
+        return {name: self.heads[name].classifier for name in self.head_names}
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Give every head a fresh ID classifier for ``num_classes`` identities (0: remove them)."""
+        for name in self.head_names:
+            self.heads[name].reset_classifier(num_classes)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each backbone stage in the backward pass instead of storing its activations.
+
+        BatchNorm layers inside a recomputed stage update their running statistics twice per step (as with
+        timm's own checkpointing).
+        """
+        self.grad_checkpointing = enable
+
+
+def _check_stages(stages: Sequence[int], name: str) -> tuple[int, ...]:
+    """Validate 1-based stage indices (Block1..Block4)."""
+    if isinstance(stages, int):
+        stages = (stages,)
+    stages = tuple(stages)
+    bad = [s for s in stages if not isinstance(s, int) or not 1 <= s <= NUM_STAGES]
+    if bad:
+        raise ValueError(
+            f"{name} holds 1-based stage indices 1..{NUM_STAGES} (the paper's Block1..Block4); got {bad} in {stages}"
+        )
+    if len(set(stages)) != len(stages):
+        raise ValueError(f"{name} lists a stage twice: {stages}")
+    return tuple(sorted(stages))
+
+
+def _per_stage(value: int | Sequence[int], name: str) -> tuple[int, ...]:
+    """One positive int per stage 1..4 from an int or a 4-sequence."""
+    values = (value,) * NUM_STAGES if isinstance(value, int) else tuple(value)
+    if len(values) != NUM_STAGES or not all(isinstance(v, int) and v >= 1 for v in values):
+        raise ValueError(f"{name} must be a positive int or {NUM_STAGES} of them (stages 1..4); got {value!r}")
+    return values
+
+
+# ----------------------------------------------------------------------------------------------- entrypoints
+
+
+def _create_wrimnet(backbone: str, pretrained: bool, defaults: dict, **kwargs) -> WRIMNet:
+    return WRIMNet(backbone=backbone, pretrained=pretrained, **dict(defaults, **kwargs))
+
+
+_NO_MIIM = {"separate_stages": (), "shared_stages": ()}
+
+
+@register_model
+def wrimnet_resnet50(pretrained: bool = False, **kwargs) -> WRIMNet:
+    """WRIM-Net as in the paper: ResNet-50, last stride 1, separate MIIMs after stages 1-2, shared after 3-4."""
+    return _create_wrimnet("resnet50", pretrained, {}, **kwargs)
+
+
+@register_model
+def wrimnet_resnet18(pretrained: bool = False, **kwargs) -> WRIMNet:
+    """WRIM-Net on ResNet-18 (CPU-sized; same placements and strides as the paper)."""
+    return _create_wrimnet("resnet18", pretrained, {}, **kwargs)
+
+
+@register_model
+def wrimnet_resnet101(pretrained: bool = False, **kwargs) -> WRIMNet:
+    """WRIM-Net on ResNet-101."""
+    return _create_wrimnet("resnet101", pretrained, {}, **kwargs)
+
+
+@register_model
+def wrimnet_convnext_tiny(pretrained: bool = False, **kwargs) -> WRIMNet:
+    """WRIM-Net on ConvNeXt-Tiny (last stage at stride 1, undilated; the paper's placements and strides)."""
+    return _create_wrimnet("convnext_tiny", pretrained, {}, **kwargs)
+
+
+@register_model
+def wrimnet_vit_small(pretrained: bool = False, **kwargs) -> WRIMNet:
+    """WRIM-Net on ViT-S/16: MIIMs after the four 3-block groups, stride 1 everywhere.
+
+    Every ViT stage already sits at 1/16 resolution, the resolution the paper's strides (4, 2, 1, 1) bring all
+    four ResNet MIIMs to, so the MIIMs attend over the same token grid without further compression. [D]
+    """
+    return _create_wrimnet("vit_small_patch16_224", pretrained, {"stride": 1}, **kwargs)
+
+
+@register_model
+def baseline_resnet50(pretrained: bool = False, **kwargs) -> WRIMNet:
+    """The AGW-style baseline: ResNet-50, last stride 1, the same BNNeck heads, no MIIM."""
+    return _create_wrimnet("resnet50", pretrained, _NO_MIIM, **kwargs)
+
+
+@register_model
+def baseline_resnet18(pretrained: bool = False, **kwargs) -> WRIMNet:
+    """The baseline on ResNet-18 (CPU-sized), no MIIM."""
+    return _create_wrimnet("resnet18", pretrained, _NO_MIIM, **kwargs)
