@@ -344,7 +344,7 @@ def _ranks_by_sort(
         kept_rank = kept_pos if keep is None else torch.where(keep, kept_pos, num_g)
         first_of_id = torch.full((dist.shape[0], num_ids), num_g, dtype=torch.long, device=dist.device)
         first_of_id.scatter_reduce_(1, g_compact.expand_as(order).gather(1, order), kept_rank, reduce="amin")
-        dedup_rank = (first_of_id < first_of_id.gather(1, q_compact[:, None])).sum(1)  # (q,)
+        dedup_rank = (first_of_id < first_of_id.gather(1, q_compact[:, None])).sum(1, dtype=torch.int32).long()
     return pos_rank, raw.sum(1), dedup_rank
 
 
@@ -367,7 +367,7 @@ def _ranks_by_count(
     cols = torch.arange(num_g, device=dist.device)
     if dist.dtype == torch.float32:
         bits = (dist + 0.0).view(torch.int32)  # + 0.0 turns -0.0 into +0.0, which numpy ranks as equal
-        ordered = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)  # IEEE bits -> integers in the floats' order
+        ordered = bits ^ ((bits >> 31) & 0x7FFFFFFF)  # IEEE bits -> integers in the floats' order
     else:
         ordered = dist
     key = ordered.long() * num_g + cols  # (q, G) unique per row, same order as a stable argsort
@@ -380,7 +380,8 @@ def _ranks_by_count(
         key = torch.where(keep, key, torch.iinfo(torch.long).max)
     num_rel = raw.sum(1)  # (q,)
     pos_key = _slot_matrix(raw, key, max_pos, torch.iinfo(torch.long).max)  # (q, M)
-    pos_rank = (key[:, None, :] < pos_key[:, :, None]).sum(-1)  # (q, M, G) -> (q, M); spill slots count all kept
+    # (q, M, G) -> (q, M); spill slots count all kept. (An int32 sum of bools is ~20x faster than int64 on CPU.)
+    pos_rank = (key[:, None, :] < pos_key[:, :, None]).sum(-1, dtype=torch.int32).long()
     pos_rank = torch.where(pos_key == torch.iinfo(torch.long).max, num_g, pos_rank).sort(1).values
     dedup_rank = None
     if dedup is not None:
@@ -388,5 +389,5 @@ def _ranks_by_count(
         before = (key < pos_key.amin(1, keepdim=True)).to(torch.uint8)  # (q, G) kept images before the first match
         seen = torch.zeros(num_q, num_ids, dtype=torch.uint8, device=dist.device)
         seen.scatter_reduce_(1, g_compact.expand(num_q, num_g), before, reduce="amax")  # (q, P)
-        dedup_rank = seen.sum(1)
+        dedup_rank = seen.sum(1, dtype=torch.int32).long()
     return pos_rank, num_rel, dedup_rank
