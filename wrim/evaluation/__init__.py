@@ -5,5 +5,6 @@ from wrim.evaluation.metrics import RankMetrics as RankMetrics
 from wrim.evaluation.metrics import camera_keep_mask as camera_keep_mask
 from wrim.evaluation.metrics import evaluate as evaluate
 from wrim.evaluation.metrics import mean_metrics as mean_metrics
+from wrim.evaluation.rerank import k_reciprocal_rerank as k_reciprocal_rerank
 
-__all__ = ["PROTOCOLS", "RankMetrics", "camera_keep_mask", "evaluate", "mean_metrics"]
+__all__ = ["PROTOCOLS", "RankMetrics", "camera_keep_mask", "evaluate", "k_reciprocal_rerank", "mean_metrics"]
