@@ -5,6 +5,23 @@ from wrim.evaluation.metrics import RankMetrics as RankMetrics
 from wrim.evaluation.metrics import camera_keep_mask as camera_keep_mask
 from wrim.evaluation.metrics import evaluate as evaluate
 from wrim.evaluation.metrics import mean_metrics as mean_metrics
+from wrim.evaluation.protocol import DISTANCES as DISTANCES
+from wrim.evaluation.protocol import ProtocolResult as ProtocolResult
+from wrim.evaluation.protocol import evaluate_protocol as evaluate_protocol
+from wrim.evaluation.protocol import extract_features as extract_features
+from wrim.evaluation.protocol import pairwise_distance as pairwise_distance
 from wrim.evaluation.rerank import k_reciprocal_rerank as k_reciprocal_rerank
 
-__all__ = ["PROTOCOLS", "RankMetrics", "camera_keep_mask", "evaluate", "k_reciprocal_rerank", "mean_metrics"]
+__all__ = [
+    "DISTANCES",
+    "PROTOCOLS",
+    "ProtocolResult",
+    "RankMetrics",
+    "camera_keep_mask",
+    "evaluate",
+    "evaluate_protocol",
+    "extract_features",
+    "k_reciprocal_rerank",
+    "mean_metrics",
+    "pairwise_distance",
+]
