@@ -216,3 +216,24 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="outside"):
         big = torch.tensor([100])
         loss_fn(emb, labels, modalities, indices_tuple=(torch.tensor([0]), big, torch.tensor([0]), big))
+
+
+@pytest.mark.cuda
+def test_cuda_matches_cpu_with_ties_and_autocast():
+    g = torch.Generator().manual_seed(4)
+    emb = torch.randint(0, 2, (32, 16), generator=g).float() * 2 - 1  # exact ties, see above
+    labels = torch.arange(4).repeat_interleave(8)
+    modalities = torch.tensor(([0] * 4 + [1] * 4) * 4)
+    cuda = torch.device("cuda")
+    for k in (1, 2, 3):
+        loss_fn = CMKICLoss(k=k)
+        expected = loss_fn(emb, labels, modalities)
+        on_gpu = loss_fn(emb.to(cuda), labels.to(cuda), modalities.to(cuda))
+        torch.testing.assert_close(on_gpu.cpu(), expected)
+        mined_cpu = CrossModalityKeyInstanceMiner(k=k)(emb, labels, modalities)
+        mined_gpu = CrossModalityKeyInstanceMiner(k=k)(emb.to(cuda), labels.to(cuda), modalities.to(cuda))
+        assert all(torch.equal(a, b.cpu()) for a, b in zip(mined_cpu, mined_gpu))
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        loss = CMKICLoss()(emb.to(cuda).bfloat16(), labels.to(cuda), modalities.to(cuda))
+    assert loss.dtype == torch.float32
+    torch.testing.assert_close(loss.cpu(), CMKICLoss()(emb, labels, modalities))

@@ -39,7 +39,9 @@ from wrim.modality import INFRARED, VISIBLE, check_modalities
 __all__ = ["CMKICLoss", "cmkic_from_masks", "cmkic_key_masks"]
 
 
-def cmkic_key_masks(sim: torch.Tensor, labels: torch.Tensor, modalities: torch.Tensor, k: int):
+def cmkic_key_masks(
+    sim: torch.Tensor, labels: torch.Tensor, modalities: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Key-instance positives and cross-modality negatives of a batch, from its similarity matrix.
 
     Args:

@@ -30,7 +30,8 @@ __all__ = ["TripletLoss", "WRTripletLoss"]
 
 def _prepare(
     embeddings: torch.Tensor, labels: torch.Tensor, modalities: torch.Tensor | None, cross_modality: bool
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Validate the inputs; return the embeddings in the compute dtype, labels and modalities as LongTensors."""
     embeddings = check_embeddings(embeddings)
     batch = embeddings.shape[0]
     labels = check_labels(labels, batch).to(embeddings.device)
