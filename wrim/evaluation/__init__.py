@@ -11,6 +11,7 @@ from wrim.evaluation.protocol import evaluate_protocol as evaluate_protocol
 from wrim.evaluation.protocol import extract_features as extract_features
 from wrim.evaluation.protocol import pairwise_distance as pairwise_distance
 from wrim.evaluation.rerank import k_reciprocal_rerank as k_reciprocal_rerank
+from wrim.evaluation.visualize import plot_ranklist as plot_ranklist
 
 __all__ = [
     "DISTANCES",
@@ -24,4 +25,5 @@ __all__ = [
     "k_reciprocal_rerank",
     "mean_metrics",
     "pairwise_distance",
+    "plot_ranklist",
 ]
