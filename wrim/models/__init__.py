@@ -8,13 +8,16 @@ from wrim.models._factory import create_model
 from wrim.models._registry import is_model, list_models, model_entrypoint, register_model
 from wrim.models.backbone import StagedBackbone
 from wrim.models.heads import EmbeddingHead, HeadOutput
+from wrim.models.summary import ModelSummary, SummaryRow, summary
 from wrim.models.weights import load_state_dict_file, load_weights, save_weights
 from wrim.models.wrimnet import WRIMNet, WRIMNetOutput
 
 __all__ = [
     "EmbeddingHead",
     "HeadOutput",
+    "ModelSummary",
     "StagedBackbone",
+    "SummaryRow",
     "WRIMNet",
     "WRIMNetOutput",
     "create_model",
@@ -25,4 +28,5 @@ __all__ = [
     "model_entrypoint",
     "register_model",
     "save_weights",
+    "summary",
 ]

@@ -27,7 +27,7 @@ class HeadOutput(NamedTuple):
 
     features: torch.Tensor  # (B, C) BNNeck features
     logits: torch.Tensor | None  # (B, K), None when the head has no classifier
-    projection: torch.Tensor  # (B, P)
+    projection: torch.Tensor | None  # (B, P), None when the head has no projection
 
 
 class EmbeddingHead(nn.Module):
@@ -38,22 +38,24 @@ class EmbeddingHead(nn.Module):
         Args:
             in_channels: pooled feature width ``C``.
             num_classes: identities ``K`` of the ID classifier; 0 builds no classifier.
-            proj_dim: output width ``P`` of the projection MLP (128 in [N]).
+            proj_dim: output width ``P`` of the projection MLP (128 in [N]); 0 builds no projection.
         """
         super().__init__()
-        if in_channels < 1 or proj_dim < 1:
-            raise ValueError(f"in_channels and proj_dim must be >= 1; got {in_channels}, {proj_dim}")
+        if in_channels < 1 or proj_dim < 0:
+            raise ValueError(f"in_channels must be >= 1 and proj_dim >= 0; got {in_channels}, {proj_dim}")
         self.in_channels = in_channels
         self.bnneck = nn.BatchNorm1d(in_channels)
         self.bnneck.bias.requires_grad_(False)
         self.classifier: nn.Linear | None = None
         self.reset_classifier(num_classes)
-        self.projection = nn.Sequential(
-            nn.Linear(in_channels, in_channels),
-            nn.BatchNorm1d(in_channels),
-            nn.ReLU(inplace=True),
-            nn.Linear(in_channels, proj_dim),
-        )
+        self.projection: nn.Sequential | None = None
+        if proj_dim > 0:
+            self.projection = nn.Sequential(
+                nn.Linear(in_channels, in_channels),
+                nn.BatchNorm1d(in_channels),
+                nn.ReLU(inplace=True),
+                nn.Linear(in_channels, proj_dim),
+            )
 
     @property
     def num_classes(self) -> int:
@@ -88,4 +90,5 @@ class EmbeddingHead(nn.Module):
         if pre_logits:
             return features
         logits = None if self.classifier is None else self.classifier(features)  # (B, K)
-        return HeadOutput(features, logits, self.projection(features))  # projection: (B, P)
+        projection = None if self.projection is None else self.projection(features)  # (B, P)
+        return HeadOutput(features, logits, projection)

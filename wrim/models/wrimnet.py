@@ -46,7 +46,7 @@ class WRIMNetOutput:
 
     logits: dict[str, torch.Tensor]  # (B, K) per head; empty when the model has num_classes=0
     features: dict[str, torch.Tensor]  # (B, C_head) BNNeck features
-    projections: dict[str, torch.Tensor]  # (B, P) contrastive projections (not normalised)
+    projections: dict[str, torch.Tensor]  # (B, P) contrastive projections (not normalised) of the projection_heads
     pooled: dict[str, torch.Tensor] = field(default_factory=dict)  # (B, C_head) pooled features before the BNNeck
 
     @property
@@ -86,6 +86,7 @@ class WRIMNet(nn.Module):
         last_stage_dilation: bool = False,
         local_parts: int = 2,
         proj_dim: int = 128,
+        projection_heads: Sequence[str] | None = ("p5_global", "p4_global"),
         embed_heads: Sequence[str] | None = None,
         miim_kwargs: dict | None = None,
         backbone_kwargs: dict | None = None,
@@ -114,6 +115,9 @@ class WRIMNet(nn.Module):
             local_parts: horizontal strips of P5, each with its own head ([N]: two, b11 and b12; strips [D]);
                 0 for none.
             proj_dim: contrastive projection width ``P`` ([N]: 128).
+            projection_heads: heads with a projection MLP; None = all. [N] gives every head one, but only the P5
+                and P4 global projections have a loss (CMKIC / AICL, paper.md §2), so by default the part heads
+                get none: no parameter without gradient (which DistributedDataParallel would reject). [D]
             embed_heads: heads whose BNNeck features form the test embedding, in order; None = all heads. [D]
             miim_kwargs: further :class:`~wrim.layers.MIIM` arguments for every MIIM (e.g. ``out_norm``).
             backbone_kwargs: further ``timm.create_model`` arguments (e.g. ``drop_path_rate``).
@@ -170,14 +174,15 @@ class WRIMNet(nn.Module):
         head_channels = {"p5_global": channels[3]}
         head_channels.update({f"p5_part{i}": channels[3] for i in range(local_parts)})
         head_channels["p4_global"] = channels[2]
-        self.heads = nn.ModuleDict(
-            {name: EmbeddingHead(width, num_classes, proj_dim) for name, width in head_channels.items()}
-        )
         self.head_names: tuple[str, ...] = tuple(head_channels)
-        self.embed_heads: tuple[str, ...] = self.head_names if embed_heads is None else tuple(embed_heads)
-        unknown = [name for name in self.embed_heads if name not in head_channels]
-        if unknown or not self.embed_heads:
-            raise ValueError(f"embed_heads must be a non-empty subset of {self.head_names}; got {embed_heads!r}")
+        self.projection_heads = _check_heads(projection_heads, self.head_names, "projection_heads")
+        self.embed_heads = _check_heads(embed_heads, self.head_names, "embed_heads")
+        self.heads = nn.ModuleDict(
+            {
+                name: EmbeddingHead(width, num_classes, proj_dim if name in self.projection_heads else 0)
+                for name, width in head_channels.items()
+            }
+        )
         self.num_features = sum(head_channels[name] for name in self.embed_heads)
         self.grad_checkpointing = False
 
@@ -302,7 +307,7 @@ class WRIMNet(nn.Module):
         return WRIMNetOutput(
             logits={name: out.logits for name, out in outputs.items() if out.logits is not None},
             features={name: out.features for name, out in outputs.items()},
-            projections={name: out.projection for name, out in outputs.items()},
+            projections={name: out.projection for name, out in outputs.items() if out.projection is not None},
             pooled=pooled,
         )
 
@@ -373,6 +378,16 @@ def _check_stages(stages: Sequence[int], name: str) -> tuple[int, ...]:
     if len(set(stages)) != len(stages):
         raise ValueError(f"{name} lists a stage twice: {stages}")
     return tuple(sorted(stages))
+
+
+def _check_heads(heads: Sequence[str] | None, names: tuple[str, ...], argument: str) -> tuple[str, ...]:
+    """A non-empty subset of the head names (None = all), in the given order."""
+    if heads is None:
+        return names
+    heads = (heads,) if isinstance(heads, str) else tuple(heads)
+    if not heads or any(name not in names for name in heads):
+        raise ValueError(f"{argument} must be a non-empty subset of {names}; got {heads!r}")
+    return heads
 
 
 def _per_stage(value: int | Sequence[int], name: str) -> tuple[int, ...]:
