@@ -41,3 +41,15 @@ def test_pairs_round_trip():
     neg = torch.rand(5, 7) > 0.5
     back_pos, back_neg = pairs_to_masks(masks_to_pairs(pos, neg), 5, 7)
     assert torch.equal(back_pos, pos) and torch.equal(back_neg, neg)
+
+
+@pytest.mark.parametrize("largest", [False, True])
+def test_argmin_path_equals_stable_sort_path(largest, monkeypatch):
+    import wrim.miners.utils as utils
+
+    scores = torch.randint(-3, 3, (30, 17)).float()  # many exact ties
+    mask = torch.rand(30, 17) > 0.4
+    fast = [select_per_row(scores, mask, k, largest) for k in range(1, 9)]
+    monkeypatch.setattr(utils, "_ARGMIN_MAX_K", 0)
+    for k, expected in zip(range(1, 9), fast):
+        assert torch.equal(select_per_row(scores, mask, k, largest), expected)

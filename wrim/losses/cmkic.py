@@ -78,10 +78,12 @@ def cmkic_from_masks(
     # Rows without negatives are filled with finite zeros so that logsumexp's backward stays NaN-free.
     neg_logits = logits.masked_fill(~neg, float("-inf")).masked_fill(~has_neg[:, None], 0.0)  # (B, B)
     neg_lse = torch.logsumexp(neg_logits, dim=1)  # (B, B) -> (B,)
-    pair_loss = F.softplus(neg_lse[:, None] - logits)  # (B, B): -log(e^s_ip / (e^s_ip + sum_n e^s_in))
-    pair_loss = torch.where(pos & has_neg[:, None], pair_loss, torch.zeros_like(pair_loss))  # no negative: -log 1
+    anchors, positives = pos.nonzero(as_tuple=True)  # (P,), (P,): only the positive pairs need a term
+    pair_loss = F.softplus(neg_lse[anchors] - logits[anchors, positives])  # (P,): -log(e^s_ip / (e^s_ip + sum_n))
+    pair_loss = pair_loss * has_neg[anchors]  # an anchor without negatives contributes -log 1 = 0
     num_pos = pos.sum(dim=1)  # (B,)
-    anchor_loss = pair_loss.sum(dim=1) / num_pos.clamp(min=1)  # (B,): mean over the anchor's positives
+    anchor_loss = logits.new_zeros(logits.shape[0]).index_add(0, anchors, pair_loss)  # (P,) -> (B,)
+    anchor_loss = anchor_loss / num_pos.clamp(min=1)  # (B,): mean over the anchor's positives
     valid = num_pos > 0  # (B,)
     if not bool(valid.any()):
         raise ValueError("CMKIC: no anchor has a positive; indices_tuple must hold at least one positive pair (a1, p)")

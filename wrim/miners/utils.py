@@ -27,6 +27,7 @@ __all__ = [
 ]
 
 IndicesTuple = tuple[torch.Tensor, ...]
+_ARGMIN_MAX_K = 8  # up to this k, select_per_row uses k argmin passes instead of a full sort
 
 
 def check_k(k: int, name: str = "k") -> int:
@@ -150,8 +151,17 @@ def select_per_row(scores: torch.Tensor, mask: torch.Tensor, k: int, largest: bo
         return mask.clone()
     keyed = -scores if largest else scores  # smallest key first in both cases
     keyed = keyed.masked_fill(~mask, float("inf"))  # (B, R): non-candidates sort last
-    order = torch.sort(keyed, dim=1, stable=True).indices[:, :k]  # (B, k)
-    chosen = torch.zeros_like(mask).scatter_(1, order, True)  # (B, R)
+    if k <= _ARGMIN_MAX_K:
+        # k passes of argmin, which returns the first minimal index: the same tie-break as a stable sort, cheaper
+        rows = torch.arange(keyed.shape[0], device=keyed.device)  # (B,)
+        chosen = torch.zeros_like(mask)  # (B, R)
+        for _ in range(k):  # k is small (the number of key instances), not the number of anchors
+            idx = keyed.argmin(dim=1)  # (B,)
+            chosen[rows, idx] = True
+            keyed[rows, idx] = float("inf")
+    else:
+        order = torch.sort(keyed, dim=1, stable=True).indices[:, :k]  # (B, k)
+        chosen = torch.zeros_like(mask).scatter_(1, order, True)  # (B, R)
     return chosen & mask
 
 
