@@ -24,9 +24,15 @@ Per query (gallery sorted by distance, ``raw`` = the 0/1 match vector over the g
   standard rank-1; rank-k > 1 can be higher. The reference appends it for every query but divides by the number of
   valid queries; an invalid query's curve is all zeros, so this equals the mean over valid queries.
 
-Differences from the reference, all documented on ``evaluate``: a *stable* sort (numpy's default quicksort orders
-exact ties arbitrarily), and a ranked list shorter than ``max_rank`` (the camera rule dropped images, or fewer
-distinct ids than ``max_rank``) is padded with its last value, where the reference would build a ragged array.
+Differences from the reference, all documented on ``evaluate``: ties are ranked as a *stable* sort ranks them
+(numpy's default quicksort orders exact ties arbitrarily), and a ranked list shorter than ``max_rank`` (the camera
+rule dropped images, or fewer distinct ids than ``max_rank``) is padded with its last value, where the reference
+would build a ragged array.
+
+Two rankers give identical results: when no identity has more than ``_COUNT_MAX_POSITIVES`` gallery images (every
+re-id gallery in practice) and the distances are float32 / small ints, the rank of each match is the count of kept
+gallery images that precede it (no sort at all, O(Q M G) for M matches per query); otherwise each row is
+stable-sorted (O(Q G log G)).
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["PROTOCOLS", "RankMetrics", "evaluate", "mean_metrics", "camera_keep_mask"]
+__all__ = ["PROTOCOLS", "RankMetrics", "camera_keep_mask", "evaluate", "mean_metrics"]
 
 PROTOCOLS: tuple[str, ...] = ("sysu", "regdb", "llcm")
 _CMC_KINDS: tuple[str, ...] = ("reference", "standard")
@@ -187,8 +193,9 @@ def evaluate(
 
     Differences from the reference code:
 
-    - the gallery is sorted with a *stable* sort; numpy's default quicksort orders exactly equal distances
-      arbitrarily, so with exact ties the two can rank differently (continuous features practically never tie).
+    - exactly equal distances are ranked in gallery order, as a *stable* sort ranks them; numpy's default
+      quicksort orders them arbitrarily, so with exact ties the two can rank differently (continuous features
+      practically never tie). Compare against the reference run with ``np.argsort(..., kind="stable")``.
     - where the reference would build a ragged array (a ranked list shorter than ``max_rank`` after the camera rule,
       or fewer distinct identities than ``max_rank`` for the de-duplicated CMC) each curve is padded with its last
       value; wherever the reference is defined the results are equal.
