@@ -99,7 +99,17 @@ class StagedBackbone(nn.Module):
         self.last_stride = last_stride
         arch, _ = timm.models.split_model_name_tag(name)
         self.is_vit = timm.models.model_entrypoint(arch).__module__ in _VIT_MODULES
-        timm_kwargs = dict(kwargs, in_chans=in_chans, **_pretrained_kwargs(pretrained, pretrained_file))
+        timm_kwargs = dict(kwargs, in_chans=in_chans)
+        if self.is_vit:
+            timm_kwargs["img_size"] = img_size
+        elif last_stride == 1:
+            timm_kwargs["output_stride"] = 16
+        if pretrained_file is not None:
+            state_dict = load_state_dict_file(pretrained_file)
+            _check_backbone_state(name, state_dict, timm_kwargs, pretrained_file)
+            timm_kwargs.update(pretrained=True, pretrained_cfg_overlay={"state_dict": state_dict})
+        else:
+            timm_kwargs["pretrained"] = bool(pretrained)
         if self.is_vit:
             self._build_vit(name, img_size, last_stride, timm_kwargs, pretrained_file)
         else:
@@ -110,8 +120,6 @@ class StagedBackbone(nn.Module):
     def _build_cnn(
         self, name: str, last_stride: int, dilation: bool, timm_kwargs: dict, pretrained_file: str | Path | None
     ) -> None:
-        if last_stride == 1:
-            timm_kwargs["output_stride"] = 16
         try:
             model = _timm_create(name, pretrained_file, features_only=True, out_indices=(-4, -3, -2, -1), **timm_kwargs)
         except (TypeError, AssertionError, NotImplementedError) as err:
@@ -128,7 +136,12 @@ class StagedBackbone(nn.Module):
             raise ValueError(
                 f"backbone {name!r} gives a {type(model).__name__} with features_only=True, which cannot be run stage "
                 "by stage; WRIMNet supports timm CNNs whose feature extractor is a FeatureListNet (resnet*, "
-                "convnext*, efficientnet*, ...) and VisionTransformer models (vit_*, deit_*)"
+                "convnext*, regnet*, ...) and VisionTransformer models (vit_*, deit_*)"
+            )
+        if str(getattr(model, "output_fmt", "NCHW")).removeprefix("Format.") != "NCHW":
+            raise ValueError(
+                f"backbone {name!r} gives channels-last (B, H, W, C) features (e.g. Swin); WRIMNet runs timm CNNs with "
+                "(B, C, H, W) features and VisionTransformer models (vit_*, deit_*)"
             )
         info = model.feature_info
         if len(info.out_indices) != NUM_STAGES:
@@ -154,7 +167,7 @@ class StagedBackbone(nn.Module):
     ) -> None:
         if last_stride != 1:
             raise ValueError(f"ViT backbone {name!r} keeps one resolution in all stages; pass last_stride=1")
-        model = _timm_create(name, pretrained_file, num_classes=0, img_size=img_size, **timm_kwargs)
+        model = _timm_create(name, pretrained_file, num_classes=0, **timm_kwargs)
         if not isinstance(model, VisionTransformer):
             raise ValueError(f"backbone {name!r} is not a timm VisionTransformer; use a vit_* / deit_* model")
         depth = len(model.blocks)
@@ -277,28 +290,44 @@ def _split_at(names: list[str], ends: list[str]) -> tuple[tuple[str, ...], ...]:
     return tuple(groups)
 
 
-def _pretrained_kwargs(pretrained: bool, pretrained_file: str | Path | None) -> dict:
-    """timm kwargs for the weights: a safely loaded local file is passed to timm as a state dict."""
-    if pretrained_file is not None:
-        state_dict = load_state_dict_file(pretrained_file)
-        return {"pretrained": True, "pretrained_cfg_overlay": {"state_dict": state_dict}}
-    return {"pretrained": bool(pretrained)}
+def _check_backbone_state(
+    name: str, state_dict: dict[str, torch.Tensor], timm_kwargs: dict, pretrained_file: str | Path
+) -> None:
+    """Raise a ValueError listing missing / unexpected / mis-shaped keys of a backbone weights file.
+
+    The reference is the timm classification model (built on the meta device, no memory); its classifier is
+    ignored, and so is the shape of a ViT's positional embedding (timm resizes it to ``img_size``).
+    """
+    with torch.device("meta"):
+        reference = timm.create_model(name, **timm_kwargs)
+    classifier = reference.pretrained_cfg.get("classifier") or ()
+    classifier = (classifier,) if isinstance(classifier, str) else tuple(classifier)
+
+    def is_classifier(key: str) -> bool:
+        return any(key.startswith(f"{prefix}.") for prefix in classifier)
+
+    expected = {key: t.shape for key, t in reference.state_dict().items() if not is_classifier(key)}
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(key for key in state_dict if key not in expected and not is_classifier(key))
+    mismatched = [
+        f"{key}: file {tuple(state_dict[key].shape)} vs model {tuple(shape)}"
+        for key, shape in expected.items()
+        if key in state_dict and key != "pos_embed" and state_dict[key].shape != shape
+    ]
+    if missing or unexpected or mismatched:
+        raise ValueError(
+            f"pretrained_file {str(pretrained_file)!r} does not fit backbone {name!r}: missing keys "
+            f"({len(missing)}): {missing[:20]}; unexpected keys ({len(unexpected)}): {unexpected[:20]}; shape "
+            f"mismatches ({len(mismatched)}): {mismatched[:10]}. It must hold the timm classification model's "
+            f"state dict, named as timm.create_model({name!r}).state_dict() names it"
+        )
 
 
 def _timm_create(name: str, pretrained_file: str | Path | None, **kwargs) -> nn.Module:
     """``timm.create_model`` with clear errors for failed downloads and mismatching local weights."""
     try:
         return timm.create_model(name, **kwargs)
-    except RuntimeError as err:
-        if pretrained_file is not None and ("state_dict" in str(err) or "size mismatch" in str(err)):
-            raise ValueError(
-                f"pretrained_file {str(pretrained_file)!r} does not fit backbone {name!r}: {err}. It must hold the "
-                f"timm classification model's state dict (as timm.create_model({name!r}).state_dict() names it)"
-            ) from err
-        if kwargs.get("pretrained") and pretrained_file is None:
-            raise _download_error(name, err) from err
-        raise
-    except OSError as err:  # huggingface_hub / urllib errors: no internet, no cache, no such weights
+    except (RuntimeError, OSError) as err:  # huggingface_hub / urllib: no internet, no cache, no such weights
         if kwargs.get("pretrained") and pretrained_file is None:
             raise _download_error(name, err) from err
         raise

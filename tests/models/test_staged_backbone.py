@@ -1,0 +1,182 @@
+"""StagedBackbone: CNN / ViT staging, last stride 1, backbone swap, local pretrained files and their errors."""
+
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from wrim.models import StagedBackbone, WRIMNet
+
+MODALITIES = torch.tensor([0, 1])
+
+
+@pytest.mark.parametrize(
+    ("backbone", "kwargs"),
+    [("resnet18", {}), ("convnext_atto", {"num_heads": 4}), ("vit_tiny_patch16_224", {})],
+)
+def test_backbone_swap_forward_backward(backbone, kwargs) -> None:
+    """issue 4: resnet18, convnext_atto and vit_tiny_patch16_224 (at 256x128) build and train."""
+    model = WRIMNet(backbone, num_classes=3, img_size=(256, 128), **kwargs).train()
+    out = model(torch.randn(2, 3, 256, 128), MODALITIES)
+    loss = sum(logits.logsumexp(1).mean() for logits in out.logits.values()) + out.p5_projection.square().mean()
+    loss.backward()
+    grads = [p.grad for p in model.miims.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert out.features["p5_global"].shape == (2, model.backbone.channels[3])
+    if backbone.startswith("vit"):
+        expected = (192,) * 4
+    else:
+        feature_info = timm.create_model(backbone, features_only=True, out_indices=(-4, -3, -2, -1)).feature_info
+        expected = tuple(feature_info.channels())
+    assert model.backbone.channels == expected
+
+
+def _dilations(module: nn.Module) -> set[tuple[int, int]]:
+    return {m.dilation for m in module.modules() if isinstance(m, nn.Conv2d)}
+
+
+def test_resnet_last_stride() -> None:
+    images = torch.randn(1, 3, 64, 32)
+    plain = StagedBackbone("resnet18", last_stride=1).eval()
+    assert plain.reductions == (4, 8, 16, 16)
+    assert _dilations(plain.model.layer4) == {(1, 1)}  # re-id convention: no dilation
+    assert plain.model.layer4[0].conv1.stride == (1, 1)
+    dilated = StagedBackbone("resnet18", last_stride=1, last_stage_dilation=True).eval()
+    assert (2, 2) in _dilations(dilated.model.layer4)
+    strided = StagedBackbone("resnet18", last_stride=2).eval()
+    assert strided.reductions == (4, 8, 16, 32)
+    with torch.no_grad():
+        sizes = [tuple(m.shape[-2:]) for m in plain(images)]
+        assert sizes == [(16, 8), (8, 4), (4, 2), (4, 2)]
+        assert [tuple(m.shape[-2:]) for m in dilated(images)] == sizes
+        assert tuple(strided(images)[-1].shape[-2:]) == (2, 1)
+    # same weights (timm zero-inits each block's last BN, which would hide the dilation): differ only in stage 4
+    for module in plain.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            nn.init.uniform_(module.weight, 0.5, 1.5)
+    dilated.load_state_dict(plain.state_dict())
+    with torch.no_grad():
+        a, b = plain(images), dilated(images)
+    torch.testing.assert_close(a[2], b[2])
+    assert not torch.allclose(a[3], b[3])
+
+
+def test_convnext_last_stride_undilated() -> None:
+    backbone = StagedBackbone("convnext_atto").eval()
+    assert backbone.reductions == (4, 8, 16, 16)
+    assert _dilations(backbone.model.stages_3) == {(1, 1)}
+    with torch.no_grad():
+        assert [tuple(m.shape[1:]) for m in backbone(torch.randn(1, 3, 64, 32))] == [
+            (40, 16, 8),
+            (80, 8, 4),
+            (160, 4, 2),
+            (320, 4, 2),
+        ]
+
+
+def test_cnn_stages_cover_the_feature_extractor() -> None:
+    backbone = StagedBackbone("resnet18")
+    assert backbone.stage_names[0] == ("conv1", "bn1", "act1", "maxpool", "layer1")
+    assert backbone.stage_names[1:] == (("layer2",), ("layer3",), ("layer4",))
+    staged = sum(p.numel() for index in range(1, 5) for p in backbone.stage_parameters(index))
+    assert staged == sum(p.numel() for p in backbone.parameters())
+
+
+def test_vit_stages() -> None:
+    backbone = StagedBackbone("vit_tiny_patch16_224", img_size=(64, 32)).eval()
+    assert backbone.block_groups == ((0, 3), (3, 6), (6, 9), (9, 12))
+    assert backbone.grid_size == (4, 2)
+    assert backbone.reductions == (16,) * 4
+    assert backbone.model.pos_embed.shape == (1, 1 + 8, 192)  # resized to the 4x2 grid (+ class token)
+    images = torch.randn(2, 3, 64, 32)
+    with torch.no_grad():
+        tokens = backbone.forward_stage(1, images)
+        assert tokens.shape == (2, 9, 192)
+        grid = backbone.as_map(tokens)
+        assert grid.shape == (2, 192, 4, 2)
+        torch.testing.assert_close(grid[:, :, 1, 0], tokens[:, 1 + 2])  # row-major patch order
+        torch.testing.assert_close(backbone.with_map(tokens, grid), tokens)
+        # the stages together are timm's own forward_features
+        x = images
+        for index in range(1, 5):
+            x = backbone.forward_stage(index, x)
+        torch.testing.assert_close(x, backbone.model.forward_features(images))
+    staged = sum(p.numel() for index in range(1, 5) for p in backbone.stage_parameters(index))
+    assert staged == sum(p.numel() for p in backbone.parameters())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"name": "resnet5"}, "Close timm names: .*resnet50"),
+        ({"name": "convnxt_tiny"}, "convnext_tiny"),
+        ({"name": "vit_tiny_patch16_224", "last_stride": 2}, "pass last_stride=1"),
+        ({"name": "vit_tiny_patch16_224", "img_size": (60, 32)}, "multiple of"),
+        ({"name": "swin_tiny_patch4_window7_224"}, "last_stride=2"),
+        ({"name": "swin_tiny_patch4_window7_224", "last_stride": 2}, "channels-last"),
+        ({"name": "efficientnet_b0"}, "cannot be run stage by stage"),
+        ({"name": "resnet18", "img_size": (0, 32)}, "img_size"),
+    ],
+)
+def test_bad_backbones(kwargs, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        StagedBackbone(**kwargs)
+
+
+# -------------------------------------------------------------------------------------------- pretrained files
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
+def test_pretrained_file(tmp_path, suffix) -> None:
+    source = timm.create_model("resnet18")
+    path = tmp_path / f"resnet18{suffix}"
+    if suffix == ".safetensors":
+        save_file(source.state_dict(), str(path))
+    else:  # a training checkpoint with a DDP prefix
+        torch.save({"state_dict": {f"module.{k}": v for k, v in source.state_dict().items()}, "epoch": 3}, path)
+    model = WRIMNet("resnet18", num_classes=3, img_size=(64, 32), pretrained_file=path)
+    torch.testing.assert_close(model.backbone.model.layer3[1].conv2.weight, source.layer3[1].conv2.weight)
+    torch.testing.assert_close(model.backbone.model.bn1.running_mean, source.bn1.running_mean)
+
+
+def test_pretrained_file_vit_positional_embedding_resized(tmp_path) -> None:
+    source = timm.create_model("vit_tiny_patch16_224")  # 14x14 grid
+    path = tmp_path / "vit.safetensors"
+    save_file(source.state_dict(), str(path))
+    backbone = StagedBackbone("vit_tiny_patch16_224", img_size=(64, 32), pretrained_file=path)
+    assert backbone.model.pos_embed.shape == (1, 9, 192)
+    torch.testing.assert_close(backbone.model.blocks[5].mlp.fc1.weight, source.blocks[5].mlp.fc1.weight)
+
+
+def test_pretrained_file_errors(tmp_path) -> None:
+    wrong = tmp_path / "wrong.safetensors"
+    save_file(timm.create_model("resnet34").state_dict(), str(wrong))
+    with pytest.raises(ValueError, match="pretrained_file .* does not fit backbone 'resnet18'"):
+        StagedBackbone("resnet18", pretrained_file=wrong)
+    with pytest.raises(FileNotFoundError):
+        StagedBackbone("resnet18", pretrained_file=tmp_path / "missing.pth")
+    unsafe = tmp_path / "unsafe.pth"
+    torch.save({"state_dict": timm.create_model("resnet18").state_dict(), "config": _Opaque()}, unsafe)
+    with pytest.raises(ValueError, match="weights_only=True"):
+        StagedBackbone("resnet18", pretrained_file=unsafe)
+
+
+class _Opaque:
+    """A pickled object that ``torch.load(weights_only=True)`` refuses."""
+
+
+def test_pretrained_download_failure_names_pretrained_file(monkeypatch) -> None:
+    """Without internet timm's download raises an OSError; the error must point to ``pretrained_file``."""
+    create = timm.create_model
+
+    def offline(name, pretrained=False, **kwargs):
+        if pretrained and "pretrained_cfg_overlay" not in kwargs:
+            raise OSError("We couldn't connect to 'https://huggingface.co'")
+        return create(name, pretrained=pretrained, **kwargs)
+
+    monkeypatch.setattr(timm, "create_model", offline)
+    with pytest.raises(RuntimeError, match="pretrained_file="):
+        WRIMNet("resnet18", num_classes=3, pretrained=True)
