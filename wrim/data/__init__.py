@@ -1,12 +1,14 @@
 """Datasets (SYSU-MM01, RegDB, LLCM, a synthetic set), the identity x modality sampler, transforms and loaders."""
 
 from wrim.data.base import VIReIDDataset as VIReIDDataset
+from wrim.data.llcm import LLCM as LLCM
 from wrim.data.loader import ImageDataset as ImageDataset
 from wrim.data.loader import build_test_loader as build_test_loader
 from wrim.data.loader import build_train_loader as build_train_loader
 from wrim.data.loader import read_image as read_image
 from wrim.data.records import ImageRecord as ImageRecord
 from wrim.data.records import TestSplit as TestSplit
+from wrim.data.regdb import RegDB as RegDB
 from wrim.data.sampler import IdentityModalitySampler as IdentityModalitySampler
 from wrim.data.synthetic import SyntheticVIReID as SyntheticVIReID
 from wrim.data.sysu import SYSUMM01 as SYSUMM01
@@ -14,10 +16,12 @@ from wrim.data.transforms import TestTransform as TestTransform
 from wrim.data.transforms import TrainTransform as TrainTransform
 
 __all__ = [
+    "LLCM",
     "SYSUMM01",
     "IdentityModalitySampler",
     "ImageDataset",
     "ImageRecord",
+    "RegDB",
     "SyntheticVIReID",
     "TestSplit",
     "TestTransform",

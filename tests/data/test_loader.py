@@ -1,0 +1,87 @@
+"""ImageDataset and the train / test loaders on a tiny synthetic set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from wrim import INFRARED, VISIBLE
+from wrim.data import (
+    IdentityModalitySampler,
+    ImageDataset,
+    ImageRecord,
+    SyntheticVIReID,
+    build_test_loader,
+    build_train_loader,
+    read_image,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> SyntheticVIReID:
+    root = tmp_path_factory.mktemp("synthetic") / "set"
+    return SyntheticVIReID(root, num_ids=6, num_test_ids=2, images_per_camera=2, img_size=(48, 24), seed=1)
+
+
+def test_read_image_formats(tmp_path: Path, write_image) -> None:
+    for name, gray in (("a.jpg", False), ("b.png", True), ("c.bmp", False), ("d.bmp", True)):
+        img = read_image(write_image(tmp_path / name, 100, gray=gray, size=(10, 6)))
+        assert img.shape == (3, 10, 6) and img.dtype == torch.uint8
+        if gray:
+            assert torch.equal(img[0], img[1]) and torch.equal(img[1], img[2])
+
+
+def test_image_dataset_items(tiny: SyntheticVIReID) -> None:
+    ds = ImageDataset(tiny.train, transform=None)
+    img, pid, camid, modality = ds[0]
+    assert img.dtype == torch.float32 and img.shape == (3, 48, 24) and img.min() >= 0 and img.max() <= 1
+    rec = tiny.train[0]
+    assert (pid, camid, modality) == (rec.pid, rec.camid, rec.modality)
+    calls = []
+    ds = ImageDataset([rec], transform=lambda x, m: calls.append(m) or x.float())
+    ds[0]
+    assert calls == [rec.modality]
+
+
+def test_train_loader_batches(tiny: SyntheticVIReID) -> None:
+    loader = build_train_loader(tiny, img_size=(32, 16), num_ids=3, num_instances=2, num_workers=0, seed=0)
+    assert isinstance(loader.batch_sampler, IdentityModalitySampler)
+    images, pids, camids, modalities = next(iter(loader))
+    assert images.shape == (12, 3, 32, 16) and images.dtype == torch.float32
+    for t in (pids, camids, modalities):
+        assert t.dtype == torch.long and t.shape == (12,)
+    assert modalities.tolist() == [VISIBLE] * 6 + [INFRARED] * 6
+    assert torch.equal(pids[:6], pids[6:]) and len(set(pids.tolist())) == 3
+    assert set(camids[:6].tolist()) <= {1, 2, 4, 5} and set(camids[6:].tolist()) <= {3, 6}
+    loader.batch_sampler.set_epoch(1)
+    assert len(list(loader)) == len(loader.batch_sampler)
+
+
+def test_train_loader_with_workers_is_reproducible(tiny: SyntheticVIReID) -> None:
+    def first_batch() -> torch.Tensor:
+        loader = build_train_loader(tiny, img_size=(32, 16), num_ids=2, num_instances=2, num_workers=1, seed=3)
+        return next(iter(loader))[0]
+
+    assert torch.equal(first_batch(), first_batch())
+
+
+def test_test_loader_keeps_order(tiny: SyntheticVIReID) -> None:
+    split = tiny.test_split(0)
+    loader = build_test_loader(split.query, img_size=(32, 16), batch_size=5, num_workers=0)
+    pids, modalities = [], []
+    for images, pid, _, modality in loader:
+        assert images.shape[1:] == (3, 32, 16)
+        pids += pid.tolist()
+        modalities += modality.tolist()
+    assert pids == [r.pid for r in split.query] and set(modalities) == {INFRARED}
+    again = torch.cat([b[0] for b in build_test_loader(split.query, img_size=(32, 16), num_workers=0)])
+    first = torch.cat([b[0] for b in loader])
+    assert torch.equal(first, again)
+
+
+def test_record_is_frozen() -> None:
+    rec = ImageRecord("x.jpg", 1, 3, INFRARED)
+    with pytest.raises(AttributeError):
+        rec.pid = 2

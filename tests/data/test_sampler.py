@@ -1,0 +1,128 @@
+"""IdentityModalitySampler: batch composition, replacement, epochs, determinism and the DDP partition."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from wrim import INFRARED, VISIBLE
+from wrim.data import IdentityModalitySampler
+
+
+def _toy(num_ids: int = 12, seed: int = 0) -> tuple[list[int], list[int]]:
+    """Ids 0..num_ids-1 with 1..6 images per modality; id ``num_ids`` has visible images only."""
+    rng = np.random.default_rng(seed)
+    labels, mods = [], []
+    for pid in range(num_ids):
+        for mod in (VISIBLE, INFRARED):
+            n = int(rng.integers(1, 7))
+            labels += [pid] * n
+            mods += [mod] * n
+    labels += [num_ids] * 5
+    mods += [VISIBLE] * 5
+    order = rng.permutation(len(labels))
+    return [labels[i] for i in order], [mods[i] for i in order]
+
+
+def test_batch_composition() -> None:
+    labels, mods = _toy()
+    sampler = IdentityModalitySampler(labels, mods, num_ids=4, num_instances=3, seed=1)
+    batches = list(sampler)
+    assert len(batches) == len(sampler) > 0
+    n_vis = sum(m == VISIBLE for m in mods)
+    assert len(sampler) == -(-max(n_vis, len(mods) - n_vis) // 12)
+    for batch in batches:
+        assert len(batch) == 4 * 2 * 3
+        vis, ir = batch[:12], batch[12:]
+        assert all(mods[i] == VISIBLE for i in vis) and all(mods[i] == INFRARED for i in ir)
+        vis_ids = [labels[i] for i in vis]
+        ir_ids = [labels[i] for i in ir]
+        assert vis_ids == ir_ids  # same identity order in both halves
+        blocks = [vis_ids[k : k + 3] for k in range(0, 12, 3)]
+        assert all(len(set(b)) == 1 for b in blocks) and len({b[0] for b in blocks}) == 4
+        assert 12 not in vis_ids  # the visible-only identity is never sampled
+        for k in range(0, 12, 3):  # without replacement when an identity has enough images
+            pid = vis_ids[k]
+            for half in (vis, ir):
+                picked = half[k : k + 3]
+                available = sum(1 for i, (p, m) in enumerate(zip(labels, mods)) if p == pid and m == mods[picked[0]])
+                if available >= 3:
+                    assert len(set(picked)) == 3
+
+
+def test_replacement_when_an_identity_has_few_images() -> None:
+    labels = [0, 0, 1, 1]
+    mods = [VISIBLE, INFRARED, VISIBLE, INFRARED]
+    batch = next(iter(IdentityModalitySampler(labels, mods, num_ids=2, num_instances=4)))
+    assert len(batch) == 16 and sorted(set(batch)) == [0, 1, 2, 3]
+
+
+def test_epochs_and_determinism() -> None:
+    labels, mods = _toy()
+    a = IdentityModalitySampler(labels, mods, num_ids=4, num_instances=2, seed=0)
+    b = IdentityModalitySampler(labels, mods, num_ids=4, num_instances=2, seed=0)
+    assert list(a) == list(b)
+    first = list(a)
+    a.set_epoch(1)
+    assert list(a) != first
+    b.set_epoch(1)
+    assert list(a) == list(b)
+    c = IdentityModalitySampler(labels, mods, num_ids=4, num_instances=2, seed=5)
+    assert list(c) != first
+
+
+def test_identities_are_used_evenly() -> None:
+    labels, mods = _toy(num_ids=10)
+    sampler = IdentityModalitySampler(labels, mods, num_ids=3, num_instances=2)
+    counts = np.zeros(10, dtype=int)
+    for epoch in range(20):
+        sampler.set_epoch(epoch)
+        for batch in sampler:
+            for pid in {labels[i] for i in batch}:
+                counts[pid] += 1
+    assert counts.max() - counts.min() <= 20  # at most about one extra draw per epoch
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_ddp_partition(world_size: int) -> None:
+    labels, mods = _toy(num_ids=30, seed=2)
+    samplers = [
+        IdentityModalitySampler(labels, mods, num_ids=3, num_instances=2, seed=7, rank=r, world_size=world_size)
+        for r in range(world_size)
+    ]
+    lengths = {len(s) for s in samplers}
+    assert len(lengths) == 1
+    per_rank = [list(s) for s in samplers]
+    assert all(len(batches) == len(samplers[0]) for batches in per_rank)
+    seen = set()
+    for step in range(len(samplers[0])):
+        ids = [{labels[i] for i in per_rank[r][step]} for r in range(world_size)]
+        for r in range(world_size):
+            for q in range(r + 1, world_size):
+                assert not ids[r] & ids[q], "ranks share an identity in one step"
+        seen.update(*ids)
+    eligible = set(range(30))
+    if len(samplers[0]) * 3 * world_size >= len(eligible):
+        assert seen == eligible  # the ranks together cover every identity in an epoch
+
+
+def test_default_rank_without_distributed() -> None:
+    labels, mods = _toy()
+    sampler = IdentityModalitySampler(labels, mods, num_ids=2)
+    assert (sampler.rank, sampler.world_size) == (0, 1)
+
+
+def test_errors() -> None:
+    with pytest.raises(ValueError, match="both a visible and an infrared"):
+        IdentityModalitySampler([0, 0, 1], [VISIBLE, VISIBLE, INFRARED])
+    labels, mods = _toy(num_ids=5)
+    with pytest.raises(ValueError, match="lower num_ids"):
+        IdentityModalitySampler(labels, mods, num_ids=3, rank=0, world_size=2)
+    with pytest.raises(ValueError, match="same length"):
+        IdentityModalitySampler([0, 1], [0])
+    with pytest.raises(ValueError, match="rank"):
+        IdentityModalitySampler(labels, mods, num_ids=1, rank=2, world_size=2)
+    with pytest.raises(ValueError, match="VISIBLE"):
+        IdentityModalitySampler([0, 0], [0, 2])
+    with pytest.raises(TypeError):
+        IdentityModalitySampler([0.5, 1.0], [0, 1])

@@ -1,0 +1,143 @@
+"""SYSUMM01 on a tiny native-layout tree: train set, protocol counts and order against the reference loops."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+from wrim import INFRARED, VISIBLE
+from wrim.data import SYSUMM01, TestSplit
+
+TRAIN, VAL, TEST = [1, 3], [2], [4, 5, 6, 12]
+
+
+def _count(pid: int, cam: int) -> int:
+    """Images of (pid, cam); 0 = folder absent. Some ids miss some cameras, counts vary, a few exceed 10."""
+    if (pid * cam) % 7 == 0:
+        return 0
+    return 12 if (pid + cam) % 5 == 0 else 1 + (pid + 2 * cam) % 4
+
+
+@pytest.fixture
+def sysu_root(tmp_path: Path, write_image) -> Path:
+    root = tmp_path / "SYSU-MM01"
+    for cam in range(1, 7):
+        (root / f"cam{cam}").mkdir(parents=True)
+        for pid in TRAIN + VAL + TEST:
+            for k in range(_count(pid, cam)):
+                write_image(root / f"cam{cam}" / f"{pid:04d}" / f"{k + 1:04d}.jpg", pid * 10 + cam, gray=cam in (3, 6))
+    (root / "exp").mkdir()
+    for name, ids in (("train", TRAIN), ("val", VAL), ("test", TEST)):
+        (root / "exp" / f"{name}_id.txt").write_text(",".join(map(str, ids)) + "\n")
+    return root
+
+
+# ---- the reference code (AGW data_manager.py), written as loops
+
+
+def _ref_ids(data_path: str) -> list[str]:
+    with open(os.path.join(data_path, "exp/test_id.txt")) as file:
+        ids = file.read().splitlines()
+        ids = [int(y) for y in ids[0].split(",")]
+        return ["%04d" % x for x in ids]  # noqa: UP031 (as the reference code)
+
+
+def _ref_query(data_path: str) -> list[str]:
+    files = []
+    for pid in sorted(_ref_ids(data_path)):
+        for cam in ["cam3", "cam6"]:
+            img_dir = os.path.join(data_path, cam, pid)
+            if os.path.isdir(img_dir):
+                files.extend(sorted([img_dir + "/" + i for i in os.listdir(img_dir)]))
+    return files
+
+
+def _ref_gallery(data_path: str, mode: str, trial: int) -> list[str]:
+    random.seed(trial)
+    cams = ["cam1", "cam2", "cam4", "cam5"] if mode == "all" else ["cam1", "cam2"]
+    files = []
+    for pid in sorted(_ref_ids(data_path)):
+        for cam in cams:
+            img_dir = os.path.join(data_path, cam, pid)
+            if os.path.isdir(img_dir):
+                files.append(random.choice(sorted([img_dir + "/" + i for i in os.listdir(img_dir)])))
+    return files
+
+
+def test_train_set(sysu_root: Path) -> None:
+    ds = SYSUMM01(sysu_root)
+    ids = TRAIN + VAL
+    n_vis = sum(_count(p, c) for p in ids for c in (1, 2, 4, 5))
+    n_ir = sum(_count(p, c) for p in ids for c in (3, 6))
+    assert len(ds.train) == n_vis + n_ir
+    assert ds.num_classes == 3 and sorted({r.pid for r in ds.train}) == [0, 1, 2]
+    for rec in ds.train:
+        # reference parsing by offsets agrees with the regex / folder parsing
+        assert rec.camid == int(rec.path[-15])
+        assert sorted(ids)[rec.pid] == int(rec.path[-13:-9])
+        assert rec.modality == (INFRARED if rec.camid in (3, 6) else VISIBLE)
+    assert ds.default_trials == tuple(range(10))
+
+
+@pytest.mark.parametrize("mode", ["all", "indoor"])
+def test_single_shot_matches_reference(sysu_root: Path, mode: str) -> None:
+    ds = SYSUMM01(sysu_root)
+    for trial in (0, 1, 7):
+        split = ds.test_split(trial=trial, mode=mode)
+        assert isinstance(split, TestSplit) and split.protocol == "sysu" and split.trial == trial
+        assert [r.path for r in split.query] == _ref_query(str(sysu_root))
+        assert [r.path for r in split.gallery] == _ref_gallery(str(sysu_root), mode, trial)
+        for rec in split.query + split.gallery:
+            assert rec.camid == int(rec.path[-15]) and rec.pid == int(rec.path[-13:-9])
+        assert {r.modality for r in split.query} == {INFRARED}
+        assert {r.modality for r in split.gallery} == {VISIBLE}
+    cams = (1, 2, 4, 5) if mode == "all" else (1, 2)
+    assert len(ds.test_split(0, mode=mode).gallery) == sum(_count(p, c) > 0 for p in TEST for c in cams)
+
+
+def test_trials_resample_the_gallery(sysu_root: Path) -> None:
+    ds = SYSUMM01(sysu_root)
+    galleries = {tuple(r.path for r in ds.test_split(t).gallery) for t in range(10)}
+    assert len(galleries) > 1
+
+
+def test_multi_shot(sysu_root: Path) -> None:
+    ds = SYSUMM01(sysu_root)
+    split = ds.test_split(trial=3, mode="all", shots=10)
+    assert len(split.gallery) == sum(min(10, _count(p, c)) for p in TEST for c in (1, 2, 4, 5))
+    assert len({r.path for r in split.gallery}) == len(split.gallery)
+    for pid in TEST:
+        for cam in (1, 2, 4, 5):
+            picked = [r.path for r in split.gallery if r.pid == pid and r.camid == cam]
+            assert picked == sorted(picked)
+    assert split.gallery != ds.test_split(trial=4, mode="all", shots=10).gallery
+
+
+def test_bad_protocol_arguments(sysu_root: Path) -> None:
+    ds = SYSUMM01(sysu_root)
+    with pytest.raises(ValueError, match="mode"):
+        ds.test_split(mode="outdoor")
+    with pytest.raises(ValueError, match="shots"):
+        ds.test_split(shots=5)
+
+
+@pytest.mark.parametrize("missing", ["exp/test_id.txt", "exp/val_id.txt", "cam6"])
+def test_missing_path_is_a_value_error(sysu_root: Path, missing: str) -> None:
+    target = sysu_root / missing
+    if target.is_dir():
+        for sub in sorted(target.rglob("*"), reverse=True):
+            sub.unlink() if sub.is_file() else sub.rmdir()
+        target.rmdir()
+    else:
+        target.unlink()
+    with pytest.raises(ValueError, match=missing.split("/")[-1]) as err:
+        SYSUMM01(sysu_root)
+    assert "exp/train_id.txt" in str(err.value)  # the expected layout is shown
+
+
+def test_missing_root(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="nowhere"):
+        SYSUMM01(tmp_path / "nowhere")
