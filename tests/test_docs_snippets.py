@@ -1,0 +1,137 @@
+"""Every ```python block of README.md and docs/**/*.md runs, and the mkdocs site builds with ``--strict``.
+
+A block is executed in a fresh namespace, on the CPU, from a temporary working directory, with ``WRIM_CACHE``
+pointing into that directory. A block may opt out only with the marker ``<!-- snippet: skip -->`` on the line
+right before its fence; that is reserved for blocks that need a real dataset or a GPU, and the number of such
+blocks is capped below. Global state a snippet may change (the fused-attention default, the model registry) is
+restored after each block.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import wrim
+from wrim.models import _registry
+
+ROOT = Path(__file__).resolve().parents[1]
+SKIP_MARKER = "<!-- snippet: skip -->"
+MAX_SKIPPED = 3
+_FENCE_OPEN = re.compile(r"^```python\s*$")
+
+
+@dataclass(frozen=True)
+class Snippet:
+    path: Path
+    line: int  # 1-based line of the opening fence
+    code: str
+    skipped: bool
+
+    @property
+    def id(self) -> str:
+        return f"{self.path.relative_to(ROOT).as_posix()}:{self.line}"
+
+
+def markdown_files() -> list[Path]:
+    """README.md and every Markdown page of the docs site."""
+    return [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+
+
+def extract_snippets(path: Path) -> list[Snippet]:
+    """The ```python blocks of one Markdown file, with their skip marker."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    snippets = []
+    index = 0
+    while index < len(lines):
+        if _FENCE_OPEN.match(lines[index]):
+            start = index
+            body = []
+            index += 1
+            while index < len(lines) and lines[index].strip() != "```":
+                body.append(lines[index])
+                index += 1
+            if index == len(lines):
+                raise ValueError(f"{path}:{start + 1}: unterminated ```python block")
+            skipped = start > 0 and lines[start - 1].strip() == SKIP_MARKER
+            snippets.append(Snippet(path, start + 1, "\n".join(body) + "\n", skipped))
+        index += 1
+    return snippets
+
+
+SNIPPETS = [snippet for path in markdown_files() if path.is_file() for snippet in extract_snippets(path)]
+
+
+@pytest.fixture
+def snippet_env(tmp_path, monkeypatch):
+    """A temporary working directory and cache, and the global state restored afterwards."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WRIM_CACHE", str(tmp_path / "cache"))
+    fused = wrim.use_fused_attn()
+    registry = dict(_registry._ENTRYPOINTS)
+    yield tmp_path
+    wrim.set_fused_attn(fused)
+    _registry._ENTRYPOINTS.clear()
+    _registry._ENTRYPOINTS.update(registry)
+
+
+@pytest.mark.parametrize("snippet", SNIPPETS, ids=[s.id for s in SNIPPETS])
+def test_snippet_runs(snippet: Snippet, snippet_env) -> None:
+    if snippet.skipped:
+        pytest.skip(f"{snippet.id} is marked {SKIP_MARKER} (needs a real dataset or a GPU)")
+    code = compile(snippet.code, snippet.id, "exec")
+    exec(code, {"__name__": "__docs_snippet__"})
+
+
+def test_snippets_are_found() -> None:
+    by_file = {}
+    for snippet in SNIPPETS:
+        by_file.setdefault(snippet.path.name, []).append(snippet)
+    assert len(by_file.get("README.md", [])) >= 2, "README.md should hold its usage snippets in ```python blocks"
+    for page in ("index.md", "layers.md", "losses.md", "models.md", "datasets.md", "evaluation.md", "training.md"):
+        assert by_file.get(page), f"docs/{page} has no ```python block"
+
+
+def test_skipped_snippets_stay_few() -> None:
+    skipped = [s.id for s in SNIPPETS if s.skipped]
+    assert len(skipped) <= MAX_SKIPPED, f"too many snippets opt out of the test ({len(skipped)}): {skipped}"
+
+
+def test_extract_snippets_marker(tmp_path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(
+        "text\n```python\nx = 1\n```\n\n" + SKIP_MARKER + "\n```python\nraise SystemExit\n```\n```bash\nls\n```\n",
+        encoding="utf-8",
+    )
+    snippets = extract_snippets(page)
+    assert [(s.line, s.code, s.skipped) for s in snippets] == [(2, "x = 1\n", False), (7, "raise SystemExit\n", True)]
+
+
+def test_mkdocs_build_strict(tmp_path) -> None:
+    pytest.importorskip("mkdocs")
+    pytest.importorskip("material")
+    pytest.importorskip("mkdocstrings_handlers.python")
+    if not (ROOT / "docs" / "performance.md").is_file():
+        pytest.skip("docs/performance.md (the Performance page in the nav) is not written yet")
+    site = tmp_path / "site"
+    env = dict(os.environ, NO_MKDOCS_2_WARNING="1", PYTHONPATH=str(ROOT))
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(ROOT / "mkdocs.yml"), "-d", site],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, f"mkdocs build --strict failed:\n{log[-6000:]}"
+    assert (site / "index.html").is_file() and (site / "api" / "layers" / "index.html").is_file()
+    assert "WARNING" not in log, log[-6000:]
+    shutil.rmtree(site)
