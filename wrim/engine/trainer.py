@@ -243,7 +243,7 @@ class Trainer:
         barrier(self.dist)
         if not self.dist.is_main:
             self.dataset = build_dataset(cfg.data)
-        self.loader = build_train_loader(
+        base_loader = build_train_loader(
             self.dataset,
             img_size=cfg.data.img_size,
             num_ids=cfg.data.num_ids,
@@ -254,6 +254,16 @@ class Trainer:
             random_erasing=cfg.data.random_erasing,
             rank=self.dist.rank if self.dist.distributed else None,
             world_size=self.dist.world_size if self.dist.distributed else None,
+        )
+        # the same dataset and sampler, with workers started afresh every epoch from a generator seeded by
+        # (seed, epoch, rank) in _batches: a resumed epoch then draws exactly the augmentations of an uninterrupted
+        # run (persistent workers would carry their RNG streams across epochs)
+        self.loader = torch.utils.data.DataLoader(
+            base_loader.dataset,
+            batch_sampler=base_loader.batch_sampler,
+            num_workers=cfg.data.num_workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
         )
         self.iters_per_epoch = len(self.loader)
 
@@ -477,27 +487,33 @@ class Trainer:
     def evaluate(self, trials: tuple[int, ...] | list[int] | None) -> dict[str, float]:
         """Evaluates the current weights on the dataset's protocol (rank 0 only); returns R1..mINP in %.
 
+        Every image of the requested trials is embedded once (``wrim.evaluation.extract_features``), then
+        ``wrim.evaluation.evaluate_protocol`` scores and averages the trials from those embeddings.
+
         Args:
             trials: gallery trials to average; ``None`` = the dataset's default trials.
         """
-        from wrim.evaluation import evaluate_protocol
+        from wrim.evaluation import evaluate_protocol, extract_features
 
         cfg = self.config
-        self.net.eval()
+        trial_ids = list(self.dataset.default_trials if trials is None else trials)
+        splits = [self.dataset.test_split(t, **cfg.eval.protocol) for t in trial_ids]
+        records = {r.path: r for split in splits for r in (*split.query, *split.gallery)}
         eval_model = _EvalModel(self.net, self.device, self.amp_dtype, cfg.model.channels_last)
         with torch.no_grad():
-            result = evaluate_protocol(
+            feats = extract_features(
                 eval_model,
-                self.dataset,
-                trials=list(trials) if trials is not None else None,
+                list(records.values()),
                 img_size=tuple(cfg.data.img_size),
                 batch_size=cfg.eval.batch_size,
                 device=self.device,
                 flip=cfg.eval.flip,
-                **cfg.eval.protocol,
-            )
+                num_workers=cfg.data.num_workers,
+            )  # (N, D)
         self.net.train()
-        self.last_eval_result = result
+        features = dict(zip(records, feats.cpu()))
+        result = evaluate_protocol(features, self.dataset, trials=trial_ids, **cfg.eval.protocol)
+        self._last_eval = (splits[0], features)
         return {k: float(v) for k, v in result.as_dict().items()}
 
     def _state(self, epoch_done: int, gather_rng: bool = True) -> dict[str, Any]:
@@ -609,9 +625,19 @@ class Trainer:
         return metrics
 
     def _plot_ranklist(self) -> None:
-        from wrim.evaluation import plot_ranklist
+        from wrim.evaluation import pairwise_distance, plot_ranklist
 
+        split, features = self._last_eval
+        query = torch.stack([features[r.path] for r in split.query])  # (Q, D)
+        gallery = torch.stack([features[r.path] for r in split.gallery])  # (G, D)
         try:
-            plot_ranklist(self.last_eval_result, self.dataset, self.run_dir / "ranklist.png")
+            plot_ranklist(
+                pairwise_distance(query, gallery),
+                split.query,
+                split.gallery,
+                self.run_dir / "ranklist.png",
+                protocol=split.protocol,
+                img_size=tuple(self.config.data.img_size),
+            )
         except ImportError:
             log.info("matplotlib not installed: skipping ranklist.png (pip install 'wrim[train]')")
