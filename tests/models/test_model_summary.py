@@ -1,0 +1,73 @@
+"""summary(): per-stage / per-MIIM parameters and FLOPs, checked against direct counts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from wrim.models import WRIMNet, create_model, summary
+
+SIZE = (64, 32)
+
+
+def _gflops(fn, *args) -> float:
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        fn(*args)
+    return counter.get_total_flops() / 1e9
+
+
+@pytest.fixture(scope="module")
+def models() -> tuple[WRIMNet, WRIMNet]:
+    wrimnet = create_model("wrimnet_resnet18", num_classes=4, img_size=SIZE).eval()
+    baseline = create_model("baseline_resnet18", num_classes=4, img_size=SIZE).eval()
+    return wrimnet, baseline
+
+
+def test_rows_and_totals(models) -> None:
+    wrimnet, baseline = models
+    result = summary(wrimnet)
+    names = [row.name for row in result.rows]
+    assert names == ["stage1", "miim1", "stage2", "miim2", "stage3", "miim3", "stage4", "miim4", "heads"]
+    rows = {row.name: row for row in result.rows}
+    assert result.total.params == sum(p.numel() for p in wrimnet.parameters())
+    assert result.backbone_total.params == sum(p.numel() for p in wrimnet.backbone.parameters())
+    assert result.miim_total.params == sum(p.numel() for p in wrimnet.miims.parameters())
+    assert rows["miim1"].params == sum(p.numel() for p in wrimnet.miims["stage1"].parameters())
+    # the whole forward pass is attributed to some row
+    images = torch.zeros(2, 3, *SIZE)
+    total = _gflops(wrimnet, images, torch.tensor([0, 1])) / 2
+    assert result.total.gflops == pytest.approx(total, rel=1e-6)
+
+    plain = summary(baseline)
+    assert [row.name for row in plain.rows] == ["stage1", "stage2", "stage3", "stage4", "heads"]
+    plain_rows = {row.name: row for row in plain.rows}
+    for index in range(1, 5):
+        assert rows[f"stage{index}"] == plain_rows[f"stage{index}"]
+    assert plain.miim_total.params == 0 and plain.miim_total.gflops == 0
+    table = str(result)
+    assert "| miim4 |" in table and "backbone (stages 1-4)" in table and "resnet18 at 64x32" in table
+
+
+def test_counts_match_direct_counts(models) -> None:
+    wrimnet, _ = models
+    result = summary(wrimnet, img_size=(128, 64))
+    rows = {row.name: row for row in result.rows}
+    assert result.img_size == (128, 64)
+    with torch.no_grad():
+        maps = wrimnet.backbone(torch.zeros(1, 3, 128, 64))
+    assert rows["stage4"].gflops == pytest.approx(_gflops(wrimnet.backbone.model.layer4, maps[2]))
+    assert rows["miim4"].gflops == pytest.approx(_gflops(wrimnet.miims["stage4"], maps[3]))
+    # a ModalityMIIM computes both copies' gates for every sample
+    both = _gflops(wrimnet.miims["stage1"].visible, maps[0]) + _gflops(wrimnet.miims["stage1"].infrared, maps[0])
+    assert rows["miim1"].gflops == pytest.approx(both)
+
+
+def test_summary_restores_training_mode(models) -> None:
+    wrimnet, _ = models
+    wrimnet.train()
+    summary(wrimnet)
+    assert wrimnet.training
+    wrimnet.eval()
+    with pytest.raises(TypeError, match="WRIMNet"):
+        summary(torch.nn.Linear(2, 2))
