@@ -121,6 +121,11 @@ def test_chunking_and_torch_inputs(protocol):
     lists = [problem[0]] + [x.tolist() for x in problem[1:]]
     _assert_equal(evaluate(*lists, protocol=protocol), ref)
     _assert_equal(evaluate(torch.from_numpy(problem[0]).double(), *torch_problem[1:], protocol=protocol), ref)
+    transposed = torch.from_numpy(np.ascontiguousarray(problem[0].T)).T  # non-contiguous rows
+    _assert_equal(evaluate(transposed, *torch_problem[1:], protocol=protocol, chunk_size=5), ref)
+    # integer distances (ties everywhere): int32 takes the counting ranker, int64 the sort ranker
+    for dtype in (torch.int32, torch.int64, torch.float16):
+        _assert_equal(evaluate(torch.from_numpy(problem[0]).to(dtype), *torch_problem[1:], protocol=protocol), ref)
 
 
 def test_dedup_differs_from_standard_beyond_rank1():
