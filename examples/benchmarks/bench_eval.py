@@ -120,9 +120,10 @@ def main() -> None:
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, wrim on {args.device}\n")
     print(
-        "| scale | queries x gallery | protocol | reference loop (s) | wrim (s) | speed-up | R1 | mAP | mINP | equal |"
+        "| scale | queries x gallery | protocol | reference loop (s) | wrim (s) | speed-up | R1 | mAP | mINP | equal "
+        "| peak RSS (MiB) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for scale in args.scales.split(","):
         distmat, q_pids, g_pids, q_cams, g_cams, protocol = make_problem(scale)
         inputs = [torch.from_numpy(x).to(args.device) for x in (distmat, q_pids, g_pids, q_cams, g_cams)]
