@@ -114,6 +114,19 @@ def test_extract_snippets_marker(tmp_path) -> None:
     assert [(s.line, s.code, s.skipped) for s in snippets] == [(2, "x = 1\n", False), (7, "raise SystemExit\n", True)]
 
 
+def test_citing_page_matches_citation_cff() -> None:
+    yaml = pytest.importorskip("yaml")
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text(encoding="utf-8"))
+    page = (ROOT / "docs" / "citing.md").read_text(encoding="utf-8")
+    paper = cff["preferred-citation"]
+    assert f"title   = {{{cff['title']}}}" in page
+    assert f"version = {{{cff['version']}}}" in page
+    assert f"date    = {{{cff['date-released']}}}" in page
+    assert f"title         = {{{paper['title']}}}" in page
+    authors = " and ".join(f"{a['family-names']}, {a['given-names']}" for a in paper["authors"])
+    assert f"author        = {{{authors}}}" in page
+
+
 def test_mkdocs_build_strict(tmp_path) -> None:
     pytest.importorskip("mkdocs")
     pytest.importorskip("material")
