@@ -35,11 +35,13 @@ from wrim.data.sysu import SYSUMM01
 __all__ = ["SyntheticVIReID"]
 
 #: Bump when the renderer changes, so that cached sets are regenerated.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 _MANIFEST = "manifest.json"
 _RGB_CAMS = (1, 2, 4, 5)
 _IR_CAMS = (3, 6)
 _JPEG_QUALITY = 92
+#: Horizontal stretch of the body: re-id crops (about 1:2.5) are resized to 1:2, so people look wider.
+_STRETCH = 1.4
 
 
 def default_cache_dir() -> Path:
@@ -122,7 +124,7 @@ def _sample_camera(rng: np.random.Generator, cam: int) -> dict:
     return {
         "infrared": cam in _IR_CAMS,
         "views": views.get(cam, (0.34, 0.33, 0.33)),
-        "scale": rng.uniform(0.72, 0.8) if outdoor else rng.uniform(0.82, 0.92),
+        "scale": rng.uniform(0.8, 0.88) if outdoor else rng.uniform(0.88, 0.96),
         "gain": rng.uniform(0.75, 1.2),
         "tint": rng.uniform(0.8, 1.2, size=3).astype(np.float32),
         "wall": _colour(rng),
@@ -243,7 +245,7 @@ def _render(person: dict, cam: dict, rng: np.random.Generator, height: int, widt
     ys = np.arange(height, dtype=np.float32) + 0.5  # (H,)
     xs = np.arange(width, dtype=np.float32) + 0.5  # (W,)
     v = (ys - top) / h_px
-    u = (xs - cx) / (h_px * squeeze)
+    u = (xs - cx) / (h_px * squeeze * _STRETCH)
     if view == 2 and rng.random() < 0.5:
         u = -u
 
