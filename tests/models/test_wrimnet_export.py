@@ -1,0 +1,82 @@
+"""WRIMNet export and acceleration paths: ONNX (onnxruntime vs torch), torch.compile without graph breaks, CUDA."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from wrim.models import WRIMNet, create_model
+
+SIZE = (64, 32)
+MODALITIES = torch.tensor([0, 1, 1, 0])
+
+
+def _model() -> WRIMNet:
+    return create_model("wrimnet_resnet18", num_classes=5, img_size=SIZE)
+
+
+@pytest.mark.slow
+def test_onnx_export_matches_torch(tmp_path) -> None:
+    pytest.importorskip("onnxscript", reason="pip install wrim[onnx]")
+    ort = pytest.importorskip("onnxruntime", reason="pip install wrim[onnx]")
+    model = _model().eval()
+    batch = torch.export.Dim("batch", min=1)
+    program = torch.onnx.export(
+        model,
+        (torch.randn(2, 3, *SIZE), torch.tensor([0, 1])),
+        dynamo=True,
+        input_names=["images", "modalities"],
+        output_names=["embedding"],
+        dynamic_shapes=({0: batch}, {0: batch}),
+    )
+    path = tmp_path / "wrimnet.onnx"
+    program.save(str(path))
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    images = torch.randn(4, 3, *SIZE)  # another batch size than at export
+    (onnx_out,) = session.run(None, {"images": images.numpy(), "modalities": MODALITIES.numpy()})
+    with torch.no_grad():
+        expected = model(images, MODALITIES)
+    torch.testing.assert_close(torch.from_numpy(onnx_out), expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_compile_fullgraph_train_and_eval() -> None:
+    """No graph break anywhere (MIIM and ModalityMIIM included), in training and eval."""
+    model = _model()
+    compiled = torch.compile(model, fullgraph=True, backend="eager")
+    images = torch.randn(4, 3, *SIZE)
+    out = compiled(images, MODALITIES)
+    out.logits["p5_global"].logsumexp(1).mean().backward()
+    assert model.miims["stage1"].visible.compress.weight.grad is not None
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(images, MODALITIES), model(images, MODALITIES))
+
+
+@pytest.mark.slow
+def test_compile_inductor_eval() -> None:
+    model = _model().eval()
+    compiled = torch.compile(model, fullgraph=True)
+    images = torch.randn(4, 3, *SIZE)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(images, MODALITIES), model(images, MODALITIES), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.cuda
+def test_cuda_bf16_channels_last_matches_cpu() -> None:
+    model = _model().eval()
+    images = torch.randn(4, 3, *SIZE)
+    with torch.no_grad():
+        expected = model(images, MODALITIES)
+        gpu = model.cuda().to(memory_format=torch.channels_last)
+        fp32 = gpu(images.cuda().to(memory_format=torch.channels_last), MODALITIES.cuda())
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            bf16 = gpu(images.cuda(), MODALITIES.cuda())
+    torch.testing.assert_close(fp32.cpu(), expected, atol=1e-3, rtol=1e-3)
+    assert torch.nn.functional.cosine_similarity(bf16.float().cpu(), expected).min() > 0.98
+    gpu.train()
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        out = gpu(images.cuda(), MODALITIES.cuda())
+        loss = sum(logits.float().logsumexp(1).mean() for logits in out.logits.values())
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in gpu.parameters() if p.grad is not None)
