@@ -68,7 +68,7 @@ class ModelSummary:
             params_pct = 100 * row.params / max(base.params, 1)
             flops_pct = 100 * row.gflops / max(base.gflops, 1e-12)
             lines.append(
-                f"| {row.name} | {row.params / 1e6:.2f} | {row.gflops:.3f} | {params_pct:.1f}% | {flops_pct:.1f}% |"
+                f"| {row.name} | {row.params / 1e6:.2f} | {row.gflops:.4g} | {params_pct:.1f}% | {flops_pct:.1f}% |"
             )
         return "\n".join(lines)
 
