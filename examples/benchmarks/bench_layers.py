@@ -77,8 +77,10 @@ def main() -> None:
         "--sizes", type=lambda s: tuple(int(v) for v in s.split("x")), nargs="+", default=[(288, 144), (384, 128)]
     )
     args = parser.parse_args()
-    print(f"device={args.device} ({torch.cuda.get_device_name() if args.device == 'cuda' else 'cpu'}), "
-          f"dtype={args.dtype}, batch={args.batch}, torch {torch.__version__}\n")
+    print(
+        f"device={args.device} ({torch.cuda.get_device_name() if args.device == 'cuda' else 'cpu'}), "
+        f"dtype={args.dtype}, batch={args.batch}, torch {torch.__version__}\n"
+    )
     rows = run(args)
     print("\n" + "\n".join(rows))
 
