@@ -1,7 +1,7 @@
 """Every ```python block of README.md and docs/**/*.md runs, and the mkdocs site builds with ``--strict``.
 
-A block is executed in a fresh namespace, on the CPU, from a temporary working directory, with ``WRIM_CACHE``
-pointing into that directory. A block may opt out only with the marker ``<!-- snippet: skip -->`` on the line
+A block is executed in a fresh namespace, on the CPU, from a temporary working directory that also receives its
+``tempfile`` folders and ``WRIM_CACHE``. A block may opt out only with the marker ``<!-- snippet: skip -->`` on the line
 right before its fence; that is reserved for blocks that need a real dataset or a GPU, and the number of such
 blocks is capped below. Global state a snippet may change (the fused-attention default, the model registry) is
 restored after each block.
@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,6 +75,7 @@ def snippet_env(tmp_path, monkeypatch):
     """A temporary working directory and cache, and the global state restored afterwards."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("WRIM_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # tempfile.mkdtemp() in a snippet lands here
     fused = wrim.use_fused_attn()
     registry = dict(_registry._ENTRYPOINTS)
     yield tmp_path
