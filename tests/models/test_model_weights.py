@@ -73,3 +73,12 @@ def test_load_state_dict_file(tmp_path) -> None:
     torch.save([1, 2], tmp_path / "list.pth")
     with pytest.raises(ValueError, match="does not hold a state dict"):
         load_state_dict_file(tmp_path / "list.pth")
+
+
+def test_channels_last_model(tmp_path) -> None:
+    source = _model().to(memory_format=torch.channels_last)
+    path = tmp_path / "cl.safetensors"
+    save_weights(source, path)
+    target = _model()
+    load_weights(target, path)
+    torch.testing.assert_close(target.backbone.model.conv1.weight, source.backbone.model.conv1.weight)

@@ -19,7 +19,7 @@ __all__ = ["load_state_dict_file", "load_weights", "save_weights"]
 
 
 def save_weights(model: nn.Module, path: str | Path, metadata: dict[str, str] | None = None) -> None:
-    """Save ``model.state_dict()`` to a ``.safetensors`` file (shared tensors stored once).
+    """Save ``model.state_dict()`` to a ``.safetensors`` file (shared tensors stored once, any memory format).
 
     Args:
         model: the model.
@@ -28,7 +28,7 @@ def save_weights(model: nn.Module, path: str | Path, metadata: dict[str, str] | 
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_model(model, str(path), metadata=metadata)
+    save_model(model, str(path), metadata=metadata, force_contiguous=True)  # channels_last weights included
 
 
 def load_weights(model: nn.Module, path: str | Path, strict: bool = True) -> tuple[list[str], list[str]]:
