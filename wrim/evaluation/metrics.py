@@ -49,7 +49,9 @@ __all__ = ["PROTOCOLS", "RankMetrics", "camera_keep_mask", "evaluate", "mean_met
 PROTOCOLS: tuple[str, ...] = ("sysu", "regdb", "llcm")
 _CMC_KINDS: tuple[str, ...] = ("reference", "standard")
 _REPORTED_RANKS: tuple[int, ...] = (1, 5, 10, 20)
-# Elements of a (query chunk x gallery) block; a few int64 blocks of this size stay live per chunk (~32 MiB each).
+# Elements of a (query chunk x gallery) block of the sort ranker; a few int64 blocks of this size stay live per chunk
+# (~32 MiB each). The counting ranker's (query chunk x M x gallery) bool block may be 4x larger: its int64 blocks are
+# (query chunk x gallery) only, and fewer, larger blocks keep the op count low.
 _CHUNK_ELEMENTS: int = 1 << 22
 # Ranking by counting costs O(Q M G) for M = the most gallery images of one identity, a sort O(Q G log G); counting
 # wins on re-id galleries (SYSU single-shot: M <= 4, RegDB: M = 10) and is used up to this M.
@@ -260,7 +262,7 @@ def evaluate(
     by_count = max_pos <= _COUNT_MAX_POSITIVES and dist.dtype in (torch.float32, torch.int32, torch.int16, torch.int8)
 
     if chunk_size is None:
-        chunk_size = max(1, _CHUNK_ELEMENTS // (num_g * (max_pos + 1 if by_count else 1)))
+        chunk_size = max(1, (4 * _CHUNK_ELEMENTS // (num_g * (max_pos + 1))) if by_count else _CHUNK_ELEMENTS // num_g)
     elif chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1; got {chunk_size}")
 
