@@ -186,6 +186,9 @@ def test_max_rank_clipped_to_gallery():
     out = evaluate(*problem, protocol="llcm", max_rank=50)
     assert out.cmc.shape == (6,)
     assert out.rank(20) == out.rank(6)
+    assert out.as_dict()["R10"] == pytest.approx(100 * out.rank(6))
+    with pytest.raises(ValueError, match="1-based"):
+        out.rank(0)
 
 
 def test_mean_metrics():

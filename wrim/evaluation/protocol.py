@@ -15,12 +15,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from wrim.evaluation.metrics import RankMetrics, evaluate, mean_metrics
 from wrim.evaluation.rerank import k_reciprocal_rerank
+
+if TYPE_CHECKING:
+    from wrim.data import ImageRecord, VIReIDDataset
 
 __all__ = ["DISTANCES", "ProtocolResult", "evaluate_protocol", "extract_features", "pairwise_distance"]
 
@@ -83,7 +87,7 @@ def _model_device(model: Callable) -> torch.device:
 @torch.no_grad()
 def extract_features(
     model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    records: Sequence,
+    records: Sequence[ImageRecord],
     img_size: tuple[int, int] = (288, 144),
     batch_size: int = 128,
     device: torch.device | str | None = None,
@@ -136,7 +140,7 @@ def extract_features(
 
 def evaluate_protocol(
     model_or_features: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | Mapping[str, torch.Tensor],
-    dataset,
+    dataset: VIReIDDataset,
     trials: Sequence[int] | None = None,
     img_size: tuple[int, int] = (288, 144),
     batch_size: int = 128,
@@ -188,7 +192,7 @@ def evaluate_protocol(
     splits = [dataset.test_split(trial, **protocol) for trial in trial_ids]
 
     # Every image used by any trial, once (the query set is shared by all trials, galleries overlap).
-    unique: dict[str, object] = {}
+    unique: dict[str, ImageRecord] = {}
     for split in splits:
         for record in (*split.query, *split.gallery):
             unique.setdefault(record.path, record)

@@ -13,11 +13,15 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from wrim.evaluation.metrics import PROTOCOLS, camera_keep_mask
+
+if TYPE_CHECKING:
+    from wrim.data import ImageRecord
 
 __all__ = ["plot_ranklist"]
 
@@ -35,8 +39,8 @@ def _load(path: str, img_size: tuple[int, int]) -> np.ndarray:
 
 def plot_ranklist(
     distmat: torch.Tensor | np.ndarray,
-    query: Sequence,
-    gallery: Sequence,
+    query: Sequence[ImageRecord],
+    gallery: Sequence[ImageRecord],
     path: str | os.PathLike,
     protocol: str = "sysu",
     topk: int = 10,
