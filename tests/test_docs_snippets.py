@@ -9,6 +9,7 @@ restored after each block.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -127,6 +128,17 @@ def test_citing_page_matches_citation_cff() -> None:
     assert f"title         = {{{paper['title']}}}" in page
     authors = " and ".join(f"{a['family-names']}, {a['given-names']}" for a in paper["authors"])
     assert f"author        = {{{authors}}}" in page
+
+
+def test_bracket_pairs_are_escaped_outside_code() -> None:
+    pytest.importorskip("griffe")
+    spec = importlib.util.spec_from_file_location("source_markers", ROOT / "docs" / "_ext" / "source_markers.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    escape = module.escape_bracket_pairs
+    assert escape("stride 1 ([P][N]) and [D]") == "stride 1 ([P]\\[N]) and [D]"
+    assert escape("``x[a][b]`` but x[a][b]") == "``x[a][b]`` but x[a]\\[b]"
+    assert escape(">>> x[0][1]") == ">>> x[0][1]"
 
 
 def test_mkdocs_build_strict(tmp_path) -> None:

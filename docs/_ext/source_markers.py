@@ -1,8 +1,9 @@
-"""Griffe extension for the API pages: keep the source markers of docstrings ("[P][N]") as plain text.
+"""Griffe extension for the API pages: keep bracket pairs such as the source markers "[P][N]" as plain text.
 
-wrim's docstrings tag facts with [P] (the paper), [N] (the reading note) and [D] (a wrim decision). Markdown reads
-a pair such as ``[P][N]`` as a reference-style link (text "P", target "N"); escaping the second bracket renders the
-pair literally.
+wrim's docstrings tag facts with [P] (the paper), [N] (the reading note) and [D] (a wrim decision), and use Sphinx
+roles rather than Markdown links for cross-references. Markdown reads a pair such as ``[P][N]`` (or ``x[i][j]``
+written outside a code span) as a reference-style link, which mkdocs-autorefs then tries to resolve. Escaping the
+second bracket renders the pair literally; code spans and doctest lines are left untouched.
 """
 
 from __future__ import annotations
@@ -11,14 +12,37 @@ import re
 
 import griffe
 
-__all__ = ["SourceMarkers"]
+__all__ = ["SourceMarkers", "escape_bracket_pairs"]
 
-_PAIR = re.compile(r"\]\[(?=[PND]\])")
+_CODE_SPAN = re.compile(r"(`+).+?\1", re.S)
+_PAIR = re.compile(r"\]\[(?=[^\]\[\s`]*\])")
+
+
+def _escape_prose(text: str) -> str:
+    """Escape ``][`` in text that holds no code span."""
+    return _PAIR.sub(r"]\\[", text)
+
+
+def escape_bracket_pairs(text: str) -> str:
+    """``a[P][N]`` -> ``a[P]\\[N]`` outside code spans and doctest (``>>>`` / ``...``) lines."""
+    lines = []
+    for line in text.split("\n"):
+        if line.lstrip().startswith((">>>", "...")):
+            lines.append(line)
+            continue
+        parts, last = [], 0
+        for match in _CODE_SPAN.finditer(line):
+            parts.append(_escape_prose(line[last : match.start()]))
+            parts.append(match.group(0))
+            last = match.end()
+        parts.append(_escape_prose(line[last:]))
+        lines.append("".join(parts))
+    return "\n".join(lines)
 
 
 class SourceMarkers(griffe.Extension):
-    """Escape ``][`` between source markers in every docstring, so ``[P][N]`` is not a link."""
+    """Apply :func:`escape_bracket_pairs` to every docstring."""
 
     def on_object(self, *, obj: griffe.Object, **kwargs: object) -> None:
         if obj.docstring is not None:
-            obj.docstring.value = _PAIR.sub(r"]\\[", obj.docstring.value)
+            obj.docstring.value = escape_bracket_pairs(obj.docstring.value)
