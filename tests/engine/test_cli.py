@@ -1,0 +1,69 @@
+"""Tests of the ``wrim`` command line: train (1 tiny epoch), eval of its checkpoint, synth, errors, ``-m wrim``."""
+
+import json
+import runpy
+import sys
+
+import pytest
+
+from tests.engine._tiny import tiny_overrides
+from wrim.engine.cli import build_parser, main
+
+DATASET_ARGS = [
+    "--dataset-arg",
+    "num_ids=16",
+    "--dataset-arg",
+    "num_test_ids=8",
+    "--dataset-arg",
+    "images_per_camera=2",
+]
+
+
+def test_train_then_eval_checkpoint(tmp_path, capsys):
+    assert main(["train", "--config", "synthetic", *tiny_overrides(tmp_path, "cli", "epochs=1")]) == 0
+    out = capsys.readouterr().out
+    assert "final (" in out and "R1" in out and "mAP" in out and "mINP" in out
+    final = json.loads((tmp_path / "cli" / "final_metrics.json").read_text())
+
+    checkpoint = tmp_path / "cli" / "best.safetensors"
+    args = ["eval", "--checkpoint", str(checkpoint), "--dataset", "synthetic", *DATASET_ARGS, "--trials", "0"]
+    assert main([*args, "mode=all"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    cells = dict(zip(line.split()[2::2], map(float, line.split()[3::2])))
+    assert cells["R1"] == pytest.approx(final["R1"], abs=0.01)
+    assert cells["mAP"] == pytest.approx(final["mAP"], abs=0.01)
+
+
+def test_resume_flag_needs_a_checkpoint(tmp_path, capsys):
+    assert main(["train", "--resume", *tiny_overrides(tmp_path, "nothing", "epochs=1")]) == 2
+    assert "no 'last' checkpoint" in capsys.readouterr().err
+
+
+def test_unknown_key_is_a_clear_error(capsys):
+    assert main(["train", "optim.learning_rate=0.1"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown config key 'optim.learning_rate'" in err and "'lr'" in err
+
+
+def test_synth_writes_sysu_layout(tmp_path, capsys):
+    assert main(["synth", "--out", str(tmp_path / "synth"), "--num-ids", "6"]) == 0
+    assert "6 training identities" in capsys.readouterr().out
+    assert (tmp_path / "synth" / "exp" / "train_id.txt").is_file()
+    assert sorted(p.name for p in (tmp_path / "synth").glob("cam*")) == [f"cam{i}" for i in range(1, 7)]
+
+
+def test_parser_subcommands():
+    parser = build_parser()
+    assert parser.parse_args(["train"]).config == "synthetic"
+    assert parser.parse_args(["train", "--resume"]).resume is True
+    assert parser.parse_args(["bench", "--all"]).all is True
+    with pytest.raises(SystemExit):
+        parser.parse_args(["eval"])  # --checkpoint and --dataset are required
+
+
+def test_python_dash_m_wrim(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["wrim", "train", "epochs=abc"])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_module("wrim", run_name="__main__")
+    assert exit_info.value.code == 2
+    assert "epochs must be an integer" in capsys.readouterr().err

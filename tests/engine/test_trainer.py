@@ -1,0 +1,87 @@
+"""Tests of the training loop: exact resume on the CPU, NaN/inf stop with the last good checkpoint, run folder."""
+
+import json
+import math
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.engine._tiny import tiny_overrides
+from wrim.engine import NonFiniteLossError, Trainer, load_config
+from wrim.engine.checkpoint import load_checkpoint
+
+TIME_KEYS = ("img_per_s", "epoch_time_s")
+
+
+def _records(run_dir):
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(x).items() if k not in TIME_KEYS} for x in lines]
+
+
+def test_resume_gives_identical_weights_and_metrics(tmp_path):
+    """2 epochs straight == 1 epoch, stop, resume for 1 more: same weights bit for bit, same metrics."""
+    extra = ("epochs=2", "eval.every=1", "data.num_workers=2")
+    full = Trainer(load_config("synthetic", tiny_overrides(tmp_path, "full", *extra))).fit()
+
+    first = load_config("synthetic", tiny_overrides(tmp_path, "split", *extra[1:], "epochs=1"))
+    Trainer(first).fit()
+    assert load_checkpoint(tmp_path / "split", "last")["epoch"] == 1
+    resumed = load_config("synthetic", tiny_overrides(tmp_path, "split", *extra))
+    result = Trainer(resumed, resume=True).fit()
+
+    a = load_file(full.run_dir / "last.safetensors")
+    b = load_file(result.run_dir / "last.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert _records(full.run_dir) == _records(result.run_dir)
+    assert full.metrics == result.metrics
+    state_a = load_checkpoint(full.run_dir, "last")
+    state_b = load_checkpoint(result.run_dir, "last")
+    assert state_a["epoch"] == state_b["epoch"] == 2
+    assert state_a["scheduler"]["last_epoch"] == state_b["scheduler"]["last_epoch"]
+
+
+def test_run_folder_contents(tmp_path):
+    result = Trainer(load_config("synthetic", tiny_overrides(tmp_path, "run", "epochs=1", "data.num_workers=0"))).fit()
+    names = {p.name for p in result.run_dir.iterdir()}
+    expected = {"config.yaml", "model.json", "metrics.csv", "metrics.jsonl", "train.log", "final_metrics.json"}
+    assert expected | {"last.safetensors", "last.state.pt", "best.safetensors", "best.state.pt"} <= names
+    state = torch.load(result.run_dir / "last.state.pt", weights_only=True)
+    assert state["epoch"] == 1 and "optimizer" in state and "rng" in state
+    assert set(result.metrics) >= {"R1", "mAP", "mINP"}
+    assert 0 <= result.metrics["R1"] <= 100
+    header = (result.run_dir / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"epoch", "loss", "id", "metric", "cmkic_p5", "R1", "mAP", "mINP"} <= set(header)
+    with pytest.raises(ValueError, match="--resume"):  # a fresh run must not overwrite a checkpointed folder
+        Trainer(load_config("synthetic", tiny_overrides(tmp_path, "run", "epochs=1"))).fit()
+
+
+def test_nan_loss_stops_with_clear_error_and_keeps_last_checkpoint(tmp_path, monkeypatch):
+    from wrim.engine.trainer import MetricLoss
+
+    calls = {"n": 0}
+    original = MetricLoss.forward
+
+    def poisoned(self, p5, p4, labels, modalities):
+        total, parts = original(self, p5, p4, labels, modalities)
+        calls["n"] += 1
+        if calls["n"] > steps_per_epoch + 2:  # the third step of the second epoch
+            parts = dict(parts, cmkic_p5=parts["cmkic_p5"] * float("nan"))
+            total = total * float("nan")
+        return total, parts
+
+    cfg = load_config("synthetic", tiny_overrides(tmp_path, "nan", "epochs=3", "data.num_workers=0", "eval.every=0"))
+    trainer = Trainer(cfg)
+    steps_per_epoch = 14  # 16 ids with ~6 images per modality / (4 ids x 2) -> checked below
+    monkeypatch.setattr(MetricLoss, "forward", poisoned)
+    with pytest.raises(NonFiniteLossError, match=r"epoch 2, step 2 .*cmkic_p5 = nan.*after epoch 1"):
+        trainer.fit()
+    assert trainer.iters_per_epoch == steps_per_epoch
+    state = load_checkpoint(tmp_path / "nan", "last")
+    assert state["epoch"] == 1
+    weights = load_file(tmp_path / "nan" / "last.safetensors")
+    assert all(torch.isfinite(w).all() for w in weights.values() if w.is_floating_point())
+    records = _records(tmp_path / "nan")
+    assert [r["epoch"] for r in records] == [1] and math.isfinite(records[0]["loss"])
