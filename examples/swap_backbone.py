@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     results = {}
     for backbone in backbones:
         if args.fast:
-            num_classes = 4
+            num_classes = 2  # a batch of 2 ids x (2 visible + 2 infrared)
             batches = random_batches(num_classes, per_modality=2, img_size=img_size)
         else:
             batches, num_classes = synthetic_batches(img_size, num_ids=4)
