@@ -5,6 +5,7 @@ import runpy
 import sys
 
 import pytest
+import torch
 
 from tests.engine._tiny import tiny_overrides
 from wrim.engine.cli import build_parser, main
@@ -23,7 +24,16 @@ def test_train_then_eval_checkpoint(tmp_path, capsys):
     assert main(["train", "--config", "synthetic", *tiny_overrides(tmp_path, "cli", "epochs=1")]) == 0
     out = capsys.readouterr().out
     assert "final (" in out and "R1" in out and "mAP" in out and "mINP" in out
-    final = json.loads((tmp_path / "cli" / "final_metrics.json").read_text())
+    run_dir = tmp_path / "cli"
+    names = {p.name for p in run_dir.iterdir()}
+    expected = {"config.yaml", "model.json", "metrics.csv", "metrics.jsonl", "train.log", "final_metrics.json"}
+    assert expected | {"last.safetensors", "last.state.pt", "best.safetensors", "best.state.pt"} <= names
+    state = torch.load(run_dir / "last.state.pt", weights_only=True)  # no arbitrary pickles
+    assert state["epoch"] == 1 and "optimizer" in state and "rng" in state
+    header = (run_dir / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"epoch", "loss", "id", "metric", "cmkic_p5", "R1", "mAP", "mINP"} <= set(header)
+    final = json.loads((run_dir / "final_metrics.json").read_text())
+    assert 0 <= final["R1"] <= 100
 
     checkpoint = tmp_path / "cli" / "best.safetensors"
     args = ["eval", "--checkpoint", str(checkpoint), "--dataset", "synthetic", *DATASET_ARGS, "--trials", "0"]
@@ -32,6 +42,15 @@ def test_train_then_eval_checkpoint(tmp_path, capsys):
     cells = dict(zip(line.split()[2::2], map(float, line.split()[3::2])))
     assert cells["R1"] == pytest.approx(final["R1"], abs=0.01)
     assert cells["mAP"] == pytest.approx(final["mAP"], abs=0.01)
+
+
+def test_fresh_run_does_not_overwrite_a_checkpointed_folder(tmp_path, capsys):
+    run = tmp_path / "taken"
+    run.mkdir()
+    for name in ("last.safetensors", "last.state.pt"):
+        (run / name).write_bytes(b"")
+    assert main(["train", *tiny_overrides(tmp_path, "taken", "epochs=1")]) == 2
+    assert "pass --resume" in capsys.readouterr().err
 
 
 def test_resume_flag_needs_a_checkpoint(tmp_path, capsys):
@@ -67,3 +86,8 @@ def test_python_dash_m_wrim(monkeypatch, capsys):
         runpy.run_module("wrim", run_name="__main__")
     assert exit_info.value.code == 2
     assert "epochs must be an integer" in capsys.readouterr().err
+
+
+def test_bench_rejects_unknown_names(capsys):
+    assert main(["bench", "no_such_bench"]) == 2
+    assert "available" in capsys.readouterr().err

@@ -7,7 +7,9 @@ Usage::
     wrim train --config synthetic --resume        # continue the latest synthetic run
     torchrun --nproc_per_node=4 -m wrim train --config sysu data.root=... data.num_ids=4
     wrim eval --checkpoint runs/sysu-.../best.safetensors --dataset sysu --root /data/SYSU-MM01 mode=indoor
-    wrim bench                                    # examples/benchmarks/bench_*.py (from a source checkout)
+    wrim bench                                    # examples/benchmarks/bench_*.py (from a source checkout);
+                                                  # a script holding ``REQUIRES_CUDA = True`` is skipped without CUDA
+    wrim bench layers losses                      # only bench_layers.py and bench_losses.py
     wrim synth --out ./synthetic                  # write the synthetic set in SYSU-MM01's layout
 
 ``python -m wrim ...`` is the same program.
@@ -65,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="run the benchmarks in examples/benchmarks that apply to this machine")
     bench.add_argument("--all", action="store_true", help="run examples/benchmarks/run_all.sh instead")
+    bench.add_argument("names", nargs="*", help="only these benchmarks, e.g. layers eval (default: every bench_*.py)")
 
     synth = sub.add_parser("synth", help="write the synthetic VI-ReID set in SYSU-MM01's native layout")
     synth.add_argument("--out", required=True, help="the output folder")
@@ -155,7 +158,14 @@ def _bench(args: argparse.Namespace) -> int:
     if args.all:
         return subprocess.call(["bash", str(folder / "run_all.sh")], cwd=REPO_ROOT)
     status = 0
-    for script in sorted(folder.glob("bench_*.py")):
+    scripts = sorted(folder.glob("bench_*.py"))
+    if args.names:
+        known = {p.stem.removeprefix("bench_"): p for p in scripts}
+        unknown = [n for n in args.names if n not in known]
+        if unknown:
+            raise ValueError(f"unknown benchmark(s) {unknown}; available: {sorted(known)}")
+        scripts = [known[n] for n in args.names]
+    for script in scripts:
         if "REQUIRES_CUDA = True" in script.read_text(encoding="utf-8") and not torch.cuda.is_available():
             print(f"== {script.name}: skipped (needs CUDA)", flush=True)
             continue

@@ -278,6 +278,8 @@ class Trainer:
             **kwargs,
         )
         if self.dist.distributed and cfg.model.sync_bn:
+            if self.device.type == "cpu":
+                raise ValueError("model.sync_bn=true needs CUDA: torch's SyncBatchNorm does not run on the CPU")
             net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
         memory_format = torch.channels_last if cfg.model.channels_last else torch.preserve_format
         self.net = net.to(self.device, memory_format=memory_format)
