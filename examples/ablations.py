@@ -107,8 +107,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, object]]:
             rows.append({"experiment": experiment, "variant": variant, **done[key]})
 
     epochs = load_config("synthetic", common).epochs
+    which = "tiny --fast set" if args.fast else "default set"
     lines = [
-        f"# Ablations on the synthetic set ({epochs} epoch(s) per run, {'tiny --fast set' if args.fast else 'default set'})",
+        f"# Ablations on the synthetic set ({epochs} epoch(s) per run, {which})",
         "",
         "| experiment | variant | R1 | mAP | mINP | train+eval s | run |",
         "|---|---|---:|---:|---:|---:|---|",
