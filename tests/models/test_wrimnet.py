@@ -302,6 +302,7 @@ def test_baseline_runs_without_modalities() -> None:
     assert len(model.miims) == 0
     with torch.no_grad():
         assert model(_images()).shape == (2, model.num_features)
+        assert model.embed(_images(), flip=True).shape == (2, model.num_features)
 
 
 def test_vit_runs_only_at_its_size() -> None:

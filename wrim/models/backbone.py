@@ -163,7 +163,12 @@ class StagedBackbone(nn.Module):
                     _undilate(module, name)
 
     def _build_vit(
-        self, name: str, img_size: tuple[int, int], last_stride: int, timm_kwargs: dict, pretrained_file
+        self,
+        name: str,
+        img_size: tuple[int, int],
+        last_stride: int,
+        timm_kwargs: dict,
+        pretrained_file: str | Path | None,
     ) -> None:
         if last_stride != 1:
             raise ValueError(f"ViT backbone {name!r} keeps one resolution in all stages; pass last_stride=1")
