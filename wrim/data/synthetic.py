@@ -35,13 +35,13 @@ from wrim.data.sysu import SYSUMM01
 __all__ = ["SyntheticVIReID"]
 
 #: Bump when the renderer changes, so that cached sets are regenerated.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 4
 _MANIFEST = "manifest.json"
 _RGB_CAMS = (1, 2, 4, 5)
 _IR_CAMS = (3, 6)
 _JPEG_QUALITY = 92
 #: Horizontal stretch of the body: re-id crops (about 1:2.5) are resized to 1:2, so people look wider.
-_STRETCH = 1.4
+_STRETCH = 1.7
 
 
 def default_cache_dir() -> Path:
@@ -80,7 +80,7 @@ def _garment(rng: np.random.Generator, ir_weight: float) -> dict:
         "ir1": ir_weight * m1 + (1 - ir_weight) * _luma(c1),
         "ir2": ir_weight * m2 + (1 - ir_weight) * _luma(c2),
         "pattern": int(rng.integers(0, 6)),  # solid, h-stripes, v-stripes, check, dots, two-tone
-        "freq": rng.uniform(7.0, 16.0),
+        "freq": rng.uniform(6.0, 12.0),
         "phase": rng.uniform(0, 1),
         "split": rng.uniform(0.3, 0.7),
     }
@@ -98,8 +98,8 @@ def _sample_identity(rng: np.random.Generator, ir_weight: float) -> dict:
             acc[name]["side"] = float(rng.choice([-1.0, 1.0]))
     return {
         "head_r": rng.uniform(0.052, 0.068),
-        "shoulder": rng.uniform(0.1, 0.14) * build,
-        "waist": rng.uniform(0.075, 0.11) * build,
+        "shoulder": rng.uniform(0.09, 0.125) * build,
+        "waist": rng.uniform(0.07, 0.1) * build,
         "hip": rng.uniform(0.46, 0.54),
         "leg_w": rng.uniform(0.032, 0.048) * build,
         "arm_w": rng.uniform(0.026, 0.036) * build,
@@ -125,13 +125,13 @@ def _sample_camera(rng: np.random.Generator, cam: int) -> dict:
         "infrared": cam in _IR_CAMS,
         "views": views.get(cam, (0.34, 0.33, 0.33)),
         "scale": rng.uniform(0.8, 0.88) if outdoor else rng.uniform(0.88, 0.96),
-        "gain": rng.uniform(0.75, 1.2),
-        "tint": rng.uniform(0.8, 1.2, size=3).astype(np.float32),
-        "wall": _colour(rng),
-        "floor": _colour(rng),
+        "gain": rng.uniform(0.85, 1.15),
+        "tint": rng.uniform(0.9, 1.1, size=3).astype(np.float32),
+        "wall": 0.5 * _colour(rng) + 0.2,  # muted backgrounds: the person, not the scene, carries identity
+        "floor": 0.5 * _colour(rng) + 0.2,
         "horizon": rng.uniform(0.45, 0.8),
         "bg_ir": rng.uniform(0.08, 0.3),
-        "blur": rng.uniform(0.3, 1.2),
+        "blur": rng.uniform(0.3, 1.0),  # Gaussian sigma in pixels of a 128-pixel-high image
         "noise": rng.uniform(0.01, 0.03) + (0.02 if cam in _IR_CAMS else 0.0),
     }
 
@@ -266,7 +266,7 @@ def _render(person: dict, cam: dict, rng: np.random.Generator, height: int, widt
         y1, x1 = y0 + rng.uniform(5, height / 2), x0 + rng.uniform(5, width / 2)
         clutter = np.float32(rng.uniform(0.05, 0.45)) if infrared else _colour(rng)
         rows, cols = slice(int(max(y0, 0)), int(max(y1, 0))), slice(int(max(x0, 0)), int(max(x1, 0)))
-        bg[rows, cols] = np.float32(0.6) * bg[rows, cols] + np.float32(0.4) * clutter
+        bg[rows, cols] = np.float32(0.75) * bg[rows, cols] + np.float32(0.25) * clutter
     canvas = _Canvas(bg, u, v, px=1.2 / h_px, infrared=infrared)
 
     p = person
@@ -330,13 +330,13 @@ def _render(person: dict, cam: dict, rng: np.random.Generator, height: int, widt
     img = canvas.img
     xr, yr = xs / width - 0.5, ys / height - 0.5
     shade = 1 + rng.uniform(-0.25, 0.25) * xr[None, :] + rng.uniform(-0.2, 0.2) * yr[:, None]  # (H, W)
-    gain = cam["gain"] * rng.uniform(0.8, 1.2)
+    gain = cam["gain"] * rng.uniform(0.9, 1.1)
     if infrared:
         vignette = 1 - 0.9 * (xr[None, :] ** 2 + 0.5 * yr[:, None] ** 2)
         img = img * (gain * shade * vignette)[..., None]
     else:
-        img = img * (gain * shade)[..., None] * (cam["tint"] * rng.uniform(0.92, 1.08, size=3)).astype(np.float32)
-    img = _blur(img.astype(np.float32), cam["blur"] * rng.uniform(0.7, 1.4))
+        img = img * (gain * shade)[..., None] * (cam["tint"] * rng.uniform(0.96, 1.04, size=3)).astype(np.float32)
+    img = _blur(img.astype(np.float32), cam["blur"] * rng.uniform(0.7, 1.4) * height / 128)
     img = img + np.float32(cam["noise"]) * rng.standard_normal(size=img.shape, dtype=np.float32)
     return np.clip(img, 0, 1)
 
