@@ -4,8 +4,11 @@ The two runs cannot match exactly, and the test states by how much they may diff
 identities (the sampler gives rank r the r-th block of the step's identities), but (1) the images drawn per identity
 and the augmentations come from per-rank generators, (2) BatchNorm statistics are per rank (SyncBatchNorm does not
 run on the CPU), and (3) CMKIC contrasts within each rank's half batch. DDP averages the gradients, so the
-optimisation is the same up to these effects: epoch losses must agree within 15 % and the final R1 / mAP within
-20 points on this tiny problem (16 identities, 1 trial). Only rank 0 writes the run folder.
+optimisation is the same up to these effects. The ID loss must agree within 10 % per epoch and the total within
+15 %: the CMKIC term is systematically lower per rank (half the negatives in each softmax denominator, about
+log 2 per direction; measured: total 20.7 vs 18.2 in epoch 1). The final R1 / mAP must agree within 20 points on
+this tiny problem (16 identities, 1 trial; measured: R1 15.15 vs 15.15, mAP 22.39 vs 22.94). Only rank 0 writes
+the run folder.
 """
 
 import json
@@ -43,8 +46,12 @@ def test_ddp_gloo_two_processes_vs_single(tmp_path):
     report = []
     for ra, rb in zip(a, b):
         report.append(
-            f"epoch {ra['epoch']}: loss {ra['loss']:.3f} vs {rb['loss']:.3f}, R1 {ra['R1']:.1f} vs {rb['R1']:.1f}"
+            f"epoch {ra['epoch']}: loss {ra['loss']:.3f} vs {rb['loss']:.3f} (id {ra['id']:.3f} vs {rb['id']:.3f}, "
+            f"metric {ra['metric']:.3f} vs {rb['metric']:.3f}), R1 {ra['R1']:.1f} vs {rb['R1']:.1f}"
         )
+    print("\n".join(report))
+    for ra, rb in zip(a, b):
+        assert abs(ra["id"] - rb["id"]) <= 0.10 * ra["id"], report
         assert abs(ra["loss"] - rb["loss"]) <= 0.15 * ra["loss"], report
     fa = json.loads((tmp_path / "single" / "final_metrics.json").read_text())
     fb = json.loads((tmp_path / "ddp" / "final_metrics.json").read_text())

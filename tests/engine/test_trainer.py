@@ -19,16 +19,24 @@ def _records(run_dir):
     return [{k: v for k, v in json.loads(x).items() if k not in TIME_KEYS} for x in lines]
 
 
-def test_resume_gives_identical_weights_and_metrics(tmp_path):
-    """2 epochs straight == 1 epoch, stop, resume for 1 more: same weights bit for bit, same metrics."""
+def test_resume_gives_identical_weights_and_metrics(tmp_path, monkeypatch):
+    """2 epochs straight == interrupted during epoch 2, then --resume: same weights bit for bit, same metrics."""
     extra = ("epochs=2", "eval.every=1", "data.num_workers=2")
     full = Trainer(load_config("synthetic", tiny_overrides(tmp_path, "full", *extra))).fit()
 
-    first = load_config("synthetic", tiny_overrides(tmp_path, "split", *extra[1:], "epochs=1"))
-    Trainer(first).fit()
+    original = Trainer.train_epoch
+
+    def interrupted(self, epoch):
+        if epoch == 1:
+            raise KeyboardInterrupt  # killed at the start of the second epoch
+        return original(self, epoch)
+
+    monkeypatch.setattr(Trainer, "train_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(load_config("synthetic", tiny_overrides(tmp_path, "split", *extra))).fit()
     assert load_checkpoint(tmp_path / "split", "last")["epoch"] == 1
-    resumed = load_config("synthetic", tiny_overrides(tmp_path, "split", *extra))
-    result = Trainer(resumed, resume=True).fit()
+    monkeypatch.setattr(Trainer, "train_epoch", original)
+    result = Trainer(load_config("synthetic", tiny_overrides(tmp_path, "split", *extra)), resume=True).fit()
 
     a = load_file(full.run_dir / "last.safetensors")
     b = load_file(result.run_dir / "last.safetensors")

@@ -214,13 +214,16 @@ class Trainer:
         self.config = config
         self.resume = resume
         self._requested_run_dir = Path(run_dir) if run_dir is not None else None
+        self.logger: MetricsLogger | None = None
+        self._handlers: list[logging.Handler] = []
+        self.dist = DistInfo()
 
     # ------------------------------------------------------------------ setup
 
     def _setup(self) -> None:
         cfg = self.config
         self.device = resolve_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
-        self.dist: DistInfo = init_distributed(self.device)
+        self.dist = init_distributed(self.device)
         self.run_dir = self._resolve_run_dir()
         if self.resume:
             saved = load_config(self.run_dir / "config.yaml")
@@ -350,7 +353,6 @@ class Trainer:
         return run_dir
 
     def _setup_logging(self) -> None:
-        self._handlers: list[logging.Handler] = []
         if not self.dist.is_main:
             return
         log.setLevel(logging.INFO)
@@ -548,8 +550,8 @@ class Trainer:
         Returns:
             The final metrics (best weights on ``eval.final_trials``) and the best epoch.
         """
-        self._setup()
         try:
+            self._setup()
             return self._fit()
         finally:
             if self.logger is not None:
