@@ -31,7 +31,8 @@ def test_wheel_and_sdist_install_and_import(tmp_path: Path) -> None:
     env_dir = tmp_path / "env"
     venv.EnvBuilder(system_site_packages=True, with_pip=False).create(env_dir)
     python = env_dir / "bin" / "python"
-    _run(python, "-m", "pip", "install", "--no-deps", "--no-index", wheels[0], "--target", tmp_path / "site", cwd=tmp_path)
+    site = tmp_path / "site"
+    _run(python, "-m", "pip", "install", "--no-deps", "--no-index", wheels[0], "--target", site, cwd=tmp_path)
     probe = (
         "import sys; sys.path.insert(0, {site!r}); "
         "import wrim, wrim.engine; from wrim import MIIM, GRI, ModalityMIIM; "
