@@ -4,11 +4,12 @@ The two runs cannot match exactly, and the test states by how much they may diff
 identities (the sampler gives rank r the r-th block of the step's identities), but (1) the images drawn per identity
 and the augmentations come from per-rank generators, (2) BatchNorm statistics are per rank (SyncBatchNorm does not
 run on the CPU), and (3) CMKIC contrasts within each rank's half batch. DDP averages the gradients, so the
-optimisation is the same up to these effects. The ID loss must agree within 10 % per epoch and the total within
-15 %: the CMKIC term is systematically lower per rank (half the negatives in each softmax denominator, about
-log 2 per direction; measured: total 20.7 vs 18.2 in epoch 1). The final R1 / mAP must agree within 20 points on
-this tiny problem (16 identities, 1 trial; measured: R1 15.15 vs 15.15, mAP 22.39 vs 22.94). Only rank 0 writes
-the run folder.
+optimisation is the same up to these effects. The ID loss must agree within 5 % per epoch and the total within
+20 %: the CMKIC term is systematically lower per rank (half the negatives in each softmax denominator). Measured
+(3 epochs, 1 process vs 2): ID loss 11.064 / 10.868 / 10.682 vs 11.055 / 10.877 / 10.794, metric term
+9.45 / 8.60 / 8.13 vs 6.94 / 6.23 / 6.15, total 20.5 / 19.5 / 18.8 vs 18.0 / 17.1 / 16.9. The final R1 / mAP must
+agree within 20 points on this tiny problem (8 test identities, 33 queries, 1 trial: one query is 3 R1 points;
+measured R1 18.2 vs 9.1, mAP 26.1 vs 23.0). Only rank 0 writes the run folder.
 """
 
 import json
@@ -51,8 +52,8 @@ def test_ddp_gloo_two_processes_vs_single(tmp_path):
         )
     print("\n".join(report))
     for ra, rb in zip(a, b):
-        assert abs(ra["id"] - rb["id"]) <= 0.10 * ra["id"], report
-        assert abs(ra["loss"] - rb["loss"]) <= 0.15 * ra["loss"], report
+        assert abs(ra["id"] - rb["id"]) <= 0.05 * ra["id"], report
+        assert abs(ra["loss"] - rb["loss"]) <= 0.20 * ra["loss"], report
     fa = json.loads((tmp_path / "single" / "final_metrics.json").read_text())
     fb = json.loads((tmp_path / "ddp" / "final_metrics.json").read_text())
     report.append(f"final R1 {fa['R1']:.2f} vs {fb['R1']:.2f}, mAP {fa['mAP']:.2f} vs {fb['mAP']:.2f}")
