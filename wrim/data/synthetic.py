@@ -7,10 +7,11 @@ pattern), shoes and accessories (backpack, shoulder bag, hat). Each garment also
 reflectance, drawn independently of its colour.
 
 Visible cameras (1, 2, 4, 5) render RGB; infrared cameras (3, 6) render one channel in which colour is gone: a
-garment's intensity is mostly its material (``ir_material_weight``) plus a little of its visible luminance, skin is
-warm (bright) and the background is cool. Cross-modality matching therefore has to rely on shape, pattern, garment
-type and accessories. Cameras differ in viewpoint distribution (front / back / side), person scale and position,
-background, illumination (gain, tint, shading, infrared vignetting), blur and noise; each image jitters them.
+garment's intensity mixes its material (weight ``ir_material_weight``, 0.5 by default) with its visible luminance,
+skin is warm (bright) and the background is cool. Cross-modality matching therefore has to rely on shape, pattern,
+garment type, accessories and a partial brightness cue, never on hue. Cameras differ in viewpoint distribution
+(front / back / side), person scale and position, background, illumination (gain, tint, shading, infrared
+vignetting), blur and noise; each image jitters them.
 
 Written as ``cam<k>/<pid:04d>/<img:04d>.jpg`` (JPEG, fixed quality) plus ``exp/{train,val,test}_id.txt``, then
 read by :class:`~wrim.data.SYSUMM01`, so the real protocol code runs unchanged on it. Generation is deterministic:
@@ -35,7 +36,7 @@ from wrim.data.sysu import SYSUMM01
 __all__ = ["SyntheticVIReID"]
 
 #: Bump when the renderer changes, so that cached sets are regenerated.
-GENERATOR_VERSION = 4
+GENERATOR_VERSION = 5
 _MANIFEST = "manifest.json"
 _RGB_CAMS = (1, 2, 4, 5)
 _IR_CAMS = (3, 6)
@@ -132,7 +133,7 @@ def _sample_camera(rng: np.random.Generator, cam: int) -> dict:
         "horizon": rng.uniform(0.45, 0.8),
         "bg_ir": rng.uniform(0.08, 0.3),
         "blur": rng.uniform(0.3, 1.0),  # Gaussian sigma in pixels of a 128-pixel-high image
-        "noise": rng.uniform(0.01, 0.03) + (0.02 if cam in _IR_CAMS else 0.0),
+        "noise": rng.uniform(0.01, 0.02) + (0.015 if cam in _IR_CAMS else 0.0),
     }
 
 
@@ -238,10 +239,10 @@ def _render(person: dict, cam: dict, rng: np.random.Generator, height: int, widt
     """Render one image of ``person`` seen by camera ``cam``: (H, W, 3) RGB or (H, W, 1) IR, floats in 0..1."""
     infrared = cam["infrared"]
     view = int(rng.choice(3, p=cam["views"]))  # 0 front, 1 back, 2 side
-    h_px = height * cam["scale"] * person["stature"] * rng.uniform(0.9, 1.08)
-    top = (height - h_px) * rng.uniform(0.2, 0.8)
-    cx = width / 2 + rng.uniform(-0.12, 0.12) * width
-    squeeze = rng.uniform(0.55, 0.7) if view == 2 else rng.uniform(0.92, 1.05)
+    h_px = height * cam["scale"] * person["stature"] * rng.uniform(0.95, 1.05)
+    top = (height - h_px) * rng.uniform(0.3, 0.7)
+    cx = width / 2 + rng.uniform(-0.06, 0.06) * width
+    squeeze = rng.uniform(0.7, 0.8) if view == 2 else rng.uniform(0.95, 1.05)
     ys = np.arange(height, dtype=np.float32) + 0.5  # (H,)
     xs = np.arange(width, dtype=np.float32) + 0.5  # (W,)
     v = (ys - top) / h_px
@@ -261,7 +262,7 @@ def _render(person: dict, cam: dict, rng: np.random.Generator, height: int, widt
     bg = np.empty((height, width, ch), np.float32)
     split = int(np.clip(round(horizon * height), 0, height))
     bg[:split], bg[split:] = wall_c, floor_c
-    for _ in range(int(rng.integers(1, 4))):
+    for _ in range(int(rng.integers(0, 3))):
         y0, x0 = rng.uniform(0, height), rng.uniform(-width / 2, width)
         y1, x1 = y0 + rng.uniform(5, height / 2), x0 + rng.uniform(5, width / 2)
         clutter = np.float32(rng.uniform(0.05, 0.45)) if infrared else _colour(rng)
@@ -436,7 +437,7 @@ class SyntheticVIReID(SYSUMM01):
         images_per_camera: int = 4,
         img_size: tuple[int, int] = (128, 64),
         seed: int = 0,
-        ir_material_weight: float = 0.75,
+        ir_material_weight: float = 0.5,
     ) -> None:
         if num_ids < 1 or num_test_ids < 1 or images_per_camera < 1:
             raise ValueError(
