@@ -1,7 +1,8 @@
 """README's first command: ``wrim train`` on the synthetic default trains, evaluates and beats an R1 floor.
 
-Measured on 2 shared CPU cores (see the engine's closing note): the floor below is set well under that value so
-that seeds / platforms do not make the test flaky, and well above chance (30 test identities: ~3 % R1).
+Measured (synthetic generator v5, 6 epochs at 96x48, 10 gallery trials): R1 12.39, mAP 17.44, mINP 12.74, with
+442 s of CPU time (single-threaded, on a shared machine). The floor is half of that R1, still about twice chance
+(30 test identities, ~3 % R1), so that platforms and thread counts do not make the test flaky.
 """
 
 import json
@@ -10,7 +11,7 @@ import pytest
 
 from wrim.engine.cli import main
 
-R1_FLOOR = 10.0
+R1_FLOOR = 6.0
 
 
 @pytest.mark.slow
