@@ -79,7 +79,8 @@ def test_existing_folders_are_checked(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"num_ids": 0}, {"images_per_camera": 0}, {"img_size": (16, 8)}, {"ir_material_weight": 1.5}]
+    "kwargs",
+    [{"num_ids": 0}, {"images_per_camera": 0}, {"img_size": (16, 8)}, {"ir_material_weight": 1.5}, {"seed": -1}],
 )
 def test_bad_arguments(tmp_path: Path, kwargs: dict) -> None:
     with pytest.raises(ValueError):

@@ -33,7 +33,7 @@ from torchvision.io import encode_jpeg
 
 from wrim.data.sysu import SYSUMM01
 
-__all__ = ["SyntheticVIReID"]
+__all__ = ["GENERATOR_VERSION", "SyntheticVIReID", "default_cache_dir", "generate"]
 
 #: Bump when the renderer changes, so that cached sets are regenerated.
 GENERATOR_VERSION = 5
@@ -454,6 +454,8 @@ class SyntheticVIReID(SYSUMM01):
         height, width = (int(s) for s in img_size)
         if height < 32 or width < 16:
             raise ValueError(f"img_size must be at least (32, 16) (H, W), got {tuple(img_size)}")
+        if int(seed) < 0:
+            raise ValueError(f"seed must be a non-negative int, got {seed}")
         if not 0.0 <= ir_material_weight <= 1.0:
             raise ValueError(f"ir_material_weight must be in [0, 1], got {ir_material_weight}")
         self.img_size = (height, width)
