@@ -1,8 +1,9 @@
 """README's first command: ``wrim train`` on the synthetic default trains, evaluates and beats an R1 floor.
 
-Measured (synthetic generator v5, 6 epochs at 96x48, 10 gallery trials): R1 12.39, mAP 17.44, mINP 12.74, with
-442 s of CPU time (single-threaded, on a shared machine). The floor is half of that R1, still about twice chance
-(30 test identities, ~3 % R1), so that platforms and thread counts do not make the test flaky.
+Measured (synthetic generator v5: 40 train ids, 64x32; 8 epochs; 10 gallery trials): R1 20.94, mAP 23.76,
+mINP 14.30, in 246 s wall / 194 s CPU (single-threaded, on a shared 2-core machine). The floor is half of that R1,
+still three times chance (30 test identities, ~3 % R1), so that platforms and thread counts do not make the test
+flaky.
 """
 
 import json
@@ -11,7 +12,7 @@ import pytest
 
 from wrim.engine.cli import main
 
-R1_FLOOR = 6.0
+R1_FLOOR = 10.0
 
 
 @pytest.mark.slow
