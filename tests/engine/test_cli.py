@@ -21,7 +21,10 @@ DATASET_ARGS = [
 
 
 def test_train_then_eval_checkpoint(tmp_path, capsys):
-    assert main(["train", "--config", "synthetic", *tiny_overrides(tmp_path, "cli", "epochs=1")]) == 0
+    assert (
+        main(["train", "--config", "synthetic", *tiny_overrides(tmp_path, "cli", "epochs=1", "data.num_workers=0")])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "final (" in out and "R1" in out and "mAP" in out and "mINP" in out
     run_dir = tmp_path / "cli"
@@ -36,7 +39,18 @@ def test_train_then_eval_checkpoint(tmp_path, capsys):
     assert 0 <= final["R1"] <= 100
 
     checkpoint = tmp_path / "cli" / "best.safetensors"
-    args = ["eval", "--checkpoint", str(checkpoint), "--dataset", "synthetic", *DATASET_ARGS, "--trials", "0"]
+    args = [
+        "eval",
+        "--checkpoint",
+        str(checkpoint),
+        "--dataset",
+        "synthetic",
+        *DATASET_ARGS,
+        "--trials",
+        "0",
+        "--num-workers",
+        "0",
+    ]
     assert main([*args, "mode=all"]) == 0
     line = capsys.readouterr().out.strip().splitlines()[-1]
     cells = dict(zip(line.split()[2::2], map(float, line.split()[3::2])))

@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--img-size", default=None, help="H,W (default: the training size from model.json)")
     ev.add_argument("--batch-size", type=int, default=128)
     ev.add_argument("--device", default="auto")
+    ev.add_argument("--num-workers", type=int, default=2, help="DataLoader workers")
     ev.add_argument("--flip", action="store_true", help="add the flipped image's embedding")
     ev.add_argument("--dataset-arg", action="append", default=[], metavar="key=value", help="e.g. trial=3 (RegDB)")
     ev.add_argument("protocol", nargs="*", metavar="key=value", help="protocol arguments, e.g. mode=indoor")
@@ -141,7 +142,7 @@ def _eval(args: argparse.Namespace) -> int:
     with torch.no_grad():
         result = evaluate_protocol(
             model, dataset, trials=trials, img_size=img_size, batch_size=args.batch_size, device=device,
-            flip=args.flip, **_parse_pairs(args.protocol),
+            flip=args.flip, num_workers=args.num_workers, **_parse_pairs(args.protocol),
         )  # fmt: skip
     _print_metrics(f"{args.dataset} {checkpoint}", {k: float(v) for k, v in result.as_dict().items()})
     return 0
