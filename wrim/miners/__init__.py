@@ -5,8 +5,8 @@
 as ``indices_tuple`` and into :class:`wrim.losses.CMKICLoss`.
 """
 
-from wrim.miners.base import BaseMiner
+from wrim.miners.base import BaseMiner, CosinePairMiner
 from wrim.miners.hardest_negative import HardestNegativeMiner
 from wrim.miners.key_instance import CrossModalityKeyInstanceMiner, KeyInstanceMiner
 
-__all__ = ["BaseMiner", "CrossModalityKeyInstanceMiner", "HardestNegativeMiner", "KeyInstanceMiner"]
+__all__ = ["BaseMiner", "CosinePairMiner", "CrossModalityKeyInstanceMiner", "HardestNegativeMiner", "KeyInstanceMiner"]

@@ -8,10 +8,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from wrim.miners.utils import IndicesTuple, check_embeddings, check_labels
+from wrim.miners.utils import (
+    IndicesTuple,
+    check_embeddings,
+    check_k,
+    check_labels,
+    cosine_similarity_matrix,
+    masks_to_pairs,
+    pair_masks,
+)
 from wrim.modality import check_modalities
 
-__all__ = ["BaseMiner"]
+__all__ = ["BaseMiner", "CosinePairMiner"]
 
 
 class BaseMiner(nn.Module):
@@ -122,3 +130,43 @@ class BaseMiner(nn.Module):
         a1, p, a2, n = output
         if len(a1) != len(p) or len(a2) != len(n):
             raise TypeError("a miner's pairs must satisfy len(a1) == len(p) and len(a2) == len(n)")
+
+
+class CosinePairMiner(BaseMiner):
+    """A miner that keeps ``k`` pairs per anchor chosen by cosine similarity among its label-defined candidates.
+
+    Candidates: positives ``P(i)`` share the anchor's label, negatives ``N(i)`` do not; with ``cross_modality``
+    both are restricted to the other modality. Subclasses implement :meth:`select`, which narrows the (B, R)
+    masks; ties are broken towards the lower reference index.
+
+    Args:
+        k: pairs kept per anchor on the selected side.
+        cross_modality: pair only samples of different modalities; ``forward`` then needs ``modalities``.
+    """
+
+    def __init__(self, k: int, cross_modality: bool = False) -> None:
+        super().__init__(needs_modalities=cross_modality)
+        self.k = check_k(k)
+        self.cross_modality = bool(cross_modality)
+
+    def mine(
+        self,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor,
+        modalities: torch.Tensor | None,
+        ref_emb: torch.Tensor,
+        ref_labels: torch.Tensor,
+        ref_modalities: torch.Tensor | None,
+    ) -> IndicesTuple:
+        sim = cosine_similarity_matrix(embeddings, ref_emb)  # (B, D), (R, D) -> (B, R)
+        pos, neg = pair_masks(
+            labels, ref_labels, modalities, ref_modalities, self.cross_modality, exclude_self=ref_emb is embeddings
+        )  # (B, R) each
+        return masks_to_pairs(*self.select(sim, pos, neg))
+
+    def select(self, sim: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Narrow the candidate masks. (B, R) similarities and bool masks -> (B, R) positive and negative masks."""
+        raise NotImplementedError(f"{type(self).__name__} must implement select()")
+
+    def extra_repr(self) -> str:
+        return f"k={self.k}, cross_modality={self.cross_modality}"

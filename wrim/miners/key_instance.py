@@ -17,20 +17,13 @@ from __future__ import annotations
 
 import torch
 
-from wrim.miners.base import BaseMiner
-from wrim.miners.utils import (
-    IndicesTuple,
-    check_k,
-    cosine_similarity_matrix,
-    masks_to_pairs,
-    pair_masks,
-    select_per_row,
-)
+from wrim.miners.base import CosinePairMiner
+from wrim.miners.utils import select_per_row
 
 __all__ = ["CrossModalityKeyInstanceMiner", "KeyInstanceMiner"]
 
 
-class KeyInstanceMiner(BaseMiner):
+class KeyInstanceMiner(CosinePairMiner):
     """Each anchor's ``k`` least cosine-similar positives, and all its negatives.
 
     With ``cross_modality=False`` (the default) it is a general hard-positive miner for any metric-learning task;
@@ -48,28 +41,10 @@ class KeyInstanceMiner(BaseMiner):
             k: number of key (least-similar) positives kept per anchor; [D] default 2 (paper.md §2).
             cross_modality: pair only samples of different modalities; ``forward`` then needs ``modalities``.
         """
-        super().__init__(needs_modalities=cross_modality)
-        self.k = check_k(k)
-        self.cross_modality = bool(cross_modality)
+        super().__init__(k, cross_modality)
 
-    def mine(
-        self,
-        embeddings: torch.Tensor,
-        labels: torch.Tensor,
-        modalities: torch.Tensor | None,
-        ref_emb: torch.Tensor,
-        ref_labels: torch.Tensor,
-        ref_modalities: torch.Tensor | None,
-    ) -> IndicesTuple:
-        sim = cosine_similarity_matrix(embeddings, ref_emb)  # (B, D), (R, D) -> (B, R)
-        pos, neg = pair_masks(
-            labels, ref_labels, modalities, ref_modalities, self.cross_modality, exclude_self=ref_emb is embeddings
-        )  # (B, R) each
-        key = select_per_row(sim, pos, self.k, largest=False)  # (B, R): the k least similar positives
-        return masks_to_pairs(key, neg)
-
-    def extra_repr(self) -> str:
-        return f"k={self.k}, cross_modality={self.cross_modality}"
+    def select(self, sim: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return select_per_row(sim, pos, self.k, largest=False), neg  # the k least similar positives
 
 
 class CrossModalityKeyInstanceMiner(KeyInstanceMiner):
