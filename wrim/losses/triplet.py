@@ -29,9 +29,17 @@ __all__ = ["TripletLoss", "WRTripletLoss"]
 
 
 def _prepare(
-    embeddings: torch.Tensor, labels: torch.Tensor, modalities: torch.Tensor | None, cross_modality: bool
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Validate the inputs; return the embeddings in the compute dtype, labels and modalities as LongTensors."""
+    embeddings: torch.Tensor, labels: torch.Tensor, modalities: torch.Tensor | None, cross_modality: bool, name: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Validate the inputs and build the candidate pairs.
+
+    Returns:
+        The embeddings in the compute dtype (B, D), the positive and negative masks (B, B), and the (B,) mask of
+        anchors that have both.
+
+    Raises:
+        ValueError: bad input, or no anchor with both a positive and a negative (``name`` is the loss in the message).
+    """
     embeddings = check_embeddings(embeddings)
     batch = embeddings.shape[0]
     labels = check_labels(labels, batch).to(embeddings.device)
@@ -40,7 +48,11 @@ def _prepare(
             raise ValueError("cross_modality=True needs modalities: a (B,) tensor with 0 = visible, 1 = infrared")
     else:
         modalities = check_modalities(modalities, batch).to(embeddings.device)
-    return embeddings.to(compute_dtype(embeddings)), labels, modalities
+    pos, neg = pair_masks(labels, labels, modalities, modalities, cross_modality)  # (B, B) each
+    valid = pos.any(dim=1) & neg.any(dim=1)  # (B,)
+    if not bool(valid.any()):
+        raise ValueError(no_positive_message(name, labels, modalities if cross_modality else None))
+    return embeddings.to(compute_dtype(embeddings)), pos, neg, valid
 
 
 def _agw_distance(x: torch.Tensor) -> torch.Tensor:
@@ -99,13 +111,7 @@ class TripletLoss(nn.Module):
             ValueError: mismatched lengths, or no anchor with both a positive and a negative.
         """
         with torch.autocast(device_type=embeddings.device.type, enabled=False):
-            x, labels, modalities = _prepare(embeddings, labels, modalities, self.cross_modality)
-            pos, neg = pair_masks(labels, labels, modalities, modalities, self.cross_modality)  # (B, B) each
-            valid = pos.any(dim=1) & neg.any(dim=1)  # (B,)
-            if not bool(valid.any()):
-                raise ValueError(
-                    no_positive_message("TripletLoss", labels, modalities if self.cross_modality else None)
-                )
+            x, pos, neg, valid = _prepare(embeddings, labels, modalities, self.cross_modality, "TripletLoss")
             dist = _agw_distance(x)  # (B, B)
             hardest_pos = dist.masked_fill(~pos, float("-inf")).amax(dim=1)  # (B,)
             hardest_neg = dist.masked_fill(~neg, float("inf")).amin(dim=1)  # (B,)
@@ -167,12 +173,7 @@ class WRTripletLoss(nn.Module):
             ValueError: mismatched lengths, or no anchor with both a positive and a negative.
         """
         with torch.autocast(device_type=embeddings.device.type, enabled=False):
-            x, labels, modalities = _prepare(embeddings, labels, modalities, self.cross_modality)
-            pos, neg = pair_masks(labels, labels, modalities, modalities, self.cross_modality)  # (B, B) each
-            valid = pos.any(dim=1) & neg.any(dim=1)  # (B,)
-            if not bool(valid.any()):
-                msg = no_positive_message("WRTripletLoss", labels, modalities if self.cross_modality else None)
-                raise ValueError(msg)
+            x, pos, neg, valid = _prepare(embeddings, labels, modalities, self.cross_modality, "WRTripletLoss")
             if not self.cross_modality:
                 pos = pos | torch.eye(x.shape[0], dtype=torch.bool, device=x.device)  # AGW: the anchor is a positive
             pos_f, neg_f = pos.to(x.dtype), neg.to(x.dtype)  # (B, B) each
