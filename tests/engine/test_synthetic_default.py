@@ -1,9 +1,8 @@
 """README's first command: ``wrim train`` on the synthetic default trains, evaluates and beats an R1 floor.
 
-Measured (synthetic generator v5: 40 train ids, 64x32; 8 epochs; 10 gallery trials): R1 20.94, mAP 23.76,
-mINP 14.30, in 246 s wall / 194 s CPU (single-threaded, on a shared 2-core machine). The floor is half of that R1,
-still three times chance (30 test identities, ~3 % R1), so that platforms and thread counts do not make the test
-flaky.
+Measured (synthetic generator v5: 40 train ids, 64x32; 8 epochs; 10 gallery trials): R1 21.76, mAP 23.57,
+mINP 13.87; ``wrim train`` took 4 min 13 s wall on a shared 2-core machine. The floor is half of that R1, still
+three times chance (30 test identities, ~3 % R1), so that platforms and thread counts do not make the test flaky.
 """
 
 import json
