@@ -26,6 +26,7 @@ import wrim  # noqa: E402
 from wrim.losses import AICLLoss  # noqa: E402
 
 NUM_CLASSES = 395  # SYSU-MM01's training identities
+REQUIRES_CUDA = True  # `wrim bench` skips this script without a GPU (its default grid is sized for one)
 
 
 def make_batch(batch: int, size: tuple[int, int], device: torch.device) -> tuple[torch.Tensor, ...]:
