@@ -47,9 +47,7 @@ def draw_architecture(path: Path) -> Path:
 
     def box(x, y, w, h, text, colour, bold=False, size=9):
         ax.add_patch(
-            FancyBboxPatch(
-                (x, y), w, h, boxstyle="round,pad=0.25,rounding_size=0.8", fc=colour, ec="#555555", lw=0.8
-            )
+            FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.25,rounding_size=0.8", fc=colour, ec="#555555", lw=0.8)
         )
         ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", size=size, weight="bold" if bold else None)
         return x, y, w, h
@@ -57,8 +55,15 @@ def draw_architecture(path: Path) -> Path:
     def arrow(start, end, style="-|>", colour="#444444", dashed=False):
         ax.add_patch(
             FancyArrowPatch(
-                start, end, arrowstyle=style, mutation_scale=9, color=colour, lw=0.9,
-                linestyle="--" if dashed else "-", shrinkA=0, shrinkB=0,
+                start,
+                end,
+                arrowstyle=style,
+                mutation_scale=9,
+                color=colour,
+                lw=0.9,
+                linestyle="--" if dashed else "-",
+                shrinkA=0,
+                shrinkB=0,
             )
         )
 
@@ -82,8 +87,15 @@ def draw_architecture(path: Path) -> Path:
         box(x + 9, y, 11, h, miim, colour, size=8)
         outputs[index] = (x + 9 + 5.5, y)
         x += 22.5
-    ax.text(outputs[1][0] + 11, y + h + 2.2, "modalities route each sample to its own copy", ha="center", size=8,
-            style="italic", color="#8a4b1c")
+    ax.text(
+        outputs[1][0] + 11,
+        y + h + 2.2,
+        "modalities route each sample to its own copy",
+        ha="center",
+        size=8,
+        style="italic",
+        color="#8a4b1c",
+    )
     ax.text(outputs[3][0], y - 2.2, "P4", ha="center", size=9, weight="bold")
     ax.text(outputs[4][0], y - 2.2, "P5", ha="center", size=9, weight="bold")
 
@@ -118,14 +130,25 @@ def draw_architecture(path: Path) -> Path:
     ax.text(24, 23.3, "training: WRIMNetOutput", ha="center", size=9, weight="bold")
     ax.text(24, 19.4, "logits, BNNeck features and projections per head;\nloss = ID + AICL", ha="center", size=8)
     ax.text(24, 15.0, "eval: e = L2norm(concat of the heads' BNNeck features)", ha="center", size=8)
-    legend = [(_SEPARATE, "modality-specific MIIM (ModalityMIIM)"), (_SHARED, "shared MIIM"),
-              (_HEAD, "heads"), (_LOSS, "losses")]
+    legend = [
+        (_SEPARATE, "modality-specific MIIM (ModalityMIIM)"),
+        (_SHARED, "shared MIIM"),
+        (_HEAD, "heads"),
+        (_LOSS, "losses"),
+    ]
     for row, (colour, text) in enumerate(legend):
-        ax.add_patch(FancyBboxPatch((2, 6.5 - 2.2 * row), 2.2, 1.5, boxstyle="round,pad=0.1", fc=colour, ec="#555555",
-                                    lw=0.6))
+        ax.add_patch(
+            FancyBboxPatch((2, 6.5 - 2.2 * row), 2.2, 1.5, boxstyle="round,pad=0.1", fc=colour, ec="#555555", lw=0.6)
+        )
         ax.text(5.2, 7.25 - 2.2 * row, text, va="center", size=8)
-    ax.text(2, 31, "MIIM: compress (conv k = s, C → C/r) → GRI attention over the region tokens → restore\n"
-            "(Linear C/r → C, sigmoid, upsample) → gate:  Out = X + BN(X ⊙ gate)", size=8, va="bottom")
+    ax.text(
+        2,
+        31,
+        "MIIM: compress (conv k = s, C → C/r) → GRI attention over the region tokens → restore\n"
+        "(Linear C/r → C, sigmoid, upsample) → gate:  Out = X + BN(X ⊙ gate)",
+        size=8,
+        va="bottom",
+    )
 
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, bbox_inches="tight", metadata={"Date": None})

@@ -46,6 +46,7 @@ class Page:
     td_attributes: list[str] = field(default_factory=list)
     assets: list[str] = field(default_factory=list)  # script src, asset link href, img / source src
     images: list[str] = field(default_factory=list)
+    blockquotes: int = 0
 
 
 class _PageParser(HTMLParser):
@@ -79,6 +80,8 @@ class _PageParser(HTMLParser):
             self.language = next(name for name in classes if name.startswith("language-"))[len("language-") :]
         if tag == "pre":
             self.pre = []
+        if tag == "blockquote":
+            self.page.blockquotes += 1
         if tag not in _VOID:
             self.stack.append((tag, "arithmatex" in classes or "katex" in classes))
 
@@ -189,6 +192,12 @@ def test_no_rest_directives(pages) -> None:
     literal = _per_page(pages, re.compile(r"\bExamples?::"), "prose")
     assert not math, f"literal '.. math::' blocks: {_summary(math)}"
     assert not literal, f"literal 'Example::' (a reST literal-block marker): {_summary(literal)}"
+
+
+def test_api_docstrings_render_as_markdown(pages) -> None:
+    """A docstring section the parser did not recognise (``Example:``) renders as nested blockquotes."""
+    found = {name: page.blockquotes for name, page in pages.items() if name.startswith("api/") and page.blockquotes}
+    assert not found, f"blockquotes on API pages (an unrecognised docstring section?): {found}"
 
 
 def test_no_tex_outside_math(pages) -> None:
