@@ -135,3 +135,5 @@ def test_bracket_pairs_are_escaped_outside_code() -> None:
     assert escape("stride 1 ([P][N]) and [D]") == "stride 1 ([P]\\[N]) and [D]"
     assert escape("``x[a][b]`` but x[a][b]") == "``x[a][b]`` but x[a]\\[b]"
     assert escape(">>> x[0][1]") == ">>> x[0][1]"
+    assert escape("see [`MIIM`][wrim.layers.MIIM] ([P][N])") == "see [`MIIM`][wrim.layers.MIIM] ([P]\\[N])"
+    assert escape("```python\ny = x[0][1]\n```\nx[0][1]") == "```python\ny = x[0][1]\n```\nx[0]\\[1]"
