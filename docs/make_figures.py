@@ -5,6 +5,7 @@ Run from the repository root (needs matplotlib, the ``train`` extra):
     python docs/make_figures.py                  # the diagram; then a `wrim train` run for the two run figures
     python docs/make_figures.py --run runs/synthetic-<time>   # the diagram + the figures of a finished run
     python docs/make_figures.py --diagram-only
+    python docs/make_figures.py epochs=2 eval.every=1      # a shorter run: config overrides go to `wrim train`
 
 Without ``--run`` the script trains the shipped ``synthetic`` config (``wrim train``, a few minutes on a CPU) into a
 temporary folder. It writes into ``docs/figures/``:
@@ -156,14 +157,22 @@ def draw_architecture(path: Path) -> Path:
     return path
 
 
-def train_synthetic(output_dir: Path) -> Path:
-    """``wrim train`` with the shipped synthetic config; returns the run folder it wrote."""
-    command = [sys.executable, "-m", "wrim", "train", f"output_dir={output_dir}", "progress=false"]
+def train_synthetic(output_dir: Path, overrides: list[str]) -> Path:
+    """``wrim train`` with the shipped synthetic config and ``overrides``; returns the run folder it wrote."""
+    command = [sys.executable, "-m", "wrim", "train", f"output_dir={output_dir}", "progress=false", *overrides]
     subprocess.run(command, check=True)
     runs = sorted(p for p in output_dir.iterdir() if p.is_dir())
     if not runs:
         raise RuntimeError(f"wrim train wrote no run folder into {output_dir}")
     return runs[-1]
+
+
+def _changed_keys(config: str) -> list[str]:
+    """The top-level epochs and eval settings of a run's resolved config, for run.txt."""
+    import yaml
+
+    resolved = yaml.safe_load(config) or {}
+    return [f"epochs: {resolved.get('epochs')}", f"eval: {resolved.get('eval')}"]
 
 
 def copy_run_figures(run: Path) -> None:
@@ -172,7 +181,8 @@ def copy_run_figures(run: Path) -> None:
         if not (run / name).is_file():
             raise FileNotFoundError(f"{run / name} is missing: was the run trained to the end with matplotlib?")
         shutil.copy(run / name, ASSETS / name)
-    lines = [f"run: {run.name} (wrim train, config {run / 'config.yaml'})"]
+    config = (run / "config.yaml").read_text(encoding="utf-8") if (run / "config.yaml").is_file() else ""
+    lines = [f"run: {run.name} (wrim train, synthetic config)", *_changed_keys(config)]
     final = run / "final_metrics.json"
     if final.is_file():
         lines.append("final metrics: " + json.dumps(json.loads(final.read_text(encoding="utf-8")), sort_keys=True))
@@ -183,6 +193,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, help="a finished run folder to take curves.png / ranklist.png from")
     parser.add_argument("--diagram-only", action="store_true", help="only redraw architecture.svg")
+    parser.add_argument("overrides", nargs="*", help="config overrides for the training run, e.g. epochs=2")
     args = parser.parse_args(argv)
     print(draw_architecture(ASSETS / "architecture.svg"))
     if args.diagram_only:
@@ -191,7 +202,7 @@ def main(argv: list[str] | None = None) -> None:
         copy_run_figures(args.run)
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            copy_run_figures(train_synthetic(Path(tmp)))
+            copy_run_figures(train_synthetic(Path(tmp), args.overrides))
     print(f"curves.png, ranklist.png, run.txt -> {ASSETS}")
 
 

@@ -200,6 +200,17 @@ def test_api_docstrings_render_as_markdown(pages) -> None:
     assert not found, f"blockquotes on API pages (an unrecognised docstring section?): {found}"
 
 
+def test_returns_sections_name_no_values(site) -> None:
+    """wrim returns unnamed values: a Name column means a "word: text" line was read as a named return."""
+    named = re.compile(r"Returns:</span></p>\s*<table>\s*<thead>\s*<tr>\s*<th>Name</th>")
+    found = [
+        path.parent.name
+        for path in sorted((site / "api").glob("*/index.html"))
+        if named.search(path.read_text(encoding="utf-8"))
+    ]
+    assert not found, f"a Returns section read a named value on the API pages of: {found}"
+
+
 def test_no_tex_outside_math(pages) -> None:
     found = _per_page(pages, RAW_TEX, "prose")
     assert not found, f"TeX outside a math container (renders as raw backslashes): {_summary(found)}"
