@@ -273,3 +273,29 @@ def test_code_lines_fit(pages) -> None:
                 continue  # a citation is copied whole, not read
             long += [f"{name}: {line[:60]}..." for line in block.splitlines() if len(line) > MAX_CODE_LINE]
     assert not long, f"code lines over {MAX_CODE_LINE} characters: {long[:10]}"
+
+
+def test_checks_catch_each_defect(tmp_path) -> None:
+    """The parser behind the checks sees each defect the site once had (a hand-written page, no build)."""
+    page = tmp_path / "page.html"
+    page.write_text(
+        '<html><head><script src="https://cdn.example/mathjax.js"></script>'
+        '<link rel="preconnect" href="https://fonts.gstatic.com"></head><body>'
+        "<p>Built by :class:<code>WRIMNet</code>. Example::</p><p>.. math::</p><p>\\[\\begin{aligned} x</p>"
+        '<div class="arithmatex">\\[ \\frac{a}{b} \\]</div><table><tr><td 1_ 4_ 8>K</td><td align="left">1</td></tr>'
+        '</table><blockquote>merged</blockquote><img src="figures/missing.png"><div class="language-python highlight">'
+        "<pre><code>" + "x" * (MAX_CODE_LINE + 1) + "</code></pre></div></body></html>",
+        encoding="utf-8",
+    )
+    parsed = parse_page(page)
+    prose, text = " ".join(parsed.prose), " ".join(parsed.text)
+    assert ROLE.search(text) and re.search(r"\bExamples?::", prose) and ".. math::" in text
+    assert RAW_TEX.findall(prose) == ["\\[", "\\begin"], "TeX inside the arithmatex container is not prose"
+    assert parsed.td_attributes == ["1_", "4_", "8"]
+    assert [url for url in parsed.assets if _is_external(url)] == [
+        "https://cdn.example/mathjax.js",
+        "https://fonts.gstatic.com",
+    ]
+    assert parsed.images == ["figures/missing.png"] and not _local_file(tmp_path, page, "figures/missing.png").is_file()
+    assert parsed.blockquotes == 1
+    assert parsed.code_blocks == [("python", "x" * (MAX_CODE_LINE + 1))]
