@@ -61,11 +61,12 @@ class Statistic:
     confirmed: bool = True
 
 
-_SYSU_README = "SYSU-MM01 README (wuancong/SYSU-MM01), Evaluation Protocol"
-_SYSU_PAPER = "Wu et al. ICCV 2017 protocol, as quoted in later papers (e.g. CycleTrans, Sec. V-A)"
-_REGDB = "Nguyen et al. Sensors 2017; DEEN (Zhang & Wang, CVPR 2023) Sec. 5.1 and Table 1"
-_REGDB_SPLIT = "AGW code (mangye16/Cross-Modal-Re-ID-baseline): n_class = 206, trials 1..10"
-_LLCM = "DEEN (Zhang & Wang, CVPR 2023, arXiv 2303.14481) Sec. 4.2"
+# Short source labels; docs/datasets.md#checking-a-dataset-copy gives the full references and what was not confirmed.
+_SYSU_README = "SYSU-MM01 README"  # github.com/wuancong/SYSU-MM01, "Evaluation Protocol"
+_SYSU_PAPER = "Wu'17, quoted"  # Wu et al. ICCV 2017 protocol as quoted by later papers (e.g. CycleTrans, Sec. V-A)
+_REGDB = "DEEN 5.1, Tab. 1"  # Nguyen et al. Sensors 2017, restated in DEEN (CVPR 2023) Sec. 5.1 and Table 1
+_REGDB_SPLIT = "AGW code"  # mangye16/Cross-Modal-Re-ID-baseline: n_class = 206, trials 1..10, idx/*_{1..10}.txt
+_LLCM = "DEEN 4.2"  # Zhang & Wang, CVPR 2023 (arXiv 2303.14481), Sec. 4.2 "Evaluation Protocol"
 
 #: The published statistics checked by :func:`check_dataset`, per dataset name.
 PUBLISHED_STATISTICS: dict[str, tuple[Statistic, ...]] = {
@@ -79,7 +80,7 @@ PUBLISHED_STATISTICS: dict[str, tuple[Statistic, ...]] = {
         Statistic("query", "infrared queries (test ids, cam3 + cam6)", 3803, _SYSU_PAPER),
         Statistic("gallery_all", "all-search gallery per trial (single-shot)", 301, _SYSU_PAPER),
         Statistic(
-            "gallery_indoor", "indoor-search gallery per trial (single-shot)", 112, "field figure", confirmed=False
+            "gallery_indoor", "indoor-search gallery per trial (single-shot)", 112, "unconfirmed", confirmed=False
         ),
     ),
     "regdb": (
