@@ -301,7 +301,7 @@ def _expected(dataset: str, expected: Mapping[str, int] | None) -> dict[str, int
 def _rows(dataset: str, found: Mapping[str, tuple[int | None, str]], expected: Mapping[str, int]) -> list[CountRow]:
     rows = []
     for stat in PUBLISHED_STATISTICS[dataset]:
-        value, note = found.get(stat.key, (None, "not counted"))
+        value, note = found.get(stat.key, (None, ""))
         rows.append(CountRow(stat, expected.get(stat.key, stat.value), value, note, stat.key in expected))
     return rows
 
@@ -331,7 +331,8 @@ def check_counts(
     name = dataset.name
     if name not in PUBLISHED_STATISTICS:
         return []
-    rows = _rows(name, _COUNTERS[name](dataset), _expected(name, expected))
+    found = _COUNTERS[name](dataset)  # a RegDB reader holds one split: its split count is not checked here
+    rows = [row for row in _rows(name, found, _expected(name, expected)) if row.statistic.key in found]
     diffs = [row.describe() for row in rows if row.fails]
     if diffs:
         msg = (
@@ -571,7 +572,8 @@ def _count(dataset: str, root: Path, scan: _Scan) -> dict[str, tuple[int | None,
             splits[t] = _regdb_counts(RegDB(root, trial=t))
         except ValueError as err:
             scan.add("reader", ".", f"RegDB(trial={t}) refused the folder: {str(err).splitlines()[0]}")
-    found: dict[str, tuple[int | None, str]] = {"splits": (len(splits), "")}
+    complete = sum(all((root / "idx" / f"{stem}_{t}.txt").is_file() for stem in _REGDB_STEMS) for t in _REGDB_SPLITS)
+    found: dict[str, tuple[int | None, str]] = {"splits": (complete, "")}
     for key in next(iter(splits.values()), {}):
         notes = [f"split {t}: {counts[key][1]}" for t, counts in splits.items() if counts[key][1]]
         values = {t: counts[key][0] for t, counts in splits.items()}
