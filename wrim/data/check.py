@@ -15,7 +15,8 @@ seconds to minutes:
 :func:`check_counts` is the cheap part (counts only, no file read) that ``wrim train`` runs at start on a real
 dataset: a one-line warning, or a ``ValueError`` with ``data.strict_check=true``.
 
-A statistic marked unconfirmed (no source read for it) is shown and compared but does not fail the check.
+A statistic marked unconfirmed (no source could be read for it) is shown and compared but does not fail the check
+([D]: a number nobody could confirm should not turn a correct copy into a failed check).
 """
 
 from __future__ import annotations
@@ -36,7 +37,15 @@ from wrim.data.regdb import RegDB
 from wrim.data.sysu import SYSUMM01
 from wrim.modality import INFRARED, VISIBLE
 
-__all__ = ["PUBLISHED_STATISTICS", "DataCheckReport", "Problem", "Statistic", "check_counts", "check_dataset"]
+__all__ = [
+    "PUBLISHED_STATISTICS",
+    "CountRow",
+    "DataCheckReport",
+    "Problem",
+    "Statistic",
+    "check_counts",
+    "check_dataset",
+]
 
 log = logging.getLogger("wrim")
 
