@@ -133,8 +133,9 @@ def test_sysu_truncated_jpeg_and_zero_byte_file(sysu_root: Path) -> None:
 def test_sysu_extra_id(sysu_root: Path) -> None:
     _noise(sysu_root / "cam1" / "0099" / "0001.jpg")  # an id folder in no id list
     report = check_dataset("sysu", sysu_root, expected=SYSU_EXPECTED)
-    assert _problems(report)["stray"] == ["cam1/0099/ id 99 is in no exp/*_id.txt list"]
-    assert all(row.matches for row in report.rows)  # the reader ignores it: only the walk finds it
+    assert _problems(report)["unlisted"] == ["cam1/0099/ id 99 is in no exp/*_id.txt list (the readers skip it)"]
+    assert all(row.matches for row in report.rows)  # the reader ignores it: only the walk finds it, as a note
+    assert report.ok and "notes (do not fail the check) (1):" in report.format()
 
     (sysu_root / "exp" / "train_id.txt").write_text("1,3,99\n")  # ... now listed: the counts change
     report = check_dataset("sysu", sysu_root, expected=SYSU_EXPECTED)
@@ -290,10 +291,8 @@ def test_llcm_clean_copy_and_planted_problems(llcm_root: Path) -> None:
     (llcm_root / "nir" / "0002" / "0002_c01_s18552_f701_nir.jpg").unlink()
     report = check_dataset("llcm", llcm_root, expected=LLCM_EXPECTED)
     problems = _problems(report)
-    assert problems["stray"] == [
-        "test_vis/cam2/0007/ id 7 is in no idx/test_id.txt",
-        "test_nir/cam3/ not one of the test_nir camera folders the protocol reads",
-    ]
+    assert problems["unlisted"] == ["test_vis/cam2/0007/ id 7 is in no idx/test_id.txt (the readers skip it)"]
+    assert problems["stray"] == ["test_nir/cam3/ not one of the test_nir camera folders the protocol reads"]
     assert problems["missing"] == ["nir/0002/0002_c01_s18552_f701_nir.jpg listed in idx/train_nir.txt"]
     assert "missing image" in problems["reader"][0]
 
