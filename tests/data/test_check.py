@@ -327,6 +327,22 @@ def test_train_strict_check_stops_before_training(sysu_root: Path, tmp_path: Pat
     assert len(err.splitlines()) == 1 and "wrim check-data --dataset sysu" in err and "train_ids: expected 395" in err
 
 
+def test_train_warns_in_one_line_and_goes_on(sysu_root: Path, tmp_path: Path, monkeypatch) -> None:
+    class Reached(Exception):
+        """Raised where training would build its loader: the count check has run by then."""
+
+    def stop(*args, **kwargs):
+        raise Reached
+
+    monkeypatch.setattr("wrim.data.build_train_loader", stop)
+    args = ["train", "--config", "sysu", f"data.root={sysu_root}", f"output_dir={tmp_path}", "run_name=warn"]
+    with pytest.raises(Reached):
+        main([*args, "progress=false"])
+    log = (tmp_path / "warn" / "train.log").read_text().splitlines()
+    (line,) = [line for line in log if "does not match the published statistics" in line]
+    assert "train_ids: expected 395, found 3" in line and "data.strict_check=true makes this an error" in line
+
+
 # ---- the command line
 
 
