@@ -200,15 +200,17 @@ def test_api_docstrings_render_as_markdown(pages) -> None:
     assert not found, f"blockquotes on API pages (an unrecognised docstring section?): {found}"
 
 
-def test_returns_sections_name_no_values(site) -> None:
-    """wrim returns unnamed values: a Name column means a "word: text" line was read as a named return."""
-    named = re.compile(r"Returns:</span></p>\s*<table>\s*<thead>\s*<tr>\s*<th>Name</th>")
-    found = [
-        path.parent.name
-        for path in sorted((site / "api").glob("*/index.html"))
-        if named.search(path.read_text(encoding="utf-8"))
-    ]
-    assert not found, f"a Returns section read a named value on the API pages of: {found}"
+def test_returns_sections_read_as_one_value(site) -> None:
+    """wrim returns one unnamed value: a Name column means a "word: text" line was read as a named return, a
+    second row means a continuation line was not indented."""
+    table = re.compile(r"Returns:</span></p>\s*<table>(.*?)</table>", re.S)
+    found = []
+    for path in sorted((site / "api").glob("*/index.html")):
+        for body in table.findall(path.read_text(encoding="utf-8")):
+            if "<th>Name</th>" in body or body.count('<tr class="doc-section-item">') > 1:
+                text = re.sub(r"<[^>]+>|\s+", " ", body)
+                found.append(f"{path.parent.name}: {text[:120]}")
+    assert not found, f"Returns sections read as named or several values: {found}"
 
 
 def test_no_tex_outside_math(pages) -> None:
