@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from wrim.data import SyntheticVIReID
-from wrim.evaluation import ProtocolResult, evaluate, evaluate_protocol, pairwise_distance
+from wrim.evaluation import ProtocolResult, evaluate, evaluate_protocol, k_reciprocal_rerank, pairwise_distance
 
 IMG_SIZE = (32, 16)
 
@@ -71,6 +71,32 @@ def test_precomputed_features_match_manual_average(dataset):
     assert result.mean.mAP == pytest.approx((manual[0].mAP + manual[1].mAP) / 2)
     assert result.mean.mINP == pytest.approx((manual[0].mINP + manual[1].mINP) / 2)
     torch.testing.assert_close(result.trials[1].cmc, manual[1].cmc)
+
+
+def test_rerank_is_applied_to_each_trial(dataset):
+    """rerank=True scores each trial on k_reciprocal_rerank of its cosine distances (checked against the loop
+    reference in test_rerank.py), and on these features that changes the metrics."""
+    trials = (0, 1)
+    splits, records = _all_records(dataset, trials)
+    gen = torch.Generator().manual_seed(0)
+    feats = {path: torch.randn(6, generator=gen) for path in records}
+    plain = evaluate_protocol(feats, dataset, trials=trials)
+    reranked = evaluate_protocol(feats, dataset, trials=trials, rerank=True)
+    for split, got in zip(splits, reranked.trials, strict=True):
+        q = torch.stack([feats[r.path] for r in split.query])
+        g = torch.stack([feats[r.path] for r in split.gallery])
+        dist = k_reciprocal_rerank(pairwise_distance(q, g), pairwise_distance(q, q), pairwise_distance(g, g))
+        expected = evaluate(
+            dist,
+            [r.pid for r in split.query],
+            [r.pid for r in split.gallery],
+            [r.camid for r in split.query],
+            [r.camid for r in split.gallery],
+            protocol=split.protocol,
+        )
+        assert got.mAP == pytest.approx(expected.mAP) and got.mINP == pytest.approx(expected.mINP)
+        torch.testing.assert_close(got.cmc, expected.cmc)
+    assert reranked.mean.mAP != pytest.approx(plain.mean.mAP)  # the case is one re-ranking changes
 
 
 def test_model_embeds_each_image_once_and_restores_mode(dataset):
