@@ -140,6 +140,14 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/evaluation/test_metrics.py",),
     ),
     Mutant(
+        "sampler_no_balancing",
+        "IdentityModalitySampler: each step's identities drawn at random (no rounds)",
+        "wrim/data/sampler.py",
+        "steps.append(np.array(order[:per_step], dtype=np.int64))",
+        "steps.append(rng.choice(self.ids, per_step, replace=False))",
+        ("tests/data/test_sampler.py",),
+    ),
+    Mutant(
         "infrared_from_visible_pool",
         "IdentityModalitySampler: the infrared half of a batch drawn from the visible pool",
         "wrim/data/sampler.py",
@@ -201,7 +209,11 @@ def run(names: list[str] | None = None, verbose: bool = True) -> dict[str, str |
         shutil.copytree(ROOT, copy, ignore=_IGNORE)
         env = dict(os.environ, PYTHONPATH=str(copy))
         where = subprocess.run(
-            [sys.executable, "-c", "import wrim; print(wrim.__file__)"], env=env, capture_output=True, text=True
+            [sys.executable, "-c", "import wrim; print(wrim.__file__)"],
+            cwd=copy,
+            env=env,
+            capture_output=True,
+            text=True,
         ).stdout.strip()
         if not where.startswith(str(copy)):
             raise RuntimeError(f"the copy's tests would import wrim from {where!r}, not from the copy {copy}")
