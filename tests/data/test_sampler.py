@@ -94,8 +94,8 @@ def test_identities_are_drawn_in_rounds(num_ids: int, per_step: int) -> None:
 def test_identities_are_used_evenly() -> None:
     """The per-epoch spread the rounds guarantee. Here n = 10 identities, p = 3 per step, l = 1: blocks of 3 steps,
     and the epoch has 7 steps = blocks of 3, 3 and 1 steps. Block 1 draws every identity once but one (a); block 2
-    draws a first and then 8 distinct others, missing one (b); the last step draws b and 2 more. So a identity is
-    drawn 1 + 1 + (0 or 1) times, b 1 + 0 + 1, the rest 1 + 1 + (0 or 1): per epoch max - min <= 2. (A sampler
+    draws a first and then 8 distinct others, missing one (b); the last step draws b and 2 more. So a is drawn
+    0 + 1 + (0 or 1) times, b 1 + 0 + 1, the rest 1 + 1 + (0 or 1): per epoch max - min <= 3 - 1 = 2. (A sampler
     that draws 3 distinct random identities per step meets that bound in ~10 % of epochs, so 20 epochs catch it.)
     """
     labels, mods = _toy(num_ids=10)
