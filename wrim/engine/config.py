@@ -81,6 +81,8 @@ class DataConfig:
         num_workers: DataLoader worker processes.
         channel_aug: random channel exchange / grayscale of visible images (CAJ).
         random_erasing: probability of random erasing.
+        strict_check: a real dataset whose counts differ from the published statistics (``wrim check-data``) is an
+            error at the start of training instead of a one-line warning.
     """
 
     dataset: str = "sysu"
@@ -92,6 +94,7 @@ class DataConfig:
     num_workers: int = 4
     channel_aug: bool = True
     random_erasing: float = 0.5
+    strict_check: bool = False
 
 
 @dataclass
