@@ -62,7 +62,7 @@ MINERS = [CrossModalityKeyInstanceMiner(k=2), KeyInstanceMiner(k=1), HardestNega
 def test_ntxent_on_mined_pairs(miner, temperature):
     for seed in range(3):
         emb, labels, modalities = _batch(seed)
-        pairs = miner(emb, labels, modalities)
+        pairs = miner(emb, labels, modalities=modalities)
         loss = pml_losses.NTXentLoss(temperature=temperature)(emb, labels, pairs)
         assert loss.item() == pytest.approx(ntxent_by_hand(emb, pairs, temperature), rel=1e-6)
 
@@ -71,7 +71,7 @@ def test_ntxent_on_mined_pairs(miner, temperature):
 def test_contrastive_on_mined_pairs(miner):
     for seed in range(3):
         emb, labels, modalities = _batch(seed)
-        pairs = miner(emb, labels, modalities)
+        pairs = miner(emb, labels, modalities=modalities)
         loss = pml_losses.ContrastiveLoss(pos_margin=0.0, neg_margin=1.0)(emb, labels, pairs)
         assert loss.item() == pytest.approx(contrastive_by_hand(emb, pairs), rel=1e-9)
 
@@ -80,7 +80,12 @@ def test_ref_emb_visible_anchors_infrared_reference():
     emb, labels, modalities = _batch(1)
     vis, ir = modalities == 0, modalities == 1
     pairs = CrossModalityKeyInstanceMiner(k=2)(
-        emb[vis], labels[vis], modalities[vis], ref_emb=emb[ir], ref_labels=labels[ir], ref_modalities=modalities[ir]
+        emb[vis],
+        labels[vis],
+        modalities=modalities[vis],
+        ref_emb=emb[ir],
+        ref_labels=labels[ir],
+        ref_modalities=modalities[ir],
     )
     loss_fn = pml_losses.NTXentLoss(temperature=0.1)
     loss = loss_fn(emb[vis], labels[vis], pairs, ref_emb=emb[ir], ref_labels=labels[ir])
@@ -91,9 +96,9 @@ def test_cmkic_is_twice_ntxent_on_a_balanced_batch():
     # Every anchor has exactly k key instances and both modalities have as many anchors, so CMKIC's
     # mean-per-direction sum is twice PML's mean over positive pairs.
     emb, labels, modalities = _batch(2)
-    pairs = CrossModalityKeyInstanceMiner(k=2)(emb, labels, modalities)
+    pairs = CrossModalityKeyInstanceMiner(k=2)(emb, labels, modalities=modalities)
     ntxent = pml_losses.NTXentLoss(temperature=0.1)(emb, labels, pairs)
-    cmkic = CMKICLoss(k=2, temperature=0.1)(emb, labels, modalities)
+    cmkic = CMKICLoss(k=2, temperature=0.1)(emb, labels, modalities=modalities)
     assert cmkic.item() == pytest.approx(2 * ntxent.item(), rel=1e-6)
-    with_pairs = CMKICLoss(k=2, temperature=0.1)(emb, labels, modalities, indices_tuple=pairs)
+    with_pairs = CMKICLoss(k=2, temperature=0.1)(emb, labels, modalities=modalities, indices_tuple=pairs)
     assert with_pairs.item() == pytest.approx(cmkic.item(), rel=1e-12)
