@@ -5,7 +5,9 @@
 key instances of WRIM-Net's CMKIC loss, paper.md §2), and all other-identity samples of the other modality. Any
 PML pair loss takes it as ``indices_tuple``. Here a small MLP learns to embed "visible" and "infrared" feature
 vectors of the same identities close together, with the miner + ``NTXentLoss`` (or ``ContrastiveLoss``); the
-cross-modality Rank-1 (visible query -> infrared gallery) is printed before and after. No dataset is downloaded:
+cross-modality Rank-1 (visible query -> infrared gallery) is printed before and after. With ``--memory N`` the same
+miner and loss run inside ``wrim.losses.CrossModalityMemory`` (pytorch-metric-learning's ``CrossBatchMemory`` with
+modality ids): every batch is compared with the last N embeddings. No dataset is downloaded:
 the features are generated (visible = A_v c_id + noise, infrared = A_i c_id + noise, two random projections of
 one identity code). Needs the ``pml`` extra: ``pip install wrim[pml]``.
 
@@ -13,6 +15,7 @@ Run::
 
     python examples/cmkic_with_pml.py                    # 300 steps, NTXentLoss
     python examples/cmkic_with_pml.py --loss contrastive # the same miner feeding ContrastiveLoss
+    python examples/cmkic_with_pml.py --memory 256       # against a memory of the last 256 embeddings
     python examples/cmkic_with_pml.py --fast             # a few seconds (what the test runs)
 """
 
@@ -25,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import wrim
-from wrim.losses import CMKICLoss
+from wrim.losses import CMKICLoss, CrossModalityMemory
 from wrim.miners import CrossModalityKeyInstanceMiner
 
 __all__ = ["TwoModalityFeatures", "main"]
@@ -83,6 +86,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--num-instances", type=int, default=4, help="samples per identity and modality per batch")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--memory", type=int, default=0, help="memory size (0: no cross-batch memory)")
     parser.add_argument("--fast", action="store_true", help="a few seconds: fewer identities and steps")
     args = parser.parse_args(argv)
     if args.fast:
@@ -103,6 +107,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     else:
         loss_fn = pml_losses.ContrastiveLoss(pos_margin=0.0, neg_margin=1.0)
     cmkic = CMKICLoss(k=args.k, temperature=0.1)  # wrim's own loss on the same batch, for comparison
+    memory = (
+        CrossModalityMemory(loss_fn, embedding_size=32, memory_size=args.memory, miner=miner) if args.memory else None
+    )
 
     rank1_before = cross_modality_rank1(model, data)
     print(f"{type(miner).__name__}(k={args.k}) -> {type(loss_fn).__name__}; Rank-1 before training: {rank1_before:.2%}")
@@ -110,15 +117,18 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     for step in range(1, args.steps + 1):
         features, labels, modalities = data.batch(args.batch_ids, args.num_instances)  # (B, 64), (B,), (B,)
         embeddings = model(features)  # (B, 32)
-        indices_tuple = miner(embeddings, labels, modalities)  # (a1, p, a2, n), mined without gradient
-        loss = loss_fn(embeddings, labels, indices_tuple)  # any PML pair loss takes the tuple unchanged
+        if memory is None:
+            indices_tuple = miner(embeddings, labels, modalities=modalities)  # (a1, p, a2, n), without gradient
+            loss = loss_fn(embeddings, labels, indices_tuple)  # any PML pair loss takes the tuple unchanged
+        else:  # the miner pairs the batch with the memory; the PML loss gets (emb, labels, pairs, E_mem, L_mem)
+            loss = memory(embeddings, labels, modalities=modalities)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
         if step == 1 or step % max(1, args.steps // 5) == 0 or step == args.steps:
             with torch.no_grad():
-                reference = cmkic(embeddings, labels, modalities).item()
+                reference = cmkic(embeddings, labels, modalities=modalities).item()
             print(
                 f"step {step:4d} | {type(loss_fn).__name__} loss {loss.item():.4f} | CMKIC {reference:.4f} | "
                 f"pairs +{miner.num_pos_pairs} / -{miner.num_neg_pairs}"

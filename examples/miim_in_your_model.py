@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     while len(losses) < steps:
         for images, pids, _camids, modalities in loader:  # (B, 3, H, W), (B,), (B,), (B,)
             features = model(images)  # (B, 512)
-            loss = id_loss(classifier(features), pids) + contrastive(features, pids, modalities)
+            loss = id_loss(classifier(features), pids) + contrastive(features, pids, modalities=modalities)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -22,7 +22,7 @@ import time
 import torch
 from torch import nn
 
-from wrim.losses import AICLLoss
+from wrim.losses import AICLLoss, CMKICLoss
 from wrim.models import WRIMNet, summary
 
 __all__ = ["build", "main", "train_steps"]
@@ -77,14 +77,15 @@ def synthetic_batches(img_size: tuple[int, int], num_ids: int):
 def train_steps(model: WRIMNet, batches, steps: int, lr: float = 3e-4) -> list[float]:
     """A few AdamW steps with label-smoothed ID loss on every head + AICL; returns the losses."""
     id_loss = nn.CrossEntropyLoss(label_smoothing=0.1)
-    aicl = AICLLoss(k=2, temperature=0.1, p5_weight=1.0, p4_weight=0.5)
+    aicl = AICLLoss(CMKICLoss(k=2, temperature=0.1), p5_weight=1.0, p4_weight=0.5)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=5e-4)
     model.train()
     losses = []
     for step, (images, pids, modalities) in zip(range(steps), batches):
         out = model(images, modalities)  # WRIMNetOutput, heads p5_global, p5_part0, p5_part1, p4_global
         loss = sum(id_loss(logits, pids) for logits in out.logits.values())
-        contrastive, terms = aicl(out.p5_projection, out.p4_projection, pids, modalities)
+        contrastive = aicl(out.p5_projection, out.p4_projection, pids, modalities=modalities)
+        terms = aicl.terms
         loss = loss + contrastive
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

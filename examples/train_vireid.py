@@ -30,7 +30,7 @@ from torch import nn
 
 from wrim.data import SyntheticVIReID, build_train_loader
 from wrim.evaluation import evaluate_protocol
-from wrim.losses import AICLLoss
+from wrim.losses import AICLLoss, CMKICLoss
 from wrim.models import create_model
 
 __all__ = ["main"]
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     # 3. Losses: ID loss on every head (P5 global, P5 parts, P4 global) + AICL on the contrastive projections.
     id_loss = nn.CrossEntropyLoss(label_smoothing=0.1)
-    aicl = AICLLoss(k=2, temperature=0.1, p5_weight=1.0, p4_weight=0.5)
+    aicl = AICLLoss(CMKICLoss(k=2, temperature=0.1), p5_weight=1.0, p4_weight=0.5)
 
     # 4. Optimiser and schedule: AdamW, cosine decay over all iterations.
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=5e-4)
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         for images, pids, _camids, modalities in loader:  # (B, 3, H, W), (B,), (B,), (B,)
             out = model(images, modalities)  # WRIMNetOutput: logits / features / projections per head
             loss_id = sum(id_loss(logits, pids) for logits in out.logits.values())
-            loss_aicl, _terms = aicl(out.p5_projection, out.p4_projection, pids, modalities)
+            loss_aicl = aicl(out.p5_projection, out.p4_projection, pids, modalities=modalities)
             loss = loss_id + loss_aicl
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -77,11 +77,11 @@ def _time_cuda(fn: Callable[[], object], repeats: int) -> float:
 
 def _forward(loss_fn: CMKICLoss, emb: torch.Tensor, labels: torch.Tensor, mods: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
-        return loss_fn(emb, labels, mods)
+        return loss_fn(emb, labels, modalities=mods)
 
 
 def _forward_backward(loss_fn: CMKICLoss, emb: torch.Tensor, labels: torch.Tensor, mods: torch.Tensor) -> None:
-    loss_fn(emb.detach().requires_grad_(True), labels, mods).backward()
+    loss_fn(emb.detach().requires_grad_(True), labels, modalities=mods).backward()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -61,7 +61,7 @@ def train_step_ms(args: argparse.Namespace, name: str, size: tuple[int, int], ba
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             out = forward(images, modalities)
             loss = sum(id_loss(logits, labels) for logits in out.logits.values())
-            loss = loss + metric_loss(out.p5_projection, out.p4_projection, labels, modalities)[0]
+            loss = loss + metric_loss(out.p5_projection, out.p4_projection, labels, modalities=modalities)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

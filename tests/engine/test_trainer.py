@@ -52,22 +52,22 @@ def test_resume_gives_identical_weights_and_metrics(tmp_path, monkeypatch):
 
 
 def test_nan_loss_stops_with_clear_error_and_keeps_last_checkpoint(tmp_path, monkeypatch):
-    from wrim.engine.trainer import MetricLoss
+    from wrim.losses import AICLLoss
 
     calls = {"n": 0}
-    original = MetricLoss.forward
+    original = AICLLoss.forward
 
-    def poisoned(self, p5, p4, labels, modalities):
-        total, parts = original(self, p5, p4, labels, modalities)
+    def poisoned(self, p5, p4, labels, *, modalities=None):
+        total = original(self, p5, p4, labels, modalities=modalities)
         calls["n"] += 1
         if calls["n"] > trainer.iters_per_epoch + 2:  # the third step of the second epoch
-            parts = dict(parts, cmkic_p5=parts["cmkic_p5"] * float("nan"))
+            self.terms = dict(self.terms, cmkic_p5=self.terms["cmkic_p5"] * float("nan"))
             total = total * float("nan")
-        return total, parts
+        return total
 
     cfg = load_config("synthetic", tiny_overrides(tmp_path, "nan", "epochs=3", "data.num_workers=0", "eval.every=0"))
     trainer = Trainer(cfg)
-    monkeypatch.setattr(MetricLoss, "forward", poisoned)
+    monkeypatch.setattr(AICLLoss, "forward", poisoned)
     with pytest.raises(NonFiniteLossError, match=r"epoch 2, step 2 .*cmkic_p5 = nan.*after epoch 1"):
         trainer.fit()
     state = load_checkpoint(tmp_path / "nan", "last")

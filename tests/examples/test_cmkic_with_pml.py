@@ -13,10 +13,17 @@ pytest.importorskip("pytorch_metric_learning")
 SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "cmkic_with_pml.py"
 
 
-@pytest.mark.parametrize("loss", ["ntxent", "contrastive"])
-def test_cmkic_with_pml_fast(loss, capsys):
+@pytest.mark.parametrize(
+    "loss,memory",
+    [
+        ("ntxent", "0"),
+        ("contrastive", "0"),
+        pytest.param("ntxent", "128", marks=pytest.mark.slow),
+    ],  # + CrossModalityMemory
+)
+def test_cmkic_with_pml_fast(loss, memory, capsys):
     main = runpy.run_path(str(SCRIPT))["main"]
-    result = main(["--fast", "--loss", loss])
+    result = main(["--fast", "--loss", loss, "--memory", memory])
     assert math.isfinite(result["first_loss"]) and math.isfinite(result["last_loss"])
     assert result["last_loss"] < result["first_loss"]
     assert result["rank1_after"] > result["rank1_before"]

@@ -45,7 +45,7 @@ def _ragged_batch(dtype: torch.dtype, seed: int):
 def test_matches_loop_reference(dtype, k, temperature):
     for seed in range(3):
         emb, labels, modalities = _vireid_batch(4, 4, 16, dtype, seed)
-        loss = CMKICLoss(k=k, temperature=temperature)(emb, labels, modalities)
+        loss = CMKICLoss(k=k, temperature=temperature)(emb, labels, modalities=modalities)
         assert loss.dtype == dtype
         assert loss.item() == pytest.approx(cmkic_reference(emb, labels, modalities, k, temperature), **_tol(dtype))
 
@@ -55,7 +55,7 @@ def test_matches_loop_reference(dtype, k, temperature):
 def test_matches_reference_with_one_modality_identities(dtype, k):
     for seed in range(4):
         emb, labels, modalities = _ragged_batch(dtype, seed)
-        loss = CMKICLoss(k=k, temperature=0.2)(emb, labels, modalities)
+        loss = CMKICLoss(k=k, temperature=0.2)(emb, labels, modalities=modalities)
         assert loss.item() == pytest.approx(cmkic_reference(emb, labels, modalities, k, 0.2), **_tol(dtype))
 
 
@@ -68,7 +68,7 @@ def test_matches_reference_with_exact_ties(k):
     emb[13] = emb[12]
     labels = torch.arange(3).repeat_interleave(8)
     modalities = torch.tensor(([0] * 4 + [1] * 4) * 3)
-    loss = CMKICLoss(k=k, temperature=0.1)(emb, labels, modalities)
+    loss = CMKICLoss(k=k, temperature=0.1)(emb, labels, modalities=modalities)
     assert loss.item() == pytest.approx(cmkic_reference(emb, labels, modalities, k, 0.1), rel=1e-5)
 
 
@@ -76,11 +76,11 @@ def test_indices_tuple_replaces_mining():
     emb, labels, modalities = _ragged_batch(torch.float64, 0)
     # same-modality pairs too: each anchor is averaged in the direction of its own modality
     pairs = KeyInstanceMiner(k=2)(emb, labels)
-    loss = CMKICLoss(k=1)(emb, labels, modalities, indices_tuple=pairs)
+    loss = CMKICLoss(k=1)(emb, labels, modalities=modalities, indices_tuple=pairs)
     assert loss.item() == pytest.approx(cmkic_reference(emb, labels, modalities, 1, 0.1, pairs=pairs), rel=1e-10)
-    mined = CrossModalityKeyInstanceMiner(k=3)(emb, labels, modalities)
-    from_miner = CMKICLoss(k=3)(emb, labels, modalities, indices_tuple=mined)
-    assert from_miner.item() == pytest.approx(CMKICLoss(k=3)(emb, labels, modalities).item(), rel=1e-12)
+    mined = CrossModalityKeyInstanceMiner(k=3)(emb, labels, modalities=modalities)
+    from_miner = CMKICLoss(k=3)(emb, labels, modalities=modalities, indices_tuple=mined)
+    assert from_miner.item() == pytest.approx(CMKICLoss(k=3)(emb, labels, modalities=modalities).item(), rel=1e-12)
 
 
 def test_triplet_indices_tuple_is_read_as_pairs():
@@ -88,7 +88,7 @@ def test_triplet_indices_tuple_is_read_as_pairs():
     a = torch.tensor([0, 0, 4])
     p = torch.tensor([2, 3, 6])
     n = torch.tensor([6, 7, 2])
-    loss = CMKICLoss()(emb, labels, modalities, indices_tuple=(a, p, n))
+    loss = CMKICLoss()(emb, labels, modalities=modalities, indices_tuple=(a, p, n))
     expected = cmkic_reference(emb, labels, modalities, 2, 0.1, pairs=(a, p, a, n))
     assert loss.item() == pytest.approx(expected, rel=1e-10)
 
@@ -110,8 +110,10 @@ def test_k_at_least_positives_equals_all_positive_supcon():
         per_dir.append(torch.stack(rows).mean())
     supcon = sum(per_dir).item()
     for k in (3, 4, 50):  # every anchor has exactly 3 cross-modality positives
-        assert CMKICLoss(k=k, temperature=tau)(emb, labels, modalities).item() == pytest.approx(supcon, rel=1e-10)
-    assert CMKICLoss(k=1, temperature=tau)(emb, labels, modalities).item() > supcon  # harder positives only
+        assert CMKICLoss(k=k, temperature=tau)(emb, labels, modalities=modalities).item() == pytest.approx(
+            supcon, rel=1e-10
+        )
+    assert CMKICLoss(k=1, temperature=tau)(emb, labels, modalities=modalities).item() > supcon  # harder positives only
 
 
 def test_permutation_invariant():
@@ -119,8 +121,8 @@ def test_permutation_invariant():
     perm = torch.randperm(len(labels))
     for k in (1, 2):
         loss_fn = CMKICLoss(k=k)
-        expected = loss_fn(emb, labels, modalities)
-        torch.testing.assert_close(loss_fn(emb[perm], labels[perm], modalities[perm]), expected)
+        expected = loss_fn(emb, labels, modalities=modalities)
+        torch.testing.assert_close(loss_fn(emb[perm], labels[perm], modalities=modalities[perm]), expected)
 
 
 @pytest.mark.parametrize("k", [1, 2])
@@ -142,22 +144,22 @@ def test_decreases_when_key_positive_moves_closer(k):
     labels = torch.tensor([0, 0, 0, 1, 1])
     modalities = torch.tensor([0, 1, 1, 0, 1])
     loss_fn = CMKICLoss(k=k, temperature=0.1)
-    values = [loss_fn(batch(theta), labels, modalities).item() for theta in (170.0, 140.0, 100.0, 60.0)]
+    values = [loss_fn(batch(theta), labels, modalities=modalities).item() for theta in (170.0, 140.0, 100.0, 60.0)]
     assert all(a > b for a, b in zip(values, values[1:])), values
 
 
 def test_gradcheck():
     emb, labels, modalities = _vireid_batch(3, 2, 4, torch.float64, 0)
     emb.requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda x: CMKICLoss(k=1, temperature=0.5)(x, labels, modalities), (emb,))
-    assert torch.autograd.gradcheck(lambda x: CMKICLoss(k=2, temperature=0.1)(x, labels, modalities), (emb,))
+    assert torch.autograd.gradcheck(lambda x: CMKICLoss(k=1, temperature=0.5)(x, labels, modalities=modalities), (emb,))
+    assert torch.autograd.gradcheck(lambda x: CMKICLoss(k=2, temperature=0.1)(x, labels, modalities=modalities), (emb,))
 
 
 def test_gradient_finite_when_an_anchor_has_no_negative():
     emb = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
     labels = torch.tensor([0, 0, 1, 1])
     modalities = torch.tensor([0, 1, 0, 0])  # identity 1 only visible: anchor 0 has a positive, no negative
-    loss = CMKICLoss()(emb, labels, modalities)
+    loss = CMKICLoss()(emb, labels, modalities=modalities)
     loss.backward()
     assert torch.isfinite(emb.grad).all()
 
@@ -165,18 +167,18 @@ def test_gradient_finite_when_an_anchor_has_no_negative():
 def test_float32_under_autocast():
     emb, labels, modalities = _vireid_batch(4, 4, 32, torch.float32, 0)
     loss_fn = CMKICLoss()
-    expected = loss_fn(emb, labels, modalities)
+    expected = loss_fn(emb, labels, modalities=modalities)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        same = loss_fn(emb, labels, modalities)
-        half = loss_fn(emb.bfloat16(), labels, modalities)
+        same = loss_fn(emb, labels, modalities=modalities)
+        half = loss_fn(emb.bfloat16(), labels, modalities=modalities)
     assert same.dtype == torch.float32 and half.dtype == torch.float32
     torch.testing.assert_close(same, expected)
-    torch.testing.assert_close(half, loss_fn(emb.bfloat16().float(), labels, modalities))
+    torch.testing.assert_close(half, loss_fn(emb.bfloat16().float(), labels, modalities=modalities))
 
 
 def test_runs_on_device(device):
     emb, labels, modalities = _vireid_batch(4, 2, 8, torch.float32, 0)
-    loss = CMKICLoss()(emb.to(device), labels, modalities)
+    loss = CMKICLoss()(emb.to(device), labels, modalities=modalities)
     assert loss.device.type == device.type
     assert loss.item() == pytest.approx(cmkic_reference(emb, labels, modalities, 2, 0.1), rel=1e-4)
 
@@ -196,26 +198,33 @@ def test_bad_inputs():
     emb, labels, modalities = _vireid_batch(2, 2, 8, torch.float32, 0)
     loss_fn = CMKICLoss()
     with pytest.raises(ValueError, match="same length"):
-        loss_fn(emb, labels[:-1], modalities)
+        loss_fn(emb, labels[:-1], modalities=modalities)
     with pytest.raises(ValueError, match="modalities must have shape"):
-        loss_fn(emb, labels, modalities[:-1])
+        loss_fn(emb, labels, modalities=modalities[:-1])
     with pytest.raises(ValueError, match=r"shape \(batch, dim\)"):
-        loss_fn(emb[None], labels, modalities)
+        loss_fn(emb[None], labels, modalities=modalities)
     with pytest.raises(ValueError, match="wrim.VISIBLE"):
-        loss_fn(emb, labels, modalities + 1)
+        loss_fn(emb, labels, modalities=modalities + 1)
+    strict = CMKICLoss(no_positive="raise")
     with pytest.raises(ValueError, match="IdentityModalitySampler"):
-        loss_fn(emb, labels, torch.zeros_like(modalities))  # one modality only
+        strict(emb, labels, modalities=torch.zeros_like(modalities))  # one modality only
     disjoint = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])  # identities 0, 2 only visible; 1, 3 only infrared
     with pytest.raises(ValueError, match="0 identities present in both modalities"):
-        loss_fn(emb, disjoint, modalities)
+        strict(emb, disjoint, modalities=modalities)
     with pytest.raises(ValueError, match="at least one positive pair"):
         empty = torch.zeros(0, dtype=torch.long)
-        loss_fn(emb, labels, modalities, indices_tuple=(empty, empty, torch.tensor([0]), torch.tensor([2])))
+        strict(emb, labels, (empty, empty, torch.tensor([0]), torch.tensor([2])), modalities=modalities)
+    with pytest.raises(ValueError, match="no_positive must be one of"):
+        CMKICLoss(no_positive="ignore")
+    with pytest.raises(ValueError, match="needs modalities"):
+        loss_fn(emb, labels)
+    with pytest.raises(TypeError, match="by keyword"):
+        loss_fn(emb, labels, modalities)  # the third positional argument is indices_tuple, as in PML
     with pytest.raises(TypeError, match="4-tuple"):
-        loss_fn(emb, labels, modalities, indices_tuple=(labels, labels))
+        loss_fn(emb, labels, modalities=modalities, indices_tuple=(labels, labels))
     with pytest.raises(ValueError, match="outside"):
         big = torch.tensor([100])
-        loss_fn(emb, labels, modalities, indices_tuple=(torch.tensor([0]), big, torch.tensor([0]), big))
+        loss_fn(emb, labels, modalities=modalities, indices_tuple=(torch.tensor([0]), big, torch.tensor([0]), big))
 
 
 @pytest.mark.cuda
@@ -227,13 +236,30 @@ def test_cuda_matches_cpu_with_ties_and_autocast():
     cuda = torch.device("cuda")
     for k in (1, 2, 3):
         loss_fn = CMKICLoss(k=k)
-        expected = loss_fn(emb, labels, modalities)
-        on_gpu = loss_fn(emb.to(cuda), labels.to(cuda), modalities.to(cuda))
+        expected = loss_fn(emb, labels, modalities=modalities)
+        on_gpu = loss_fn(emb.to(cuda), labels.to(cuda), modalities=modalities.to(cuda))
         torch.testing.assert_close(on_gpu.cpu(), expected)
-        mined_cpu = CrossModalityKeyInstanceMiner(k=k)(emb, labels, modalities)
-        mined_gpu = CrossModalityKeyInstanceMiner(k=k)(emb.to(cuda), labels.to(cuda), modalities.to(cuda))
+        mined_cpu = CrossModalityKeyInstanceMiner(k=k)(emb, labels, modalities=modalities)
+        mined_gpu = CrossModalityKeyInstanceMiner(k=k)(emb.to(cuda), labels.to(cuda), modalities=modalities.to(cuda))
         assert all(torch.equal(a, b.cpu()) for a, b in zip(mined_cpu, mined_gpu))
     with torch.autocast("cuda", dtype=torch.bfloat16):
-        loss = CMKICLoss()(emb.to(cuda).bfloat16(), labels.to(cuda), modalities.to(cuda))
+        loss = CMKICLoss()(emb.to(cuda).bfloat16(), labels.to(cuda), modalities=modalities.to(cuda))
     assert loss.dtype == torch.float32
-    torch.testing.assert_close(loss.cpu(), CMKICLoss()(emb, labels, modalities))
+    torch.testing.assert_close(loss.cpu(), CMKICLoss()(emb, labels, modalities=modalities))
+
+
+def test_no_positive_default_is_zero_with_one_warning():
+    emb, labels, modalities = _vireid_batch(2, 2, 8, torch.float32, 0)
+    emb.requires_grad_(True)
+    loss_fn = CMKICLoss()
+    one_modality = torch.zeros_like(modalities)
+    with pytest.warns(UserWarning, match="0 visible|IdentityModalitySampler"):
+        loss = loss_fn(emb, labels, modalities=one_modality)
+    assert loss.item() == 0.0
+    loss.backward()  # a zero loss still back-propagates (zero gradients), so a training step does not fail
+    assert torch.equal(emb.grad, torch.zeros_like(emb))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once: the later calls do not check (no host sync)
+        assert loss_fn(emb, labels, modalities=one_modality).item() == 0.0

@@ -28,7 +28,7 @@ def _tol(dtype: torch.dtype) -> dict[str, float]:
 def test_triplet_matches_loop_reference(dtype, cross_modality, margin):
     for seed in range(3):
         emb, labels, modalities = _batch(dtype, seed)
-        loss = TripletLoss(margin=margin, cross_modality=cross_modality)(emb, labels, modalities)
+        loss = TripletLoss(margin=margin, cross_modality=cross_modality)(emb, labels, modalities=modalities)
         expected = triplet_reference(emb, labels, modalities, margin=margin, cross_modality=cross_modality)
         assert loss.dtype == dtype
         assert loss.item() == pytest.approx(expected, **_tol(dtype))
@@ -39,7 +39,7 @@ def test_triplet_matches_loop_reference(dtype, cross_modality, margin):
 def test_wr_triplet_matches_loop_reference(dtype, cross_modality):
     for seed in range(3):
         emb, labels, modalities = _batch(dtype, seed)
-        loss = WRTripletLoss(cross_modality=cross_modality)(emb, labels, modalities)
+        loss = WRTripletLoss(cross_modality=cross_modality)(emb, labels, modalities=modalities)
         expected = wr_triplet_reference(emb, labels, modalities, cross_modality=cross_modality)
         assert loss.item() == pytest.approx(expected, **_tol(dtype))
 
@@ -61,7 +61,7 @@ def test_gradcheck(loss_fn):
     emb = torch.randn(8, 3, dtype=torch.float64, requires_grad=True)
     labels = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
     modalities = torch.tensor([0, 0, 1, 1, 0, 0, 1, 1])
-    assert torch.autograd.gradcheck(lambda x: loss_fn(x, labels, modalities), (emb,))
+    assert torch.autograd.gradcheck(lambda x: loss_fn(x, labels, modalities=modalities), (emb,))
 
 
 def test_wr_triplet_gradient_finite():
@@ -75,21 +75,25 @@ def test_float32_under_autocast():
     emb, labels, modalities = _batch(torch.float32, 0)
     for loss_fn in (TripletLoss(), WRTripletLoss()):
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss = loss_fn(emb.bfloat16(), labels, modalities)
+            loss = loss_fn(emb.bfloat16(), labels, modalities=modalities)
         assert loss.dtype == torch.float32
-        torch.testing.assert_close(loss, loss_fn(emb.bfloat16().float(), labels, modalities))
+        torch.testing.assert_close(loss, loss_fn(emb.bfloat16().float(), labels, modalities=modalities))
 
 
 def test_bad_inputs():
     emb, labels, modalities = _batch(torch.float32, 0)
-    for loss_fn in (TripletLoss(cross_modality=True), WRTripletLoss(cross_modality=True)):
+    for loss_fn in (TripletLoss(cross_modality=True, no_positive="raise"), WRTripletLoss(True, no_positive="raise")):
         with pytest.raises(ValueError, match="needs modalities"):
             loss_fn(emb, labels)
         with pytest.raises(ValueError, match="same length"):
-            loss_fn(emb, labels[:-1], modalities)
+            loss_fn(emb, labels[:-1], modalities=modalities)
         with pytest.raises(ValueError, match="IdentityModalitySampler"):
-            loss_fn(emb, labels, torch.zeros_like(modalities))
+            loss_fn(emb, labels, modalities=torch.zeros_like(modalities))
     with pytest.raises(ValueError, match="positive"):
-        TripletLoss()(emb[:3], torch.tensor([0, 1, 2]))
+        TripletLoss(no_positive="raise")(emb[:3], torch.tensor([0, 1, 2]))
+    with pytest.warns(UserWarning, match="positive"):
+        assert TripletLoss()(emb[:3], torch.tensor([0, 1, 2])).item() == 0.0
+    with pytest.raises(ValueError, match="indices_tuple"):
+        TripletLoss()(emb, labels, (labels, labels, labels))
     with pytest.raises(ValueError, match="margin must be >= 0"):
         TripletLoss(margin=-0.1)

@@ -67,7 +67,7 @@ MINERS = [
 def test_matches_loop_reference(hard_side, make, dtype, k, cross):
     for seed in range(3):
         emb, labels, modalities = _batch(seed, dtype)
-        out = make(k, cross)(emb, labels, modalities)
+        out = make(k, cross)(emb, labels, modalities=modalities)
         assert all(t.dtype == torch.long for t in out)
         assert _as_pairs(out) == mine_reference(emb, labels, modalities, k, cross, hard_side)
 
@@ -83,7 +83,7 @@ def test_exact_ties_go_to_the_lower_index(hard_side, make, k, cross):
     emb[9] = emb[8]
     labels = torch.arange(4).repeat_interleave(5)
     modalities = torch.tensor([0, 1, 0, 1, 1] * 4)
-    out = make(k, cross)(emb, labels, modalities)
+    out = make(k, cross)(emb, labels, modalities=modalities)
     assert _as_pairs(out) == mine_reference(emb, labels, modalities, k, cross, hard_side)
 
 
@@ -93,7 +93,7 @@ def test_ref_emb_semantics(hard_side, make, cross):
     # PML's ref_emb semantics: anchors index embeddings, positives / negatives index ref_emb, no self-exclusion.
     emb, labels, modalities = _batch(0)
     ref, ref_labels, ref_mods = emb[:12].clone(), labels[:12].clone(), modalities[:12].clone()
-    out = make(2, cross)(emb, labels, modalities, ref_emb=ref, ref_labels=ref_labels, ref_modalities=ref_mods)
+    out = make(2, cross)(emb, labels, ref, ref_labels, modalities=modalities, ref_modalities=ref_mods)
     expected = mine_reference(emb, labels, modalities, 2, cross, hard_side, ref=(ref, ref_labels, ref_mods))
     assert _as_pairs(out) == expected
     if hard_side == "negative" and not cross:  # all positives kept: the anchor's own copy in ref_emb is one of them
@@ -104,7 +104,9 @@ def test_cross_modality_miner_on_visible_anchors_and_infrared_reference():
     emb, labels, modalities = _batch(2)
     vis, ir = modalities == 0, modalities == 1
     miner = CrossModalityKeyInstanceMiner(k=2)
-    a1, p, a2, n = miner(emb[vis], labels[vis], modalities[vis], emb[ir], labels[ir], modalities[ir])
+    a1, p, a2, n = miner(
+        emb[vis], labels[vis], emb[ir], labels[ir], modalities=modalities[vis], ref_modalities=modalities[ir]
+    )
     assert (labels[vis][a1] == labels[ir][p]).all() and (labels[vis][a2] != labels[ir][n]).all()
     assert torch.bincount(a1, minlength=int(vis.sum())).max() <= 2
 
@@ -112,15 +114,15 @@ def test_cross_modality_miner_on_visible_anchors_and_infrared_reference():
 def test_cross_modality_miner_is_key_instance_miner_with_modalities():
     emb, labels, modalities = _batch(3)
     for k in (1, 2):
-        a = CrossModalityKeyInstanceMiner(k=k)(emb, labels, modalities)
-        b = KeyInstanceMiner(k=k, cross_modality=True)(emb, labels, modalities)
+        a = CrossModalityKeyInstanceMiner(k=k)(emb, labels, modalities=modalities)
+        b = KeyInstanceMiner(k=k, cross_modality=True)(emb, labels, modalities=modalities)
         assert all(torch.equal(x, y) for x, y in zip(a, b))
 
 
 def test_pair_semantics_and_statistics():
     emb, labels, modalities = _batch(4)
     miner = CrossModalityKeyInstanceMiner(k=2)
-    a1, p, a2, n = miner(emb, labels, modalities)
+    a1, p, a2, n = miner(emb, labels, modalities=modalities)
     assert (labels[a1] == labels[p]).all() and (modalities[a1] != modalities[p]).all()
     assert (labels[a2] != labels[n]).all() and (modalities[a2] != modalities[n]).all()
     assert miner.num_pos_pairs == len(a1) and miner.num_neg_pairs == len(a2)
@@ -131,7 +133,7 @@ def test_pair_semantics_and_statistics():
 def test_runs_without_grad_and_on_device(device):
     emb, labels, modalities = _batch(5)
     emb = emb.to(device).requires_grad_(True)
-    out = KeyInstanceMiner(k=2)(emb, labels, modalities)
+    out = KeyInstanceMiner(k=2)(emb, labels, modalities=modalities)
     assert all(t.device.type == device.type and not t.requires_grad for t in out)
     assert _as_pairs(tuple(t.cpu() for t in out)) == mine_reference(
         emb.detach().cpu(), labels, modalities, 2, False, "positive"
@@ -158,11 +160,11 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="same length"):
         KeyInstanceMiner()(emb, labels[:-1])
     with pytest.raises(ValueError, match="wrim.VISIBLE"):
-        CrossModalityKeyInstanceMiner()(emb, labels, modalities + 1)
+        CrossModalityKeyInstanceMiner()(emb, labels, modalities=modalities + 1)
     with pytest.raises(ValueError, match="without ref_labels"):
         KeyInstanceMiner()(emb, labels, ref_emb=emb)
     with pytest.raises(ValueError, match="needs ref_modalities"):
-        CrossModalityKeyInstanceMiner()(emb, labels, modalities, ref_emb=emb, ref_labels=labels)
+        CrossModalityKeyInstanceMiner()(emb, labels, modalities=modalities, ref_emb=emb, ref_labels=labels)
     with pytest.raises(ValueError, match="dim"):
         KeyInstanceMiner()(emb, labels, ref_emb=emb[:, :3], ref_labels=labels)
     with pytest.raises(ValueError, match="without ref_emb"):

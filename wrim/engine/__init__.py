@@ -16,7 +16,6 @@ from wrim.engine.config import load_config as load_config
 from wrim.engine.config import save_config as save_config
 from wrim.engine.optim import build_optimizer as build_optimizer
 from wrim.engine.optim import build_scheduler as build_scheduler
-from wrim.engine.trainer import MetricLoss as MetricLoss
 from wrim.engine.trainer import NonFiniteLossError as NonFiniteLossError
 from wrim.engine.trainer import Trainer as Trainer
 from wrim.engine.trainer import TrainResult as TrainResult
@@ -30,7 +29,6 @@ __all__ = [
     "ModelConfig",
     "NonFiniteLossError",
     "OptimConfig",
-    "MetricLoss",
     "TrainResult",
     "Trainer",
     "apply_overrides",

@@ -53,9 +53,9 @@ from wrim.engine.config import Config, DataConfig, LossConfig, config_to_dict, l
 from wrim.engine.distributed import DistInfo, barrier, init_distributed, resolve_device, shutdown_distributed
 from wrim.engine.logger import MetricsLogger, plot_curves, show_progress
 from wrim.engine.optim import build_optimizer, build_scheduler
+from wrim.evaluation.flip import flip_average
 
 __all__ = [
-    "MetricLoss",
     "NonFiniteLossError",
     "TrainResult",
     "Trainer",
@@ -111,56 +111,29 @@ def build_dataset(config: DataConfig) -> Any:
     return cls(config.root, **config.dataset_kwargs)
 
 
-class MetricLoss(nn.Module):
-    """The metric-learning term on the P5 and P4 contrastive projections, selected by ``loss.metric``.
+def _metric_loss(config: LossConfig) -> nn.Module | None:
+    """The metric term selected by ``loss.metric``, from plain arguments (``wrim.losses``, docs/losses.md).
 
-    ``"aicl"`` is the paper's AICL (``wrim.losses.AICLLoss``: CMKIC on P5 + ``p4_weight`` * CMKIC on P4);
-    ``"triplet"`` / ``"wr_triplet"`` replace CMKIC by a batch-hard / weighted-regularisation triplet loss on the
-    same inputs with the same weights (the paper's "CMKIC vs triplet" ablation); ``"none"`` returns zero.
-
-    Args:
-        config: the loss section of the run config.
+    ``"aicl"``: the paper's AICL (CMKIC on P5 + ``p4_weight`` * CMKIC on P4); ``"triplet"`` / ``"wr_triplet"``: the
+    same two-stage sum with a batch-hard / weighted-regularisation triplet loss (the "CMKIC vs triplet" ablation);
+    ``"none"``: no metric term.
     """
+    from wrim import losses
 
-    def __init__(self, config: LossConfig) -> None:
-        super().__init__()
-        from wrim import losses
-
-        self.kind = config.metric
-        self.p5_weight = config.p5_weight
-        self.p4_weight = config.p4_weight
-        if self.kind == "aicl":
-            self.loss = losses.AICLLoss(
-                k=config.k,
-                temperature=config.temperature,
-                p5_weight=config.p5_weight,
-                p4_weight=config.p4_weight,
-                p5_keys_from_p4=config.p5_keys_from_p4,
-            )
-        elif self.kind == "triplet":
-            self.loss = losses.TripletLoss(margin=config.margin, cross_modality=config.cross_modality)
-        elif self.kind == "wr_triplet":
-            self.loss = losses.WRTripletLoss(cross_modality=config.cross_modality)
-
-    def forward(
-        self, p5: torch.Tensor, p4: torch.Tensor, labels: torch.Tensor, modalities: torch.Tensor
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Returns the weighted total and its named parts.
-
-        Args:
-            p5: (B, D) P5 global projections.
-            p4: (B, D) P4 global projections.
-            labels: (B,) identity labels.
-            modalities: (B,) 0 = visible, 1 = infrared.
-        """
-        if self.kind == "none":
-            return p5.new_zeros(()), {}
-        if self.kind == "aicl":
-            return self.loss(p5, p4, labels, modalities)
-        t5 = self.loss(p5, labels, modalities)  # (B, D) -> ()
-        t4 = self.loss(p4, labels, modalities)
-        parts = {f"{self.kind}_p5": t5, f"{self.kind}_p4": t4}
-        return self.p5_weight * t5 + self.p4_weight * t4, parts
+    if config.metric == "none":
+        return None
+    if config.metric == "aicl":
+        loss = losses.CMKICLoss(k=config.k, temperature=config.temperature)
+    elif config.metric == "triplet":
+        loss = losses.TripletLoss(margin=config.margin, cross_modality=config.cross_modality)
+    else:
+        loss = losses.WRTripletLoss(cross_modality=config.cross_modality)
+    return losses.AICLLoss(
+        loss,
+        p5_weight=config.p5_weight,
+        p4_weight=config.p4_weight,
+        p5_keys_from_p4=config.p5_keys_from_p4 and config.metric == "aicl",
+    )
 
 
 class _EvalModel(nn.Module):
@@ -190,8 +163,7 @@ class _EvalModel(nn.Module):
     def embed(self, images: torch.Tensor, modalities: torch.Tensor, flip: bool = True) -> torch.Tensor:
         """(B, 3, H, W), (B,) -> (B, D) float32 embeddings, flip-averaged when ``flip`` and the model offers it."""
         if not hasattr(self.net, "embed"):
-            out = self.forward(images, modalities)
-            return out + self.forward(images.flip(-1), modalities) if flip else out
+            return flip_average(self.forward, images, modalities) if flip else self.forward(images, modalities)
         with self._autocast():
             return self.net.embed(self._prep(images), modalities.to(self.device), flip=flip).float()
 
@@ -297,8 +269,14 @@ class Trainer:
             model = torch.compile(model)
         self.model = model
 
-        self.id_loss = nn.CrossEntropyLoss(label_smoothing=cfg.loss.label_smoothing)
-        self.metric_loss = MetricLoss(cfg.loss)
+        from wrim.losses import WRIMNetLoss
+
+        self.loss_fn = WRIMNetLoss(
+            _metric_loss(cfg.loss),
+            id_weight=cfg.loss.id_weight,
+            metric_weight=cfg.loss.metric_weight,
+            label_smoothing=cfg.loss.label_smoothing,
+        )
         self.optimizer = build_optimizer(self.net, cfg.optim)
         self.scheduler = build_scheduler(self.optimizer, cfg.optim, cfg.epochs, self.iters_per_epoch)
 
@@ -393,18 +371,8 @@ class Trainer:
             pids: (B,) identity labels.
             modalities: (B,) 0 = visible, 1 = infrared.
         """
-        cfg = self.config.loss
-        terms: dict[str, torch.Tensor] = {}
-        for head, logits in out.logits.items():  # (B, num_classes) per head
-            terms[f"id_{head}"] = self.id_loss(logits.float(), pids)
-        id_total = torch.stack(list(terms.values())).sum()
-        metric, parts = self.metric_loss(out.p5_projection.float(), out.p4_projection.float(), pids, modalities)
-        terms.update(parts)
-        terms["id"] = id_total
-        terms["metric"] = metric
-        total = cfg.id_weight * id_total + cfg.metric_weight * metric
-        terms["loss"] = total
-        return total, terms
+        total = self.loss_fn(out, pids, modalities=modalities)  # wrim.losses.WRIMNetLoss
+        return total, dict(self.loss_fn.terms)
 
     def _batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, ...]]:
         # the sampler's permutation and the workers' augmentation seeds depend only on (seed, epoch, rank), so an

@@ -1,5 +1,6 @@
 """Protocol-exact evaluation for VI-ReID: CMC / mAP / mINP as the field's reference code computes them."""
 
+from wrim.evaluation.flip import flip_average as flip_average
 from wrim.evaluation.metrics import PROTOCOLS as PROTOCOLS
 from wrim.evaluation.metrics import RankMetrics as RankMetrics
 from wrim.evaluation.metrics import camera_keep_mask as camera_keep_mask
@@ -22,6 +23,7 @@ __all__ = [
     "evaluate",
     "evaluate_protocol",
     "extract_features",
+    "flip_average",
     "k_reciprocal_rerank",
     "mean_metrics",
     "pairwise_distance",

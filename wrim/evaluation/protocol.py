@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
+from wrim.evaluation.flip import flip_average
 from wrim.evaluation.metrics import RankMetrics, evaluate, mean_metrics
 from wrim.evaluation.rerank import k_reciprocal_rerank
 
@@ -102,8 +103,9 @@ def extract_features(
         img_size: (H, W) of the test transform.
         batch_size: images per forward pass.
         device: where the model runs; default its parameters' device (CPU for a parameter-free callable).
-        flip: add the embedding of the horizontally flipped image (DEEN ``test.py``: ``f(x) + f(flip(x))``, not
-            re-normalised); a model with ``.embed(images, modalities, flip=True)`` (``WRIMNet``) does it itself.
+        flip: average with the embedding of the horizontally flipped image, renormalised
+            ([`wrim.evaluation.flip.flip_average()`][wrim.evaluation.flip_average]); a model with ``.embed(images,
+            modalities, flip=True)`` (``WRIMNet``) does it itself. DEEN's unnormalised sum: docs/evaluation.md.
         num_workers: DataLoader workers.
 
     Returns:
@@ -123,7 +125,7 @@ def extract_features(
             if flip and hasattr(model, "embed"):
                 out = model.embed(images, modalities, flip=True)
             elif flip:
-                out = model(images, modalities) + model(images.flip(3), modalities)
+                out = flip_average(model, images, modalities)
             else:
                 out = model(images, modalities)
             if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != images.shape[0]:

@@ -19,8 +19,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from wrim._checks import check_modalities
 from wrim.layers.miim import MIIM, reweight
-from wrim.modality import INFRARED, VISIBLE, check_modalities
+from wrim.modality import INFRARED, VISIBLE
 
 __all__ = ["ModalityMIIM"]
 

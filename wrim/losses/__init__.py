@@ -1,10 +1,16 @@
-"""Losses: WRIM-Net's CMKIC and AICL (docs/losses.md) and AGW's triplet comparators.
+"""Losses: WRIM-Net's CMKIC, AICL and full objective (docs/losses.md), AGW's triplet comparators, and a memory.
 
-The ID loss is ``torch.nn.CrossEntropyLoss(label_smoothing=0.1)`` ([D], docs/losses.md) and is not re-implemented.
+Every loss is called as pytorch-metric-learning calls its losses, ``loss(embeddings, labels, indices_tuple, ref_emb,
+ref_labels)``, with the modality ids by keyword (``modalities=``), and returns a scalar (docs/losses.md).
+The ID loss is ``torch.nn.CrossEntropyLoss(label_smoothing=0.1)`` ([D], docs/losses.md), used by
+[`WRIMNetLoss`][wrim.losses.WRIMNetLoss].
 """
 
-from wrim.losses.aicl import AICLLoss
-from wrim.losses.cmkic import CMKICLoss
-from wrim.losses.triplet import TripletLoss, WRTripletLoss
+from wrim.losses.aicl import AICLLoss as AICLLoss
+from wrim.losses.cmkic import CMKICLoss as CMKICLoss
+from wrim.losses.memory import CrossModalityMemory as CrossModalityMemory
+from wrim.losses.triplet import TripletLoss as TripletLoss
+from wrim.losses.triplet import WRTripletLoss as WRTripletLoss
+from wrim.losses.wrimnet_loss import WRIMNetLoss as WRIMNetLoss
 
-__all__ = ["AICLLoss", "CMKICLoss", "TripletLoss", "WRTripletLoss"]
+__all__ = ["AICLLoss", "CMKICLoss", "CrossModalityMemory", "TripletLoss", "WRIMNetLoss", "WRTripletLoss"]

@@ -1,10 +1,10 @@
 r"""AICL: Auxiliary-Information-based Contrastive Learning of WRIM-Net (docs/losses.md).
 
-[P] CMKIC is supplemented with auxiliary information from the shallower P4 stage. [D] wrim applies CMKIC to the P5
-and to the P4 projections and, optionally, chooses P5's key instances with P4 similarities:
+[P] CMKIC is supplemented with auxiliary information from the shallower P4 stage. [D] wrim applies a loss (CMKIC by
+default) to the P5 and to the P4 projections and, optionally, chooses P5's key instances with P4 similarities:
 
 $$
-\mathcal{L}_{AICL} = \lambda_5 \, \mathcal{L}_{CMKIC}(z^{P5}) + \lambda_4 \, \mathcal{L}_{CMKIC}(z^{P4})
+\mathcal{L}_{AICL} = \lambda_5 \, \mathcal{L}(z^{P5}) + \lambda_4 \, \mathcal{L}(z^{P4})
 $$
 
 Shape legend: ``B`` batch, ``D5`` / ``D4`` the P5 / P4 projection sizes.
@@ -12,105 +12,122 @@ Shape legend: ``B`` batch, ``D5`` / ``D4`` the P5 / P4 projection sizes.
 
 from __future__ import annotations
 
+import inspect
+import re
+
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from wrim.losses._common import check_nonnegative, check_temperature, compute_dtype, no_positive_message
-from wrim.losses.cmkic import cmkic_from_masks, cmkic_key_masks
-from wrim.miners.utils import check_embeddings, check_k, check_labels
-from wrim.modality import check_modalities
+from wrim._checks import check_embeddings, check_nonnegative
+from wrim.losses.cmkic import CMKICLoss
 
 __all__ = ["AICLLoss"]
 
 
+def _term_prefix(loss: nn.Module) -> str:
+    """``CMKICLoss`` -> ``cmkic``, ``WRTripletLoss`` -> ``wr_triplet``: the prefix of the logged term names."""
+    name = type(loss).__name__.removesuffix("Loss") or type(loss).__name__
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
+
+
+def _accepts(loss: nn.Module, keyword: str) -> bool:
+    return keyword in inspect.signature(loss.forward).parameters
+
+
 class AICLLoss(nn.Module):
-    r"""Auxiliary-Information-based Contrastive Learning: weighted CMKIC on P5 and P4 ([P], exact form [D]).
+    r"""Auxiliary-Information-based Contrastive Learning: one loss on P5 and P4, weighted ([P], exact form [D]).
 
     $$
-    \mathcal{L} = \lambda_5 \mathcal{L}_{CMKIC}(z^{P5}) + \lambda_4 \mathcal{L}_{CMKIC}(z^{P4})
+    \mathcal{L} = \lambda_5 \mathcal{L}_{loss}(z^{P5}) + \lambda_4 \mathcal{L}_{loss}(z^{P4})
     $$
 
-    With ``p5_keys_from_p4=True`` the key instances of the P5 term are the ``k`` least similar cross-modality
-    positives under the *P4* similarities (the auxiliary information chooses what P5 must pull together).
+    The loss is [`CMKICLoss`][wrim.losses.CMKICLoss] by default (the paper's AICL); any loss called as
+    ``loss(embeddings, labels)`` fits, e.g. ``AICLLoss(loss=TripletLoss())`` for the "CMKIC vs triplet" ablation or a
+    pytorch-metric-learning loss. ``modalities`` is passed on by keyword when given. With ``p5_keys_from_p4=True`` the
+    P5 term's key instances are the ``k`` least similar cross-modality positives under the *P4* similarities (the
+    auxiliary information chooses what P5 must pull together; the loss must take ``key_embeddings=``, as CMKICLoss
+    does).
+
+    After each call ``terms`` holds the two unweighted values, detached, for logging
+    (``{"cmkic_p5": ..., "cmkic_p4": ...}``; the prefix follows the loss's class name).
 
     Examples:
-        >>> loss_fn = AICLLoss()
-        >>> total, terms = loss_fn(out.p5_projection, out.p4_projection, labels, modalities)
-        >>> terms  # {"cmkic_p5": tensor(...), "cmkic_p4": tensor(...)}, unweighted and detached, for logging
+        >>> loss_fn = AICLLoss(loss=CMKICLoss(k=2, temperature=0.1), p5_weight=1.0, p4_weight=0.5)
+        >>> loss = loss_fn(out.p5_projection, out.p4_projection, labels, modalities=modalities)  # -> ()
+        >>> loss_fn.terms  # {"cmkic_p5": tensor(...), "cmkic_p4": tensor(...)}
     """
 
     def __init__(
         self,
-        k: int = 2,
-        temperature: float = 0.1,
+        loss: nn.Module | None = None,
         p5_weight: float = 1.0,
         p4_weight: float = 0.5,
         p5_keys_from_p4: bool = False,
     ) -> None:
         """
         Args:
-            k: number of key instances per anchor in both terms; [D] default 2.
-            temperature: τ of both terms; [D] default 0.1.
+            loss: the loss applied to each stage; default ``CMKICLoss()`` (k = 2, τ = 0.1, [D]).
             p5_weight: λ5, weight of the P5 term; [D] default 1.0.
             p4_weight: λ4, weight of the P4 term; [D] default 0.5.
             p5_keys_from_p4: choose the P5 key instances by P4 similarity; [D] default False.
         """
         super().__init__()
-        self.k = check_k(k)
-        self.temperature = check_temperature(temperature)
+        if loss is None:
+            loss = CMKICLoss()
+        if not isinstance(loss, nn.Module):
+            raise TypeError(
+                f"loss must be a torch.nn.Module such as wrim.losses.CMKICLoss(); got {type(loss).__name__}"
+            )
+        self.loss = loss
         self.p5_weight = check_nonnegative(p5_weight, "p5_weight")
         self.p4_weight = check_nonnegative(p4_weight, "p4_weight")
         self.p5_keys_from_p4 = bool(p5_keys_from_p4)
+        if self.p5_keys_from_p4 and not _accepts(loss, "key_embeddings"):
+            raise ValueError(
+                f"p5_keys_from_p4=True needs a loss that takes key_embeddings= (wrim.losses.CMKICLoss); "
+                f"{type(loss).__name__} does not"
+            )
+        prefix = _term_prefix(loss)
+        self._names = (f"{prefix}_p5", f"{prefix}_p4")
+        self.terms: dict[str, torch.Tensor] = {}
 
     def forward(
         self,
         p5_embeddings: torch.Tensor,
         p4_embeddings: torch.Tensor,
         labels: torch.Tensor,
-        modalities: torch.Tensor,
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Compute the weighted sum and its terms.
+        *,
+        modalities: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Compute the weighted sum; its terms go to ``self.terms``.
 
         Args:
             p5_embeddings: (B, D5) P5 projections.
             p4_embeddings: (B, D4) P4 projections.
             labels: (B,) identity labels.
-            modalities: (B,) ids, ``wrim.VISIBLE`` (0) / ``wrim.INFRARED`` (1).
+            modalities: keyword-only, (B,) ids, ``wrim.VISIBLE`` (0) / ``wrim.INFRARED`` (1); required by
+                cross-modality losses such as CMKIC.
 
         Returns:
-            ``(total, terms)``, the scalar loss and ``{"cmkic_p5": ..., "cmkic_p4": ...}``, the unweighted
-                CMKIC values, detached (for logging).
+            The scalar loss.
 
         Raises:
-            ValueError: mismatched lengths, or a batch in which no anchor has a cross-modality positive.
+            ValueError: mismatched lengths, or what the loss raises.
         """
         p5_embeddings = check_embeddings(p5_embeddings, name="p5_embeddings")
         p4_embeddings = check_embeddings(p4_embeddings, name="p4_embeddings")
-        batch = p5_embeddings.shape[0]
-        if p4_embeddings.shape[0] != batch:
+        if p4_embeddings.shape[0] != p5_embeddings.shape[0]:
             raise ValueError(
-                f"p5_embeddings and p4_embeddings must describe the same batch; got {batch} and "
+                f"p5_embeddings and p4_embeddings must describe the same batch; got {p5_embeddings.shape[0]} and "
                 f"{p4_embeddings.shape[0]} rows"
             )
-        labels = check_labels(labels, batch).to(p5_embeddings.device)
-        modalities = check_modalities(modalities, batch).to(p5_embeddings.device)
-        with torch.autocast(device_type=p5_embeddings.device.type, enabled=False):
-            z5 = F.normalize(p5_embeddings.to(compute_dtype(p5_embeddings)), dim=1)  # (B, D5)
-            z4 = F.normalize(p4_embeddings.to(compute_dtype(p4_embeddings)), dim=1)  # (B, D4)
-            sim5 = z5 @ z5.T  # (B, B)
-            sim4 = z4 @ z4.T  # (B, B)
-            pos4, neg = cmkic_key_masks(sim4, labels, modalities, self.k)  # (B, B) each
-            if not bool(pos4.any()):
-                raise ValueError(no_positive_message("AICLLoss", labels, modalities))
-            pos5 = pos4 if self.p5_keys_from_p4 else cmkic_key_masks(sim5, labels, modalities, self.k)[0]
-            p5_term = cmkic_from_masks(sim5, pos5, neg, modalities, self.temperature)
-            p4_term = cmkic_from_masks(sim4, pos4, neg, modalities, self.temperature)
-            total = self.p5_weight * p5_term + self.p4_weight * p4_term
-        return total, {"cmkic_p5": p5_term.detach(), "cmkic_p4": p4_term.detach()}
+        kwargs = {} if modalities is None else {"modalities": modalities}
+        p4_term = self.loss(p4_embeddings, labels, **kwargs)  # (B, D4) -> ()
+        if self.p5_keys_from_p4:
+            kwargs["key_embeddings"] = p4_embeddings
+        p5_term = self.loss(p5_embeddings, labels, **kwargs)  # (B, D5) -> ()
+        self.terms = {self._names[0]: p5_term.detach(), self._names[1]: p4_term.detach()}
+        return self.p5_weight * p5_term + self.p4_weight * p4_term
 
     def extra_repr(self) -> str:
-        return (
-            f"k={self.k}, temperature={self.temperature}, p5_weight={self.p5_weight}, p4_weight={self.p4_weight}, "
-            f"p5_keys_from_p4={self.p5_keys_from_p4}"
-        )
+        return f"p5_weight={self.p5_weight}, p4_weight={self.p4_weight}, p5_keys_from_p4={self.p5_keys_from_p4}"

@@ -12,9 +12,11 @@ L(i) = -\frac{1}{|P^K(i)|} \sum_{p \in P^K(i)}
 $$
 
 where anchors without a cross-modality positive are skipped. Each per-pair term is computed stably as
-``softplus(logsumexp_n(s_in / τ) - s_ip / τ)``.
+``softplus(logsumexp_n(s_in / τ) - s_ip / τ)``, densely over the (B, R) pair matrix (no data-dependent shapes, no
+host synchronisation, traceable by ``torch.compile(fullgraph=True)``).
 
-Shape legend: ``B`` batch, ``D`` embedding size.
+Shape legend: ``B`` anchors (the batch), ``R`` reference samples (``R = B`` without ``ref_emb``), ``D`` embedding
+size, ``Dk`` the size of ``key_embeddings``.
 """
 
 from __future__ import annotations
@@ -23,74 +25,44 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wrim.losses._common import check_temperature, compute_dtype, no_positive_message
-from wrim.miners.utils import (
-    IndicesTuple,
+from wrim._checks import (
+    check_any_anchor,
     check_embeddings,
     check_k,
     check_labels,
-    pair_masks,
-    pairs_to_masks,
-    select_per_row,
+    check_modalities,
+    check_no_positive,
+    check_temperature,
+    compute_dtype,
+    missing_modalities_message,
+    no_positive_message,
 )
-from wrim.modality import INFRARED, VISIBLE, check_modalities
+from wrim.modality import INFRARED, VISIBLE
+from wrim.pairs import IndicesTuple, pair_masks, pairs_to_masks, select_per_row
 
-__all__ = ["CMKICLoss", "cmkic_from_masks", "cmkic_key_masks"]
-
-
-def cmkic_key_masks(
-    sim: torch.Tensor, labels: torch.Tensor, modalities: torch.Tensor, k: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Key-instance positives and cross-modality negatives of a batch, from its similarity matrix.
-
-    Args:
-        sim: (B, B) cosine similarities (only their order is used; no gradient flows through the selection).
-        labels: (B,) identity labels.
-        modalities: (B,) modality ids.
-        k: number of key instances per anchor.
-
-    Returns:
-        ``(pos, neg)``, (B, B) bool each: the k least similar same-identity other-modality samples per anchor,
-        and all other-identity other-modality samples.
-    """
-    pos, neg = pair_masks(labels, labels, modalities, modalities, cross_modality=True, exclude_self=True)
-    return select_per_row(sim.detach(), pos, k, largest=False), neg
+__all__ = ["CMKICLoss"]
 
 
-def cmkic_from_masks(
+def _cmkic_from_masks(
     sim: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, modalities: torch.Tensor, temperature: float
-) -> torch.Tensor:
-    """The CMKIC value for given positive / negative pair masks (vectorised over anchors).
-
-    Args:
-        sim: (B, B) cosine similarities of the L2-normalised embeddings.
-        pos: (B, B) bool, the positives ``P^K(i)`` of each anchor (row).
-        neg: (B, B) bool, the negatives ``N(i)`` of each anchor.
-        modalities: (B,) modality ids; anchors are averaged per modality, and the two means summed.
-        temperature: τ.
-
-    Raises:
-        ValueError: no anchor has a positive.
-    """
-    logits = sim / temperature  # (B, B)
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The CMKIC value for given (B, R) pair masks, and the (B,) mask of anchors that contribute."""
+    logits = sim / temperature  # (B, R)
     has_neg = neg.any(dim=1)  # (B,)
     # Rows without negatives are filled with finite zeros so that logsumexp's backward stays NaN-free.
-    neg_logits = logits.masked_fill(~neg, float("-inf")).masked_fill(~has_neg[:, None], 0.0)  # (B, B)
-    neg_lse = torch.logsumexp(neg_logits, dim=1)  # (B, B) -> (B,)
-    anchors, positives = pos.nonzero(as_tuple=True)  # (P,), (P,): only the positive pairs need a term
-    pair_loss = F.softplus(neg_lse[anchors] - logits[anchors, positives])  # (P,): -log(e^s_ip / (e^s_ip + sum_n))
-    pair_loss = pair_loss * has_neg[anchors]  # an anchor without negatives contributes -log 1 = 0
+    neg_logits = logits.masked_fill(~neg, float("-inf")).masked_fill(~has_neg[:, None], 0.0)  # (B, R)
+    neg_lse = torch.logsumexp(neg_logits, dim=1)  # (B, R) -> (B,)
+    pair_loss = F.softplus(neg_lse[:, None] - logits)  # (B, R): -log(e^s_ip / (e^s_ip + sum_n e^s_in))
+    # a positive of an anchor without negatives contributes -log 1 = 0
+    pair_loss = torch.where(pos & has_neg[:, None], pair_loss, torch.zeros_like(pair_loss))  # (B, R)
     num_pos = pos.sum(dim=1)  # (B,)
-    anchor_loss = logits.new_zeros(logits.shape[0]).index_add(0, anchors, pair_loss)  # (P,) -> (B,)
-    anchor_loss = anchor_loss / num_pos.clamp(min=1)  # (B,): mean over the anchor's positives
+    anchor_loss = pair_loss.sum(dim=1) / num_pos.clamp(min=1)  # (B,): mean over the anchor's positives
     valid = num_pos > 0  # (B,)
-    if not bool(valid.any()):
-        raise ValueError("CMKIC: no anchor has a positive; indices_tuple must hold at least one positive pair (a1, p)")
     total = sim.new_zeros(())
     for modality in (VISIBLE, INFRARED):  # the two directions V->I and I->V (not a loop over anchors)
         in_dir = valid & (modalities == modality)  # (B,)
         total = total + (anchor_loss * in_dir).sum() / in_dir.sum().clamp(min=1)
-    return total
+    return total, valid
 
 
 class CMKICLoss(nn.Module):
@@ -103,63 +75,135 @@ class CMKICLoss(nn.Module):
     $$
 
     ``P^K(i)``: the ``k`` least cosine-similar samples with the anchor's label and the other modality (all of them
-    when fewer exist; mined without gradient, ties to the lower index); ``N(i)``: all samples with another label and
-    the other modality; ``s`` the cosine similarity. Given an ``indices_tuple`` (from any wrim or
-    pytorch-metric-learning miner), its pairs define ``P(i)`` and ``N(i)`` instead and each anchor is averaged in the
-    direction of its own modality. Computed in float32 (float64 inputs stay float64) with autocast disabled.
+    when fewer exist; mined without gradient, ties to the lower index; with ``key_embeddings`` the similarities of
+    those choose them instead); ``N(i)``: all samples with another label and the other modality; ``s`` the cosine
+    similarity. Given an ``indices_tuple`` (from any wrim or pytorch-metric-learning miner), its pairs define
+    ``P(i)`` and ``N(i)`` instead and each anchor is averaged in the direction of its own modality. With ``ref_emb``
+    the positives and negatives come from the reference set (e.g. a memory, `CrossModalityMemory`).
+    Computed in float32 (float64 inputs stay float64) with autocast disabled.
+
+    Called as pytorch-metric-learning calls its losses, ``loss(embeddings, labels, indices_tuple, ref_emb,
+    ref_labels)``, with the modality ids by keyword (docs/losses.md).
 
     Examples:
         >>> loss_fn = CMKICLoss(k=2, temperature=0.1)
-        >>> loss = loss_fn(projections, labels, modalities)  # (B, D), (B,), (B,) -> ()
+        >>> loss = loss_fn(projections, labels, modalities=modalities)  # (B, D), (B,), (B,) -> ()
     """
 
-    def __init__(self, k: int = 2, temperature: float = 0.1) -> None:
+    def __init__(self, k: int = 2, temperature: float = 0.1, no_positive: str = "warn") -> None:
         """
         Args:
             k: number of key instances per anchor; [D] default 2 (the paper's ablation: K in {1, 4, 8}).
             temperature: τ, dividing the cosine similarities; [D] default 0.1.
+            no_positive: a batch in which no anchor has a positive: ``"warn"`` returns 0 and warns once (the first
+                call checks; later calls never synchronise with the device), ``"raise"`` raises ``ValueError`` on
+                every such batch (one host sync per call).
         """
         super().__init__()
         self.k = check_k(k)
         self.temperature = check_temperature(temperature)
+        self.no_positive = check_no_positive(no_positive)
+        self._checked_once = False
 
     def forward(
         self,
         embeddings: torch.Tensor,
-        labels: torch.Tensor,
-        modalities: torch.Tensor,
+        labels: torch.Tensor | None = None,
         indices_tuple: IndicesTuple | None = None,
+        ref_emb: torch.Tensor | None = None,
+        ref_labels: torch.Tensor | None = None,
+        *,
+        modalities: torch.Tensor | None = None,
+        ref_modalities: torch.Tensor | None = None,
+        key_embeddings: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Compute the loss.
 
         Args:
-            embeddings: (B, D) embeddings (e.g. the 128-d projections); normalised inside.
-            labels: (B,) identity labels.
-            modalities: (B,) ids, ``wrim.VISIBLE`` (0) / ``wrim.INFRARED`` (1).
-            indices_tuple: optional pairs ``(a1, p, a2, n)`` or triplets ``(a, p, n)`` indexing the batch; when
-                given they replace the key-instance mining.
+            embeddings: (B, D) anchors (e.g. the 128-d projections); normalised inside.
+            labels: (B,) identity labels; needed unless ``indices_tuple`` is given.
+            indices_tuple: optional pairs ``(a1, p, a2, n)`` or triplets ``(a, p, n)`` indexing the anchors and the
+                reference set; when given they replace the key-instance mining.
+            ref_emb: optional (R, D) reference embeddings (positives and negatives); default the batch itself.
+            ref_labels: (R,) labels of ``ref_emb``; needed with ``ref_emb`` unless ``indices_tuple`` is given.
+            modalities: keyword-only, (B,) ids, ``wrim.VISIBLE`` (0) / ``wrim.INFRARED`` (1); required.
+            ref_modalities: keyword-only, (R,) ids of ``ref_emb``; needed with ``ref_emb`` for the mining.
+            key_embeddings: keyword-only, optional (B, Dk) embeddings whose cosine similarities choose the key
+                instances (AICL's P5-keys-from-P4 option); not combined with ``ref_emb``.
 
         Returns:
             The scalar loss, float32 (float64 for float64 input).
 
         Raises:
-            ValueError: mismatched lengths, or a batch in which no anchor has a cross-modality positive.
+            ValueError: missing ``modalities``, mismatched lengths, or (``no_positive="raise"``) a batch in which
+                no anchor has a cross-modality positive.
         """
         embeddings = check_embeddings(embeddings)
-        batch = embeddings.shape[0]
-        labels = check_labels(labels, batch).to(embeddings.device)
-        modalities = check_modalities(modalities, batch).to(embeddings.device)
-        with torch.autocast(device_type=embeddings.device.type, enabled=False):
-            z = F.normalize(embeddings.to(compute_dtype(embeddings)), dim=1)  # (B, D)
-            sim = z @ z.T  # (B, D) @ (D, B) -> (B, B)
-            if indices_tuple is None:
-                pos, neg = cmkic_key_masks(sim, labels, modalities, self.k)  # (B, B) each
-                if not bool(pos.any()):
-                    raise ValueError(no_positive_message("CMKICLoss", labels, modalities))
+        batch, device = embeddings.shape[0], embeddings.device
+        if isinstance(indices_tuple, torch.Tensor):
+            raise TypeError(
+                "CMKICLoss's third positional argument is indices_tuple (pytorch-metric-learning's order); "
+                "pass the modality ids by keyword: loss(embeddings, labels, modalities=modalities)"
+            )
+        if modalities is None:
+            raise ValueError(missing_modalities_message("CMKICLoss"))
+        modalities = check_modalities(modalities, batch).to(device)
+        if labels is None and indices_tuple is None:
+            raise ValueError("CMKICLoss needs labels (to mine the key instances) or an indices_tuple of pairs")
+        if labels is not None:
+            labels = check_labels(labels, batch).to(device)
+        mine = indices_tuple is None
+        if ref_emb is None:
+            if ref_labels is not None or ref_modalities is not None:
+                raise ValueError("ref_labels / ref_modalities were given without ref_emb; pass ref_emb too")
+            ref_labels, ref_modalities = labels, modalities
+        else:
+            ref_emb = check_embeddings(ref_emb, name="ref_emb")
+            if ref_emb.shape[1] != embeddings.shape[1]:
+                raise ValueError(
+                    f"ref_emb has dim {ref_emb.shape[1]}, embeddings {embeddings.shape[1]}; they must match"
+                )
+            if key_embeddings is not None:
+                raise ValueError("key_embeddings cannot be combined with ref_emb: the keys must index the batch itself")
+            if mine and ref_labels is None:
+                raise ValueError("ref_emb was given without ref_labels; pass one label per reference embedding")
+            if mine and ref_modalities is None:
+                raise ValueError(missing_modalities_message("CMKICLoss", ref=True))
+            if mine:
+                ref_labels = check_labels(ref_labels, ref_emb.shape[0], name="ref_labels").to(device)
+                ref_modalities = check_modalities(ref_modalities, ref_emb.shape[0], name="ref_modalities").to(device)
+        if key_embeddings is not None:
+            key_embeddings = check_embeddings(key_embeddings, name="key_embeddings")
+            if key_embeddings.shape[0] != batch:
+                raise ValueError(
+                    f"key_embeddings must have {batch} rows, one per embedding; got {key_embeddings.shape[0]}"
+                )
+        with torch.autocast(device_type=device.type, enabled=False):
+            dtype = compute_dtype(embeddings)
+            z = F.normalize(embeddings.to(dtype), dim=1)  # (B, D)
+            ref_z = z if ref_emb is None else F.normalize(ref_emb.to(dtype), dim=1)  # (R, D)
+            sim = z @ ref_z.T  # (B, D) @ (D, R) -> (B, R)
+            if mine:
+                key_sim = sim  # (B, R)
+                if key_embeddings is not None:
+                    zk = F.normalize(key_embeddings.to(compute_dtype(key_embeddings)), dim=1)  # (B, Dk)
+                    key_sim = zk @ zk.T  # (B, B)
+                pos, neg = pair_masks(
+                    labels, ref_labels, modalities, ref_modalities, True, exclude_self=ref_emb is None
+                )
+                pos = select_per_row(key_sim.detach(), pos, self.k, largest=False)  # (B, R) key instances
             else:
-                pos, neg = pairs_to_masks(indices_tuple, batch, batch)
-                pos, neg = pos.to(embeddings.device), neg.to(embeddings.device)
-            return cmkic_from_masks(sim, pos, neg, modalities, self.temperature)
+                pos, neg = pairs_to_masks(indices_tuple, batch, ref_z.shape[0])  # (B, R) each
+                pos, neg = pos.to(device), neg.to(device)
+            total, valid = _cmkic_from_masks(sim, pos, neg, modalities, self.temperature)
+        check_any_anchor(valid, self, lambda: self._no_positive_text(mine, labels, modalities))
+        return total
+
+    @staticmethod
+    def _no_positive_text(mined: bool, labels: torch.Tensor | None, modalities: torch.Tensor) -> str:
+        if mined:
+            return no_positive_message("CMKICLoss", labels, modalities)
+        return "CMKICLoss: no anchor has a positive; indices_tuple must hold at least one positive pair (a1, p)"
 
     def extra_repr(self) -> str:
-        return f"k={self.k}, temperature={self.temperature}"
+        return f"k={self.k}, temperature={self.temperature}, no_positive={self.no_positive!r}"

@@ -4,7 +4,7 @@ Both use AGW's Euclidean distance on the raw (not normalised) embeddings,
 ``d_ij = sqrt(max(|x_i|^2 + |x_j|^2 - 2 x_i . x_j, 1e-12))`` (the diagonal is exactly ``sqrt(1e-12)``), and both
 can be restricted to cross-modality pairs (``cross_modality=True``: positives and negatives from the other
 modality only). Anchors without a positive (another sample of their identity, of the other modality if asked) or
-without a negative are skipped; the loss is the mean over the remaining anchors.
+without a negative are skipped; the loss is the mean over the remaining anchors (0 when none remains).
 
 - [`TripletLoss`][wrim.losses.TripletLoss] — AGW's ``OriTripletLoss`` (batch hard, Hermans et al. 2017):
   ``mean_i relu(max_{p} d_ip - min_{n} d_in + margin)``.
@@ -21,15 +21,29 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wrim.losses._common import check_nonnegative, compute_dtype, no_positive_message
-from wrim.miners.utils import check_embeddings, check_labels, pair_masks
-from wrim.modality import check_modalities
+from wrim._checks import (
+    check_any_anchor,
+    check_embeddings,
+    check_labels,
+    check_modalities,
+    check_no_positive,
+    check_nonnegative,
+    compute_dtype,
+    missing_modalities_message,
+    no_positive_message,
+)
+from wrim.pairs import IndicesTuple, pair_masks
 
 __all__ = ["TripletLoss", "WRTripletLoss"]
 
 
 def _prepare(
-    embeddings: torch.Tensor, labels: torch.Tensor, modalities: torch.Tensor | None, cross_modality: bool, name: str
+    loss: TripletLoss | WRTripletLoss,
+    embeddings: torch.Tensor,
+    labels: torch.Tensor | None,
+    indices_tuple: IndicesTuple | None,
+    ref_emb: torch.Tensor | None,
+    modalities: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Validate the inputs and build the candidate pairs.
 
@@ -38,20 +52,30 @@ def _prepare(
         anchors that have both.
 
     Raises:
-        ValueError: bad input, or no anchor with both a positive and a negative (``name`` is the loss in the message).
+        ValueError: bad input, or (``no_positive="raise"``) no anchor with both a positive and a negative.
     """
+    name = type(loss).__name__
+    if indices_tuple is not None or ref_emb is not None:
+        raise ValueError(
+            f"{name} is AGW's batch loss: it chooses its own pairs within the batch and takes no indices_tuple / "
+            "ref_emb. For mined pairs or a memory use pytorch_metric_learning.losses.TripletMarginLoss or "
+            "wrim.losses.CMKICLoss."
+        )
     embeddings = check_embeddings(embeddings)
     batch = embeddings.shape[0]
+    if labels is None:
+        raise ValueError(f"{name} needs labels, one identity label per embedding")
     labels = check_labels(labels, batch).to(embeddings.device)
     if modalities is None:
-        if cross_modality:
-            raise ValueError("cross_modality=True needs modalities: a (B,) tensor with 0 = visible, 1 = infrared")
+        if loss.cross_modality:
+            raise ValueError(missing_modalities_message(f"{name}(cross_modality=True)"))
     else:
         modalities = check_modalities(modalities, batch).to(embeddings.device)
-    pos, neg = pair_masks(labels, labels, modalities, modalities, cross_modality)  # (B, B) each
+    pos, neg = pair_masks(labels, labels, modalities, modalities, loss.cross_modality)  # (B, B) each
     valid = pos.any(dim=1) & neg.any(dim=1)  # (B,)
-    if not bool(valid.any()):
-        raise ValueError(no_positive_message(name, labels, modalities if cross_modality else None))
+    check_any_anchor(
+        valid, loss, lambda: no_positive_message(name, labels, modalities if loss.cross_modality else None)
+    )
     return embeddings.to(compute_dtype(embeddings)), pos, neg, valid
 
 
@@ -65,7 +89,7 @@ def _agw_distance(x: torch.Tensor) -> torch.Tensor:
 
 
 def _valid_mean(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    return torch.where(valid, values, torch.zeros_like(values)).sum() / valid.sum()
+    return torch.where(valid, values, torch.zeros_like(values)).sum() / valid.sum().clamp(min=1)
 
 
 class TripletLoss(nn.Module):
@@ -82,36 +106,52 @@ class TripletLoss(nn.Module):
 
     Examples:
         >>> loss = TripletLoss(margin=0.3)(features, labels)  # (B, D), (B,) -> ()
+        >>> loss = TripletLoss(cross_modality=True)(features, labels, modalities=modalities)
     """
 
-    def __init__(self, margin: float = 0.3, cross_modality: bool = False) -> None:
+    def __init__(self, margin: float = 0.3, cross_modality: bool = False, no_positive: str = "warn") -> None:
         """
         Args:
             margin: m, the ranking margin; AGW's default 0.3.
             cross_modality: take positives and negatives from the anchor's other modality only.
+            no_positive: a batch without a usable anchor: ``"warn"`` returns 0 (warned once, on the first call),
+                ``"raise"`` raises ``ValueError`` (a host sync per call); see `CMKICLoss`.
         """
         super().__init__()
         self.margin = check_nonnegative(margin, "margin")
         self.cross_modality = bool(cross_modality)
+        self.no_positive = check_no_positive(no_positive)
+        self._checked_once = False
 
     def forward(
-        self, embeddings: torch.Tensor, labels: torch.Tensor, modalities: torch.Tensor | None = None
+        self,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        indices_tuple: IndicesTuple | None = None,
+        ref_emb: torch.Tensor | None = None,
+        ref_labels: torch.Tensor | None = None,
+        *,
+        modalities: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Compute the loss.
+        """Compute the loss (pytorch-metric-learning's call shape; the batch defines the pairs).
 
         Args:
             embeddings: (B, D) features.
-            labels: (B,) identity labels.
-            modalities: (B,) modality ids; required when ``cross_modality=True``.
+            labels: (B,) identity labels; required.
+            indices_tuple: not supported (AGW's loss chooses its pairs); must be None.
+            ref_emb: not supported; must be None.
+            ref_labels: not supported; must be None.
+            modalities: keyword-only, (B,) modality ids; required when ``cross_modality=True``.
 
         Returns:
             The scalar loss.
 
         Raises:
-            ValueError: mismatched lengths, or no anchor with both a positive and a negative.
+            ValueError: mismatched lengths, pairs or a reference set given, or (``no_positive="raise"``) no anchor
+                with both a positive and a negative.
         """
         with torch.autocast(device_type=embeddings.device.type, enabled=False):
-            x, pos, neg, valid = _prepare(embeddings, labels, modalities, self.cross_modality, "TripletLoss")
+            x, pos, neg, valid = _prepare(self, embeddings, labels, indices_tuple, ref_emb, modalities)
             dist = _agw_distance(x)  # (B, B)
             hardest_pos = dist.masked_fill(~pos, float("-inf")).amax(dim=1)  # (B,)
             hardest_neg = dist.masked_fill(~neg, float("inf")).amin(dim=1)  # (B,)
@@ -148,32 +188,47 @@ class WRTripletLoss(nn.Module):
         >>> loss = WRTripletLoss()(features, labels)  # (B, D), (B,) -> ()
     """
 
-    def __init__(self, cross_modality: bool = False) -> None:
+    def __init__(self, cross_modality: bool = False, no_positive: str = "warn") -> None:
         """
         Args:
             cross_modality: take positives and negatives from the anchor's other modality only.
+            no_positive: a batch without a usable anchor: ``"warn"`` returns 0 (warned once, on the first call),
+                ``"raise"`` raises ``ValueError`` (a host sync per call); see `CMKICLoss`.
         """
         super().__init__()
         self.cross_modality = bool(cross_modality)
+        self.no_positive = check_no_positive(no_positive)
+        self._checked_once = False
 
     def forward(
-        self, embeddings: torch.Tensor, labels: torch.Tensor, modalities: torch.Tensor | None = None
+        self,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        indices_tuple: IndicesTuple | None = None,
+        ref_emb: torch.Tensor | None = None,
+        ref_labels: torch.Tensor | None = None,
+        *,
+        modalities: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Compute the loss.
+        """Compute the loss (pytorch-metric-learning's call shape; the batch defines the pairs).
 
         Args:
             embeddings: (B, D) features.
-            labels: (B,) identity labels.
-            modalities: (B,) modality ids; required when ``cross_modality=True``.
+            labels: (B,) identity labels; required.
+            indices_tuple: not supported (AGW's loss chooses its pairs); must be None.
+            ref_emb: not supported; must be None.
+            ref_labels: not supported; must be None.
+            modalities: keyword-only, (B,) modality ids; required when ``cross_modality=True``.
 
         Returns:
             The scalar loss.
 
         Raises:
-            ValueError: mismatched lengths, or no anchor with both a positive and a negative.
+            ValueError: mismatched lengths, pairs or a reference set given, or (``no_positive="raise"``) no anchor
+                with both a positive and a negative.
         """
         with torch.autocast(device_type=embeddings.device.type, enabled=False):
-            x, pos, neg, valid = _prepare(embeddings, labels, modalities, self.cross_modality, "WRTripletLoss")
+            x, pos, neg, valid = _prepare(self, embeddings, labels, indices_tuple, ref_emb, modalities)
             if not self.cross_modality:
                 pos = pos | torch.eye(x.shape[0], dtype=torch.bool, device=x.device)  # AGW: the anchor is a positive
             pos_f, neg_f = pos.to(x.dtype), neg.to(x.dtype)  # (B, B) each

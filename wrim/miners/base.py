@@ -8,39 +8,32 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from wrim.miners.utils import (
-    IndicesTuple,
-    check_embeddings,
-    check_k,
-    check_labels,
-    cosine_similarity_matrix,
-    masks_to_pairs,
-    pair_masks,
-)
-from wrim.modality import check_modalities
+from wrim._checks import check_embeddings, check_labels, check_modalities, missing_modalities_message
+from wrim.pairs import IndicesTuple, cosine_similarity_matrix, pair_masks
 
-__all__ = ["BaseMiner", "CosinePairMiner"]
+__all__ = ["BaseMiner"]
 
 
 class BaseMiner(nn.Module):
-    """Base class of wrim's miners, following pytorch-metric-learning's (PML) ``BaseMiner``.
+    """Base class of wrim's miners, with pytorch-metric-learning's (PML) call shape.
 
-    ``forward`` validates the batch, runs [`mine()`][wrim.miners.BaseMiner.mine] under ``torch.no_grad()`` and checks
-    that the result is PML's pair format ``(a1, p, a2, n)``, so it can be passed unchanged as ``indices_tuple`` to any
-    PML loss or to [`wrim.losses.CMKICLoss`][wrim.losses.CMKICLoss]. Anchors index ``embeddings``; positives and
-    negatives index ``ref_emb`` (``embeddings`` itself when ``ref_emb`` is None, in which case an anchor is never paired
-    with itself).
+    ``miner(embeddings, labels, ref_emb, ref_labels, modalities=..., ref_modalities=...)`` validates the batch, runs
+    [`mine()`][wrim.miners.BaseMiner.mine] under ``torch.no_grad()`` and checks that the result is PML's pair format
+    ``(a1, p, a2, n)``, so it can be passed unchanged as ``indices_tuple`` to any PML loss or to
+    [`wrim.losses.CMKICLoss`][wrim.losses.CMKICLoss]. Anchors index ``embeddings``; positives and negatives index
+    ``ref_emb`` (``embeddings`` itself when ``ref_emb`` is None, in which case an anchor is never paired with itself).
+    The modality ids are keyword-only, so PML code that calls miners positionally works unchanged.
 
     Subclasses implement only [`mine()`][wrim.miners.BaseMiner.mine]. After each call ``num_pos_pairs`` and
     ``num_neg_pairs`` hold the sizes of the mined sets (PML's recordable statistics).
 
     Args:
-        needs_modalities: whether ``forward`` requires ``modalities`` (cross-modality miners).
+        cross_modality: pair only samples of different modalities; ``forward`` then needs ``modalities``.
     """
 
-    def __init__(self, needs_modalities: bool = False) -> None:
+    def __init__(self, cross_modality: bool = False) -> None:
         super().__init__()
-        self.needs_modalities = needs_modalities
+        self.cross_modality = bool(cross_modality)
         self.num_pos_pairs = 0
         self.num_neg_pairs = 0
 
@@ -48,9 +41,10 @@ class BaseMiner(nn.Module):
         self,
         embeddings: torch.Tensor,
         labels: torch.Tensor,
-        modalities: torch.Tensor | None = None,
         ref_emb: torch.Tensor | None = None,
         ref_labels: torch.Tensor | None = None,
+        *,
+        modalities: torch.Tensor | None = None,
         ref_modalities: torch.Tensor | None = None,
     ) -> IndicesTuple:
         """Mine pairs.
@@ -58,21 +52,24 @@ class BaseMiner(nn.Module):
         Args:
             embeddings: anchors, (B, D).
             labels: identity labels of the anchors, (B,).
-            modalities: modality ids of the anchors, (B,), ``wrim.VISIBLE`` (0) / ``wrim.INFRARED`` (1).
             ref_emb: optional reference embeddings, (R, D); positives and negatives are taken from them.
             ref_labels: labels of ``ref_emb``, (R,); required with ``ref_emb``.
-            ref_modalities: modality ids of ``ref_emb``, (R,); required with ``ref_emb`` for cross-modality miners.
+            modalities: keyword-only, modality ids of the anchors, (B,), ``wrim.VISIBLE`` (0) / ``wrim.INFRARED``
+                (1); required by cross-modality miners.
+            ref_modalities: keyword-only, modality ids of ``ref_emb``, (R,); required with ``ref_emb`` by
+                cross-modality miners.
 
         Returns:
             ``(a1, p, a2, n)``: LongTensors, (P,), (P,), (N,), (N,), on the device of ``embeddings``.
+
+        Raises:
+            ValueError: mismatched lengths, or a cross-modality miner called without ``modalities``.
         """
         embeddings = check_embeddings(embeddings)
         batch = embeddings.shape[0]
         labels = check_labels(labels, batch).to(embeddings.device)
-        if modalities is None and self.needs_modalities:
-            raise ValueError(
-                f"{type(self).__name__} needs modalities: a (B,) tensor with 0 = visible, 1 = infrared per sample"
-            )
+        if modalities is None and self.cross_modality:
+            raise ValueError(missing_modalities_message(type(self).__name__))
         if modalities is not None:
             modalities = check_modalities(modalities, batch).to(embeddings.device)
         if ref_emb is None:
@@ -88,13 +85,13 @@ class BaseMiner(nn.Module):
             if ref_labels is None:
                 raise ValueError("ref_emb was given without ref_labels; pass one label per reference embedding")
             ref_labels = check_labels(ref_labels, ref_emb.shape[0], name="ref_labels").to(embeddings.device)
-            if ref_modalities is None and self.needs_modalities:
-                raise ValueError(f"{type(self).__name__} with ref_emb needs ref_modalities, one id per ref_emb row")
+            if ref_modalities is None and self.cross_modality:
+                raise ValueError(missing_modalities_message(type(self).__name__, ref=True))
             if ref_modalities is not None:
                 ref_modalities = check_modalities(ref_modalities, ref_emb.shape[0], name="ref_modalities")
                 ref_modalities = ref_modalities.to(embeddings.device)
         with torch.no_grad():
-            out = self.mine(embeddings, labels, modalities, ref_emb, ref_labels, ref_modalities)
+            out = self.mine(embeddings, labels, ref_emb, ref_labels, modalities, ref_modalities)
         self.output_assertion(out)
         self.num_pos_pairs = len(out[0])
         self.num_neg_pairs = len(out[2])
@@ -104,9 +101,9 @@ class BaseMiner(nn.Module):
         self,
         embeddings: torch.Tensor,
         labels: torch.Tensor,
-        modalities: torch.Tensor | None,
         ref_emb: torch.Tensor,
         ref_labels: torch.Tensor,
+        modalities: torch.Tensor | None,
         ref_modalities: torch.Tensor | None,
     ) -> IndicesTuple:
         """Return ``(a1, p, a2, n)``; ``ref_emb is embeddings`` when mining within the batch (exclude self pairs).
@@ -114,9 +111,9 @@ class BaseMiner(nn.Module):
         Args:
             embeddings: anchors, (B, D).
             labels: (B,) LongTensor.
-            modalities: (B,) LongTensor or None.
             ref_emb: (R, D), the very same object as ``embeddings`` when no reference set was given.
             ref_labels: (R,) LongTensor.
+            modalities: (B,) LongTensor or None.
             ref_modalities: (R,) LongTensor or None.
         """
         raise NotImplementedError(f"{type(self).__name__} must implement mine()")
@@ -132,42 +129,26 @@ class BaseMiner(nn.Module):
         if len(a1) != len(p) or len(a2) != len(n):
             raise TypeError("a miner's pairs must satisfy len(a1) == len(p) and len(a2) == len(n)")
 
-
-class CosinePairMiner(BaseMiner):
-    """A miner that keeps ``k`` pairs per anchor chosen by cosine similarity among its label-defined candidates.
-
-    Candidates: positives ``P(i)`` share the anchor's label, negatives ``N(i)`` do not; with ``cross_modality``
-    both are restricted to the other modality. Subclasses implement [`select()`][wrim.miners.CosinePairMiner.select],
-    which narrows the (B, R) masks; ties are broken towards the lower reference index.
-
-    Args:
-        k: pairs kept per anchor on the selected side.
-        cross_modality: pair only samples of different modalities; ``forward`` then needs ``modalities``.
-    """
-
-    def __init__(self, k: int, cross_modality: bool = False) -> None:
-        super().__init__(needs_modalities=cross_modality)
-        self.k = check_k(k)
-        self.cross_modality = bool(cross_modality)
-
-    def mine(
-        self,
-        embeddings: torch.Tensor,
-        labels: torch.Tensor,
-        modalities: torch.Tensor | None,
-        ref_emb: torch.Tensor,
-        ref_labels: torch.Tensor,
-        ref_modalities: torch.Tensor | None,
-    ) -> IndicesTuple:
-        sim = cosine_similarity_matrix(embeddings, ref_emb)  # (B, D), (R, D) -> (B, R)
-        pos, neg = pair_masks(
-            labels, ref_labels, modalities, ref_modalities, self.cross_modality, exclude_self=ref_emb is embeddings
-        )  # (B, R) each
-        return masks_to_pairs(*self.select(sim, pos, neg))
-
-    def select(self, sim: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Narrow the candidate masks. (B, R) similarities and bool masks -> (B, R) positive and negative masks."""
-        raise NotImplementedError(f"{type(self).__name__} must implement select()")
-
     def extra_repr(self) -> str:
-        return f"k={self.k}, cross_modality={self.cross_modality}"
+        return f"cross_modality={self.cross_modality}"
+
+
+def cosine_candidates(
+    miner: BaseMiner,
+    embeddings: torch.Tensor,
+    labels: torch.Tensor,
+    ref_emb: torch.Tensor,
+    ref_labels: torch.Tensor,
+    modalities: torch.Tensor | None,
+    ref_modalities: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The (B, R) cosine similarities and the label-defined positive / negative candidates of a miner's batch.
+
+    Positives share the anchor's label, negatives do not; with ``miner.cross_modality`` both are restricted to the
+    other modality; the anchor itself is excluded when mining within the batch.
+    """
+    sim = cosine_similarity_matrix(embeddings, ref_emb)  # (B, D), (R, D) -> (B, R)
+    pos, neg = pair_masks(
+        labels, ref_labels, modalities, ref_modalities, miner.cross_modality, exclude_self=ref_emb is embeddings
+    )  # (B, R) each
+    return sim, pos, neg

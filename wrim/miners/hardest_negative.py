@@ -14,18 +14,19 @@ from __future__ import annotations
 
 import torch
 
-from wrim.miners.base import CosinePairMiner
-from wrim.miners.utils import select_per_row
+from wrim._checks import check_k
+from wrim.miners.base import BaseMiner, cosine_candidates
+from wrim.pairs import IndicesTuple, masks_to_pairs, select_per_row
 
 __all__ = ["HardestNegativeMiner"]
 
 
-class HardestNegativeMiner(CosinePairMiner):
+class HardestNegativeMiner(BaseMiner):
     """Each anchor's ``k`` most cosine-similar negatives, and all its positives.
 
     Examples:
         >>> miner = HardestNegativeMiner(k=1, cross_modality=True)
-        >>> a1, p, a2, n = miner(embeddings, labels, modalities)  # (B, D), (B,), (B,) -> PML pairs
+        >>> a1, p, a2, n = miner(embeddings, labels, modalities=modalities)  # (B, D), (B,), (B,) -> PML pairs
     """
 
     def __init__(self, k: int = 1, cross_modality: bool = False) -> None:
@@ -34,7 +35,20 @@ class HardestNegativeMiner(CosinePairMiner):
             k: number of hardest (most similar) negatives kept per anchor.
             cross_modality: pair only samples of different modalities; ``forward`` then needs ``modalities``.
         """
-        super().__init__(k, cross_modality)
+        super().__init__(cross_modality)
+        self.k = check_k(k)
 
-    def select(self, sim: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return pos, select_per_row(sim, neg, self.k, largest=True)  # the k most similar negatives
+    def mine(
+        self,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor,
+        ref_emb: torch.Tensor,
+        ref_labels: torch.Tensor,
+        modalities: torch.Tensor | None,
+        ref_modalities: torch.Tensor | None,
+    ) -> IndicesTuple:
+        sim, pos, neg = cosine_candidates(self, embeddings, labels, ref_emb, ref_labels, modalities, ref_modalities)
+        return masks_to_pairs(pos, select_per_row(sim, neg, self.k, largest=True))  # the k most similar negatives
+
+    def extra_repr(self) -> str:
+        return f"k={self.k}, cross_modality={self.cross_modality}"

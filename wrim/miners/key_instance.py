@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import torch
 
-from wrim.miners.base import CosinePairMiner
-from wrim.miners.utils import select_per_row
+from wrim._checks import check_k
+from wrim.miners.base import BaseMiner, cosine_candidates
+from wrim.pairs import IndicesTuple, masks_to_pairs, select_per_row
 
 __all__ = ["CrossModalityKeyInstanceMiner", "KeyInstanceMiner"]
 
 
-class KeyInstanceMiner(CosinePairMiner):
+class KeyInstanceMiner(BaseMiner):
     """Each anchor's ``k`` least cosine-similar positives, and all its negatives.
 
     With ``cross_modality=False`` (the default) it is a general hard-positive miner for any metric-learning task;
@@ -33,6 +34,7 @@ class KeyInstanceMiner(CosinePairMiner):
     Examples:
         >>> miner = KeyInstanceMiner(k=2)
         >>> a1, p, a2, n = miner(embeddings, labels)  # (B, D), (B,) -> PML pairs
+        >>> a1, p, a2, n = miner(embeddings, labels, ref_emb, ref_labels)  # PML's positional order
     """
 
     def __init__(self, k: int = 2, cross_modality: bool = False) -> None:
@@ -41,10 +43,23 @@ class KeyInstanceMiner(CosinePairMiner):
             k: number of key (least-similar) positives kept per anchor; [D] default 2 (docs/losses.md).
             cross_modality: pair only samples of different modalities; ``forward`` then needs ``modalities``.
         """
-        super().__init__(k, cross_modality)
+        super().__init__(cross_modality)
+        self.k = check_k(k)
 
-    def select(self, sim: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return select_per_row(sim, pos, self.k, largest=False), neg  # the k least similar positives
+    def mine(
+        self,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor,
+        ref_emb: torch.Tensor,
+        ref_labels: torch.Tensor,
+        modalities: torch.Tensor | None,
+        ref_modalities: torch.Tensor | None,
+    ) -> IndicesTuple:
+        sim, pos, neg = cosine_candidates(self, embeddings, labels, ref_emb, ref_labels, modalities, ref_modalities)
+        return masks_to_pairs(select_per_row(sim, pos, self.k, largest=False), neg)  # the k least similar positives
+
+    def extra_repr(self) -> str:
+        return f"k={self.k}, cross_modality={self.cross_modality}"
 
 
 class CrossModalityKeyInstanceMiner(KeyInstanceMiner):
@@ -55,7 +70,7 @@ class CrossModalityKeyInstanceMiner(KeyInstanceMiner):
 
     Examples:
         >>> miner = CrossModalityKeyInstanceMiner(k=2)
-        >>> a1, p, a2, n = miner(embeddings, labels, modalities)  # (B, D), (B,), (B,)
+        >>> a1, p, a2, n = miner(embeddings, labels, modalities=modalities)  # (B, D), (B,), (B,)
         >>> loss = pytorch_metric_learning.losses.NTXentLoss()(embeddings, labels, (a1, p, a2, n))
     """
 

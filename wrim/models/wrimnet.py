@@ -30,8 +30,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from wrim._checks import check_modalities
+from wrim.evaluation.flip import flip_average
 from wrim.layers import MIIM, ModalityMIIM
-from wrim.modality import check_modalities
 from wrim.models._registry import register_model
 from wrim.models.backbone import NUM_STAGES, StagedBackbone, _pair
 from wrim.models.heads import EmbeddingHead
@@ -328,9 +329,9 @@ class WRIMNet(nn.Module):
     def embed(self, images: torch.Tensor, modalities: torch.Tensor | None = None, flip: bool = True) -> torch.Tensor:
         """The test embedding, optionally averaged with the horizontally flipped images'. Call ``eval()`` first.
 
-        With ``flip`` the two L2-normalised embeddings are averaged and normalised again [D]. DEEN / AGW's test
-        code sums the two views' features without re-normalising: the same ranking under cosine distance, a
-        different one under Euclidean distance.
+        With ``flip`` the two embeddings are summed and normalised again ([D],
+        [`wrim.evaluation.flip.flip_average()`][wrim.evaluation.flip_average]; DEEN's unnormalised sum:
+        docs/evaluation.md).
 
         Args:
             images: (B, 3, H, W) float images.
@@ -342,11 +343,9 @@ class WRIMNet(nn.Module):
         """
         if not flip:
             return self.forward_head(self.forward_features(images, modalities), pre_logits=True)
-        batch = images.shape[0]
-        both = torch.cat([images, images.flip(-1)])  # (2B, 3, H, W)
-        both_modalities = None if modalities is None else torch.cat([modalities, modalities])
-        embedding = self.forward_head(self.forward_features(both, both_modalities), pre_logits=True)  # (2B, D)
-        return F.normalize(embedding[:batch] + embedding[batch:], dim=1)  # (B, D)
+        return flip_average(
+            lambda x, m: self.forward_head(self.forward_features(x, m), pre_logits=True), images, modalities
+        )
 
     # ------------------------------------------------------------------------------------------- timm interface
 

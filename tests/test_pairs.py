@@ -1,11 +1,11 @@
-"""The vectorised pair helpers of ``wrim.miners.utils``."""
+"""The vectorised pair helpers of ``wrim.pairs``."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from wrim.miners.utils import masks_to_pairs, pair_masks, pairs_to_masks, select_per_row
+from wrim.pairs import masks_to_pairs, pair_masks, pairs_to_masks, select_per_row
 
 
 def test_select_per_row_smallest_largest_and_short_rows():
@@ -45,7 +45,7 @@ def test_pairs_round_trip():
 
 @pytest.mark.parametrize("largest", [False, True])
 def test_argmin_path_equals_stable_sort_path(largest, monkeypatch):
-    import wrim.miners.utils as utils
+    import wrim.pairs as utils
 
     scores = torch.randint(-3, 3, (30, 17)).float()  # many exact ties
     mask = torch.rand(30, 17) > 0.4

@@ -1,4 +1,7 @@
-"""Vectorised building blocks shared by wrim's miners and losses.
+"""Pair masks shared by wrim's miners and losses: the one home of the (B, R) positive / negative masks.
+
+Public, for writing miners and losses (docs/extending.md); it sits below [`wrim.miners`][wrim.miners] and
+[`wrim.losses`][wrim.losses] and imports neither.
 
 Shape legend: ``B`` anchors (the batch), ``R`` reference samples (the batch itself unless ``ref_emb`` is given),
 ``D`` embedding size.
@@ -16,9 +19,6 @@ import torch.nn.functional as F
 
 __all__ = [
     "IndicesTuple",
-    "check_embeddings",
-    "check_k",
-    "check_labels",
     "cosine_similarity_matrix",
     "masks_to_pairs",
     "pair_masks",
@@ -28,58 +28,6 @@ __all__ = [
 
 IndicesTuple = tuple[torch.Tensor, ...]
 _ARGMIN_MAX_K = 8  # up to this k, select_per_row uses k argmin passes instead of a full sort
-
-
-def check_k(k: int, name: str = "k") -> int:
-    """Validate a per-anchor count such as the number of key instances.
-
-    Args:
-        k: the value to check; must be an integer >= 1.
-        name: the argument name used in error messages.
-    """
-    if isinstance(k, bool) or not isinstance(k, int):
-        raise TypeError(f"{name} must be an int >= 1 (the number of instances kept per anchor); got {k!r}")
-    if k < 1:
-        raise ValueError(f"{name} must be >= 1 (the number of instances kept per anchor); got {k}")
-    return k
-
-
-def check_embeddings(embeddings: torch.Tensor, name: str = "embeddings") -> torch.Tensor:
-    """Validate a (N, D) floating-point embedding matrix.
-
-    Args:
-        embeddings: the tensor to check.
-        name: the argument name used in error messages.
-    """
-    if not isinstance(embeddings, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape (batch, dim); got {type(embeddings).__name__}")
-    if not embeddings.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor; got dtype {embeddings.dtype}")
-    if embeddings.dim() != 2:
-        raise ValueError(
-            f"{name} must have shape (batch, dim); got {tuple(embeddings.shape)}. Flatten or pool features first."
-        )
-    return embeddings
-
-
-def check_labels(labels: torch.Tensor, batch_size: int, name: str = "labels") -> torch.Tensor:
-    """Validate a (N,) integer label vector of the given length and return it as a LongTensor.
-
-    Args:
-        labels: one identity label per sample.
-        batch_size: the number of samples it must describe.
-        name: the argument name used in error messages.
-    """
-    if not isinstance(labels, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor of shape ({batch_size},); got {type(labels).__name__}")
-    if labels.dtype.is_floating_point or labels.dtype.is_complex:
-        raise TypeError(f"{name} must be an integer tensor of identity labels; got dtype {labels.dtype}")
-    if labels.dim() != 1 or labels.shape[0] != batch_size:
-        raise ValueError(
-            f"{name} must have shape ({batch_size},), one label per embedding; got {tuple(labels.shape)}. "
-            "Embeddings, labels and modalities must have the same length."
-        )
-    return labels.long()
 
 
 def cosine_similarity_matrix(embeddings: torch.Tensor, ref_emb: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,94 @@
+r"""WRIMNetLoss: WRIM-Net's training objective, the ID loss on every head plus a metric loss (docs/losses.md).
+
+[P] losses, [D] weights and label smoothing:
+
+$$
+\mathcal{L} = w_{id} \sum_{h} \mathrm{CE}_{\epsilon}(\text{logits}_h, y) + w_{m} \, \mathcal{L}_{metric}
+$$
+
+with the metric loss an `AICLLoss` (CMKIC on P5 + λ4 CMKIC on P4 by default; ``AICLLoss(loss=TripletLoss())``
+for the triplet ablation) or none. Shape legend: ``B`` batch, ``C`` identities, ``D`` projection size.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from wrim._checks import check_nonnegative
+
+__all__ = ["WRIMNetLoss"]
+
+
+class WRIMNetLoss(nn.Module):
+    r"""ID (cross-entropy with label smoothing) on every head's logits plus a metric loss on the P5 / P4 projections.
+
+    $$
+    \mathcal{L} = w_{id} \sum_{h} \mathrm{CE}_{\epsilon}(\text{logits}_h, y) + w_{m} \, \mathcal{L}_{metric}
+    $$
+
+    After each call ``terms`` holds every named value, detached, for logging: ``id_<head>`` per head, the metric
+    loss's own ``terms`` (e.g. ``cmkic_p5``, ``cmkic_p4``), ``id``, ``metric`` and ``loss``.
+
+    Examples:
+        >>> loss_fn = WRIMNetLoss(AICLLoss(loss=CMKICLoss(k=2)), id_weight=1.0, metric_weight=1.0)
+        >>> loss = loss_fn(model(images, modalities), labels, modalities=modalities)  # WRIMNetOutput -> ()
+    """
+
+    def __init__(
+        self,
+        metric_loss: nn.Module | None,
+        id_weight: float = 1.0,
+        metric_weight: float = 1.0,
+        label_smoothing: float = 0.1,
+    ) -> None:
+        """
+        Args:
+            metric_loss: called as ``metric_loss(p5, p4, labels, modalities=...)``, e.g. ``AICLLoss()``; None for
+                the ID loss alone.
+            id_weight: w_id; [D] default 1.0.
+            metric_weight: w_m; [D] default 1.0.
+            label_smoothing: ε of the cross-entropy; [D] default 0.1.
+        """
+        super().__init__()
+        self.metric_loss = metric_loss
+        self.id_weight = check_nonnegative(id_weight, "id_weight")
+        self.metric_weight = check_nonnegative(metric_weight, "metric_weight")
+        self.id_loss = nn.CrossEntropyLoss(label_smoothing=check_nonnegative(label_smoothing, "label_smoothing"))
+        self.terms: dict[str, torch.Tensor] = {}
+
+    def forward(self, output: Any, labels: torch.Tensor, *, modalities: torch.Tensor | None = None) -> torch.Tensor:
+        """Compute the total; its named parts go to ``self.terms``.
+
+        Args:
+            output: the model's training output (``wrim.models.WRIMNetOutput``): ``logits`` {head: (B, C)},
+                ``p5_projection`` and ``p4_projection`` (B, D).
+            labels: (B,) identity labels.
+            modalities: keyword-only, (B,) ids, 0 = visible, 1 = infrared.
+
+        Returns:
+            The scalar loss.
+        """
+        terms = {f"id_{head}": self.id_loss(logits.float(), labels) for head, logits in output.logits.items()}
+        id_total = torch.stack(list(terms.values())).sum()  # heads -> ()
+        parts: dict[str, torch.Tensor] = {}
+        if self.metric_loss is None:
+            metric = id_total.new_zeros(())
+        else:
+            kwargs = {} if modalities is None else {"modalities": modalities}
+            metric = self.metric_loss(output.p5_projection.float(), output.p4_projection.float(), labels, **kwargs)
+            parts = dict(getattr(self.metric_loss, "terms", {}))
+        total = self.id_weight * id_total + self.metric_weight * metric
+        self.terms = {
+            **{k: v.detach() for k, v in terms.items()},
+            **parts,
+            "id": id_total.detach(),
+            "metric": metric.detach(),
+            "loss": total.detach(),
+        }
+        return total
+
+    def extra_repr(self) -> str:
+        return f"id_weight={self.id_weight}, metric_weight={self.metric_weight}"
