@@ -5,6 +5,7 @@ Usage::
     wrim train                                   # the synthetic default: trains and evaluates on 2 CPU cores
     wrim train --config sysu data.root=/data/SYSU-MM01 model.compile=true
     wrim train --config synthetic --resume        # continue the latest synthetic run
+    wrim train --config sysu_adam --dry-run       # print the resolved config and the model summary, no training
     torchrun --nproc_per_node=4 -m wrim train --config sysu data.root=... data.num_ids=4
     wrim eval --checkpoint runs/sysu-.../best.safetensors --dataset sysu --root /data/SYSU-MM01 mode=indoor
     wrim bench                                    # examples/benchmarks/bench_*.py (from a source checkout);
@@ -50,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=False,
         metavar="RUN_DIR",
         help="continue RUN_DIR, or without a value the latest run of this config in output_dir",
+    )
+    train.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the resolved config and the model summary, build the optimiser and losses, do not train",
     )
     train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. optim.lr=0.01")
 
@@ -98,11 +104,65 @@ def _train(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     config = load_config(args.config, args.overrides)
+    if args.dry_run:
+        return _dry_run(config)
     run_dir = args.resume if isinstance(args.resume, str) else None
     result = Trainer(config, run_dir=run_dir, resume=bool(args.resume)).fit()
     if int(os.environ.get("RANK", "0")) == 0:
         _print_metrics(f"final ({result.run_dir})", result.metrics)
         print(f"wall time {time.perf_counter() - start:.0f} s", flush=True)
+    return 0
+
+
+#: Training identities of the real datasets (the classifier size when ``--dry-run`` has no data.root to read).
+_NUM_CLASSES = {"sysu": 395, "regdb": 206, "llcm": 713}
+
+
+def _dry_run(config) -> int:
+    """Prints the resolved config, builds the model (without weights), losses, optimiser and augmentation."""
+    import inspect
+
+    from wrim.data import SyntheticVIReID, TrainTransform
+    from wrim.engine.config import config_to_dict
+    from wrim.engine.optim import build_optimizer
+    from wrim.engine.trainer import MetricLoss, build_dataset
+    from wrim.models import create_model, summary
+
+    data = config.data
+    if data.dataset == "synthetic":
+        default_ids = inspect.signature(SyntheticVIReID).parameters["num_ids"].default
+        num_classes = int(data.dataset_kwargs.get("num_ids", default_ids))
+    elif data.root is not None:
+        num_classes = build_dataset(data).num_classes  # also checks the folder's layout
+    else:
+        num_classes = _NUM_CLASSES[data.dataset]
+    print(f"# resolved config {config.name!r}", flush=True)
+    print(yaml.safe_dump(config_to_dict(config), sort_keys=False), end="", flush=True)
+    model = create_model(
+        config.model.name,
+        pretrained=False,
+        num_classes=num_classes,
+        img_size=tuple(data.img_size),
+        **config.model.kwargs,
+    )
+    MetricLoss(config.loss)
+    optimizer = build_optimizer(model, config.optim)
+    TrainTransform(
+        data.img_size,
+        channel_aug=data.channel_aug,
+        exchange_prob=data.exchange_prob,
+        gray=data.channel_gray,
+        random_erasing=data.random_erasing,
+    )
+    print(summary(model), flush=True)
+    weights = "not loaded in a dry run" if config.model.pretrained or config.model.pretrained_file else "none"
+    groups = ", ".join(f"{len(g['params'])} tensors at lr {g['lr']:g}" for g in optimizer.param_groups)
+    print(
+        f"dry run of {config.name!r}: {config.model.name} for {num_classes} identities at "
+        f"{data.img_size[0]}x{data.img_size[1]}, backbone weights {weights}; {type(optimizer).__name__} "
+        f"({groups}, weight decay {config.optim.weight_decay:g}); loss {config.loss.metric}; no training",
+        flush=True,
+    )
     return 0
 
 

@@ -255,6 +255,8 @@ class Trainer:
             seed=cfg.seed,
             channel_aug=cfg.data.channel_aug,
             random_erasing=cfg.data.random_erasing,
+            exchange_prob=cfg.data.exchange_prob,
+            channel_gray=cfg.data.channel_gray,
             rank=self.dist.rank if self.dist.distributed else None,
             world_size=self.dist.world_size if self.dist.distributed else None,
         )
