@@ -163,7 +163,7 @@ def _ref_train_files(data_path: str) -> tuple[list[str], list[str]]:
 
 
 def test_train_order_is_the_reference_sorted_merged_id_list(sysu_root: Path) -> None:
-    assert TRAIN + VAL != sorted(TRAIN + VAL)  # the fixture's train + val list is not sorted: the order matters
+    assert sorted(TRAIN + VAL) != TRAIN + VAL  # the fixture's train + val list is not sorted: the order matters
     ds = SYSUMM01(sysu_root)
     files_rgb, files_ir = _ref_train_files(str(sysu_root))
     assert [r.path for r in ds.train if r.modality == VISIBLE] == files_rgb
