@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from wrim.layers.miim import MIIM, reweight
+from wrim.layers.miim import MIIM, combine_output, reweight
 from wrim.modality import INFRARED, VISIBLE, check_modalities
 
 __all__ = ["ModalityMIIM"]
@@ -75,8 +75,8 @@ class ModalityMIIM(nn.Module):
         gate = torch.where(is_infrared, self.infrared.gate(x), self.visible.gate(x))  # (B, C, h, w)
         reweighted = reweight(x, gate, self.stride)  # (B, C, H, W)
         if isinstance(self.visible.norm, nn.Identity):
-            return x + reweighted
-        return x + self._modality_batch_norm(reweighted, modalities).to(x.dtype)
+            return combine_output(x, reweighted, self.visible.combine)
+        return combine_output(x, self._modality_batch_norm(reweighted, modalities), self.visible.combine)
 
     def _modality_batch_norm(self, y: torch.Tensor, modalities: torch.Tensor) -> torch.Tensor:
         """Non-affine BatchNorm with per-modality statistics and running buffers. (B, C, H, W) -> (B, C, H, W)."""

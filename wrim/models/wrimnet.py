@@ -90,6 +90,7 @@ class WRIMNet(nn.Module):
         embed_heads: Sequence[str] | None = None,
         miim_kwargs: dict | None = None,
         backbone_kwargs: dict | None = None,
+        head_kwargs: dict | None = None,
     ) -> None:
         """
         Args:
@@ -121,6 +122,8 @@ class WRIMNet(nn.Module):
             embed_heads: heads whose BNNeck features form the test embedding, in order; None = all heads. [D]
             miim_kwargs: further :class:`~wrim.layers.MIIM` arguments for every MIIM (e.g. ``out_norm``).
             backbone_kwargs: further ``timm.create_model`` arguments (e.g. ``drop_path_rate``).
+            head_kwargs: further :class:`~wrim.models.heads.EmbeddingHead` arguments for every head (e.g.
+                ``freeze_bnneck_bias``, ``classifier_init_std``).
         """
         super().__init__()
         if num_classes is None:
@@ -179,7 +182,9 @@ class WRIMNet(nn.Module):
         self.embed_heads = _check_heads(embed_heads, self.head_names, "embed_heads")
         self.heads = nn.ModuleDict(
             {
-                name: EmbeddingHead(width, num_classes, proj_dim if name in self.projection_heads else 0)
+                name: EmbeddingHead(
+                    width, num_classes, proj_dim if name in self.projection_heads else 0, **(head_kwargs or {})
+                )
                 for name, width in head_channels.items()
             }
         )
