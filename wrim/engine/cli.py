@@ -8,6 +8,7 @@ Usage::
     wrim train --config sysu_adam --dry-run       # print the resolved config and the model summary, no training
     torchrun --nproc_per_node=4 -m wrim train --config sysu data.root=... data.num_ids=4
     wrim eval --checkpoint runs/sysu-.../best.safetensors --dataset sysu --root /data/SYSU-MM01 mode=indoor
+    wrim eval --checkpoint runs/synthetic-.../best.safetensors --dataset synthetic --gate-maps 4   # + gate_maps.png
     wrim bench                                    # examples/benchmarks/bench_*.py (from a source checkout);
                                                   # a script holding ``REQUIRES_CUDA = True`` is skipped without CUDA
     wrim bench layers losses                      # only bench_layers.py and bench_losses.py
@@ -70,6 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--num-workers", type=int, default=2, help="DataLoader workers")
     ev.add_argument("--flip", action="store_true", help="add the flipped image's embedding")
     ev.add_argument("--dataset-arg", action="append", default=[], metavar="key=value", help="e.g. trial=3 (RegDB)")
+    ev.add_argument(
+        "--gate-maps",
+        type=int,
+        default=0,
+        metavar="N",
+        help="write gate_maps.png (each MIIM's gate over N queries and a gallery image of the same person) into "
+        "the checkpoint's run folder",
+    )
     ev.add_argument("protocol", nargs="*", metavar="key=value", help="protocol arguments, e.g. mode=indoor")
 
     bench = sub.add_parser("bench", help="run the benchmarks in examples/benchmarks that apply to this machine")
@@ -205,7 +214,44 @@ def _eval(args: argparse.Namespace) -> int:
             flip=args.flip, num_workers=args.num_workers, **_parse_pairs(args.protocol),
         )  # fmt: skip
     _print_metrics(f"{args.dataset} {checkpoint}", {k: float(v) for k, v in result.as_dict().items()})
+    if args.gate_maps:
+        split = dataset.test_split(trials[0] if trials else dataset.default_trials[0], **_parse_pairs(args.protocol))
+        path = _write_gate_maps(model, split, args.gate_maps, img_size, device, checkpoint.parent / "gate_maps.png")
+        print(f"gate maps of {args.gate_maps} queries: {path}", flush=True)
     return 0
+
+
+def _write_gate_maps(model, split, count: int, img_size: tuple[int, int], device, path: Path) -> Path:
+    """Plots the gates of ``count`` queries (distinct people) beside a gallery image of the same person."""
+    import torch
+
+    from wrim.data import read_image
+    from wrim.data.transforms import TestTransform
+    from wrim.visualize import gate_maps, plot_gate_maps
+
+    if count < 1:
+        raise ValueError(f"--gate-maps must be a number of queries >= 1, got {count}")
+    gallery_by_pid = {}
+    for record in split.gallery:
+        gallery_by_pid.setdefault(record.pid, record)
+    pairs, seen = [], set()
+    for record in split.query:
+        if record.pid in gallery_by_pid and record.pid not in seen and len(pairs) < count:
+            seen.add(record.pid)
+            pairs.append((record, gallery_by_pid[record.pid]))
+    if not pairs:
+        raise ValueError("--gate-maps: no query has a gallery image of the same person in this protocol")
+    records = [r for pair in pairs for r in pair]  # query, gallery, query, gallery, ...
+    transform = TestTransform(img_size)
+    images = torch.stack([transform(read_image(r.path), r.modality) for r in records])  # (2N, 3, H, W)
+    modalities = torch.tensor([r.modality for r in records])
+    maps = gate_maps(model, images.to(device), modalities)
+    titles = [f"id {query.pid}" for query, _ in pairs]
+    try:
+        plot_gate_maps(images, maps, modalities, path, titles=titles)
+    except ImportError as err:
+        raise ValueError(f"--gate-maps: {err}") from err
+    return path
 
 
 def _bench(args: argparse.Namespace) -> int:
