@@ -184,6 +184,8 @@ def _eval(args: argparse.Namespace) -> int:
     from wrim.evaluation import evaluate_protocol
     from wrim.models import create_model, load_weights
 
+    if args.gate_maps < 0:
+        raise ValueError(f"--gate-maps must be a number of queries >= 1, got {args.gate_maps}")
     checkpoint = Path(args.checkpoint)
     info_path = checkpoint.parent / "model.json"
     if not checkpoint.is_file():
@@ -229,8 +231,6 @@ def _write_gate_maps(model, split, count: int, img_size: tuple[int, int], device
     from wrim.data.transforms import TestTransform
     from wrim.visualize import gate_maps, plot_gate_maps
 
-    if count < 1:
-        raise ValueError(f"--gate-maps must be a number of queries >= 1, got {count}")
     gallery_by_pid = {}
     for record in split.gallery:
         gallery_by_pid.setdefault(record.pid, record)
