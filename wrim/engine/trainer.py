@@ -1,6 +1,6 @@
 """The training loop: WRIMNet + ID loss on every head + AICL, evaluation, checkpoints and logs, in plain PyTorch.
 
-One optimiser step ([P] losses, [D] weights, paper.md §2)::
+One optimiser step ([P] losses, [D] weights, docs/paper.md#losses)::
 
     out  = model(images, modalities)                       # WRIMNetOutput, B = num_ids * 2 * num_instances
     L_id = sum_h CE_ls(out.logits[h], pids)                # every head: P5 global, P5 parts, P4 global

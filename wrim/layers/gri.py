@@ -3,7 +3,7 @@
 Shapes: ``B`` batch, ``C`` channels of the compressed map (``dim``), ``h, w`` its grid, ``N = h·w`` query tokens,
 ``M`` key/value tokens (``N``, or the ``kv_pool``-pooled grid), ``H`` heads, ``d = C / H`` head dim.
 
-paper.md §1, step 2 ([P][N]): ``F4 = GRI(Q = F2, K = F3, V = F3)`` where ``F2`` is the compressed map and ``F3`` its
+docs/paper.md#gri ([P][N]): ``F4 = GRI(Q = F2, K = F3, V = F3)`` where ``F2`` is the compressed map and ``F3`` its
 average-pooled version. With tokens ``T = flatten(F2) + P`` (``P`` the 2-D sine-cosine encoding, [D]) and
 ``T3 = flatten(AvgPool_k(F2 + P))`` (``k = kv_pool``; ``k = 1`` means ``T3 = T``, [D])::
 
@@ -35,7 +35,7 @@ _POS_EMBEDS = ("sincos", None)
 
 
 class GRI(nn.Module):
-    """Global Region Interaction (paper.md §1, step 2): attention over the region tokens of a feature map."""
+    """Global Region Interaction (docs/paper.md#gri): attention over the region tokens of a feature map."""
 
     fused_attn: Final[bool]
 

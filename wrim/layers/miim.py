@@ -3,7 +3,7 @@
 Shapes: ``B`` batch, ``C`` input channels, ``H, W`` input size, ``r`` channel reduction, ``s`` spatial stride,
 ``C' = C / r``, ``h = ⌈H / s⌉``, ``w = ⌈W / s⌉``, ``N = h·w`` region tokens.
 
-paper.md §1 ("MIIM = Spatial-Channel Compression → GRI → Spatial-Channel Restore")::
+docs/paper.md#miim ("MIIM = Spatial-Channel Compression → GRI → Spatial-Channel Restore")::
 
     F2  = Conv_{s×s, stride s}(X)                       SCC: C → C', H×W → h×w        [P][N]
     F4  = GRI(F2)                                       region interaction, (B, N, C')  [P][N]
@@ -69,7 +69,7 @@ def reweight(x: torch.Tensor, gate: torch.Tensor, stride: int) -> torch.Tensor:
 
 
 class MIIM(nn.Module):
-    """Multi-dimension Interactive Information Mining block (paper.md §1): (B, C, H, W) -> (B, C, H, W)."""
+    """Multi-dimension Interactive Information Mining block (docs/paper.md#miim): (B, C, H, W) -> (B, C, H, W)."""
 
     def __init__(
         self,

@@ -3,7 +3,8 @@
 Shapes: ``B`` batch, ``C`` channels, ``H, W`` map size, ``h, w`` the MIIM's token grid; ``modalities: (B,)`` with
 ``wrim.VISIBLE = 0`` and ``wrim.INFRARED = 1``.
 
-paper.md §1 ([P][N]): the shallow MIIMs are modality-specific - a visible and an infrared copy with separate weights.
+docs/paper.md#separate-and-shared-miims ([P][N]): the shallow MIIMs are modality-specific - a visible and an
+infrared copy with separate weights.
 [D] routing is by a per-sample ``modalities`` tensor, so any batch order and single-modality batches work.
 
 Routing keeps every shape static (no ``nonzero``, no per-modality sub-batches, so ``torch.compile`` sees one graph):

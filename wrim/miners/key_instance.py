@@ -38,7 +38,7 @@ class KeyInstanceMiner(CosinePairMiner):
     def __init__(self, k: int = 2, cross_modality: bool = False) -> None:
         """
         Args:
-            k: number of key (least-similar) positives kept per anchor; [D] default 2 (paper.md §2).
+            k: number of key (least-similar) positives kept per anchor; [D] default 2 (docs/paper.md#cmkic).
             cross_modality: pair only samples of different modalities; ``forward`` then needs ``modalities``.
         """
         super().__init__(k, cross_modality)
@@ -62,7 +62,7 @@ class CrossModalityKeyInstanceMiner(KeyInstanceMiner):
     def __init__(self, k: int = 2) -> None:
         """
         Args:
-            k: number of key instances per anchor; [D] default 2, the seed's sweep is K in {1, 4, 8} (paper.md §2).
+            k: number of key instances per anchor; [D] default 2, worth sweeping K in {1, 4, 8} (docs/paper.md#cmkic).
         """
         super().__init__(k=k, cross_modality=True)
 

@@ -2,7 +2,7 @@
 
 Shapes: ``B`` batch, ``C`` pooled feature width, ``K`` identities (``num_classes``), ``P`` projection width.
 
-paper.md §1 [N]: every head pools its map (the pooling is done by the caller: global average pooling or a
+docs/paper.md#heads [N]: every head pools its map (the pooling is done by the caller: global average pooling or a
 horizontal strip) and then::
 
     f = BN(g)                                     BNNeck; its bias frozen at 0 as in AGW / BoT [D] (argument)

@@ -3,7 +3,7 @@
 Shapes: ``B`` batch, ``C_k`` channels of stage ``k``, ``H_k, W_k`` its map, ``K`` identities, ``P`` projection
 width, ``D`` test embedding width (the sum of the embedded heads' widths).
 
-paper.md §1::
+docs/paper.md#network::
 
     X_k  = Stage_k(X_{k-1})                              backbone stage k (Block1..Block4)      [P][N]
     X_k  = MIIM^{m}_k(X_k)   k in separate_stages       one copy per modality m                [P][N]
@@ -117,7 +117,7 @@ class WRIMNet(nn.Module):
                 0 for none.
             proj_dim: contrastive projection width ``P`` ([N]: 128).
             projection_heads: heads with a projection MLP; None = all. [N] gives every head one, but only the P5
-                and P4 global projections have a loss (CMKIC / AICL, paper.md §2), so by default the part heads
+                and P4 global projections have a loss (CMKIC / AICL, docs/paper.md#losses), so by default the part heads
                 get none: no parameter without gradient (which DistributedDataParallel would reject). [D]
             embed_heads: heads whose BNNeck features form the test embedding, in order; None = all heads. [D]
             miim_kwargs: further :class:`~wrim.layers.MIIM` arguments for every MIIM (e.g. ``out_norm``).
