@@ -208,7 +208,8 @@ class Config:
         output_dir: parent folder of the run folders.
         run_name: run folder name inside ``output_dir``.
         log_every: update the progress-bar / TensorBoard step values every this many iterations.
-        progress: show tqdm progress bars.
+        progress: tqdm progress bars: ``true``, ``false`` or ``"auto"`` (bars only when stderr, where they are
+            drawn, is a terminal; a redirected log then gets one line per epoch and evaluation instead of bar frames).
         model: see :class:`ModelConfig`.
         data: see :class:`DataConfig`.
         loss: see :class:`LossConfig`.
@@ -224,7 +225,7 @@ class Config:
     output_dir: str = "runs"
     run_name: str | None = None
     log_every: int = 10
-    progress: bool = True
+    progress: bool | str = "auto"
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -237,6 +238,8 @@ class Config:
         _check_choice("optim.schedule", self.optim.schedule, ("step", "cosine"))
         _check_choice("amp", self.amp, ("auto", "bf16", "fp16", "none"))
         _check_choice("data.dataset", self.data.dataset, ("synthetic", "sysu", "regdb", "llcm"))
+        if self.progress not in (True, False, "auto"):
+            raise ValueError(f"progress must be true, false or auto, got {self.progress!r}")
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         if self.eval.every < 0:

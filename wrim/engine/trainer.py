@@ -49,7 +49,7 @@ from wrim.engine.checkpoint import (
 )
 from wrim.engine.config import Config, DataConfig, LossConfig, config_to_dict, load_config, save_config
 from wrim.engine.distributed import DistInfo, barrier, init_distributed, resolve_device, shutdown_distributed
-from wrim.engine.logger import MetricsLogger, plot_curves
+from wrim.engine.logger import MetricsLogger, plot_curves, show_progress
 from wrim.engine.optim import build_optimizer, build_scheduler
 
 __all__ = [
@@ -430,7 +430,7 @@ class Trainer:
             total=self.iters_per_epoch,
             desc=f"epoch {epoch + 1}/{cfg.epochs}",
             leave=False,
-            disable=not (cfg.progress and self.dist.is_main),
+            disable=not (show_progress(cfg.progress) and self.dist.is_main),
             dynamic_ncols=True,
         )
         for step, (images, pids, _camids, modalities) in enumerate(bar):
@@ -577,7 +577,7 @@ class Trainer:
             initial=self.start_epoch,
             total=cfg.epochs,
             desc="training",
-            disable=not (cfg.progress and self.dist.is_main),
+            disable=not (show_progress(cfg.progress) and self.dist.is_main),
             dynamic_ncols=True,
         )
         for epoch in epochs:
