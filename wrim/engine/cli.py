@@ -26,8 +26,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
+
+if TYPE_CHECKING:
+    import torch
+
+    from wrim.data import TestSplit
+    from wrim.engine.config import Config
 
 __all__ = ["build_parser", "main"]
 
@@ -127,7 +134,7 @@ def _train(args: argparse.Namespace) -> int:
 _NUM_CLASSES = {"sysu": 395, "regdb": 206, "llcm": 713}
 
 
-def _dry_run(config) -> int:
+def _dry_run(config: Config) -> int:
     """Prints the resolved config, builds the model (without weights), losses, optimiser and augmentation."""
     import inspect
 
@@ -223,7 +230,9 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_gate_maps(model, split, count: int, img_size: tuple[int, int], device, path: Path) -> Path:
+def _write_gate_maps(
+    model: torch.nn.Module, split: TestSplit, count: int, img_size: tuple[int, int], device: torch.device, path: Path
+) -> Path:
     """Plots the gates of ``count`` queries (distinct people) beside a gallery image of the same person."""
     import torch
 
