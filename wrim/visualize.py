@@ -166,18 +166,15 @@ def plot_gate_maps(
         titles: one title per row (e.g. the person id), shown on the row's first image.
 
     Returns:
-        the matplotlib figure.
+        the ``matplotlib.figure.Figure`` (no pyplot state is touched).
 
     Raises:
         ImportError: matplotlib is not installed (``pip install 'wrim[train]'``).
         ValueError: the batch has no visible / infrared pair, or ``maps`` do not match the images.
     """
     try:
-        import matplotlib
-
-        if path is not None:
-            matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
     except ImportError as err:
         raise ImportError("plot_gate_maps needs matplotlib: pip install 'wrim[train]'") from err
     modalities = check_modalities(modalities, images.shape[0]).cpu()
@@ -194,7 +191,9 @@ def plot_gate_maps(
     pictures = pictures.clamp(0, 1).permute(0, 2, 3, 1).numpy()  # (B, H, W, 3)
     names = list(maps)
     cols = 2 * (1 + len(names))
-    fig, axes = plt.subplots(rows, cols, figsize=(1.1 * cols, 2.3 * rows), squeeze=False)
+    fig = Figure(figsize=(1.1 * cols, 2.3 * rows))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, cols, squeeze=False)
     for row in range(rows):
         for side, index in enumerate((visible[row], infrared[row])):
             start = side * (1 + len(names))
@@ -216,5 +215,4 @@ def plot_gate_maps(
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=120)
-        plt.close(fig)
     return fig
