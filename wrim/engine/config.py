@@ -84,6 +84,8 @@ class DataConfig:
         channel_gray: upper bound of the exchange's drawn index: 2 = CAJ's code (R, G or B copied, the grayscale
             outcome never drawn), 3 = a 1/4 chance each of R, G, B and grayscale (CAJ's paper). [D] 2.
         random_erasing: probability of random erasing.
+        strict_check: a real dataset whose counts differ from the published statistics (``wrim check-data``) is an
+            error at the start of training instead of a one-line warning.
     """
 
     dataset: str = "sysu"
@@ -97,6 +99,7 @@ class DataConfig:
     exchange_prob: float = 0.5
     channel_gray: int = 2
     random_erasing: float = 0.5
+    strict_check: bool = False
 
 
 @dataclass
