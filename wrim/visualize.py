@@ -4,11 +4,11 @@ Shapes: ``B`` images, ``C`` channels of a placement, ``h, w`` its MIIM token gri
 ``N = h·w``.
 
 Every MIIM computes a gate ``G = σ(Linear_{C'→C}(F4))`` of shape (B, C, h, w) in (0, 1) (docs/paper.md, MIIM) and
-re-weights its input with ``X ⊙ Up_s(G)``. :func:`capture_gates` installs forward hooks on each MIIM's
+re-weights its input with ``X ⊙ Up_s(G)``. ``capture_gates`` installs forward hooks on each MIIM's
 compression conv (the grid ``h × w``) and restore Linear (the gate logits), so one ordinary forward pass of the model
 fills in every gate; a separate (modality-specific) MIIM keeps, per sample, the gate of its modality's copy, as its
 forward does. The hooks exist only inside the ``with`` block: a model costs nothing extra when no map is asked for.
-:func:`gate_maps` reduces each gate over channels to (B, h, w); :func:`plot_gate_maps` overlays them on the images.
+``gate_maps`` reduces each gate over channels to (B, h, w); ``plot_gate_maps`` overlays them on the images.
 
 Example:
     >>> maps = gate_maps(model.eval(), images, modalities)          # doctest: +SKIP
@@ -157,7 +157,7 @@ def plot_gate_maps(
 
     Args:
         images: (B, 3, H, W) images normalised with ``mean`` / ``std``.
-        maps: :func:`gate_maps`' output, ``{placement: (B, h, w)}``.
+        maps: ``gate_maps``' output, ``{placement: (B, h, w)}``.
         modalities: (B,) 0 = visible, 1 = infrared.
         path: write a PNG there (folders are created); None only returns the figure.
         mean: the normalisation mean to undo.

@@ -1,12 +1,14 @@
 """SYSU-MM01 (Wu et al., ICCV 2017) read from its native folders, with the AGW / DEEN evaluation protocol.
 
-Layout (as distributed)::
+Layout (as distributed):
 
-    SYSU-MM01/
-      cam1/ cam2/ cam3/ cam4/ cam5/ cam6/      visible: cam1, cam2 (indoor), cam4, cam5 (outdoor)
-        <pid:04d>/<img:04d>.jpg                 infrared: cam3 (indoor), cam6 (outdoor)
-      exp/train_id.txt  exp/val_id.txt  exp/test_id.txt    each ONE line of comma-separated ids
-      exp/rand_perm_cam.mat                     optional: the official gallery permutations (see SYSUMM01)
+```text
+SYSU-MM01/
+  cam1/ cam2/ cam3/ cam4/ cam5/ cam6/      visible: cam1, cam2 (indoor), cam4, cam5 (outdoor)
+    <pid:04d>/<img:04d>.jpg                 infrared: cam3 (indoor), cam6 (outdoor)
+  exp/train_id.txt  exp/val_id.txt  exp/test_id.txt    each ONE line of comma-separated ids
+  exp/rand_perm_cam.mat                     optional: the official gallery permutations (see SYSUMM01)
+```
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ class SYSUMM01(VIReIDDataset):
       files in sorted name order;
     - gallery: visible cameras cam1, cam2, cam4, cam5 (``mode="all"``) or cam1, cam2 (``mode="indoor"``), per test
       id (sorted) and camera folder that exists, ``shots`` images: 1 (single-shot) or 10 (multi-shot). Which
-      images depends on :attr:`gallery_sampling`:
+      images depends on ``gallery_sampling``:
 
       - ``"official_mat"`` (when ``rand_perm_cam.mat`` of the SYSU-MM01 evaluation code is given or found in
         ``exp/``): the official protocol. ``rand_perm_cam{cam}{pid}(trial + 1, 1:shots)`` are 1-based indices into
@@ -133,7 +135,7 @@ class SYSUMM01(VIReIDDataset):
             trial: gallery sampling seed, ``0..9`` in published results.
             mode: ``"all"`` (gallery cameras 1, 2, 4, 5) or ``"indoor"`` (cameras 1, 2).
             shots: ``1`` (single-shot, the AGW / DEEN protocol) or ``10`` (multi-shot); the images follow
-                :attr:`gallery_sampling`.
+                ``gallery_sampling``.
         """
         trial = 0 if trial is None else int(trial)
         if mode not in ("all", "indoor"):

@@ -1,19 +1,21 @@
 """The ``wrim`` command line: ``train``, ``eval``, ``bench``, ``synth`` and ``check-data``.
 
-Usage::
+Usage:
 
-    wrim train                                   # the synthetic default: trains and evaluates on 2 CPU cores
-    wrim train --config sysu data.root=/data/SYSU-MM01 model.compile=true
-    wrim train --config synthetic --resume        # continue the latest synthetic run
-    wrim train --config sysu_adam --dry-run       # print the resolved config and the model summary, no training
-    torchrun --nproc_per_node=4 -m wrim train --config sysu data.root=... data.num_ids=4
-    wrim eval --checkpoint runs/sysu-.../best.safetensors --dataset sysu --root /data/SYSU-MM01 mode=indoor
-    wrim eval --checkpoint runs/synthetic-.../best.safetensors --dataset synthetic --gate-maps 4   # + gate_maps.png
-    wrim bench                                    # examples/benchmarks/bench_*.py (from a source checkout);
-                                                  # a script holding ``REQUIRES_CUDA = True`` is skipped without CUDA
-    wrim bench layers losses                      # only bench_layers.py and bench_losses.py
-    wrim synth --out ./synthetic                  # write the synthetic set in SYSU-MM01's layout
-    wrim check-data --dataset sysu --root /data/SYSU-MM01   # counts and files against the published statistics
+```text
+wrim train                                   # the synthetic default: trains and evaluates on 2 CPU cores
+wrim train --config sysu data.root=/data/SYSU-MM01 model.compile=true
+wrim train --config synthetic --resume        # continue the latest synthetic run
+wrim train --config sysu_adam --dry-run       # print the resolved config and the model summary, no training
+torchrun --nproc_per_node=4 -m wrim train --config sysu data.root=... data.num_ids=4
+wrim eval --checkpoint runs/sysu-.../best.safetensors --dataset sysu --root /data/SYSU-MM01 mode=indoor
+wrim eval --checkpoint runs/synthetic-.../best.safetensors --dataset synthetic --gate-maps 4   # + gate_maps.png
+wrim bench                                    # examples/benchmarks/bench_*.py (from a source checkout);
+                                              # a script holding ``REQUIRES_CUDA = True`` is skipped without CUDA
+wrim bench layers losses                      # only bench_layers.py and bench_losses.py
+wrim synth --out ./synthetic                  # write the synthetic set in SYSU-MM01's layout
+wrim check-data --dataset sysu --root /data/SYSU-MM01   # counts and files against the published statistics
+```
 
 ``python -m wrim ...`` is the same program.
 """

@@ -5,11 +5,13 @@ Shapes: ``B`` batch, ``C`` channels of the compressed map (``dim``), ``h, w`` it
 
 docs/paper.md#gri ([P][N]): ``F4 = GRI(Q = F2, K = F3, V = F3)`` where ``F2`` is the compressed map and ``F3`` its
 average-pooled version. With tokens ``T = flatten(F2) + P`` (``P`` the 2-D sine-cosine encoding, [D]) and
-``T3 = flatten(AvgPool_k(F2 + P))`` (``k = kv_pool``; ``k = 1`` means ``T3 = T``, [D])::
+``T3 = flatten(AvgPool_k(F2 + P))`` (``k = kv_pool``; ``k = 1`` means ``T3 = T``, [D]):
 
-    Q = LN(T) W_q,   K = LN(T3) W_k,   V = LN(T3) W_v          (one qkv Linear, no bias [N])
-    A = softmax(Q Kᵀ / √d) V                                    (per head)
-    F4 = T + (A W_o + b_o)                                      (residual [D], output projection with bias [N])
+```text
+Q = LN(T) W_q,   K = LN(T3) W_k,   V = LN(T3) W_v          (one qkv Linear, no bias [N])
+A = softmax(Q Kᵀ / √d) V                                    (per head)
+F4 = T + (A W_o + b_o)                                      (residual [D], output projection with bias [N])
+```
 
 (``residual_pos_embed=False`` adds the attention to ``flatten(F2)`` instead of ``T``, [D].)
 

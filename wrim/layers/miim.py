@@ -3,12 +3,14 @@
 Shapes: ``B`` batch, ``C`` input channels, ``H, W`` input size, ``r`` channel reduction, ``s`` spatial stride,
 ``C' = C / r``, ``h = ⌈H / s⌉``, ``w = ⌈W / s⌉``, ``N = h·w`` region tokens.
 
-docs/paper.md#miim ("MIIM = Spatial-Channel Compression → GRI → Spatial-Channel Restore")::
+docs/paper.md#miim ("MIIM = Spatial-Channel Compression → GRI → Spatial-Channel Restore"):
 
-    F2  = Conv_{s×s, stride s}(X)                       SCC: C → C', H×W → h×w        [P][N]
-    F4  = GRI(F2)                                       region interaction, (B, N, C')  [P][N]
-    G   = Up_s(σ(Linear_{C'→C}(F4)))                    SCR: a (B, C, H, W) gate        [N] (+ gate use [D])
-    Out = X + BN_{affine=False}(X ⊙ G)                  re-weighting + residual         [D]
+```text
+F2  = Conv_{s×s, stride s}(X)                       SCC: C → C', H×W → h×w        [P][N]
+F4  = GRI(F2)                                       region interaction, (B, N, C')  [P][N]
+G   = Up_s(σ(Linear_{C'→C}(F4)))                    SCR: a (B, C, H, W) gate        [N] (+ gate use [D])
+Out = X + BN_{affine=False}(X ⊙ G)                  re-weighting + residual         [D]
+```
 
 ``combine`` chooses the last line ([D], the paper does not give it): ``"add"`` (above, the default),
 ``"add_relu"`` ``Out = ReLU(X + BN(X ⊙ G))`` (the ReLU of the [N] module list after the sum, as in a ResNet
@@ -32,7 +34,7 @@ from wrim.layers.gri import GRI
 
 __all__ = ["COMBINES", "MIIM", "combine_output", "reweight"]
 
-#: The ways :class:`MIIM` combines its input with the normalised re-weighted map (``combine`` argument).
+#: The ways ``MIIM`` combines its input with the normalised re-weighted map (``combine`` argument).
 COMBINES: tuple[str, ...] = ("add", "add_relu", "gate")
 
 
@@ -100,7 +102,7 @@ class MIIM(nn.Module):
             qkv_bias: bias in GRI's qkv projection ([N]: none).
             attn_residual: GRI adds attention to its input tokens. [D]
             attn_residual_pos_embed: GRI's residual carries the positional encoding (see
-                :class:`~wrim.layers.GRI` ``residual_pos_embed``). [D] True.
+                [`GRI`][wrim.layers.GRI] ``residual_pos_embed``). [D] True.
             out_norm: normalise the re-weighted branch with a non-affine BatchNorm before the residual sum
                 ([N] shows a non-affine BatchNorm in each block; where it sits is [D]).
             combine: ``"add"`` ``X + BN(X ⊙ G)``, ``"add_relu"`` ``ReLU(X + BN(X ⊙ G))`` or ``"gate"``

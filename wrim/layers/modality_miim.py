@@ -33,7 +33,7 @@ class ModalityMIIM(nn.Module):
         """
         Args:
             channels: input (and output) channels ``C``.
-            **kwargs: the :class:`~wrim.layers.MIIM` arguments (``reduction``, ``stride``, ``num_heads``,
+            **kwargs: the [`MIIM`][wrim.layers.MIIM] arguments (``reduction``, ``stride``, ``num_heads``,
                 ``kv_pool``, ``pos_embed``, ...), shared by both copies.
         """
         super().__init__()

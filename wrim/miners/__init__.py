@@ -2,7 +2,7 @@
 
 ``CrossModalityKeyInstanceMiner`` gives WRIM-Net's key instances (CMKIC, docs/paper.md#cmkic); ``KeyInstanceMiner`` and
 ``HardestNegativeMiner`` are the general hard-positive / hard-negative forms. Their output plugs into any PML loss
-as ``indices_tuple`` and into :class:`wrim.losses.CMKICLoss`.
+as ``indices_tuple`` and into [`wrim.losses.CMKICLoss`][wrim.losses.CMKICLoss].
 """
 
 from wrim.miners.base import BaseMiner, CosinePairMiner
