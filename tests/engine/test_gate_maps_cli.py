@@ -1,4 +1,4 @@
-"""``wrim eval --gate-maps N`` writes the gate-map PNG of N queries into the checkpoint's run folder."""
+"""``wrim eval --gate-maps N`` writes the gate-map PNG of N queries into the checkpoint's run folder (slow)."""
 
 import pytest
 
@@ -15,6 +15,7 @@ DATASET_ARGS = [
 ]
 
 
+@pytest.mark.slow  # trains a tiny model first: ~35 s on 2 cores; tests/test_visualize.py covers the PNG by default
 def test_eval_gate_maps_writes_a_png(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     overrides = tiny_overrides(tmp_path, "gates", "epochs=1", "data.num_workers=0", "eval.every=0")
