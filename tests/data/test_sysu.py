@@ -137,3 +137,106 @@ def test_missing_path_is_a_value_error(sysu_root: Path, missing: str) -> None:
 def test_missing_root(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="nowhere"):
         SYSUMM01(tmp_path / "nowhere")
+
+
+# ---- the training order of pre_process_sysu.py, written as its loops
+
+
+def _ref_train_files(data_path: str) -> tuple[list[str], list[str]]:
+    def read(name: str) -> list[str]:
+        with open(os.path.join(data_path, f"exp/{name}_id.txt")) as file:
+            return ["%04d" % int(y) for y in file.read().splitlines()[0].split(",")]  # noqa: UP031
+
+    id_train = read("train")
+    id_train.extend(read("val"))
+    files_rgb, files_ir = [], []
+    for pid in sorted(id_train):
+        for cam in ["cam1", "cam2", "cam4", "cam5"]:
+            img_dir = os.path.join(data_path, cam, pid)
+            if os.path.isdir(img_dir):
+                files_rgb.extend(sorted([img_dir + "/" + i for i in os.listdir(img_dir)]))
+        for cam in ["cam3", "cam6"]:
+            img_dir = os.path.join(data_path, cam, pid)
+            if os.path.isdir(img_dir):
+                files_ir.extend(sorted([img_dir + "/" + i for i in os.listdir(img_dir)]))
+    return files_rgb, files_ir
+
+
+def test_train_order_is_the_reference_sorted_merged_id_list(sysu_root: Path) -> None:
+    assert sorted(TRAIN + VAL) != TRAIN + VAL  # the fixture's train + val list is not sorted: the order matters
+    ds = SYSUMM01(sysu_root)
+    files_rgb, files_ir = _ref_train_files(str(sysu_root))
+    assert [r.path for r in ds.train if r.modality == VISIBLE] == files_rgb
+    assert [r.path for r in ds.train if r.modality == INFRARED] == files_ir
+    assert [r.path for r in ds.train] == files_rgb + files_ir  # visible block, then infrared
+
+
+# ---- the official multi-shot protocol from rand_perm_cam.mat
+
+NUM_PIDS = 12  # the .mat has one cell per person id 1..NUM_PIDS, as the official one has 533
+
+
+def _write_rand_perm(path: Path, seed: int = 0, trials: int = 10) -> dict[tuple[int, int], list[list[int]]]:
+    """An official-layout rand_perm_cam.mat: 6 cells (cameras) of NUM_PIDS cells of (trials, n) 1-based indices."""
+    savemat = pytest.importorskip("scipy.io").savemat
+    np = pytest.importorskip("numpy")
+    rng = random.Random(seed)
+    perms: dict[tuple[int, int], list[list[int]]] = {}
+    cams = np.empty((6, 1), dtype=object)
+    for cam in range(1, 7):
+        per_id = np.empty((NUM_PIDS, 1), dtype=object)
+        for pid in range(1, NUM_PIDS + 1):
+            n = _count(pid, cam) if pid in TRAIN + VAL + TEST else 0
+            rows = [rng.sample(range(1, n + 1), n) for _ in range(trials)] if n else []
+            per_id[pid - 1, 0] = np.array(rows, dtype=np.float64).reshape(len(rows), n)  # MATLAB doubles
+            if n:
+                perms[(cam, pid)] = rows
+        cams[cam - 1, 0] = per_id
+    savemat(str(path), {"rand_perm_cam": cams})
+    return perms
+
+
+@pytest.mark.parametrize("shots", [1, 10])
+@pytest.mark.parametrize("mode", ["all", "indoor"])
+def test_official_gallery_follows_rand_perm_cam(sysu_root: Path, tmp_path: Path, mode: str, shots: int) -> None:
+    perms = _write_rand_perm(tmp_path / "rand_perm_cam.mat")
+    ds = SYSUMM01(sysu_root, rand_perm_file=tmp_path / "rand_perm_cam.mat")
+    assert ds.gallery_sampling == "official_mat"
+    cams = (1, 2, 4, 5) if mode == "all" else (1, 2)
+    for trial in range(10):
+        split = ds.test_split(trial, mode=mode, shots=shots)
+        expected = [
+            str(sysu_root / f"cam{cam}" / f"{pid:04d}" / f"{index:04d}.jpg")  # fixture files are 0001.jpg ...
+            for pid in sorted(TEST)
+            for cam in cams
+            if (cam, pid) in perms
+            for index in perms[(cam, pid)][trial][:shots]
+        ]
+        assert [r.path for r in split.gallery] == expected
+        assert [r.path for r in split.query] == _ref_query(str(sysu_root))  # the query never changes
+
+
+def test_rand_perm_cam_found_under_exp_and_switchable_off(sysu_root: Path) -> None:
+    perms = _write_rand_perm(sysu_root / "exp" / "rand_perm_cam.mat", seed=1)
+    ds = SYSUMM01(sysu_root)
+    pid, cam = next((p, c) for p in sorted(TEST) for c in (1, 2, 4, 5) if (c, p) in perms)
+    first = ds.test_split(2, shots=1).gallery[0]
+    assert first.path.endswith(f"cam{cam}/{pid:04d}/{perms[(cam, pid)][2][0]:04d}.jpg")
+    agw = SYSUMM01(sysu_root, rand_perm_file=False)
+    assert agw.gallery_sampling == "agw_seed"
+    assert [r.path for r in agw.test_split(2).gallery] == _ref_gallery(str(sysu_root), "all", 2)
+
+
+def test_rand_perm_cam_errors(sysu_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match="rand_perm_cam.mat file"):
+        SYSUMM01(sysu_root, rand_perm_file=tmp_path / "missing.mat")
+    savemat = pytest.importorskip("scipy.io").savemat
+    savemat(str(tmp_path / "other.mat"), {"something": [1, 2]})
+    with pytest.raises(ValueError, match="'rand_perm_cam'"):
+        SYSUMM01(sysu_root, rand_perm_file=tmp_path / "other.mat")
+    _write_rand_perm(tmp_path / "short.mat", trials=3)
+    with pytest.raises(ValueError, match="3 trials"):
+        SYSUMM01(sysu_root, rand_perm_file=tmp_path / "short.mat").test_split(5)
+    monkeypatch.setitem(__import__("sys").modules, "scipy.io", None)  # scipy missing
+    with pytest.raises(ImportError, match=r"wrim\[matlab\]"):
+        SYSUMM01(sysu_root, rand_perm_file=tmp_path / "short.mat")

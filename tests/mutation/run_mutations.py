@@ -71,7 +71,7 @@ MUTANTS: tuple[Mutant, ...] = (
         "gri_residual_on_normalised",
         "GRI: residual added to the normalised tokens instead of the input tokens",
         "wrim/layers/gri.py",
-        "return tokens + out if self.residual else out",
+        "return shortcut + out if self.residual else out",
         "return queries + out if self.residual else out",
         LAYERS,
     ),

@@ -76,6 +76,8 @@ def build_train_loader(
     random_erasing: float = 0.5,
     rank: int | None = None,
     world_size: int | None = None,
+    exchange_prob: float = 0.5,
+    channel_gray: int = 2,
 ) -> DataLoader:
     """Train loader over ``dataset.train`` with [`IdentityModalitySampler`][wrim.data.IdentityModalitySampler] batches.
 
@@ -94,6 +96,8 @@ def build_train_loader(
         random_erasing: random erasing probability.
         rank: DDP rank (default from ``torch.distributed`` when initialised).
         world_size: DDP world size (default from ``torch.distributed`` when initialised).
+        exchange_prob: probability of the channel exchange on a visible image (with ``channel_aug``).
+        channel_gray: ``gray`` of ``ChannelExchange`` (2 = CAJ's code, 3 adds grayscale).
     """
     records = dataset.train
     sampler = IdentityModalitySampler(
@@ -105,7 +109,13 @@ def build_train_loader(
         rank=rank,
         world_size=world_size,
     )
-    transform = TrainTransform(img_size, channel_aug=channel_aug, random_erasing=random_erasing)
+    transform = TrainTransform(
+        img_size,
+        channel_aug=channel_aug,
+        exchange_prob=exchange_prob,
+        gray=channel_gray,
+        random_erasing=random_erasing,
+    )
     generator = torch.Generator().manual_seed(int(seed) * 1_000_003 + sampler.rank)
     return DataLoader(
         ImageDataset(records, transform),

@@ -7,6 +7,7 @@ SYSU-MM01/
   cam1/ cam2/ cam3/ cam4/ cam5/ cam6/      visible: cam1, cam2 (indoor), cam4, cam5 (outdoor)
     <pid:04d>/<img:04d>.jpg                 infrared: cam3 (indoor), cam6 (outdoor)
   exp/train_id.txt  exp/val_id.txt  exp/test_id.txt    each ONE line of comma-separated ids
+  exp/rand_perm_cam.mat                     optional: the official gallery permutations (see SYSUMM01)
 ```
 """
 
@@ -16,37 +17,49 @@ import os
 import random
 from pathlib import Path
 
+import numpy as np
+
 from wrim.data.base import VIReIDDataset, list_images, relabel
 from wrim.data.records import ImageRecord, TestSplit
 from wrim.modality import INFRARED, VISIBLE
 
-__all__ = ["SYSUMM01"]
+__all__ = ["SYSUMM01", "read_rand_perm"]
 
 _LAYOUT = """\
     <root>/
       cam1/ cam2/ cam3/ cam4/ cam5/ cam6/        (visible: cam1 cam2 cam4 cam5; infrared: cam3 cam6)
         0001/0001.jpg 0001/0002.jpg ...          (<pid:04d>/<img>.jpg; a pid folder may be absent in a camera)
-      exp/train_id.txt exp/val_id.txt exp/test_id.txt   (each: one line of comma-separated ids, e.g. 1,2,4)"""
+      exp/train_id.txt exp/val_id.txt exp/test_id.txt   (each: one line of comma-separated ids, e.g. 1,2,4)
+      exp/rand_perm_cam.mat                      (optional: the official gallery permutations)"""
 
 
 class SYSUMM01(VIReIDDataset):
     """SYSU-MM01 train set and its IR -> visible protocol (all-search / indoor-search, single- / multi-shot).
 
-    Train set (``pre_process_sysu.py``): the ids of ``exp/train_id.txt`` and ``exp/val_id.txt`` merged, every image
-    of the visible cameras 1, 2, 4, 5 and of the infrared cameras 3, 6, relabelled ``0..C-1`` in sorted order of the
-    original ids (the reference relabels through ``enumerate(set(ir_pids))``, which is the same order for ids seen
-    by an infrared camera; here an id seen only by visible cameras is kept instead of raising ``KeyError``).
+    Train set (``pre_process_sysu.py``): the ids of ``exp/train_id.txt`` and ``exp/val_id.txt`` merged and sorted
+    (the reference sorts the merged ``"%04d"`` id list), then for each id the visible cameras 1, 2, 4, 5 and for
+    each id the infrared cameras 3, 6, files in sorted name order: the reference's record order, so a seed gives the
+    reference's sampler sequence. Labels are ``0..C-1`` in sorted order of the original ids (the reference
+    relabels through ``enumerate(set(ir_pids))``, which is the same order for ids seen by an infrared camera; here
+    an id seen only by visible cameras is kept instead of raising ``KeyError``).
 
     Protocol (``process_query_sysu`` / ``process_gallery_sysu`` in AGW and DEEN):
 
     - query: every image of the test ids from cam3 and cam6, for both modes; ids sorted, then cameras in order, then
       files in sorted name order;
-    - gallery: visible cameras cam1, cam2, cam4, cam5 (``mode="all"``) or cam1, cam2 (``mode="indoor"``). The trial
-      seeds Python's ``random`` (``random.seed(trial)``, here a private ``random.Random(trial)`` with the same
-      stream) and, per test id (sorted) and camera folder that exists, ``random.choice`` picks one image from the
-      sorted file list (``shots=1``, single-shot). ``shots=10`` is the original multi-shot protocol, which AGW and
-      DEEN do not implement: ``random.sample`` of 10 images per id and camera (all of them when fewer), kept in
-      sorted order;
+    - gallery: visible cameras cam1, cam2, cam4, cam5 (``mode="all"``) or cam1, cam2 (``mode="indoor"``), per test
+      id (sorted) and camera folder that exists, ``shots`` images: 1 (single-shot) or 10 (multi-shot). Which
+      images depends on ``gallery_sampling``:
+
+      - ``"official_mat"`` (when ``rand_perm_cam.mat`` of the SYSU-MM01 evaluation code is given or found in
+        ``exp/``): the official protocol. ``rand_perm_cam{cam}{pid}(trial + 1, 1:shots)`` are 1-based indices into
+        the (cam, pid) folder's sorted image list (the rows of the official code's feature matrix), taken in that
+        order; an empty permutation skips the (cam, pid); fewer than ``shots`` entries take them all.
+      - ``"agw_seed"`` (no file): the AGW / DEEN sampling. The trial seeds Python's ``random``
+        (``random.seed(trial)``, here a private ``random.Random(trial)`` with the same stream) and
+        ``random.choice`` picks one image from the sorted file list (single-shot, identical to the reference
+        code). AGW and DEEN have no multi-shot; ``shots=10`` here draws ``random.sample`` of 10 images (all of them
+        when fewer), kept in sorted order: the multi-shot *setting*, not the official images (those need the file).
     - camera rule (applied in ``wrim.evaluation.evaluate(protocol="sysu")``): for a cam3 query the reference
       ``eval_sysu`` drops **every** cam2 gallery image, whatever its identity (its docstring says "same pid and
       camid", the code does not check the pid).
@@ -56,6 +69,9 @@ class SYSUMM01(VIReIDDataset):
 
     Args:
         root: the ``SYSU-MM01`` folder.
+        rand_perm_file: the official ``rand_perm_cam.mat`` (github.com/wuancong/SYSU-MM01,
+            ``evaluation/data_split/``); ``None`` uses ``<root>/exp/rand_perm_cam.mat`` when it exists; ``False``
+            always uses the AGW sampling. Reading it needs scipy (``pip install 'wrim[matlab]'``).
     """
 
     name = "sysu"
@@ -65,21 +81,34 @@ class SYSUMM01(VIReIDDataset):
     infrared_cams: tuple[int, ...] = (3, 6)
     indoor_cams: tuple[int, ...] = (1, 2)
 
-    def __init__(self, root: str | os.PathLike) -> None:
+    def __init__(self, root: str | os.PathLike, rand_perm_file: str | os.PathLike | bool | None = None) -> None:
         super().__init__(root)
         self._require(self.root, "dataset root folder")
         for cam in (*self.visible_cams, *self.infrared_cams):
             self._require(self.root / f"cam{cam}", "camera folder")
         exp = self.root / "exp"
         train_ids = self._read_id_line(exp / "train_id.txt") + self._read_id_line(exp / "val_id.txt")
+        train_ids = sorted(train_ids, key=lambda pid: f"{pid:04d}")  # the reference sorts the merged "%04d" strings
         self.test_ids: list[int] = sorted(self._read_id_line(exp / "test_id.txt"))
         records = self._collect(train_ids, self.visible_cams) + self._collect(train_ids, self.infrared_cams)
         if not records:
             raise ValueError(f"{type(self).__name__}: no train image found under '{self.root}'. Expected:\n{_LAYOUT}")
         self.train = relabel(records)
+        if rand_perm_file is None and (exp / "rand_perm_cam.mat").is_file():
+            rand_perm_file = exp / "rand_perm_cam.mat"
+        if rand_perm_file is True:
+            raise ValueError("rand_perm_file must be a path, None (auto: exp/rand_perm_cam.mat) or False; got True")
+        self.rand_perm: dict[tuple[int, int], np.ndarray] | None = None
+        if rand_perm_file is not None and rand_perm_file is not False:
+            self.rand_perm = read_rand_perm(self._require(Path(rand_perm_file), "rand_perm_cam.mat file"))
+
+    @property
+    def gallery_sampling(self) -> str:
+        """``"official_mat"`` (galleries from ``rand_perm_cam.mat``) or ``"agw_seed"`` (AGW / DEEN sampling)."""
+        return "agw_seed" if self.rand_perm is None else "official_mat"
 
     def _id_folders(self, ids: list[int], cams: tuple[int, ...]) -> list[tuple[int, int, Path]]:
-        """``(pid, cam, folder)`` for each id, then camera, whose folder exists (the reference's loop order)."""
+        """``(pid, cam, folder)`` for each id, then camera, whose folder exists, in the order of ``ids``."""
         out = []
         for pid in ids:
             for cam in cams:
@@ -105,7 +134,8 @@ class SYSUMM01(VIReIDDataset):
         Args:
             trial: gallery sampling seed, ``0..9`` in published results.
             mode: ``"all"`` (gallery cameras 1, 2, 4, 5) or ``"indoor"`` (cameras 1, 2).
-            shots: ``1`` (single-shot, the AGW / DEEN protocol) or ``10`` (multi-shot).
+            shots: ``1`` (single-shot, the AGW / DEEN protocol) or ``10`` (multi-shot); the images follow
+                ``gallery_sampling``.
         """
         trial = 0 if trial is None else int(trial)
         if mode not in ("all", "indoor"):
@@ -120,6 +150,54 @@ class SYSUMM01(VIReIDDataset):
             files = list_images(folder)
             if not files:
                 continue
-            picked = [rng.choice(files)] if shots == 1 else sorted(rng.sample(files, min(shots, len(files))))
+            if self.rand_perm is not None:
+                picked = self._official_pick(files, pid, cam, trial, shots)
+            elif shots == 1:
+                picked = [rng.choice(files)]
+            else:
+                picked = sorted(rng.sample(files, min(shots, len(files))))
             gallery.extend(self._record(path, pid, cam) for path in picked)
         return TestSplit(query=query, gallery=gallery, protocol="sysu", trial=trial)
+
+    def _official_pick(self, files: list[Path], pid: int, cam: int, trial: int, shots: int) -> list[Path]:
+        """The first ``shots`` entries of ``rand_perm_cam{cam}{pid}(trial + 1, :)`` as images of ``files``."""
+        perm = self.rand_perm.get((cam, pid))
+        if perm is None or perm.size == 0:
+            return []
+        if trial >= perm.shape[0]:
+            raise ValueError(f"rand_perm_cam.mat has {perm.shape[0]} trials for cam{cam}/{pid:04d}; got trial={trial}")
+        indices = [int(i) for i in perm[trial, :shots]]
+        if min(indices) < 1 or max(indices) > len(files):
+            raise ValueError(
+                f"rand_perm_cam.mat picks images {indices} of cam{cam}/{pid:04d}, which has {len(files)} images: "
+                "the file does not belong to this copy of SYSU-MM01"
+            )
+        return [files[i - 1] for i in indices]
+
+
+def read_rand_perm(path: str | os.PathLike) -> dict[tuple[int, int], np.ndarray]:
+    """Read SYSU-MM01's official ``rand_perm_cam.mat`` into ``{(cam, pid): (trials, n) 1-based image indices}``.
+
+    The file holds one MATLAB variable ``rand_perm_cam``: a cell array of 6 cells (cameras 1..6), each a cell array
+    with one cell per person id (cell ``pid`` for id ``pid``), each a (trials, images) matrix whose row ``t`` is a
+    permutation of the 1-based indices of that camera's images of that person (empty where the person is absent).
+
+    Raises:
+        ImportError: scipy is not installed (``pip install 'wrim[matlab]'``).
+        ValueError: the file has no ``rand_perm_cam`` cell array.
+    """
+    try:
+        from scipy.io import loadmat
+    except ImportError as err:
+        raise ImportError("reading rand_perm_cam.mat needs scipy: pip install 'wrim[matlab]'") from err
+    content = loadmat(str(path))
+    cams = content.get("rand_perm_cam")
+    if cams is None or cams.dtype != object:
+        raise ValueError(f"{path}: expected a MATLAB cell array named 'rand_perm_cam' (the official SYSU-MM01 file)")
+    out = {}
+    for cam, per_id in enumerate(cams.ravel(), start=1):
+        for pid, perm in enumerate(np.asarray(per_id).ravel(), start=1):
+            perm = np.asarray(perm)
+            if perm.size:
+                out[(cam, pid)] = np.atleast_2d(perm).astype(np.int64)
+    return out

@@ -6,8 +6,10 @@ Usage:
 wrim train                                   # the synthetic default: trains and evaluates on 2 CPU cores
 wrim train --config sysu data.root=/data/SYSU-MM01 model.compile=true
 wrim train --config synthetic --resume        # continue the latest synthetic run
+wrim train --config sysu_adam --dry-run       # print the resolved config and the model summary, no training
 torchrun --nproc_per_node=4 -m wrim train --config sysu data.root=... data.num_ids=4
 wrim eval --checkpoint runs/sysu-.../best.safetensors --dataset sysu --root /data/SYSU-MM01 mode=indoor
+wrim eval --checkpoint runs/synthetic-.../best.safetensors --dataset synthetic --gate-maps 4   # + gate_maps.png
 wrim bench                                    # examples/benchmarks/bench_*.py (from a source checkout);
                                               # a script holding ``REQUIRES_CUDA = True`` is skipped without CUDA
 wrim bench layers losses                      # only bench_layers.py and bench_losses.py
@@ -27,8 +29,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
+
+if TYPE_CHECKING:
+    import torch
+
+    from wrim.data import TestSplit
+    from wrim.engine.config import Config
 
 __all__ = ["build_parser", "main"]
 
@@ -54,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RUN_DIR",
         help="continue RUN_DIR, or without a value the latest run of this config in output_dir",
     )
+    train.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the resolved config and the model summary, build the optimiser and losses, do not train",
+    )
     train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. optim.lr=0.01")
 
     ev = sub.add_parser("eval", help="evaluate a checkpoint on a dataset's protocol")
@@ -67,6 +81,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--num-workers", type=int, default=2, help="DataLoader workers")
     ev.add_argument("--flip", action="store_true", help="add the flipped image's embedding")
     ev.add_argument("--dataset-arg", action="append", default=[], metavar="key=value", help="e.g. trial=3 (RegDB)")
+    ev.add_argument(
+        "--gate-maps",
+        type=int,
+        default=0,
+        metavar="N",
+        help="write gate_maps.png (each MIIM's gate over N queries and a gallery image of the same person) into "
+        "the checkpoint's run folder",
+    )
     ev.add_argument("protocol", nargs="*", metavar="key=value", help="protocol arguments, e.g. mode=indoor")
 
     bench = sub.add_parser("bench", help="run the benchmarks in examples/benchmarks that apply to this machine")
@@ -112,11 +134,65 @@ def _train(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     config = load_config(args.config, args.overrides)
+    if args.dry_run:
+        return _dry_run(config)
     run_dir = args.resume if isinstance(args.resume, str) else None
     result = Trainer(config, run_dir=run_dir, resume=bool(args.resume)).fit()
     if int(os.environ.get("RANK", "0")) == 0:
         _print_metrics(f"final ({result.run_dir})", result.metrics)
         print(f"wall time {time.perf_counter() - start:.0f} s", flush=True)
+    return 0
+
+
+#: Training identities of the real datasets (the classifier size when ``--dry-run`` has no data.root to read).
+_NUM_CLASSES = {"sysu": 395, "regdb": 206, "llcm": 713}
+
+
+def _dry_run(config: Config) -> int:
+    """Prints the resolved config, builds the model (without weights), losses, optimiser and augmentation."""
+    import inspect
+
+    from wrim.data import SyntheticVIReID, TrainTransform
+    from wrim.engine.config import config_to_dict
+    from wrim.engine.optim import build_optimizer
+    from wrim.engine.trainer import build_dataset, build_loss
+    from wrim.models import create_model, summary
+
+    data = config.data
+    if data.dataset == "synthetic":
+        default_ids = inspect.signature(SyntheticVIReID).parameters["num_ids"].default
+        num_classes = int(data.dataset_kwargs.get("num_ids", default_ids))
+    elif data.root is not None:
+        num_classes = build_dataset(data).num_classes  # also checks the folder's layout
+    else:
+        num_classes = _NUM_CLASSES[data.dataset]
+    print(f"# resolved config {config.name!r}", flush=True)
+    print(yaml.safe_dump(config_to_dict(config), sort_keys=False), end="", flush=True)
+    model = create_model(
+        config.model.name,
+        pretrained=False,
+        num_classes=num_classes,
+        img_size=tuple(data.img_size),
+        **config.model.kwargs,
+    )
+    build_loss(config.loss)
+    optimizer = build_optimizer(model, config.optim)
+    TrainTransform(
+        data.img_size,
+        channel_aug=data.channel_aug,
+        exchange_prob=data.exchange_prob,
+        gray=data.channel_gray,
+        random_erasing=data.random_erasing,
+    )
+    print(summary(model), flush=True)
+    weights = "not loaded in a dry run" if config.model.pretrained or config.model.pretrained_file else "none"
+    groups = ", ".join(f"{len(g['params'])} tensors at lr {g['lr']:g}" for g in optimizer.param_groups)
+    print(
+        f"dry run of {config.name!r}: {config.model.name} for {num_classes} identities at "
+        f"{data.img_size[0]}x{data.img_size[1]}, backbone weights {weights}; {type(optimizer).__name__} "
+        f"({groups}, weight decay {config.optim.weight_decay:g}); loss {config.loss.metric}; no training",
+        flush=True,
+    )
     return 0
 
 
@@ -129,6 +205,8 @@ def _eval(args: argparse.Namespace) -> int:
     from wrim.evaluation import evaluate_protocol
     from wrim.models import create_model, load_weights
 
+    if args.gate_maps < 0:
+        raise ValueError(f"--gate-maps must be a number of queries >= 1, got {args.gate_maps}")
     checkpoint = Path(args.checkpoint)
     info_path = checkpoint.parent / "model.json"
     if not checkpoint.is_file():
@@ -159,7 +237,44 @@ def _eval(args: argparse.Namespace) -> int:
             flip=args.flip, num_workers=args.num_workers, **_parse_pairs(args.protocol),
         )  # fmt: skip
     _print_metrics(f"{args.dataset} {checkpoint}", {k: float(v) for k, v in result.as_dict().items()})
+    if args.gate_maps:
+        split = dataset.test_split(trials[0] if trials else dataset.default_trials[0], **_parse_pairs(args.protocol))
+        path = _write_gate_maps(model, split, args.gate_maps, img_size, device, checkpoint.parent / "gate_maps.png")
+        print(f"gate maps of {args.gate_maps} queries: {path}", flush=True)
     return 0
+
+
+def _write_gate_maps(
+    model: torch.nn.Module, split: TestSplit, count: int, img_size: tuple[int, int], device: torch.device, path: Path
+) -> Path:
+    """Plots the gates of ``count`` queries (distinct people) beside a gallery image of the same person."""
+    import torch
+
+    from wrim.data import read_image
+    from wrim.data.transforms import TestTransform
+    from wrim.visualize import gate_maps, plot_gate_maps
+
+    gallery_by_pid = {}
+    for record in split.gallery:
+        gallery_by_pid.setdefault(record.pid, record)
+    pairs, seen = [], set()
+    for record in split.query:
+        if record.pid in gallery_by_pid and record.pid not in seen and len(pairs) < count:
+            seen.add(record.pid)
+            pairs.append((record, gallery_by_pid[record.pid]))
+    if not pairs:
+        raise ValueError("--gate-maps: no query has a gallery image of the same person in this protocol")
+    records = [r for pair in pairs for r in pair]  # query, gallery, query, gallery, ...
+    transform = TestTransform(img_size)
+    images = torch.stack([transform(read_image(r.path), r.modality) for r in records])  # (2N, 3, H, W)
+    modalities = torch.tensor([r.modality for r in records])
+    maps = gate_maps(model, images.to(device), modalities)
+    titles = [f"id {query.pid}" for query, _ in pairs]
+    try:
+        plot_gate_maps(images, maps, modalities, path, titles=titles)
+    except ImportError as err:
+        raise ValueError(f"--gate-maps: {err}") from err
+    return path
 
 
 def _bench(args: argparse.Namespace) -> int:

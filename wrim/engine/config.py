@@ -80,6 +80,9 @@ class DataConfig:
             ``num_ids * 2 * num_instances`` images.
         num_workers: DataLoader worker processes.
         channel_aug: random channel exchange / grayscale of visible images (CAJ).
+        exchange_prob: probability of the channel exchange on a visible image when ``channel_aug`` ([D] 0.5).
+        channel_gray: upper bound of the exchange's drawn index: 2 = CAJ's code (R, G or B copied, the grayscale
+            outcome never drawn), 3 = a 1/4 chance each of R, G, B and grayscale (CAJ's paper). [D] 2.
         random_erasing: probability of random erasing.
         strict_check: a real dataset whose counts differ from the published statistics (``wrim check-data``) is an
             error at the start of training instead of a one-line warning.
@@ -93,6 +96,8 @@ class DataConfig:
     num_instances: int = 4
     num_workers: int = 4
     channel_aug: bool = True
+    exchange_prob: float = 0.5
+    channel_gray: int = 2
     random_erasing: float = 0.5
     strict_check: bool = False
 
@@ -135,13 +140,15 @@ class OptimConfig:
     """Optimiser and learning-rate schedule.
 
     Args:
-        name: ``"sgd"`` (momentum, optionally Nesterov) or ``"adamw"``.
+        name: ``"sgd"`` (momentum, optionally Nesterov), ``"adam"`` (``torch.optim.Adam``: weight decay is an L2
+            term added to the gradient, the BoT / fast-reid recipe of Adam 3.5e-4) or ``"adamw"`` (decoupled
+            weight decay). Every trainable parameter gets ``weight_decay``, BatchNorm and biases included.
         lr: base learning rate (head parameters).
         backbone_lr_mult: learning-rate factor of the backbone parameters (AGW: 0.1 with ImageNet weights).
         weight_decay: weight decay of every parameter.
         momentum: SGD momentum.
         nesterov: SGD Nesterov momentum.
-        betas: AdamW betas.
+        betas: Adam / AdamW betas.
         schedule: ``"step"`` (AGW: ``lr * (e + 1) / warmup_epochs`` for epochs ``e < warmup_epochs``, then
             multiplied by ``gamma`` at each milestone; changes at epoch boundaries) or ``"cosine"`` (linear warmup
             per iteration, then cosine decay to ``min_lr_factor * lr``).
@@ -230,7 +237,7 @@ class Config:
 
     def __post_init__(self) -> None:
         _check_choice("loss.metric", self.loss.metric, ("aicl", "triplet", "wr_triplet", "none"))
-        _check_choice("optim.name", self.optim.name, ("sgd", "adamw"))
+        _check_choice("optim.name", self.optim.name, ("sgd", "adam", "adamw"))
         _check_choice("optim.schedule", self.optim.schedule, ("step", "cosine"))
         _check_choice("amp", self.amp, ("auto", "bf16", "fp16", "none"))
         _check_choice("data.dataset", self.data.dataset, ("synthetic", "sysu", "regdb", "llcm"))
@@ -402,6 +409,9 @@ def list_configs() -> list[str]:
 def load_config(name_or_path: str | Path = "synthetic", overrides: list[str] | None = None) -> Config:
     """Loads a shipped config by name or a YAML file by path, then applies ``overrides``.
 
+    A file may start from another config with a top-level ``base: NAME`` (a shipped name or a YAML path) and list
+    only what it changes; nested sections are merged key by key (the ablation configs are written this way).
+
     Args:
         name_or_path: ``"synthetic"``, ``"sysu"``, ``"regdb"``, ``"llcm"`` or the path of a YAML file.
         overrides: ``key=value`` strings, see [`apply_overrides()`][wrim.engine.apply_overrides].
@@ -419,13 +429,39 @@ def load_config(name_or_path: str | Path = "synthetic", overrides: list[str] | N
         path = shipped
     elif not path.is_file():
         raise ValueError(f"config file {str(path)!r} does not exist; shipped configs: {list_configs()}")
+    data = _read_yaml(path)
+    data.setdefault("name", path.stem)
+    config = config_from_dict(data)
+    return apply_overrides(config, overrides or [])
+
+
+def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A config file's mapping; a top-level ``base: NAME`` is the shipped config (or YAML path) it changes."""
     with open(path, encoding="utf-8") as f:
         data = yaml.safe_load(f) or {}
     if not isinstance(data, dict):
         raise ValueError(f"config file {str(path)!r} must hold a mapping at the top level")
-    data.setdefault("name", path.stem)
-    config = config_from_dict(data)
-    return apply_overrides(config, overrides or [])
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    base_path = Path(base) if Path(base).suffix in (".yaml", ".yml") else CONFIG_DIR / f"{base}.yaml"
+    if not base_path.is_absolute() and not base_path.is_file():
+        base_path = path.parent / base_path
+    if not base_path.is_file():
+        raise ValueError(f"{str(path)!r}: base config {base!r} not found; shipped configs: {list_configs()}")
+    if base_path.resolve() in seen:
+        raise ValueError(f"{str(path)!r}: base configs form a cycle through {str(base_path)!r}")
+    inherited = _read_yaml(base_path, (*seen, path.resolve()))
+    inherited.pop("name", None)  # a run is named after the file that was asked for
+    return _merge(inherited, data)
+
+
+def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``changes`` applied key by key (nested mappings merged, other values replaced)."""
+    out = dict(base)
+    for key, value in changes.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def save_config(config: Config, path: str | Path) -> None:

@@ -1,4 +1,4 @@
-"""Optimisers and learning-rate schedules of the field: SGD + warmup/step (AGW; docs/training.md) or AdamW + cosine.
+"""Optimisers and schedules of the field: SGD or Adam + warmup/step (AGW, BoT; docs/training.md) or AdamW + cosine.
 
 The schedule is a ``LambdaLR`` stepped once per iteration. Its factor is a function of the fractional epoch
 ``t = iteration / iters_per_epoch``:
@@ -23,7 +23,11 @@ __all__ = ["build_optimizer", "build_scheduler", "lr_factor"]
 
 
 def build_optimizer(model: nn.Module, config: OptimConfig) -> torch.optim.Optimizer:
-    """SGD or AdamW with two parameter groups: the backbone (``backbone_lr_mult * lr``) and the rest (``lr``).
+    """SGD, Adam or AdamW with two parameter groups: the backbone (``backbone_lr_mult * lr``) and the rest (``lr``).
+
+    Every trainable parameter, BatchNorm weights and biases included, gets ``config.weight_decay`` (AGW's SGD and
+    BoT's Adam both decay every parameter). ``"adam"`` is ``torch.optim.Adam``, whose weight decay is the L2 term
+    ``wd * theta`` added to the gradient; ``"adamw"`` decouples it (Loshchilov & Hutter), a different optimiser.
 
     Backbone parameters are those whose name starts with ``backbone.`` (how ``wrim.models.WRIMNet`` names its
     timm trunk); a model without such parameters gets one group.
@@ -50,9 +54,11 @@ def build_optimizer(model: nn.Module, config: OptimConfig) -> torch.optim.Optimi
             weight_decay=config.weight_decay,
             nesterov=config.nesterov and config.momentum > 0,
         )
+    if config.name == "adam":
+        return torch.optim.Adam(groups, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
     if config.name == "adamw":
         return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
-    raise ValueError(f"optim.name must be 'sgd' or 'adamw', got {config.name!r}")
+    raise ValueError(f"optim.name must be 'sgd', 'adam' or 'adamw', got {config.name!r}")
 
 
 def lr_factor(t: float, epochs: int, config: OptimConfig) -> float:

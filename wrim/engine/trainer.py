@@ -1,6 +1,6 @@
 """The training loop: WRIMNet + ID loss on every head + AICL, evaluation, checkpoints and logs, in plain PyTorch.
 
-One optimiser step ([P] losses, [D] weights; docs/training.md):
+One optimiser step ([P] losses, [D] weights; docs/paper.md#losses):
 
 ```text
 out  = model(images, modalities)                       # WRIMNetOutput, B = num_ids * 2 * num_instances
@@ -109,6 +109,18 @@ def build_dataset(config: DataConfig) -> Any:
         raise ValueError(f"data.root is required for data.dataset={config.dataset!r}: pass data.root=/path/to/it")
     cls = {"sysu": data.SYSUMM01, "regdb": data.RegDB, "llcm": data.LLCM}[config.dataset]
     return cls(config.root, **config.dataset_kwargs)
+
+
+def build_loss(config: LossConfig) -> nn.Module:
+    """The training objective of ``loss.*``: ID loss on every head plus the metric term (``wrim.losses``)."""
+    from wrim.losses import WRIMNetLoss
+
+    return WRIMNetLoss(
+        _metric_loss(config),
+        id_weight=config.id_weight,
+        metric_weight=config.metric_weight,
+        label_smoothing=config.label_smoothing,
+    )
 
 
 def _metric_loss(config: LossConfig) -> nn.Module | None:
@@ -230,6 +242,8 @@ class Trainer:
             seed=cfg.seed,
             channel_aug=cfg.data.channel_aug,
             random_erasing=cfg.data.random_erasing,
+            exchange_prob=cfg.data.exchange_prob,
+            channel_gray=cfg.data.channel_gray,
             rank=self.dist.rank if self.dist.distributed else None,
             world_size=self.dist.world_size if self.dist.distributed else None,
         )
@@ -269,14 +283,7 @@ class Trainer:
             model = torch.compile(model)
         self.model = model
 
-        from wrim.losses import WRIMNetLoss
-
-        self.loss_fn = WRIMNetLoss(
-            _metric_loss(cfg.loss),
-            id_weight=cfg.loss.id_weight,
-            metric_weight=cfg.loss.metric_weight,
-            label_smoothing=cfg.loss.label_smoothing,
-        )
+        self.loss_fn = build_loss(cfg.loss)
         self.optimizer = build_optimizer(self.net, cfg.optim)
         self.scheduler = build_scheduler(self.optimizer, cfg.optim, cfg.epochs, self.iters_per_epoch)
 

@@ -3,7 +3,7 @@
 Shapes: ``B`` batch, ``C`` channels of the compressed map (``dim``), ``h, w`` its grid, ``N = h·w`` query tokens,
 ``M`` key/value tokens (``N``, or the ``kv_pool``-pooled grid), ``H`` heads, ``d = C / H`` head dim.
 
-docs/layers.md, step 2 ([P][N]): ``F4 = GRI(Q = F2, K = F3, V = F3)`` where ``F2`` is the compressed map and ``F3`` its
+docs/paper.md#gri ([P][N]): ``F4 = GRI(Q = F2, K = F3, V = F3)`` where ``F2`` is the compressed map and ``F3`` its
 average-pooled version. With tokens ``T = flatten(F2) + P`` (``P`` the 2-D sine-cosine encoding, [D]) and
 ``T3 = flatten(AvgPool_k(F2 + P))`` (``k = kv_pool``; ``k = 1`` means ``T3 = T``, [D]):
 
@@ -12,6 +12,8 @@ Q = LN(T) W_q,   K = LN(T3) W_k,   V = LN(T3) W_v          (one qkv Linear, no b
 A = softmax(Q Kᵀ / √d) V                                    (per head)
 F4 = T + (A W_o + b_o)                                      (residual [D], output projection with bias [N])
 ```
+
+(``residual_pos_embed=False`` adds the attention to ``flatten(F2)`` instead of ``T``, [D].)
 
 Two attention paths give the same numbers: the fused path calls ``F.scaled_dot_product_attention``; the
 reference path writes ``softmax(QKᵀ/√d)V`` out explicitly. ``fused_attn`` (default: ``wrim.use_fused_attn()``)
@@ -35,7 +37,7 @@ _POS_EMBEDS = ("sincos", None)
 
 
 class GRI(nn.Module):
-    """Global Region Interaction (docs/layers.md, MIIM step 2): attention over the region tokens of a feature map."""
+    """Global Region Interaction (docs/paper.md#gri): attention over the region tokens of a feature map."""
 
     fused_attn: Final[bool]
 
@@ -47,6 +49,7 @@ class GRI(nn.Module):
         pos_embed: str | None = "sincos",
         qkv_bias: bool = False,
         residual: bool = True,
+        residual_pos_embed: bool = True,
         attn_drop: float = 0.0,
         proj_drop: float = 0.0,
         norm_layer: type[nn.Module] = nn.LayerNorm,
@@ -63,6 +66,9 @@ class GRI(nn.Module):
                 (ablation). [D]
             qkv_bias: bias in the qkv projection ([N]: none).
             residual: add the attention output to its input tokens (pre-norm transformer form). [D]
+            residual_pos_embed: the residual carries the positional encoding (``F4 = T + A``, ``T`` encoded, as in a
+                pre-norm ViT); False adds ``A`` to the un-encoded tokens, so no fixed per-position constant reaches
+                ``F4`` and the gate. [D] True (the paper describes neither).
             attn_drop: dropout on the attention weights ([N]: 0).
             proj_drop: dropout after the output projection ([N]: 0).
             norm_layer: the token norm applied before qkv ([N]: LayerNorm).
@@ -85,6 +91,7 @@ class GRI(nn.Module):
         self.kv_pool = kv_pool
         self.pos_embed = pos_embed
         self.residual = residual
+        self.residual_pos_embed = residual_pos_embed
         self.fused_attn = use_fused_attn()
         self.norm = norm_layer(dim, **factory)
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias, **factory)
@@ -105,8 +112,11 @@ class GRI(nn.Module):
             raise ValueError(f"GRI expects a (B, {self.dim}, h, w) map; got shape {tuple(x.shape)}")
         batch, dim, height, width = x.shape
         tokens = x.permute(0, 2, 3, 1).reshape(batch, height * width, dim)  # (B, C, h, w) -> (B, N, C)
+        shortcut = tokens
         if self.pos_embed == "sincos":
             tokens = tokens + sincos_2d_pos_embed(height, width, dim, device=x.device, dtype=tokens.dtype)
+            if self.residual_pos_embed:
+                shortcut = tokens
         queries = self.norm(tokens)  # (B, N, C)
         if self.kv_pool == 1:
             qkv = self.qkv(queries).view(batch, -1, 3, self.num_heads, self.head_dim)  # (B, N, 3, H, d)
@@ -123,7 +133,7 @@ class GRI(nn.Module):
         attended = self._attend(q, k, v)  # (B, H, N, d)
         attended = attended.transpose(1, 2).reshape(batch, height * width, dim)  # (B, N, C)
         out = self.proj_drop(self.proj(attended))
-        return tokens + out if self.residual else out
+        return shortcut + out if self.residual else out
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """softmax(QKᵀ/√d)V, fused or written out. (B, H, N, d), (B, H, M, d) x 2 -> (B, H, N, d)."""

@@ -3,7 +3,7 @@
 Shapes: ``B`` batch, ``C`` input channels, ``H, W`` input size, ``r`` channel reduction, ``s`` spatial stride,
 ``C' = C / r``, ``h = ⌈H / s⌉``, ``w = ⌈W / s⌉``, ``N = h·w`` region tokens.
 
-docs/layers.md ("MIIM = Spatial-Channel Compression → GRI → Spatial-Channel Restore"):
+docs/paper.md#miim ("MIIM = Spatial-Channel Compression → GRI → Spatial-Channel Restore"):
 
 ```text
 F2  = Conv_{s×s, stride s}(X)                       SCC: C → C', H×W → h×w        [P][N]
@@ -11,6 +11,10 @@ F4  = GRI(F2)                                       region interaction, (B, N, C
 G   = Up_s(σ(Linear_{C'→C}(F4)))                    SCR: a (B, C, H, W) gate        [N] (+ gate use [D])
 Out = X + BN_{affine=False}(X ⊙ G)                  re-weighting + residual         [D]
 ```
+
+``combine`` chooses the last line ([D], the paper does not give it): ``"add"`` (above, the default),
+``"add_relu"`` ``Out = ReLU(X + BN(X ⊙ G))`` (the ReLU of the [N] module list after the sum, as in a ResNet
+block) or ``"gate"`` ``Out = BN(X ⊙ G)`` (re-weighting only, no residual).
 
 The gate re-weights the input in space and channel at once. The nearest upsampling ``Up_s`` is never materialised
 when ``s`` divides ``H`` and ``W``: the (h, w) gate broadcasts over s×s blocks of a view of ``X``.
@@ -28,7 +32,20 @@ from torch import nn
 
 from wrim.layers.gri import GRI
 
-__all__ = ["MIIM", "reweight"]
+__all__ = ["COMBINES", "MIIM", "combine_output", "reweight"]
+
+#: The ways ``MIIM`` combines its input with the normalised re-weighted map (``combine`` argument).
+COMBINES: tuple[str, ...] = ("add", "add_relu", "gate")
+
+
+def combine_output(x: torch.Tensor, normed: torch.Tensor, combine: str) -> torch.Tensor:
+    """The MIIM output from ``X`` and ``BN(X ⊙ G)``, both (B, C, H, W): ``X + ·``, ``ReLU(X + ·)`` or ``·``."""
+    normed = normed.to(x.dtype)
+    if combine == "add":
+        return x + normed
+    if combine == "add_relu":
+        return F.relu(x + normed)
+    return normed
 
 
 def reweight(x: torch.Tensor, gate: torch.Tensor, stride: int) -> torch.Tensor:
@@ -54,7 +71,7 @@ def reweight(x: torch.Tensor, gate: torch.Tensor, stride: int) -> torch.Tensor:
 
 
 class MIIM(nn.Module):
-    """Multi-dimension Interactive Information Mining block (docs/layers.md): (B, C, H, W) -> (B, C, H, W)."""
+    """Multi-dimension Interactive Information Mining block (docs/paper.md#miim): (B, C, H, W) -> (B, C, H, W)."""
 
     def __init__(
         self,
@@ -66,7 +83,9 @@ class MIIM(nn.Module):
         pos_embed: str | None = "sincos",
         qkv_bias: bool = False,
         attn_residual: bool = True,
+        attn_residual_pos_embed: bool = True,
         out_norm: bool = True,
+        combine: str = "add",
         attn_drop: float = 0.0,
         proj_drop: float = 0.0,
         device: torch.device | str | None = None,
@@ -82,8 +101,12 @@ class MIIM(nn.Module):
             pos_embed: ``"sincos"`` or ``None``. [D]
             qkv_bias: bias in GRI's qkv projection ([N]: none).
             attn_residual: GRI adds attention to its input tokens. [D]
+            attn_residual_pos_embed: GRI's residual carries the positional encoding (see
+                [`GRI`][wrim.layers.GRI] ``residual_pos_embed``). [D] True.
             out_norm: normalise the re-weighted branch with a non-affine BatchNorm before the residual sum
                 ([N] shows a non-affine BatchNorm in each block; where it sits is [D]).
+            combine: ``"add"`` ``X + BN(X ⊙ G)``, ``"add_relu"`` ``ReLU(X + BN(X ⊙ G))`` or ``"gate"``
+                ``BN(X ⊙ G)``. [D] ``"add"`` (the [N] module list shows a ReLU whose place is not known).
             attn_drop: attention dropout.
             proj_drop: GRI output-projection dropout.
             device: parameter device.
@@ -94,10 +117,13 @@ class MIIM(nn.Module):
             raise ValueError(f"reduction must divide channels; got channels={channels}, reduction={reduction}")
         if stride < 1:
             raise ValueError(f"stride must be >= 1; got {stride}")
+        if combine not in COMBINES:
+            raise ValueError(f"combine must be one of {COMBINES}; got {combine!r}")
         factory = {"device": device, "dtype": dtype}
         self.channels = channels
         self.reduction = reduction
         self.stride = stride
+        self.combine = combine
         dim = channels // reduction
         self.compress = nn.Conv2d(channels, dim, kernel_size=stride, stride=stride, **factory)
         self.gri = GRI(
@@ -107,6 +133,7 @@ class MIIM(nn.Module):
             pos_embed=pos_embed,
             qkv_bias=qkv_bias,
             residual=attn_residual,
+            residual_pos_embed=attn_residual_pos_embed,
             attn_drop=attn_drop,
             proj_drop=proj_drop,
             **factory,
@@ -153,7 +180,7 @@ class MIIM(nn.Module):
         """(B, C, H, W) -> (B, C, H, W)."""
         self.check_input(x)
         reweighted = reweight(x, self.gate(x), self.stride)  # (B, C, H, W)
-        return x + self.norm(reweighted).to(x.dtype)
+        return combine_output(x, self.norm(reweighted), self.combine)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, reduction={self.reduction}, stride={self.stride}"

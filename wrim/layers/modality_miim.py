@@ -3,7 +3,8 @@
 Shapes: ``B`` batch, ``C`` channels, ``H, W`` map size, ``h, w`` the MIIM's token grid; ``modalities: (B,)`` with
 ``wrim.VISIBLE = 0`` and ``wrim.INFRARED = 1``.
 
-docs/layers.md ([P][N]): the shallow MIIMs are modality-specific - a visible and an infrared copy with separate weights.
+docs/paper.md#separate-and-shared-miims ([P][N]): the shallow MIIMs are modality-specific - a visible and an
+infrared copy with separate weights.
 [D] routing is by a per-sample ``modalities`` tensor, so any batch order and single-modality batches work.
 
 Routing keeps every shape static (no ``nonzero``, no per-modality sub-batches, so ``torch.compile`` sees one graph):
@@ -20,7 +21,7 @@ import torch
 from torch import nn
 
 from wrim._checks import check_modalities
-from wrim.layers.miim import MIIM, reweight
+from wrim.layers.miim import MIIM, combine_output, reweight
 from wrim.modality import INFRARED, VISIBLE
 
 __all__ = ["ModalityMIIM"]
@@ -76,8 +77,8 @@ class ModalityMIIM(nn.Module):
         gate = torch.where(is_infrared, self.infrared.gate(x), self.visible.gate(x))  # (B, C, h, w)
         reweighted = reweight(x, gate, self.stride)  # (B, C, H, W)
         if isinstance(self.visible.norm, nn.Identity):
-            return x + reweighted
-        return x + self._modality_batch_norm(reweighted, modalities).to(x.dtype)
+            return combine_output(x, reweighted, self.visible.combine)
+        return combine_output(x, self._modality_batch_norm(reweighted, modalities), self.visible.combine)
 
     def _modality_batch_norm(self, y: torch.Tensor, modalities: torch.Tensor) -> torch.Tensor:
         """Non-affine BatchNorm with per-modality statistics and running buffers. (B, C, H, W) -> (B, C, H, W)."""

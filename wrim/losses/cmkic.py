@@ -1,4 +1,4 @@
-r"""CMKIC: the Cross-Modality Key-Instance Contrastive loss of WRIM-Net (docs/losses.md).
+r"""CMKIC: the Cross-Modality Key-Instance Contrastive loss of WRIM-Net (docs/paper.md#cmkic).
 
 [P] For an anchor of one modality the positives are its *key instances*, the top-K least similar samples of the same
 identity in the other modality; the negatives are the samples of other identities in the other modality. [N] the
@@ -66,7 +66,7 @@ def _cmkic_from_masks(
 
 
 class CMKICLoss(nn.Module):
-    r"""Cross-Modality Key-Instance Contrastive loss (WRIM-Net [P], exact form [D], docs/losses.md).
+    r"""Cross-Modality Key-Instance Contrastive loss (WRIM-Net [P], exact form [D], docs/paper.md#cmkic).
 
     $$
     L(i) = -\frac{1}{|P^K(i)|} \sum_{p \in P^K(i)}

@@ -1,7 +1,7 @@
 """Miners in pytorch-metric-learning's pair format ``(a1, p, a2, n)``, with per-sample modality ids.
 
-``CrossModalityKeyInstanceMiner`` gives WRIM-Net's key instances (CMKIC, docs/losses.md); ``KeyInstanceMiner`` and
-``HardestNegativeMiner`` are the general hard-positive / hard-negative forms. They are called as PML calls its
+``CrossModalityKeyInstanceMiner`` gives WRIM-Net's key instances (CMKIC, docs/paper.md#cmkic); ``KeyInstanceMiner``
+and ``HardestNegativeMiner`` are the general hard-positive / hard-negative forms. They are called as PML calls its
 miners, ``miner(embeddings, labels, ref_emb, ref_labels)``, with ``modalities=`` / ``ref_modalities=`` by keyword.
 Their output plugs into any PML loss as ``indices_tuple`` and into [`wrim.losses.CMKICLoss`][wrim.losses.CMKICLoss].
 """

@@ -40,7 +40,7 @@ class KeyInstanceMiner(BaseMiner):
     def __init__(self, k: int = 2, cross_modality: bool = False) -> None:
         """
         Args:
-            k: number of key (least-similar) positives kept per anchor; [D] default 2 (docs/losses.md).
+            k: number of key (least-similar) positives kept per anchor; [D] default 2 (docs/paper.md#cmkic).
             cross_modality: pair only samples of different modalities; ``forward`` then needs ``modalities``.
         """
         super().__init__(cross_modality)

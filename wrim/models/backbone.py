@@ -3,7 +3,7 @@
 Shapes: ``B`` batch, ``C_k`` channels of stage ``k`` (1-based), ``H_k, W_k`` its map size, ``N`` ViT tokens
 (prefix tokens first, then the ``h·w`` patch grid row by row), ``D`` ViT width.
 
-docs/models.md [P][N]: WRIM-Net puts a MIIM after ResNet-50's layer1..layer4 and runs layer4 at stride 1.
+docs/paper.md#network [P][N]: WRIM-Net puts a MIIM after ResNet-50's layer1..layer4 and runs layer4 at stride 1.
 Any timm backbone is accepted:
 
 - **CNNs** (ResNets, ConvNeXt, ... - anything timm builds with ``features_only=True``): the four stages are the

@@ -2,11 +2,11 @@
 
 Shapes: ``B`` batch, ``C`` pooled feature width, ``K`` identities (``num_classes``), ``P`` projection width.
 
-docs/models.md [N]: every head pools its map (the pooling is done by the caller: global average pooling or a
+docs/paper.md#heads [N]: every head pools its map (the pooling is done by the caller: global average pooling or a
 horizontal strip) and then:
 
 ```text
-f = BN(g)                                     BNNeck; its bias is frozen at 0 as in AGW / BoT [D]
+f = BN(g)                                     BNNeck; its bias frozen at 0 as in AGW / BoT [D] (argument)
 logits = W f                                  ID classifier, Linear(C, K) without bias
 z = Linear(C, P)(ReLU(BN(Linear(C, C)(f))))   contrastive projection MLP (P = 128 in [N])
 ```
@@ -35,19 +35,31 @@ class HeadOutput(NamedTuple):
 class EmbeddingHead(nn.Module):
     """BNNeck -> ID classifier (no bias) and projection MLP, on a pooled (B, C) feature."""
 
-    def __init__(self, in_channels: int, num_classes: int, proj_dim: int = 128) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        proj_dim: int = 128,
+        freeze_bnneck_bias: bool = True,
+        classifier_init_std: float = 0.001,
+    ) -> None:
         """
         Args:
             in_channels: pooled feature width ``C``.
             num_classes: identities ``K`` of the ID classifier; 0 builds no classifier.
             proj_dim: output width ``P`` of the projection MLP (128 in [N]); 0 builds no projection.
+            freeze_bnneck_bias: keep the BNNeck's bias at 0 (not trained). [D] True, as AGW / BoT.
+            classifier_init_std: the ID classifier's weights start from N(0, std²). [D] 0.001, as AGW.
         """
         super().__init__()
         if in_channels < 1 or proj_dim < 0:
             raise ValueError(f"in_channels must be >= 1 and proj_dim >= 0; got {in_channels}, {proj_dim}")
+        if not classifier_init_std > 0:
+            raise ValueError(f"classifier_init_std must be > 0; got {classifier_init_std!r}")
         self.in_channels = in_channels
+        self.classifier_init_std = float(classifier_init_std)
         self.bnneck = nn.BatchNorm1d(in_channels)
-        self.bnneck.bias.requires_grad_(False)
+        self.bnneck.bias.requires_grad_(not freeze_bnneck_bias)
         self.classifier: nn.Linear | None = None
         self.reset_classifier(num_classes)
         self.projection: nn.Sequential | None = None
@@ -67,7 +79,7 @@ class EmbeddingHead(nn.Module):
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the ID classifier by a fresh one for ``num_classes`` identities (0: none).
 
-        The weights start from N(0, 0.001²) as in AGW.
+        The weights start from N(0, ``classifier_init_std``²) (0.001 as in AGW).
         """
         if not isinstance(num_classes, int) or num_classes < 0:
             raise ValueError(f"num_classes must be an int >= 0 (0: no classifier); got {num_classes!r}")
@@ -77,7 +89,7 @@ class EmbeddingHead(nn.Module):
             self.classifier = nn.Linear(
                 self.in_channels, num_classes, bias=False, device=weight.device, dtype=weight.dtype
             )
-            nn.init.normal_(self.classifier.weight, std=0.001)
+            nn.init.normal_(self.classifier.weight, std=self.classifier_init_std)
 
     def forward(self, pooled: torch.Tensor, pre_logits: bool = False) -> HeadOutput | torch.Tensor:
         """

@@ -3,7 +3,7 @@
 Shapes: ``B`` batch, ``C_k`` channels of stage ``k``, ``H_k, W_k`` its map, ``K`` identities, ``P`` projection
 width, ``D`` test embedding width (the sum of the embedded heads' widths).
 
-docs/models.md:
+docs/paper.md#network:
 
 ```text
 X_k  = Stage_k(X_{k-1})                              backbone stage k (Block1..Block4)      [P][N]
@@ -93,6 +93,7 @@ class WRIMNet(nn.Module):
         embed_heads: Sequence[str] | None = None,
         miim_kwargs: dict | None = None,
         backbone_kwargs: dict | None = None,
+        head_kwargs: dict | None = None,
     ) -> None:
         """
         Args:
@@ -119,11 +120,13 @@ class WRIMNet(nn.Module):
                 0 for none.
             proj_dim: contrastive projection width ``P`` ([N]: 128).
             projection_heads: heads with a projection MLP; None = all. [N] gives every head one, but only the P5
-                and P4 global projections have a loss (CMKIC / AICL, docs/losses.md), so by default the part heads
+                and P4 global projections have a loss (CMKIC / AICL, docs/paper.md#losses), so by default the part heads
                 get none: no parameter without gradient (which DistributedDataParallel would reject). [D]
             embed_heads: heads whose BNNeck features form the test embedding, in order; None = all heads. [D]
             miim_kwargs: further [`MIIM`][wrim.layers.MIIM] arguments for every MIIM (e.g. ``out_norm``).
             backbone_kwargs: further ``timm.create_model`` arguments (e.g. ``drop_path_rate``).
+            head_kwargs: further ``wrim.models.heads.EmbeddingHead`` arguments for every head (e.g.
+                ``freeze_bnneck_bias``, ``classifier_init_std``).
         """
         super().__init__()
         if num_classes is None:
@@ -182,7 +185,9 @@ class WRIMNet(nn.Module):
         self.embed_heads = _check_heads(embed_heads, self.head_names, "embed_heads")
         self.heads = nn.ModuleDict(
             {
-                name: EmbeddingHead(width, num_classes, proj_dim if name in self.projection_heads else 0)
+                name: EmbeddingHead(
+                    width, num_classes, proj_dim if name in self.projection_heads else 0, **(head_kwargs or {})
+                )
                 for name, width in head_channels.items()
             }
         )

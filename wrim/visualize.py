@@ -1,0 +1,219 @@
+"""MIIM gate maps: where each MIIM of a model re-weights its input, read from the model's own forward pass.
+
+Shapes: ``B`` images, ``C`` channels of a placement, ``h, w`` its MIIM token grid (``⌈H_k / s⌉ × ⌈W_k / s⌉``),
+``N = h·w``.
+
+Every MIIM computes a gate ``G = σ(Linear_{C'→C}(F4))`` of shape (B, C, h, w) in (0, 1) (docs/paper.md, MIIM) and
+re-weights its input with ``X ⊙ Up_s(G)``. ``capture_gates`` installs forward hooks on each MIIM's
+compression conv (the grid ``h × w``) and restore Linear (the gate logits), so one ordinary forward pass of the model
+fills in every gate; a separate (modality-specific) MIIM keeps, per sample, the gate of its modality's copy, as its
+forward does. The hooks exist only inside the ``with`` block: a model costs nothing extra when no map is asked for.
+``gate_maps`` reduces each gate over channels to (B, h, w); ``plot_gate_maps`` overlays them on the images.
+
+Example:
+    >>> maps = gate_maps(model.eval(), images, modalities)          # doctest: +SKIP
+    >>> {name: m.shape for name, m in maps.items()}                  # doctest: +SKIP
+    {'stage1': (B, 24, 8), 'stage2': (B, 24, 8), 'stage3': (B, 24, 8), 'stage4': (B, 24, 8)}
+    >>> plot_gate_maps(images, maps, modalities, "gate_maps.png")    # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from wrim._checks import check_modalities
+from wrim.layers import MIIM, ModalityMIIM
+from wrim.modality import INFRARED, VISIBLE
+
+__all__ = ["capture_gates", "gate_maps", "plot_gate_maps"]
+
+_REDUCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "mean": lambda gate: gate.mean(dim=1),
+    "max": lambda gate: gate.amax(dim=1),
+    "min": lambda gate: gate.amin(dim=1),
+}
+
+
+def _placements(model: nn.Module) -> dict[str, MIIM | ModalityMIIM]:
+    """The MIIMs of ``model`` by name (a ModalityMIIM counts once; ``miims.stage1`` of a WRIMNet is ``stage1``)."""
+    found: dict[str, MIIM | ModalityMIIM] = {}
+    inside: set[int] = set()
+    for name, module in model.named_modules():
+        if isinstance(module, ModalityMIIM):
+            found[name.removeprefix("miims.") or "miim"] = module
+            inside.update((id(module.visible), id(module.infrared)))
+        elif isinstance(module, MIIM) and id(module) not in inside:
+            found[name.removeprefix("miims.") or "miim"] = module
+    return found
+
+
+@contextlib.contextmanager
+def capture_gates(model: nn.Module) -> Iterator[dict[str, dict[str, torch.Tensor]]]:
+    """Hooks that record every MIIM gate of the next forward passes of ``model``.
+
+    Yields a dict filled during the forward: ``{placement: {"visible": (B, C, h, w), "infrared": ...}}`` for a
+    separate MIIM (both copies compute the gate of the whole batch) and ``{placement: {"shared": (B, C, h, w)}}``
+    for a shared one, detached. The hooks are removed when the block ends.
+
+    Raises:
+        ValueError: ``model`` holds no MIIM.
+    """
+    placements = _placements(model)
+    if not placements:
+        raise ValueError(f"{type(model).__name__} has no MIIM: there is no gate to show (a baseline model?)")
+    records: dict[str, dict[str, torch.Tensor]] = {name: {} for name in placements}
+    handles = []
+
+    def watch(name: str, copy: str, miim: MIIM) -> None:
+        grid: dict[str, tuple[int, int]] = {}
+
+        def on_compress(_module: nn.Module, _inputs: Any, out: torch.Tensor) -> None:
+            grid["hw"] = tuple(out.shape[-2:])  # (B, C', h, w)
+
+        def on_restore(_module: nn.Module, _inputs: Any, out: torch.Tensor) -> None:
+            height, width = grid["hw"]
+            gate = torch.sigmoid(out.detach().float())  # (B, N, C), as MIIM.gate
+            records[name][copy] = gate.view(out.shape[0], height, width, -1).permute(0, 3, 1, 2)  # (B, C, h, w)
+
+        handles.append(miim.compress.register_forward_hook(on_compress))
+        handles.append(miim.restore.register_forward_hook(on_restore))
+
+    for name, module in placements.items():
+        if isinstance(module, ModalityMIIM):
+            watch(name, "visible", module.visible)
+            watch(name, "infrared", module.infrared)
+        else:
+            watch(name, "shared", module)
+    try:
+        yield records
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@torch.no_grad()
+def gate_maps(
+    model: nn.Module,
+    images: torch.Tensor,
+    modalities: torch.Tensor,
+    reduction: str | Callable[[torch.Tensor], torch.Tensor] = "mean",
+) -> dict[str, torch.Tensor]:
+    """Each MIIM's gate, reduced over channels, from one eval-mode forward pass of ``model``.
+
+    Args:
+        model: a model with MIIMs whose forward takes ``(images, modalities)`` (e.g. a ``WRIMNet``); it runs in
+            eval mode and its mode is restored afterwards.
+        images: (B, 3, H, W) normalised images.
+        modalities: (B,) 0 = visible, 1 = infrared; a separate MIIM's map is the one of the sample's modality.
+        reduction: ``"mean"``, ``"max"`` or ``"min"`` over the C channels, or a callable (B, C, h, w) -> (B, h, w).
+
+    Returns:
+        ``{placement: (B, h, w)}`` on the CPU, values in (0, 1) for the built-in reductions, in forward order
+        (``stage1`` .. ``stage4`` for a WRIMNet).
+    """
+    reduce = _REDUCTIONS.get(reduction) if isinstance(reduction, str) else reduction
+    if reduce is None:
+        raise ValueError(f"reduction must be one of {sorted(_REDUCTIONS)} or a callable; got {reduction!r}")
+    modalities = check_modalities(modalities, images.shape[0])
+    was_training = model.training
+    model.eval()
+    try:
+        with capture_gates(model) as records:
+            model(images, modalities.to(images.device))
+    finally:
+        model.train(was_training)
+    maps = {}
+    for name, copies in records.items():
+        if "shared" in copies:
+            gate = copies["shared"]
+        else:
+            infrared = (modalities == INFRARED).to(copies["visible"].device).view(-1, 1, 1, 1)  # (B, 1, 1, 1)
+            gate = torch.where(infrared, copies["infrared"], copies["visible"])  # (B, C, h, w)
+        maps[name] = reduce(gate).cpu()  # (B, h, w)
+    return maps
+
+
+def plot_gate_maps(
+    images: torch.Tensor,
+    maps: dict[str, torch.Tensor],
+    modalities: torch.Tensor,
+    path: str | Path | None = None,
+    mean: Sequence[float] = (0.485, 0.456, 0.406),
+    std: Sequence[float] = (0.229, 0.224, 0.225),
+    alpha: float = 0.55,
+    titles: Sequence[str] | None = None,
+) -> Any:
+    """Overlay gate maps on their images, visible and infrared side by side.
+
+    Row ``i`` shows the ``i``-th visible image and the ``i``-th infrared image of the batch (put the same person
+    at the same position of each modality to compare them), each followed by one overlay per placement: the map
+    nearest-upsampled to the image (each MIIM gate covers ``s × s``-pixel blocks of its stage) in a jet colour
+    map, fixed to the range [0, 1] so that placements and images compare.
+
+    Args:
+        images: (B, 3, H, W) images normalised with ``mean`` / ``std``.
+        maps: ``gate_maps``' output, ``{placement: (B, h, w)}``.
+        modalities: (B,) 0 = visible, 1 = infrared.
+        path: write a PNG there (folders are created); None only returns the figure.
+        mean: the normalisation mean to undo.
+        std: the normalisation std to undo.
+        alpha: opacity of the overlay.
+        titles: one title per row (e.g. the person id), shown on the row's first image.
+
+    Returns:
+        the ``matplotlib.figure.Figure`` (no pyplot state is touched).
+
+    Raises:
+        ImportError: matplotlib is not installed (``pip install 'wrim[train]'``).
+        ValueError: the batch has no visible / infrared pair, or ``maps`` do not match the images.
+    """
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as err:
+        raise ImportError("plot_gate_maps needs matplotlib: pip install 'wrim[train]'") from err
+    modalities = check_modalities(modalities, images.shape[0]).cpu()
+    visible = (modalities == VISIBLE).nonzero().flatten().tolist()
+    infrared = (modalities == INFRARED).nonzero().flatten().tolist()
+    rows = min(len(visible), len(infrared))
+    if rows == 0:
+        raise ValueError("plot_gate_maps shows visible and infrared side by side: the batch needs both modalities")
+    bad = {name: tuple(m.shape) for name, m in maps.items() if m.dim() != 3 or m.shape[0] != images.shape[0]}
+    if not maps or bad:
+        raise ValueError(f"maps must be gate_maps(...) of these {images.shape[0]} images, (B, h, w) each; got {bad}")
+    height, width = images.shape[-2:]
+    pictures = images.detach().float().cpu() * torch.tensor(std)[:, None, None] + torch.tensor(mean)[:, None, None]
+    pictures = pictures.clamp(0, 1).permute(0, 2, 3, 1).numpy()  # (B, H, W, 3)
+    names = list(maps)
+    cols = 2 * (1 + len(names))
+    fig = Figure(figsize=(1.1 * cols, 2.3 * rows))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for row in range(rows):
+        for side, index in enumerate((visible[row], infrared[row])):
+            start = side * (1 + len(names))
+            axes[row, start].imshow(pictures[index])
+            label = "visible" if side == 0 else "infrared"
+            if titles is not None and side == 0:
+                label = f"{titles[row]}\n{label}"
+            axes[row, start].set_title(label, fontsize=7)
+            for offset, name in enumerate(names, start=1):
+                grid = maps[name][index][None, None]  # (1, 1, h, w)
+                up = nn.functional.interpolate(grid.float(), size=(height, width), mode="nearest")[0, 0]  # (H, W)
+                ax = axes[row, start + offset]
+                ax.imshow(pictures[index])
+                ax.imshow(up.numpy(), cmap="jet", vmin=0.0, vmax=1.0, alpha=alpha)
+                ax.set_title(name, fontsize=7)
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.tight_layout()
+    if path is not None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120)
+    return fig
