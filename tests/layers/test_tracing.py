@@ -1,0 +1,77 @@
+"""fx tracing, torch.export and TorchScript of MIIM, GRI and ModalityMIIM; a cheap ``import wrim.layers``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+
+from wrim import GRI, MIIM, ModalityMIIM
+
+MODALITIES = torch.tensor([0, 1, 1])
+
+
+def _modules() -> dict[str, torch.nn.Module]:
+    return {
+        "miim_stride2": MIIM(32, stride=2, kv_pool=2),
+        "miim_layerscale": MIIM(24, stride=3, init_values=0.5),
+        "gri": GRI(20, kv_pool=2, qkv_bias=True),
+    }
+
+
+def _inputs(name: str) -> torch.Tensor:
+    return {"miim_stride2": torch.randn(3, 32, 11, 6), "miim_layerscale": torch.randn(3, 24, 9, 5)}.get(
+        name, torch.randn(3, 20, 5, 4)
+    )
+
+
+@pytest.mark.parametrize("name", ["miim_stride2", "miim_layerscale", "gri"])
+def test_fx_export_script(name: str) -> None:
+    module = _modules()[name].eval()
+    x = _inputs(name)
+    with torch.no_grad():
+        expected = module(x)
+        traced = torch.fx.symbolic_trace(module)
+        torch.testing.assert_close(traced(x), expected)
+        exported = torch.export.export(module, (x,))
+        torch.testing.assert_close(exported.module()(x), expected)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script is deprecated upstream
+            scripted = torch.jit.script(module)
+        torch.testing.assert_close(scripted(x), expected)
+        if isinstance(module, MIIM):  # another size (the pad / crop path) through the same graphs
+            other = torch.randn(2, x.shape[1], 7, 7)
+            torch.testing.assert_close(traced(other), module(other))
+            torch.testing.assert_close(scripted(other), module(other))
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_fx_and_export_modality_miim(train: bool) -> None:
+    module = ModalityMIIM(16, stride=2)
+    x = torch.randn(3, 16, 8, 4)
+    traced = torch.fx.symbolic_trace(module.train(train))
+    state = {k: v.clone() for k, v in module.state_dict().items()}
+    expected = module(x, MODALITIES)
+    module.load_state_dict(state)  # the traced graph shares the buffers: start both from the same statistics
+    torch.testing.assert_close(traced(x, MODALITIES), expected)
+    if not train:
+        exported = torch.export.export(module, (x, MODALITIES))
+        torch.testing.assert_close(exported.module()(x, MODALITIES), expected)
+
+
+def test_checks_still_run_eagerly() -> None:
+    with pytest.raises(ValueError, match="built for 32 channels"):
+        MIIM(32)(torch.randn(1, 16, 4, 4))
+
+
+def test_import_layers_needs_only_torch() -> None:
+    """``import wrim.layers`` / ``from wrim import MIIM`` in a fresh interpreter import neither timm nor torchvision."""
+    code = (
+        "import sys, wrim.layers; from wrim import MIIM, GRI, ModalityMIIM; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'timm', 'torchvision', 'einops'}))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
