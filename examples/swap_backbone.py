@@ -1,11 +1,11 @@
 """WRIMNet on another timm backbone: ConvNeXt or a ViT instead of the paper's ResNet-50, in one argument.
 
-``wrim.models.WRIMNet(backbone=<any timm name>)`` builds timm's feature extractor once and hooks a MIIM after the
-module that ends each of four stages (paper.md §1): for CNNs timm's last four feature levels (channels from
+``wrim.models.WRIMNet(backbone=<any timm name>)`` builds timm's feature extractor once and hooks a MIIM after
+the module that ends each of four stages (paper.md §1): for CNNs timm's last four feature levels (channels from
 ``feature_info``); for ViTs the ends of four equal groups of blocks, whose patch tokens are viewed as a
-(B, D, h, w) grid for the MIIM (positional embeddings resized to ``--img-size``). This script prints the per-stage cost table (``summary``),
-trains a few steps with the ID loss on every head plus AICL (CMKIC on the P5 and P4 projections), and embeds a
-batch in eval mode with flip averaging.
+(B, D, h, w) grid for the MIIM (positional embeddings resized to ``--img-size``). This script prints the
+per-stage cost table (``summary``), trains a few steps with the ID loss on every head plus AICL (CMKIC on the P5
+and P4 projections), and embeds a batch in eval mode with flip averaging.
 
 Run::
 

@@ -25,26 +25,100 @@ UNSUPPORTED = {  # name -> the part of the ValueError that gives the reason
     "levit_128s": "has 3 feature levels",
 }
 
-NAMES = """
-resnet18 resnet34 resnet50 resnet18d resnet26d resnext26ts seresnext26d_32x4d legacy_seresnet18 skresnet18
-res2net50_14w_8s cspresnet50 regnetx_002 regnety_002 regnetz_005 convnext_atto convnext_femto convnextv2_atto
-convnext_tiny inception_next_atto efficientnet_b0 tf_efficientnet_b0 efficientnetv2_rw_t tf_efficientnetv2_b0
-mobilenetv2_050 mobilenetv3_large_100 mobilenetv3_small_050 mobilenetv4_conv_small mixnet_s mnasnet_100 tinynet_e
-lcnet_050 ghostnet_100 ghostnetv2_100 rexnet_100 hgnetv2_b0 densenet121 hrnet_w18_small dla34 dla46_c vgg11_bn
-vgg16_bn ese_vovnet19b_dw dpn68 repvgg_a0 mobileone_s0 repvit_m1 xception41 swin_tiny_patch4_window7_224
-swinv2_tiny_window8_256 maxvit_nano_rw_256 maxvit_tiny_tf_224 coatnet_nano_rw_224 pvt_v2_b0 poolformer_s12
-poolformerv2_s12 convformer_s18 caformer_s18 fastvit_t8 efficientvit_b0 efficientvit_m0 edgenext_xx_small
-efficientformer_l1 efficientformerv2_s0 davit_tiny focalnet_tiny_srf tiny_vit_5m_224 gcvit_xxtiny hiera_tiny_224
-starnet_s1 twins_svt_small sequencer2d_s mambaout_femto vit_tiny_patch16_224 vit_small_patch16_224
-deit_tiny_patch16_224 deit_tiny_distilled_patch16_224 deit3_small_patch16_224 vit_base_patch16_clip_224
-eva02_tiny_patch14_224 beit_base_patch16_224 vit_small_patch14_dinov2 vit_small_patch14_reg4_dinov2
-vit_small_patch16_rope_224 vit_relpos_small_patch16_224 vit_tiny_r_s16_p8_224 levit_128 levit_128s
-""".split()
+NAMES = (
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet18d",
+    "resnet26d",
+    "resnext26ts",
+    "seresnext26d_32x4d",
+    "legacy_seresnet18",
+    "skresnet18",
+    "res2net50_14w_8s",
+    "cspresnet50",
+    "regnetx_002",
+    "regnety_002",
+    "regnetz_005",
+    "convnext_atto",
+    "convnext_femto",
+    "convnextv2_atto",
+    "convnext_tiny",
+    "inception_next_atto",
+    "efficientnet_b0",
+    "tf_efficientnet_b0",
+    "efficientnetv2_rw_t",
+    "tf_efficientnetv2_b0",
+    "mobilenetv2_050",
+    "mobilenetv3_large_100",
+    "mobilenetv3_small_050",
+    "mobilenetv4_conv_small",
+    "mixnet_s",
+    "mnasnet_100",
+    "tinynet_e",
+    "lcnet_050",
+    "ghostnet_100",
+    "ghostnetv2_100",
+    "rexnet_100",
+    "hgnetv2_b0",
+    "densenet121",
+    "hrnet_w18_small",
+    "dla34",
+    "dla46_c",
+    "vgg11_bn",
+    "vgg16_bn",
+    "ese_vovnet19b_dw",
+    "dpn68",
+    "repvgg_a0",
+    "mobileone_s0",
+    "repvit_m1",
+    "xception41",
+    "swin_tiny_patch4_window7_224",
+    "swinv2_tiny_window8_256",
+    "maxvit_nano_rw_256",
+    "maxvit_tiny_tf_224",
+    "coatnet_nano_rw_224",
+    "pvt_v2_b0",
+    "poolformer_s12",
+    "poolformerv2_s12",
+    "convformer_s18",
+    "caformer_s18",
+    "fastvit_t8",
+    "efficientvit_b0",
+    "efficientvit_m0",
+    "edgenext_xx_small",
+    "efficientformer_l1",
+    "efficientformerv2_s0",
+    "davit_tiny",
+    "focalnet_tiny_srf",
+    "tiny_vit_5m_224",
+    "gcvit_xxtiny",
+    "hiera_tiny_224",
+    "starnet_s1",
+    "twins_svt_small",
+    "sequencer2d_s",
+    "mambaout_femto",
+    "vit_tiny_patch16_224",
+    "vit_small_patch16_224",
+    "deit_tiny_patch16_224",
+    "deit_tiny_distilled_patch16_224",
+    "deit3_small_patch16_224",
+    "vit_base_patch16_clip_224",
+    "eva02_tiny_patch14_224",
+    "beit_base_patch16_224",
+    "vit_small_patch14_dinov2",
+    "vit_small_patch14_reg4_dinov2",
+    "vit_small_patch16_rope_224",
+    "vit_relpos_small_patch16_224",
+    "vit_tiny_r_s16_p8_224",
+    "levit_128",
+    "levit_128s",
+)
 
 SIZES = {}  # name -> (H, W) where the default (128, 64) does not fit the model
 
-# small backbones of different kinds for the default run: an EfficientNet / MobileNet feature class, channels-last
-# stages (MambaOut), a hook-based extractor (Xception-like via lcnet? no: lcnet is EfficientNet-like), a ViT
+# small backbones of different kinds for the default run: timm's EfficientNet / MobileNetV3 feature classes,
+# channels-last stages (MambaOut), a ViT (token sequence) and an unsupported one (3 feature levels)
 FAST = ("efficientnet_b0", "mobilenetv3_small_050", "mambaout_femto", "lcnet_050", "vit_tiny_patch16_224", "levit_128s")
 
 
