@@ -75,3 +75,14 @@ def test_import_layers_needs_only_torch() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_torchvision_feature_extractor_on_a_model_with_miim() -> None:
+    """torchvision's fx-based create_feature_extractor traces through a MIIM."""
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 16, 3, padding=1), MIIM(16, stride=2), torch.nn.ReLU()).eval()
+    extractor = create_feature_extractor(model, return_nodes={"1": "miim"})
+    x = torch.randn(2, 3, 9, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(extractor(x)["miim"], model[1](model[0](x)))

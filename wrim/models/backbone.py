@@ -200,12 +200,12 @@ class StagedBackbone(nn.Module):
                         _undilate(module, name)
             else:
                 reason = reason or "timm ignores output_stride=16"
-                surgery = _remove_last_downsampling(self, name)
-                if surgery is None and self._probe_grids()[2] == self._probe_grids()[3]:
+                changed, failure = _remove_last_downsampling(self)
+                if failure is None and self._probe_grids()[2] == self._probe_grids()[3]:
                     self.last_stride = 1
                 else:
-                    reason = f"{reason}; {surgery or 'setting its stride-2 convolutions / pools to 1 did not work'}"
-                    if surgery is None:  # stride surgery ran but failed: rebuild clean
+                    reason = f"{reason}; {failure or 'setting its stride-2 convolutions / pools to 1 did not work'}"
+                    if changed:  # the stride surgery changed layers but did not work: rebuild unchanged
                         self.model = self._create(name, pretrained_file, timm_kwargs)
                         self._install_taps()
             if self.last_stride != 1:
@@ -509,8 +509,12 @@ def _shape_run(model: nn.Module, shape: tuple[int, ...]):
         return model(torch.zeros(shape))
 
 
-def _remove_last_downsampling(backbone: StagedBackbone, name: str) -> str | None:
-    """Set the stride-2 convs / pools that run in stage 4 to stride 1, then re-measure. None when it worked."""
+def _remove_last_downsampling(backbone: StagedBackbone) -> tuple[int, str | None]:
+    """Set the stride-2 convs / pools that run in stage 4 to stride 1, then re-measure.
+
+    Returns:
+        how many layers changed, and why it did not work (None when the backbone ran).
+    """
     changed = 0
     for module in backbone.stage_modules(NUM_STAGES):
         for layer in module.modules():
@@ -521,19 +525,20 @@ def _remove_last_downsampling(backbone: StagedBackbone, name: str) -> str | None
                     layer.padding = "same"
                 changed += 1
             elif isinstance(layer, (nn.MaxPool2d, nn.AvgPool2d)) and layer.stride not in (1, (1, 1)):
+                one = (1, 1) if isinstance(layer.stride, tuple) else 1  # timm's *Same pools expect tuples
                 if layer.kernel_size == layer.stride:  # a 2x2/2 pool: no pooling at stride 1
-                    layer.kernel_size = 1
-                layer.stride = 1
+                    layer.kernel_size = one
+                layer.stride = one
                 changed += 1
     if not changed:
-        return "its last stage has no stride-2 convolution or pooling to change (it downsamples otherwise)"
+        return 0, "its last stage has no stride-2 convolution or pooling to change (it downsamples otherwise)"
     for handle in backbone._handles:
         handle.remove()
     try:
         backbone._install_taps()
     except ValueError as err:
-        return f"with its stride-2 layers set to 1 it fails: {_first_line(err)}"
-    return None
+        return changed, f"with its stride-2 layers set to 1 it fails ({_first_line(err.__cause__ or err)})"
+    return changed, None
 
 
 def _size_error(name: str, img_size: tuple[int, int], err: BaseException) -> ValueError:
