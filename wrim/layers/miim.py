@@ -93,7 +93,8 @@ class MIIM(nn.Module):
         """
         Args:
             channels: input (and output) channels ``C``.
-            reduction: channel reduction ``r`` of the compression conv (paper placements: 2, 2, 4, 4).
+            reduction: channel reduction ``r`` of the compression conv (paper placements: 2, 2, 4, 4); the compressed
+                width is ``C' = C // r`` (rounded down where ``r`` does not divide ``C``, e.g. 61 channels). [D]
             stride: kernel size and stride ``s`` of the compression conv (paper placements: 4, 2, 1, 1).
             num_heads: GRI heads; must divide ``C / r``. None (default): 8 as in [N], or the largest divisor of
                 ``C / r`` below 8 when 8 does not divide it. [D]
@@ -111,8 +112,11 @@ class MIIM(nn.Module):
             dtype: parameter dtype.
         """
         super().__init__()
-        if channels < 1 or reduction < 1 or channels % reduction != 0:
-            raise ValueError(f"reduction must divide channels; got channels={channels}, reduction={reduction}")
+        if reduction < 1 or channels < reduction:
+            raise ValueError(
+                f"reduction must be between 1 and channels (dim = channels // reduction >= 1); got "
+                f"channels={channels}, reduction={reduction}"
+            )
         if stride < 1:
             raise ValueError(f"stride must be >= 1; got {stride}")
         factory = {"device": device, "dtype": dtype}

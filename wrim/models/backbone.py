@@ -29,6 +29,7 @@ construction, which also measures each stage's output layout and grid.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import math
 import warnings
@@ -408,7 +409,11 @@ def _resolve(model: nn.Module, name: str, backbone: str) -> str:
         except AttributeError:
             continue
         return candidate
-    raise ValueError(f"cannot find {name!r} (named by timm's feature_info) in {backbone!r}'s feature extractor")
+    raise ValueError(
+        f"cannot find {name!r} (named by timm's feature_info) in {backbone!r}'s feature extractor "
+        f"({type(model).__name__}): its features are not the outputs of a chain of stages, so no block can be hooked "
+        "after them; pick another backbone"
+    )
 
 
 def _layout(output, channels: int, reduction: int, img_size: tuple[int, int], name: str, stage: int) -> TapLayout:
@@ -536,7 +541,9 @@ def _remove_last_downsampling(backbone: StagedBackbone) -> tuple[int, str | None
         handle.remove()
     try:
         backbone._install_taps()
-    except ValueError as err:
+        with torch.no_grad():  # a real training-mode pass too (some models cache position biases in eval)
+            copy.deepcopy(backbone.model).train()(torch.zeros(2, backbone.in_chans, *backbone.img_size))
+    except (ValueError, RuntimeError) as err:
         return changed, f"with its stride-2 layers set to 1 it fails ({_first_line(err.__cause__ or err)})"
     return changed, None
 
