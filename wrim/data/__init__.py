@@ -1,6 +1,9 @@
 """Datasets (SYSU-MM01, RegDB, LLCM, a synthetic set), the identity x modality sampler, transforms and loaders."""
 
 from wrim.data.base import VIReIDDataset as VIReIDDataset
+from wrim.data.check import DataCheckReport as DataCheckReport
+from wrim.data.check import check_counts as check_counts
+from wrim.data.check import check_dataset as check_dataset
 from wrim.data.llcm import LLCM as LLCM
 from wrim.data.loader import ImageDataset as ImageDataset
 from wrim.data.loader import build_test_loader as build_test_loader
@@ -18,6 +21,7 @@ from wrim.data.transforms import TrainTransform as TrainTransform
 __all__ = [
     "LLCM",
     "SYSUMM01",
+    "DataCheckReport",
     "IdentityModalitySampler",
     "ImageDataset",
     "ImageRecord",
@@ -29,5 +33,7 @@ __all__ = [
     "VIReIDDataset",
     "build_test_loader",
     "build_train_loader",
+    "check_counts",
+    "check_dataset",
     "read_image",
 ]

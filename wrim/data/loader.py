@@ -40,7 +40,7 @@ def read_image(path: str | Path) -> torch.Tensor:
 
 
 class ImageDataset(Dataset):
-    """Map-style dataset over :class:`~wrim.data.ImageRecord` s.
+    """Map-style dataset over [`ImageRecord`][wrim.data.ImageRecord] s.
 
     ``dataset[i] -> (image (3, H, W) float32, pid, camid, modality)``.
 
@@ -77,7 +77,7 @@ def build_train_loader(
     rank: int | None = None,
     world_size: int | None = None,
 ) -> DataLoader:
-    """Train loader over ``dataset.train`` with :class:`~wrim.data.IdentityModalitySampler` batches.
+    """Train loader over ``dataset.train`` with [`IdentityModalitySampler`][wrim.data.IdentityModalitySampler] batches.
 
     Every batch holds ``B = num_ids * 2 * num_instances`` images (visible block, then infrared block); call
     ``loader.batch_sampler.set_epoch(epoch)`` before each epoch. Augmentation randomness is seeded from ``seed``
@@ -90,7 +90,7 @@ def build_train_loader(
         num_instances: images per identity and modality.
         num_workers: DataLoader worker processes.
         seed: sampler and augmentation seed.
-        channel_aug: CAJ channel augmentation (see :class:`~wrim.data.transforms.TrainTransform`).
+        channel_aug: CAJ channel augmentation (see [`TrainTransform`][wrim.data.TrainTransform]).
         random_erasing: random erasing probability.
         rank: DDP rank (default from ``torch.distributed`` when initialised).
         world_size: DDP world size (default from ``torch.distributed`` when initialised).
@@ -122,7 +122,7 @@ def build_test_loader(
     batch_size: int = 128,
     num_workers: int = 2,
 ) -> DataLoader:
-    """Test loader: deterministic :class:`~wrim.data.transforms.TestTransform`, records in their original order.
+    """Test loader: deterministic [`TestTransform`][wrim.data.TestTransform], records in their original order.
 
     Args:
         records: query or gallery records.

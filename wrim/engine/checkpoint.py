@@ -79,7 +79,7 @@ def capture_rng_state() -> dict[str, Any]:
 
 
 def restore_rng_state(state: dict[str, Any]) -> None:
-    """Restores states captured by :func:`capture_rng_state`."""
+    """Restores states captured by `capture_rng_state()`."""
     py = state["python"]
     random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss"]))
     nps = state["numpy"]
@@ -129,7 +129,7 @@ def save_checkpoint(directory: str | Path, tag: str, model: nn.Module, state: di
 
 
 def load_checkpoint(directory: str | Path, tag: str, model: nn.Module | None = None) -> dict[str, Any]:
-    """Loads a checkpoint written by :func:`save_checkpoint`.
+    """Loads a checkpoint written by `save_checkpoint()`.
 
     Args:
         directory: the run folder.

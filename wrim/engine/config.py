@@ -1,12 +1,12 @@
 """Typed training configuration: dataclasses, YAML files shipped in ``wrim/configs/`` and dotted overrides.
 
-A run is described by one :class:`Config` made of five sections (``model``, ``data``, ``loss``, ``optim``,
-``eval``) plus a few top-level fields. The shipped YAML files (``synthetic``, ``sysu``, ``regdb``, ``llcm``) fill
-it in; command-line overrides such as ``model.name=wrimnet_resnet18 optim.lr=0.01`` change single fields. An
+A run is described by one [`Config`][wrim.engine.Config] made of five sections (``model``, ``data``, ``loss``,
+``optim``, ``eval``) plus a few top-level fields. The shipped YAML files (``synthetic``, ``sysu``, ``regdb``, ``llcm``)
+fill it in; command-line overrides such as ``model.name=wrimnet_resnet18 optim.lr=0.01`` change single fields. An
 unknown key is a ``ValueError`` that lists the valid keys of its section, and every value is converted to its
 field's declared type (``"1e-3"`` becomes a float for a float field), so typos fail before training starts.
 
-Example:
+Examples:
     >>> cfg = load_config("synthetic", ["epochs=1", "data.img_size=[64,32]"])
     >>> cfg.data.img_size
     (64, 32)
@@ -81,6 +81,8 @@ class DataConfig:
         num_workers: DataLoader worker processes.
         channel_aug: random channel exchange / grayscale of visible images (CAJ).
         random_erasing: probability of random erasing.
+        strict_check: a real dataset whose counts differ from the published statistics (``wrim check-data``) is an
+            error at the start of training instead of a one-line warning.
     """
 
     dataset: str = "sysu"
@@ -92,6 +94,7 @@ class DataConfig:
     num_workers: int = 4
     channel_aug: bool = True
     random_erasing: float = 0.5
+    strict_check: bool = False
 
 
 @dataclass
@@ -201,12 +204,13 @@ class Config:
         output_dir: parent folder of the run folders.
         run_name: run folder name inside ``output_dir``.
         log_every: update the progress-bar / TensorBoard step values every this many iterations.
-        progress: show tqdm progress bars.
-        model: see :class:`ModelConfig`.
-        data: see :class:`DataConfig`.
-        loss: see :class:`LossConfig`.
-        optim: see :class:`OptimConfig`.
-        eval: see :class:`EvalConfig`.
+        progress: tqdm progress bars: ``true``, ``false`` or ``"auto"`` (bars only when stderr, where they are
+            drawn, is a terminal; a redirected log then gets one line per epoch and evaluation instead of bar frames).
+        model: see [`ModelConfig`][wrim.engine.ModelConfig].
+        data: see [`DataConfig`][wrim.engine.DataConfig].
+        loss: see [`LossConfig`][wrim.engine.LossConfig].
+        optim: see [`OptimConfig`][wrim.engine.OptimConfig].
+        eval: see [`EvalConfig`][wrim.engine.EvalConfig].
     """
 
     name: str = "custom"
@@ -217,7 +221,7 @@ class Config:
     output_dir: str = "runs"
     run_name: str | None = None
     log_every: int = 10
-    progress: bool = True
+    progress: bool | str = "auto"
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -230,6 +234,8 @@ class Config:
         _check_choice("optim.schedule", self.optim.schedule, ("step", "cosine"))
         _check_choice("amp", self.amp, ("auto", "bf16", "fp16", "none"))
         _check_choice("data.dataset", self.data.dataset, ("synthetic", "sysu", "regdb", "llcm"))
+        if self.progress not in (True, False, "auto"):
+            raise ValueError(f"progress must be true, false or auto, got {self.progress!r}")
         if self.epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         if self.eval.every < 0:
@@ -326,7 +332,7 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:
-    """Builds a :class:`Config` from a nested mapping (missing keys keep their defaults).
+    """Builds a [`Config`][wrim.engine.Config] from a nested mapping (missing keys keep their defaults).
 
     Raises:
         ValueError: an unknown key (the message lists the valid ones) or a value of the wrong type.
@@ -398,7 +404,7 @@ def load_config(name_or_path: str | Path = "synthetic", overrides: list[str] | N
 
     Args:
         name_or_path: ``"synthetic"``, ``"sysu"``, ``"regdb"``, ``"llcm"`` or the path of a YAML file.
-        overrides: ``key=value`` strings, see :func:`apply_overrides`.
+        overrides: ``key=value`` strings, see [`apply_overrides()`][wrim.engine.apply_overrides].
 
     Raises:
         ValueError: an unknown config name or missing file (lists the shipped names), or a bad key or value.

@@ -1,18 +1,20 @@
 """The training loop: WRIMNet + ID loss on every head + AICL, evaluation, checkpoints and logs, in plain PyTorch.
 
-One optimiser step ([P] losses, [D] weights, paper.md §2)::
+One optimiser step ([P] losses, [D] weights; docs/training.md):
 
-    out  = model(images, modalities)                       # WRIMNetOutput, B = num_ids * 2 * num_instances
-    L_id = sum_h CE_ls(out.logits[h], pids)                # every head: P5 global, P5 parts, P4 global
-    L_m  = AICL(out.p5_projection, out.p4_projection, pids, modalities)   # CMKIC on P5 + p4_weight * P4
-    L    = id_weight * L_id + metric_weight * L_m
+```text
+out  = model(images, modalities)                       # WRIMNetOutput, B = num_ids * 2 * num_instances
+L_id = sum_h CE_ls(out.logits[h], pids)                # every head: P5 global, P5 parts, P4 global
+L_m  = AICL(out.p5_projection, out.p4_projection, pids, modalities)   # CMKIC on P5 + p4_weight * P4
+L    = id_weight * L_id + metric_weight * L_m
+```
 
-Around it: SGD + warmup/step or AdamW + cosine (:mod:`wrim.engine.optim`), bf16 autocast on CUDA and fp32 on
+Around it: SGD + warmup/step or AdamW + cosine (`wrim.engine.optim`), bf16 autocast on CUDA and fp32 on
 the CPU, channels_last, optional ``torch.compile``, gradient clipping, evaluation every ``eval.every`` epochs
 with best-R1 checkpointing, a checkpoint after every finished epoch, exact resumes on the CPU, DDP under
-torchrun, and a clear :class:`NonFiniteLossError` when a loss term becomes NaN or infinite.
+torchrun, and a clear [`NonFiniteLossError`][wrim.engine.NonFiniteLossError] when a loss term becomes NaN or infinite.
 
-Example:
+Examples:
     >>> from wrim.engine import Trainer, load_config
     >>> result = Trainer(load_config("synthetic", ["epochs=1"])).fit()   # doctest: +SKIP
     >>> result.metrics["R1"]                                             # doctest: +SKIP
@@ -49,7 +51,7 @@ from wrim.engine.checkpoint import (
 )
 from wrim.engine.config import Config, DataConfig, LossConfig, config_to_dict, load_config, save_config
 from wrim.engine.distributed import DistInfo, barrier, init_distributed, resolve_device, shutdown_distributed
-from wrim.engine.logger import MetricsLogger, plot_curves
+from wrim.engine.logger import MetricsLogger, plot_curves, show_progress
 from wrim.engine.optim import build_optimizer, build_scheduler
 
 __all__ = [
@@ -71,7 +73,7 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass
 class TrainResult:
-    """What :meth:`Trainer.fit` returns.
+    """What [`Trainer.fit()`][wrim.engine.Trainer.fit] returns.
 
     Args:
         run_dir: the run folder (config, checkpoints, metrics, PNGs).
@@ -201,12 +203,12 @@ def find_latest_run(output_dir: str | Path, name: str) -> Path | None:
 
 
 class Trainer:
-    """Trains and evaluates one run described by a :class:`~wrim.engine.config.Config`.
+    """Trains and evaluates one run described by a [`Config`][wrim.engine.Config].
 
     Args:
         config: the run configuration.
         run_dir: the run folder; default ``<output_dir>/<run_name>`` or ``<output_dir>/<name>-<UTC timestamp>``.
-        resume: continue from ``<run_dir>/last.*`` (``run_dir`` must then exist; see :func:`find_latest_run`).
+        resume: continue from ``<run_dir>/last.*`` (``run_dir`` must then exist; see `find_latest_run()`).
             The run's saved config is used, with ``config.epochs`` allowed to extend it.
     """
 
@@ -237,7 +239,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
 
         seed_everything(cfg.seed)
-        from wrim.data import build_train_loader
+        from wrim.data import build_train_loader, check_counts
         from wrim.models import create_model
 
         # rank 0 writes a generated dataset (synthetic cache) first, the other ranks then read it
@@ -246,6 +248,7 @@ class Trainer:
         barrier(self.dist)
         if not self.dist.is_main:
             self.dataset = build_dataset(cfg.data)
+        check_counts(self.dataset, strict=cfg.data.strict_check, warn=self.dist.is_main)  # wrim check-data's counts
         base_loader = build_train_loader(
             self.dataset,
             img_size=cfg.data.img_size,
@@ -428,7 +431,7 @@ class Trainer:
             total=self.iters_per_epoch,
             desc=f"epoch {epoch + 1}/{cfg.epochs}",
             leave=False,
-            disable=not (cfg.progress and self.dist.is_main),
+            disable=not (show_progress(cfg.progress) and self.dist.is_main),
             dynamic_ncols=True,
         )
         for step, (images, pids, _camids, modalities) in enumerate(bar):
@@ -575,7 +578,7 @@ class Trainer:
             initial=self.start_epoch,
             total=cfg.epochs,
             desc="training",
-            disable=not (cfg.progress and self.dist.is_main),
+            disable=not (show_progress(cfg.progress) and self.dist.is_main),
             dynamic_ncols=True,
         )
         for epoch in epochs:

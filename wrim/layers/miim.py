@@ -3,12 +3,14 @@
 Shapes: ``B`` batch, ``C`` input channels, ``H, W`` input size, ``r`` channel reduction, ``s`` spatial stride,
 ``C' = C / r``, ``h = ⌈H / s⌉``, ``w = ⌈W / s⌉``, ``N = h·w`` region tokens.
 
-paper.md §1 ("MIIM = Spatial-Channel Compression → GRI → Spatial-Channel Restore")::
+docs/layers.md ("MIIM = Spatial-Channel Compression → GRI → Spatial-Channel Restore"):
 
-    F2  = Conv_{s×s, stride s}(X)                       SCC: C → C', H×W → h×w        [P][N]
-    F4  = GRI(F2)                                       region interaction, (B, N, C')  [P][N]
-    G   = Up_s(σ(Linear_{C'→C}(F4)))                    SCR: a (B, C, H, W) gate        [N] (+ gate use [D])
-    Out = X + γ ⊙ BN_{affine=False}(X ⊙ G)              re-weighting + residual         [D]
+```text
+F2  = Conv_{s×s, stride s}(X)                       SCC: C → C', H×W → h×w        [P][N]
+F4  = GRI(F2)                                       region interaction, (B, N, C')  [P][N]
+G   = Up_s(σ(Linear_{C'→C}(F4)))                    SCR: a (B, C, H, W) gate        [N] (+ gate use [D])
+Out = X + γ ⊙ BN_{affine=False}(X ⊙ G)              re-weighting + residual         [D]
+```
 
 ``γ`` is 1 (the paper's form) unless ``init_values`` is given: then it is a learnable per-channel scale
 initialised to ``init_values`` (LayerScale, Touvron et al. 2021) [D]. ``init_values=0`` makes a fresh MIIM the
@@ -69,7 +71,7 @@ torch.fx.wrap("pad_to_multiple")
 
 
 class MIIM(nn.Module):
-    """Multi-dimension Interactive Information Mining block (paper.md §1): (B, C, H, W) -> (B, C, H, W)."""
+    """Multi-dimension Interactive Information Mining block (docs/layers.md): (B, C, H, W) -> (B, C, H, W)."""
 
     __jit_unused_properties__ = ["fused_attn"]  # a Python property over ``gri.fused_attn``
 

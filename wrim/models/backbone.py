@@ -3,7 +3,7 @@
 Shapes: ``B`` batch, ``C_k`` channels of stage ``k`` (1-based), ``H_k, W_k`` its map size, ``N`` tokens of a
 token-sequence backbone (prefix tokens first, then the ``h·w`` grid row by row).
 
-paper.md §1 [P][N]: WRIM-Net puts a MIIM after ResNet-50's layer1..layer4 and runs layer4 at stride 1. Any timm
+docs/models.md [P][N]: WRIM-Net puts a MIIM after ResNet-50's layer1..layer4 and runs layer4 at stride 1. Any timm
 backbone is accepted, built once with ``timm.create_model(name, features_only=True)`` [D]:
 
 - **Taps.** The four stages end at four of the modules that timm's ``feature_info`` names: the last module of
@@ -81,7 +81,7 @@ class TapLayout:
         return output
 
     def from_map(self, output: torch.Tensor, feature_map: torch.Tensor) -> torch.Tensor:
-        """The tap output with its map replaced by ``feature_map`` (the inverse of :meth:`to_map`)."""
+        """The tap output with its map replaced by ``feature_map`` (the inverse of ``to_map``)."""
         if self.kind == "NHWC":
             return feature_map.permute(0, 2, 3, 1)  # (B, C, H, W) -> (B, H, W, C)
         if self.kind == "tokens":
@@ -94,9 +94,10 @@ class _TapHook:
     """Forward hook on a tap module: ``output -> from_map(block(to_map(output)))``.
 
     A plain object (no closure), so ``copy.deepcopy`` of the model copies it along with the block it points to.
-    The block is the caller's module (e.g. a MIIM owned by :class:`~wrim.models.WRIMNet`); a block that takes
-    modalities gets them from ``backbone.modalities``, which each :meth:`StagedBackbone.forward` call sets (an
-    attribute of this model, not global state: other models, processes and DDP ranks have their own). With
+    The block is the caller's module (e.g. a MIIM owned by [`WRIMNet`][wrim.models.WRIMNet]); a block that
+    takes modalities gets them from ``backbone.modalities``, which each
+    [`forward()`][wrim.models.StagedBackbone.forward] call sets (an attribute of this model, not global state:
+    other models, processes and DDP ranks have their own). With
     gradient checkpointing a stage is recomputed in ``backward()``, which must therefore come before the next
     forward call of the same model, as in any training step.
     """
@@ -275,7 +276,7 @@ class StagedBackbone(nn.Module):
         Args:
             index: the 1-based stage.
             block: a module (B, C_k, H_k, W_k) -> same shape; the caller owns it (it is not registered here).
-            takes_modalities: call ``block(map, modalities)`` with the modalities given to :meth:`forward`.
+            takes_modalities: call ``block(map, modalities)`` with the modalities given to ``forward``.
         """
         self.hooks[index - 1].block = block
         self.hooks[index - 1].takes_modalities = takes_modalities
