@@ -23,6 +23,9 @@ from wrim.models import WRIMNet
 UNSUPPORTED = {  # name -> the part of the ValueError that gives the reason
     "levit_128": "has 3 feature levels",
     "levit_128s": "has 3 feature levels",
+    "efficientvit_m0": "has 3 feature levels",
+    "hrnet_w18_small": "not the outputs of a chain of stages",
+    "twins_svt_small": "not the outputs of a chain of stages",  # timm's feature_info names block.k, not blocks.k
 }
 
 NAMES = (
@@ -115,7 +118,7 @@ NAMES = (
     "levit_128s",
 )
 
-SIZES = {}  # name -> (H, W) where the default (128, 64) does not fit the model
+SIZES = {"efficientformer_l1": (224, 224)}  # name -> (H, W) where (128, 64) does not fit (fixed 7x7 attention)
 
 # small backbones of different kinds for the default run: timm's EfficientNet / MobileNetV3 feature classes,
 # channels-last stages (MambaOut), a ViT (token sequence) and an unsupported one (3 feature levels)
