@@ -27,17 +27,23 @@ from wrim.losses import CMKICLoss
 __all__ = ["add_miim", "main"]
 
 
-def add_miim(resnet: nn.Module, channels: tuple[int, ...] = (64, 128, 256, 512)) -> nn.Module:
+def add_miim(
+    resnet: nn.Module, channels: tuple[int, ...] = (64, 128, 256, 512), init_values: float | None = None
+) -> nn.Module:
     """Appends a MIIM to ``layer1`` .. ``layer4`` of a torchvision or timm ResNet (in place).
 
     Args:
         resnet: a model with ``layer1`` .. ``layer4`` attributes (torchvision and timm ResNets both have them).
         channels: output channels of the four stages (ResNet-18/34: 64..512; ResNet-50: 256..2048).
+        init_values: None keeps the paper's MIIM; 0 starts each MIIM as the identity (a LayerScale γ = 0 on its
+            branch), so a *pretrained* ResNet's outputs are unchanged at step 0 (docs/layers.md, "Inserting MIIM
+            into a pretrained network").
     """
-    resnet.layer1 = nn.Sequential(resnet.layer1, wrim.MIIM(channels[0], reduction=2, stride=4))  # MIIM
-    resnet.layer2 = nn.Sequential(resnet.layer2, wrim.MIIM(channels[1], reduction=2, stride=2))  # MIIM
-    resnet.layer3 = nn.Sequential(resnet.layer3, wrim.MIIM(channels[2], reduction=4, stride=1))  # MIIM
-    resnet.layer4 = nn.Sequential(resnet.layer4, wrim.MIIM(channels[3], reduction=4, stride=1))  # MIIM
+    kw = {"init_values": init_values}
+    resnet.layer1 = nn.Sequential(resnet.layer1, wrim.MIIM(channels[0], reduction=2, stride=4, **kw))  # MIIM
+    resnet.layer2 = nn.Sequential(resnet.layer2, wrim.MIIM(channels[1], reduction=2, stride=2, **kw))  # MIIM
+    resnet.layer3 = nn.Sequential(resnet.layer3, wrim.MIIM(channels[2], reduction=4, stride=1, **kw))  # MIIM
+    resnet.layer4 = nn.Sequential(resnet.layer4, wrim.MIIM(channels[3], reduction=4, stride=1, **kw))  # MIIM
     return resnet
 
 

@@ -1,11 +1,11 @@
 """WRIMNet on another timm backbone: ConvNeXt or a ViT instead of the paper's ResNet-50, in one argument.
 
-``wrim.models.WRIMNet(backbone=<any timm name>)`` cuts the backbone into four stages and puts the MIIMs after
-them (paper.md §1): for CNNs the stages are timm's last four feature levels (channels from ``feature_info``);
-for ViTs they are four equal groups of blocks, whose patch tokens are viewed as a (B, D, h, w) grid for the MIIM
-(positional embeddings resized to ``--img-size``). This script prints the per-stage cost table (``summary``),
-trains a few steps with the ID loss on every head plus AICL (CMKIC on the P5 and P4 projections), and embeds a
-batch in eval mode with flip averaging.
+``wrim.models.WRIMNet(backbone=<any timm name>)`` builds timm's feature extractor once and hooks a MIIM after
+the module that ends each of four stages (paper.md §1): for CNNs timm's last four feature levels (channels from
+``feature_info``); for ViTs the ends of four equal groups of blocks, whose patch tokens are viewed as a
+(B, D, h, w) grid for the MIIM (positional embeddings resized to ``--img-size``). This script prints the
+per-stage cost table (``summary``), trains a few steps with the ID loss on every head plus AICL (CMKIC on the P5
+and P4 projections), and embeds a batch in eval mode with flip averaging.
 
 Run::
 
@@ -31,18 +31,11 @@ __all__ = ["build", "main", "train_steps"]
 def build(backbone: str, num_classes: int, img_size: tuple[int, int]) -> WRIMNet:
     """WRIM-Net over ``backbone`` with the paper's placements (separate MIIMs after stages 1-2, shared after 3-4).
 
-    ViTs work at one resolution (1/16 for patch 16), the resolution the paper's strides (4, 2, 1, 1) bring every
-    ResNet MIIM to, so their MIIMs use stride 1. ``num_heads=4`` keeps small models' reduced widths divisible
-    (convnext_atto: 40 / 2 = 20 channels after stage 1).
+    Default arguments only: ``token_stride=16`` gives each MIIM the stride that brings its stage to the paper's
+    1/16 token grid (4, 2, 1, 1 on a CNN with last stride 1; 1 everywhere on a ViT/16), and the GRI head count
+    defaults to the largest divisor of the reduced width not above 8 (5 for convnext_atto's 40 / 2 = 20).
     """
-    is_vit = backbone.startswith(("vit_", "deit_"))
-    return WRIMNet(
-        backbone,
-        num_classes=num_classes,
-        img_size=img_size,
-        stride=1 if is_vit else (4, 2, 1, 1),
-        num_heads=4,
-    )
+    return WRIMNet(backbone, num_classes=num_classes, img_size=img_size)
 
 
 def random_batches(num_ids: int, per_modality: int, img_size: tuple[int, int], seed: int = 0):

@@ -74,12 +74,18 @@ def test_sincos_table() -> None:
     # token (y=0, x=0): sin(0) = 0 and cos(0) = 1 for every frequency
     torch.testing.assert_close(table[0], torch.tensor([0, 0, 1, 1, 0, 0, 1, 1], dtype=torch.float32))
     assert len({tuple(row.tolist()) for row in table}) == 6  # every position distinct
-    with pytest.raises(ValueError, match="divisible by 4"):
-        sincos_2d_pos_embed(2, 2, 6)
+    # any width: built for 4·⌈C/4⌉ columns and cut; C = 6 keeps x's sin/cos and the first y-sin column
+    odd = sincos_2d_pos_embed(3, 2, 6)
+    assert odd.shape == (6, 6)
+    ys, xs = torch.meshgrid(torch.arange(3.0), torch.arange(2.0), indexing="ij")
+    omega = 1.0 / 10000.0 ** (torch.arange(2.0) / 2)  # q = ⌈6/4⌉ = 2 frequencies
+    x_angles, y_angles = xs.reshape(-1, 1) * omega, ys.reshape(-1, 1) * omega
+    expected = torch.cat([x_angles.sin(), x_angles.cos(), y_angles.sin()], dim=1)
+    torch.testing.assert_close(odd, expected)
 
 
 def test_bad_arguments_and_input() -> None:
-    with pytest.raises(ValueError, match="num_heads must divide dim"):
+    with pytest.raises(ValueError, match="num_heads must divide dim.*Valid head counts: 1, 2, 3, 5, 6, 10, 15, 30"):
         GRI(30, num_heads=4)
     with pytest.raises(ValueError, match="kv_pool"):
         GRI(32, kv_pool=0)

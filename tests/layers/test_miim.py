@@ -126,7 +126,8 @@ def test_bad_input_messages() -> None:
         module(torch.randn(32, 4, 4))
     with pytest.raises(TypeError):
         module([1, 2, 3])  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="reduction must divide channels"):
-        MIIM(30, reduction=4)
+    with pytest.raises(ValueError, match="reduction must be between 1 and channels"):
+        MIIM(3, reduction=4)
+    assert MIIM(61).gri.dim == 30  # C' = C // r: rexnet_100's 61 channels build
     with pytest.raises(ValueError, match="stride"):
         MIIM(32, stride=0)

@@ -35,12 +35,20 @@ def test_create_model_passes_kwargs() -> None:
     # kwargs override the entrypoint's defaults
     model = create_model("baseline_resnet18", num_classes=3, img_size=(64, 32), shared_stages=(4,))
     assert list(model.miims) == ["stage4"]
+    # backbone= too (issue 11: it used to raise "got multiple values for argument 'backbone'")
+    model = create_model("wrimnet_resnet18", num_classes=3, img_size=(64, 32), backbone="resnet34")
+    assert model.backbone.name == "resnet34"
+
+
+def test_positional_num_classes_says_keyword() -> None:
+    with pytest.raises(TypeError, match=r"num_classes=395"):
+        create_model("wrimnet_resnet18", 395)
 
 
 def test_vit_variant_defaults_to_stride_one() -> None:
     model = create_model("wrimnet_vit_small", num_classes=3, img_size=(64, 32))
     assert model.miim_strides == (1, 1, 1, 1)
-    assert model.backbone.is_vit and model.backbone.grid_size == (4, 2)
+    assert model.backbone.fixed_size and {layout.grid for layout in model.backbone.layouts} == {(4, 2)}
 
 
 def test_unknown_model_lists_close_names() -> None:

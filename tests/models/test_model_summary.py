@@ -55,8 +55,12 @@ def test_counts_match_direct_counts(models) -> None:
     rows = {row.name: row for row in result.rows}
     assert result.img_size == (128, 64)
     with torch.no_grad():
-        maps = wrimnet.backbone(torch.zeros(1, 3, 128, 64))
-    assert rows["stage4"].gflops == pytest.approx(_gflops(wrimnet.backbone.model.layer4, maps[2]))
+        maps = wrimnet.backbone(torch.zeros(1, 3, 128, 64), torch.tensor([0]))  # after the MIIMs
+    wrimnet.backbone.set_block(4, None)  # layer4 alone, without the MIIM hooked after it
+    try:
+        assert rows["stage4"].gflops == pytest.approx(_gflops(wrimnet.backbone.model.layer4, maps[2]))
+    finally:
+        wrimnet.backbone.set_block(4, wrimnet.miims["stage4"])
     assert rows["miim4"].gflops == pytest.approx(_gflops(wrimnet.miims["stage4"], maps[3]))
     # a ModalityMIIM computes both copies' gates for every sample
     both = _gflops(wrimnet.miims["stage1"].visible, maps[0]) + _gflops(wrimnet.miims["stage1"].infrared, maps[0])

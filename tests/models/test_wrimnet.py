@@ -81,7 +81,8 @@ def test_paper_feature_map_sizes() -> None:
 
 
 def _record_order(model: WRIMNet) -> tuple[list[str], dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Hooks on the last module of each stage and on each MIIM: call order, outputs and inputs."""
+    """Hooks on each stage's tap module (ahead of the MIIM hook), on each MIIM and on each stage's first module:
+    call order, outputs and inputs."""
     order: list[str] = []
     outputs: dict[str, torch.Tensor] = {}
     inputs: dict[str, torch.Tensor] = {}
@@ -95,7 +96,7 @@ def _record_order(model: WRIMNet) -> tuple[list[str], dict[str, torch.Tensor], d
         return fn
 
     for index in range(1, 5):
-        model.backbone.stage_modules(index)[-1].register_forward_hook(hook(f"stage{index}"))
+        model.backbone.taps[index - 1].register_forward_hook(hook(f"stage{index}"), prepend=True)
         model.backbone.stage_modules(index)[0].register_forward_pre_hook(
             lambda module, args, index=index: inputs.__setitem__(f"stage{index}_in", args[0])
         )
@@ -114,9 +115,8 @@ def _record_order(model: WRIMNet) -> tuple[list[str], dict[str, torch.Tensor], d
     ],
 )
 def test_miims_sit_after_the_chosen_stages(backbone, separate, shared, size) -> None:
-    model = WRIMNet(
-        backbone, num_classes=NUM_CLASSES, img_size=size, separate_stages=separate, shared_stages=shared, stride=1
-    ).eval()
+    model = WRIMNet(backbone, num_classes=NUM_CLASSES, img_size=size, separate_stages=separate, shared_stages=shared)
+    model.eval()
     order, outputs, inputs = _record_order(model)
     with torch.no_grad():
         model.forward_features(_images(size=size), MODALITIES)
@@ -128,13 +128,14 @@ def test_miims_sit_after_the_chosen_stages(backbone, separate, shared, size) -> 
     assert order == expected
     for index in sorted(separate + shared):
         miim_in = inputs[f"miim{index}"]
-        assert torch.equal(miim_in, model.backbone.as_map(outputs[f"stage{index}"]))
+        layout = model.backbone.layouts[index - 1]
+        assert torch.equal(miim_in, layout.to_map(outputs[f"stage{index}"]))
         assert miim_in.shape[1] == model.backbone.channels[index - 1]
         kind = ModalityMIIM if index in separate else MIIM
         assert type(model.miims[f"stage{index}"]) is kind
         if index < 4:  # the next stage consumes the MIIM's output
             next_in = inputs[f"stage{index + 1}_in"]
-            assert torch.equal(model.backbone.as_map(next_in), outputs[f"miim{index}"])
+            assert torch.equal(layout.to_map(next_in), outputs[f"miim{index}"])
 
 
 def test_p4_p5_are_taken_after_their_miims(resnet18) -> None:
@@ -260,8 +261,9 @@ def test_channels_last_and_bf16_autocast(resnet18) -> None:
         ({"img_size": (16, 8)}, "too small"),
         ({"local_parts": -1}, "local_parts"),
         ({"embed_heads": ("p6_global",)}, "embed_heads"),
-        ({"num_heads": 7}, "after stage 1"),
+        ({"num_heads": 7}, "after stage 1.*Valid head counts: 1, 2, 4, 8, 16, 32"),
         ({"last_stride": 3}, "last_stride"),
+        ({"token_stride": 0}, "token_stride"),
     ],
 )
 def test_bad_arguments(kwargs, message) -> None:
@@ -302,8 +304,9 @@ def test_baseline_runs_without_modalities() -> None:
 
 
 def test_vit_runs_only_at_its_size() -> None:
-    model = WRIMNet("vit_tiny_patch16_224", num_classes=NUM_CLASSES, img_size=(64, 32), stride=1).eval()
-    with pytest.raises(ValueError, match="built for img_size"):
+    model = WRIMNet("vit_tiny_patch16_224", num_classes=NUM_CLASSES, img_size=(64, 32)).eval()
+    assert model.miim_strides == (1, 1, 1, 1)  # token_stride=16 on a /16 backbone
+    with pytest.raises(ValueError, match="runs only at the size it was built for"):
         model(_images(size=(96, 32)), MODALITIES)
 
 

@@ -62,6 +62,26 @@ def test_compile_inductor_eval() -> None:
         torch.testing.assert_close(compiled(images, MODALITIES), model(images, MODALITIES), atol=1e-4, rtol=1e-4)
 
 
+def test_fx_symbolic_trace_eval_matches() -> None:
+    """issue 11: the MIIM hooks are traced into the graph (torchvision / timm fx feature extraction work)."""
+    model = _model().eval()
+    images = torch.randn(4, 3, *SIZE)
+    graph = torch.fx.symbolic_trace(model)
+    assert any("miims" in str(node.target) for node in graph.graph.nodes)
+    with torch.no_grad():
+        torch.testing.assert_close(graph(images, MODALITIES), model(images, MODALITIES))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backbone", ["resnet18", "vit_tiny_patch16_224"])
+def test_torch_export_eval_matches(backbone: str) -> None:
+    model = WRIMNet(backbone, num_classes=5, img_size=SIZE).eval()
+    images = torch.randn(4, 3, *SIZE)
+    program = torch.export.export(model, (images, MODALITIES))
+    with torch.no_grad():
+        torch.testing.assert_close(program.module()(images, MODALITIES), model(images, MODALITIES))
+
+
 @pytest.mark.cuda
 def test_cuda_bf16_channels_last_matches_cpu() -> None:
     model = _model().eval()

@@ -20,20 +20,53 @@ reference path writes ``softmax(QKᵀ/√d)V`` out explicitly. ``fused_attn`` (d
 selects one per instance.
 """
 
-from __future__ import annotations
-
 from typing import Final
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wrim.layers._tracing import checks_enabled
 from wrim.layers.config import use_fused_attn
 from wrim.layers.pos_embed import sincos_2d_pos_embed
 
-__all__ = ["GRI"]
+__all__ = ["GRI", "head_counts", "resolve_num_heads"]
 
 _POS_EMBEDS = ("sincos", None)
+DEFAULT_NUM_HEADS = 8
+torch.fx.wrap("sincos_2d_pos_embed")  # a function of the grid size only: one node in an fx graph
+
+
+def head_counts(dim: int) -> list[int]:
+    """The head counts that split ``dim`` channels evenly (the divisors of ``dim``)."""
+    return [heads for heads in range(1, dim + 1) if dim % heads == 0]
+
+
+def resolve_num_heads(dim: int, num_heads: int | None, context: str = "") -> int:
+    """The GRI head count for ``dim`` channels.
+
+    ``None`` picks the largest divisor of ``dim`` not above 8 ([N] uses 8; e.g. 5 for ``dim = 20``) [D]; an explicit
+    count must divide ``dim``.
+
+    Args:
+        dim: token width.
+        num_heads: the requested head count, or None for the default.
+        context: how ``dim`` came about, for the error message (e.g. ``"dim = channels // reduction = 40 // 2"``).
+
+    Raises:
+        ValueError: an explicit ``num_heads`` does not divide ``dim``; the message lists the valid counts.
+    """
+    valid = head_counts(dim) if dim >= 1 else []
+    if num_heads is None:
+        return max(heads for heads in valid if heads <= DEFAULT_NUM_HEADS)
+    if num_heads not in valid:
+        where = f"{context} = {dim}" if context else f"dim={dim}"
+        raise ValueError(
+            f"num_heads must divide dim; got num_heads={num_heads} for {where}. Valid head counts: "
+            f"{', '.join(map(str, valid))} (or leave num_heads unset: the largest of them not above "
+            f"{DEFAULT_NUM_HEADS})"
+        )
+    return num_heads
 
 
 class GRI(nn.Module):
@@ -44,7 +77,7 @@ class GRI(nn.Module):
     def __init__(
         self,
         dim: int,
-        num_heads: int = 8,
+        num_heads: int | None = None,
         kv_pool: int = 1,
         pos_embed: str | None = "sincos",
         qkv_bias: bool = False,
@@ -59,7 +92,8 @@ class GRI(nn.Module):
         """
         Args:
             dim: channels of the compressed map (the token dimension).
-            num_heads: attention heads; must divide ``dim`` (8 in [N]).
+            num_heads: attention heads; must divide ``dim``. None (default): 8 as in [N], or the largest divisor
+                of ``dim`` below 8 when 8 does not divide it. [D]
             kv_pool: average-pooling factor that turns the query grid into the key/value grid (``F3`` of the
                 paper); 1 uses the query tokens themselves (the module list of [N] shows no pooling layer). [D]
             pos_embed: ``"sincos"`` adds the fixed 2-D sine-cosine encoding to the tokens; ``None`` switches it off
@@ -76,14 +110,13 @@ class GRI(nn.Module):
             dtype: parameter dtype.
         """
         super().__init__()
-        if num_heads < 1 or dim % num_heads != 0:
-            raise ValueError(f"num_heads must divide dim; got dim={dim}, num_heads={num_heads}")
+        if dim < 1:
+            raise ValueError(f"dim must be >= 1; got {dim}")
+        num_heads = resolve_num_heads(dim, num_heads)
         if kv_pool < 1:
             raise ValueError(f"kv_pool must be >= 1 (1 = no pooling of keys/values); got {kv_pool}")
         if pos_embed not in _POS_EMBEDS:
             raise ValueError(f"pos_embed must be one of {_POS_EMBEDS}; got {pos_embed!r}")
-        if pos_embed == "sincos" and dim % 4 != 0:
-            raise ValueError(f"pos_embed='sincos' needs dim divisible by 4; got dim={dim} (or use pos_embed=None)")
         factory = {"device": device, "dtype": dtype}
         self.dim = dim
         self.num_heads = num_heads
@@ -108,8 +141,9 @@ class GRI(nn.Module):
         Returns:
             ``F4`` as tokens, (B, N, C), in row-major (y, x) order.
         """
-        if x.dim() != 4 or x.shape[1] != self.dim:
-            raise ValueError(f"GRI expects a (B, {self.dim}, h, w) map; got shape {tuple(x.shape)}")
+        if not torch.jit.is_scripting():  # noqa: SIM102 - TorchScript skips this branch, never compiles it
+            if checks_enabled():
+                self.check_input(x)
         batch, dim, height, width = x.shape
         tokens = x.permute(0, 2, 3, 1).reshape(batch, height * width, dim)  # (B, C, h, w) -> (B, N, C)
         shortcut = tokens
@@ -134,6 +168,12 @@ class GRI(nn.Module):
         attended = attended.transpose(1, 2).reshape(batch, height * width, dim)  # (B, N, C)
         out = self.proj_drop(self.proj(attended))
         return shortcut + out if self.residual else out
+
+    @torch.jit.unused
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise a ValueError unless ``x`` is a (B, dim, h, w) map."""
+        if x.dim() != 4 or x.shape[1] != self.dim:
+            raise ValueError(f"GRI expects a (B, {self.dim}, h, w) map; got shape {tuple(x.shape)}")
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """softmax(QKᵀ/√d)V, fused or written out. (B, H, N, d), (B, H, M, d) x 2 -> (B, H, N, d)."""

@@ -9,12 +9,17 @@ docs/paper.md#miim ("MIIM = Spatial-Channel Compression → GRI → Spatial-Chan
 F2  = Conv_{s×s, stride s}(X)                       SCC: C → C', H×W → h×w        [P][N]
 F4  = GRI(F2)                                       region interaction, (B, N, C')  [P][N]
 G   = Up_s(σ(Linear_{C'→C}(F4)))                    SCR: a (B, C, H, W) gate        [N] (+ gate use [D])
-Out = X + BN_{affine=False}(X ⊙ G)                  re-weighting + residual         [D]
+Out = X + γ ⊙ BN_{affine=False}(X ⊙ G)              re-weighting + residual         [D]
 ```
 
 ``combine`` chooses the last line ([D], the paper does not give it): ``"add"`` (above, the default),
-``"add_relu"`` ``Out = ReLU(X + BN(X ⊙ G))`` (the ReLU of the [N] module list after the sum, as in a ResNet
-block) or ``"gate"`` ``Out = BN(X ⊙ G)`` (re-weighting only, no residual).
+``"add_relu"`` ``Out = ReLU(X + γ ⊙ BN(X ⊙ G))`` (the ReLU of the [N] module list after the sum, as in a ResNet
+block) or ``"gate"`` ``Out = γ ⊙ BN(X ⊙ G)`` (re-weighting only, no residual).
+
+``γ`` is 1 (the paper's form) unless ``init_values`` is given: then it is a learnable per-channel scale
+initialised to ``init_values`` (LayerScale, Touvron et al. 2021) [D]. ``init_values=0`` makes a fresh MIIM the
+identity, so inserting it into a pretrained network leaves that network's outputs unchanged at step 0
+(docs/layers.md, "Inserting MIIM into a pretrained network").
 
 The gate re-weights the input in space and channel at once. The nearest upsampling ``Up_s`` is never materialised
 when ``s`` divides ``H`` and ``W``: the (h, w) gate broadcasts over s×s blocks of a view of ``X``.
@@ -24,13 +29,12 @@ compression only (every pixel belongs to a region; border regions see the zeros)
 cropped back to ``H×W``. The output always has the input's shape.
 """
 
-from __future__ import annotations
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wrim.layers.gri import GRI
+from wrim.layers._tracing import checks_enabled
+from wrim.layers.gri import GRI, resolve_num_heads
 
 __all__ = ["COMBINES", "MIIM", "combine_output", "reweight"]
 
@@ -46,6 +50,15 @@ def combine_output(x: torch.Tensor, normed: torch.Tensor, combine: str) -> torch
     if combine == "add_relu":
         return F.relu(x + normed)
     return normed
+
+
+def pad_to_multiple(x: torch.Tensor, stride: int) -> torch.Tensor:
+    """Zero-pad a (B, C, H, W) map at the bottom and right to ``(⌈H/s⌉·s, ⌈W/s⌉·s)`` (unchanged when ``s`` divides)."""
+    height, width = x.shape[-2:]
+    pad_h, pad_w = -height % stride, -width % stride
+    if pad_h or pad_w:
+        x = F.pad(x, (0, pad_w, 0, pad_h))  # (B, C, h·s, w·s)
+    return x
 
 
 def reweight(x: torch.Tensor, gate: torch.Tensor, stride: int) -> torch.Tensor:
@@ -66,19 +79,25 @@ def reweight(x: torch.Tensor, gate: torch.Tensor, stride: int) -> torch.Tensor:
     if height % stride == 0 and width % stride == 0:
         blocks = x.reshape(batch, channels, grid_h, stride, grid_w, stride)  # (B, C, h, s, w, s), a view
         return (blocks * gate[:, :, :, None, :, None]).reshape(batch, channels, height, width)
-    upsampled = F.interpolate(gate, scale_factor=stride, mode="nearest")[:, :, :height, :width]  # (B, C, H, W)
+    upsampled = F.interpolate(gate, scale_factor=float(stride), mode="nearest")[:, :, :height, :width]  # (B, C, H, W)
     return x * upsampled
+
+
+torch.fx.wrap("reweight")  # size-dependent branches: one node in an fx graph
+torch.fx.wrap("pad_to_multiple")
 
 
 class MIIM(nn.Module):
     """Multi-dimension Interactive Information Mining block (docs/paper.md#miim): (B, C, H, W) -> (B, C, H, W)."""
+
+    __jit_unused_properties__ = ["fused_attn"]  # a Python property over ``gri.fused_attn``
 
     def __init__(
         self,
         channels: int,
         reduction: int = 2,
         stride: int = 1,
-        num_heads: int = 8,
+        num_heads: int | None = None,
         kv_pool: int = 1,
         pos_embed: str | None = "sincos",
         qkv_bias: bool = False,
@@ -88,15 +107,18 @@ class MIIM(nn.Module):
         combine: str = "add",
         attn_drop: float = 0.0,
         proj_drop: float = 0.0,
+        init_values: float | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         """
         Args:
             channels: input (and output) channels ``C``.
-            reduction: channel reduction ``r`` of the compression conv (paper placements: 2, 2, 4, 4).
+            reduction: channel reduction ``r`` of the compression conv (paper placements: 2, 2, 4, 4); the compressed
+                width is ``C' = C // r`` (rounded down where ``r`` does not divide ``C``, e.g. 61 channels). [D]
             stride: kernel size and stride ``s`` of the compression conv (paper placements: 4, 2, 1, 1).
-            num_heads: GRI heads; must divide ``C / r`` (8 in [N]).
+            num_heads: GRI heads; must divide ``C / r``. None (default): 8 as in [N], or the largest divisor of
+                ``C / r`` below 8 when 8 does not divide it. [D]
             kv_pool: GRI key/value pooling factor, 1 = none. [D]
             pos_embed: ``"sincos"`` or ``None``. [D]
             qkv_bias: bias in GRI's qkv projection ([N]: none).
@@ -109,12 +131,17 @@ class MIIM(nn.Module):
                 ``BN(X ⊙ G)``. [D] ``"add"`` (the [N] module list shows a ReLU whose place is not known).
             attn_drop: attention dropout.
             proj_drop: GRI output-projection dropout.
+            init_values: None (default) keeps the paper's ``X + BN(X ⊙ G)``; a float adds a learnable per-channel
+                scale ``γ`` on the branch, initialised to it (0: a fresh MIIM is the identity). [D]
             device: parameter device.
             dtype: parameter dtype.
         """
         super().__init__()
-        if channels < 1 or reduction < 1 or channels % reduction != 0:
-            raise ValueError(f"reduction must divide channels; got channels={channels}, reduction={reduction}")
+        if reduction < 1 or channels < reduction:
+            raise ValueError(
+                f"reduction must be between 1 and channels (dim = channels // reduction >= 1); got "
+                f"channels={channels}, reduction={reduction}"
+            )
         if stride < 1:
             raise ValueError(f"stride must be >= 1; got {stride}")
         if combine not in COMBINES:
@@ -125,6 +152,7 @@ class MIIM(nn.Module):
         self.stride = stride
         self.combine = combine
         dim = channels // reduction
+        num_heads = resolve_num_heads(dim, num_heads, f"dim = channels // reduction = {channels} // {reduction}")
         self.compress = nn.Conv2d(channels, dim, kernel_size=stride, stride=stride, **factory)
         self.gri = GRI(
             dim,
@@ -140,6 +168,8 @@ class MIIM(nn.Module):
         )
         self.restore = nn.Linear(dim, channels, **factory)
         self.norm = nn.BatchNorm2d(channels, affine=False, **factory) if out_norm else nn.Identity()
+        gamma = None if init_values is None else torch.full((channels,), float(init_values), **factory)
+        self.gamma = None if gamma is None else nn.Parameter(gamma)
 
     @property
     def fused_attn(self) -> bool:
@@ -150,6 +180,7 @@ class MIIM(nn.Module):
     def fused_attn(self, enable: bool) -> None:
         self.gri.fused_attn = enable
 
+    @torch.jit.unused
     def check_input(self, x: torch.Tensor) -> None:
         """Raise a ValueError unless ``x`` is a (B, channels, H, W) tensor."""
         if not isinstance(x, torch.Tensor):
@@ -166,11 +197,8 @@ class MIIM(nn.Module):
 
     def gate(self, x: torch.Tensor) -> torch.Tensor:
         """SCC → GRI → SCR without the upsampling: (B, C, H, W) -> gate (B, C, ⌈H/s⌉, ⌈W/s⌉) in (0, 1)."""
-        batch, _, height, width = x.shape
-        pad_h, pad_w = -height % self.stride, -width % self.stride
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h))  # (B, C, h·s, w·s)
-        compressed = self.compress(x)  # (B, C', h, w)
+        batch = x.shape[0]
+        compressed = self.compress(pad_to_multiple(x, self.stride))  # (B, C', h, w)
         grid_h, grid_w = compressed.shape[-2:]
         tokens = self.gri(compressed)  # (B, N, C')
         gate = torch.sigmoid(self.restore(tokens))  # (B, N, C)
@@ -178,9 +206,15 @@ class MIIM(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W)."""
-        self.check_input(x)
+        if not torch.jit.is_scripting():  # noqa: SIM102 - TorchScript skips this branch, never compiles it
+            if checks_enabled():
+                self.check_input(x)
         reweighted = reweight(x, self.gate(x), self.stride)  # (B, C, H, W)
-        return combine_output(x, self.norm(reweighted), self.combine)
+        branch = self.norm(reweighted)  # (B, C, H, W)
+        if self.gamma is not None:
+            branch = branch * self.gamma.view(1, -1, 1, 1)
+        return combine_output(x, branch, self.combine)
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, reduction={self.reduction}, stride={self.stride}"
+        heads = self.gri.num_heads
+        return f"channels={self.channels}, reduction={self.reduction}, stride={self.stride}, num_heads={heads}"

@@ -21,10 +21,13 @@ import torch
 from torch import nn
 
 from wrim._checks import check_modalities
+from wrim.layers._tracing import checks_enabled
 from wrim.layers.miim import MIIM, combine_output, reweight
 from wrim.modality import INFRARED, VISIBLE
 
 __all__ = ["ModalityMIIM"]
+
+torch.fx.wrap("reweight")
 
 
 class ModalityMIIM(nn.Module):
@@ -71,14 +74,20 @@ class ModalityMIIM(nn.Module):
         Returns:
             (B, C, H, W).
         """
-        self.visible.check_input(x)
-        modalities = check_modalities(modalities, x.shape[0]).to(x.device)
+        if checks_enabled():
+            self.visible.check_input(x)
+            modalities = check_modalities(modalities, x.shape[0]).to(x.device)
         is_infrared = (modalities == INFRARED).view(-1, 1, 1, 1)  # (B, 1, 1, 1)
         gate = torch.where(is_infrared, self.infrared.gate(x), self.visible.gate(x))  # (B, C, h, w)
         reweighted = reweight(x, gate, self.stride)  # (B, C, H, W)
         if isinstance(self.visible.norm, nn.Identity):
-            return combine_output(x, reweighted, self.visible.combine)
-        return combine_output(x, self._modality_batch_norm(reweighted, modalities), self.visible.combine)
+            branch = reweighted
+        else:
+            branch = self._modality_batch_norm(reweighted, modalities)  # (B, C, H, W)
+        if self.visible.gamma is not None:
+            gamma = torch.where(is_infrared.view(-1, 1), self.infrared.gamma, self.visible.gamma)  # (B, C)
+            branch = branch * gamma[:, :, None, None]
+        return combine_output(x, branch, self.visible.combine)
 
     def _modality_batch_norm(self, y: torch.Tensor, modalities: torch.Tensor) -> torch.Tensor:
         """Non-affine BatchNorm with per-modality statistics and running buffers. (B, C, H, W) -> (B, C, H, W)."""

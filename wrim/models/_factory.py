@@ -20,14 +20,20 @@ def create_model(name: str, pretrained: bool = False, **kwargs) -> nn.Module:
         pretrained: load ImageNet weights into the backbone (through timm; needs internet, or pass
             ``pretrained_file=``).
         **kwargs: the model's constructor arguments (for WRIMNet: ``num_classes``, ``img_size``, ...); they
-            override the entrypoint's defaults.
+            override the entrypoint's defaults, ``backbone=`` included.
 
     Returns:
         the model.
 
     Raises:
         ValueError: ``name`` is not registered (close names are listed).
+        TypeError: a second positional argument that is not a bool (e.g. ``num_classes`` given positionally).
     """
+    if not isinstance(pretrained, bool):
+        raise TypeError(
+            f"create_model's second positional argument is pretrained (a bool); got {pretrained!r}. Pass the other "
+            f"arguments by keyword, e.g. create_model({name!r}, num_classes={pretrained!r})"
+        )
     if not is_model(name):
         close = difflib.get_close_matches(name, list_models(), n=5, cutoff=0.5)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""

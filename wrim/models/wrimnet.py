@@ -28,11 +28,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from wrim._checks import check_modalities
 from wrim.evaluation.flip import flip_average
 from wrim.layers import MIIM, ModalityMIIM
+from wrim.layers._tracing import checks_enabled
 from wrim.models._registry import register_model
 from wrim.models.backbone import NUM_STAGES, StagedBackbone, _pair
 from wrim.models.heads import EmbeddingHead
@@ -81,11 +81,12 @@ class WRIMNet(nn.Module):
         separate_stages: Sequence[int] = (1, 2),
         shared_stages: Sequence[int] = (3, 4),
         reduction: int | Sequence[int] = (2, 2, 4, 4),
-        stride: int | Sequence[int] = (4, 2, 1, 1),
-        num_heads: int | Sequence[int] = 8,
+        token_stride: int = 16,
+        stride: int | Sequence[int] | None = None,
+        num_heads: int | Sequence[int] | None = None,
         kv_pool: int | Sequence[int] = 1,
         pos_embed: str | None = "sincos",
-        last_stride: int = 1,
+        last_stride: int | None = None,
         last_stage_dilation: bool = False,
         local_parts: int = 2,
         proj_dim: int = 128,
@@ -97,25 +98,31 @@ class WRIMNet(nn.Module):
     ) -> None:
         """
         Args:
-            backbone: any timm model name: a CNN with a feature pyramid (resnet*, convnext*, ...) or a ViT
-                (vit_*, deit_*); see [`StagedBackbone`][wrim.models.StagedBackbone] for how stages are cut.
+            backbone: any timm model name with a ``feature_info`` of at least four levels (CNNs, Swin, ViTs, ...);
+                see [`StagedBackbone`][wrim.models.StagedBackbone] for where the stages end.
             num_classes: training identities ``K`` of the ID classifiers (395 on SYSU-MM01); 0 builds none.
                 Required.
             pretrained: load timm's ImageNet weights into the backbone (needs internet).
             pretrained_file: local backbone weights (``.safetensors`` or a torch file, loaded safely); implies
                 ``pretrained``.
-            img_size: (H, W) training/test size: 288x144 (the field) or 384x128 ([N]). ViTs run only at this
-                size; CNNs accept any size large enough for the stages.
+            img_size: (H, W) training/test size: 288x144 (the field) or 384x128 ([N]). Token-sequence and
+                fixed-size backbones (ViTs, Swin, MaxViT, ...) run only at this size; CNNs accept any size large
+                enough for the stages.
             separate_stages: 1-based stages followed by a modality-specific ``ModalityMIIM`` ([P][N]: 1, 2).
             shared_stages: 1-based stages followed by a shared ``MIIM`` ([P][N]: 3, 4).
             reduction: MIIM channel reduction ``r`` per stage 1..4 (or one int for all) ([N]: 2, 2, 4, 4).
-            stride: MIIM spatial stride ``s`` per stage 1..4 (or one int) ([N]: 4, 2, 1, 1).
-            num_heads: GRI heads per stage (or one int; 8 in [N]); must divide ``C_k / r_k``.
+            token_stride: the input stride of the one token grid every GRI attends over (paper: 16, the 18x9 grid
+                at 288x144): stage ``k``'s MIIM stride is ``max(1, token_stride // R_k)`` for its measured reduction
+                ``R_k``, i.e. 4, 2, 1, 1 on a last-stride-1 ResNet and 1 everywhere on a ViT/16. [P][N] + [D]
+            stride: explicit MIIM spatial stride ``s`` per stage 1..4 (or one int); overrides ``token_stride``.
+            num_heads: GRI heads per stage (or one int); must divide ``C_k / r_k``. None: 8 ([N]), or the largest
+                divisor of ``C_k / r_k`` below 8 where 8 does not divide it. [D]
             kv_pool: GRI key/value pooling per stage (or one int), 1 = none. [D]
             pos_embed: GRI positional encoding, ``"sincos"`` or None. [D]
-            last_stride: 1 ([P][N]) keeps stage 4 at stage 3's resolution; 2 keeps the backbone's stride.
-            last_stage_dilation: with ``last_stride=1`` on a CNN, keep timm's dilated last stage instead of the
-                re-id convention (stride 1, dilation 1). [D]
+            last_stride: None (default): stage 4 at stage 3's resolution ([P][N]) where the backbone allows it, else
+                its own stride with a warning; 1: the same, but a ValueError where it cannot; 2: the backbone's own.
+            last_stage_dilation: with last stride 1 through timm's ``output_stride``, keep timm's dilated last stage
+                instead of the re-id convention (stride 1, dilation 1). [D]
             local_parts: horizontal strips of P5, each with its own head ([N]: two, b11 and b12; strips [D]);
                 0 for none.
             proj_dim: contrastive projection width ``P`` ([N]: 128).
@@ -154,12 +161,17 @@ class WRIMNet(nn.Module):
             last_stage_dilation=last_stage_dilation,
             **(backbone_kwargs or {}),
         )
+        if not isinstance(token_stride, int) or token_stride < 1:
+            raise ValueError(f"token_stride must be a positive int (paper: 16); got {token_stride!r}")
+        if stride is None:
+            stride = tuple(max(1, token_stride // r) for r in self.backbone.reductions)
         per_stage = {
             "reduction": _per_stage(reduction, "reduction"),
             "stride": _per_stage(stride, "stride"),
-            "num_heads": _per_stage(num_heads, "num_heads"),
+            "num_heads": _per_stage(num_heads, "num_heads", allow_none=True),
             "kv_pool": _per_stage(kv_pool, "kv_pool"),
         }
+        self.token_stride = token_stride
         self.miim_strides = per_stage["stride"]
         self.miims = nn.ModuleDict()
         for index in sorted(self.separate_stages + self.shared_stages):
@@ -174,6 +186,7 @@ class WRIMNet(nn.Module):
                     f"cannot build the {kind.__name__} after stage {index} of {backbone!r} "
                     f"({self.backbone.channels[index - 1]} channels, {kwargs}): {err}"
                 ) from err
+            self.backbone.set_block(index, self.miims[f"stage{index}"], takes_modalities=kind is ModalityMIIM)
         self.check_image_size(self.img_size)
 
         channels = self.backbone.channels
@@ -204,9 +217,10 @@ class WRIMNet(nn.Module):
     def check_image_size(self, img_size: tuple[int, int]) -> None:
         """Raise a ValueError unless (H, W) images give every MIIM and the P5 strips at least one region."""
         height, width = img_size
-        if self.backbone.is_vit and (height, width) != self.backbone.img_size:
+        if self.backbone.fixed_size and (height, width) != self.backbone.img_size:
             raise ValueError(
-                f"this ViT WRIMNet was built for img_size={self.backbone.img_size}; got images of "
+                f"this WRIMNet's backbone {self.backbone.name!r} runs only at the size it was built for, "
+                f"img_size={self.backbone.img_size}; got images of "
                 f"{(height, width)}. Resize the images or build the model with img_size=({height}, {width})"
             )
         need_h, need_w = 1, 1
@@ -254,26 +268,10 @@ class WRIMNet(nn.Module):
         Returns:
             ``{"p4": (B, C_3, H_3, W_3), "p5": (B, C_4, H_4, W_4)}``, both after their MIIMs.
         """
-        modalities = self._check_inputs(images, modalities)
-        x = images
-        maps: dict[str, torch.Tensor] = {}
-        for index in range(1, NUM_STAGES + 1):
-            if self.grad_checkpointing and torch.is_grad_enabled():
-                x = checkpoint(self.backbone.forward_stage, index, x, use_reentrant=False)
-            else:
-                x = self.backbone.forward_stage(index, x)  # (B, C_k, H_k, W_k) or ViT tokens (B, N, D)
-            key = f"stage{index}"
-            if key not in self.miims and index < NUM_STAGES - 1:
-                continue
-            feature_map = self.backbone.as_map(x)  # (B, C_k, H_k, W_k)
-            if key in self.miims:
-                miim = self.miims[key]
-                feature_map = miim(feature_map, modalities) if index in self.separate_stages else miim(feature_map)
-                if index < NUM_STAGES:
-                    x = self.backbone.with_map(x, feature_map)
-            if index >= NUM_STAGES - 1:
-                maps["p4" if index == NUM_STAGES - 1 else "p5"] = feature_map
-        return maps
+        if checks_enabled():
+            modalities = self._check_inputs(images, modalities)
+        maps = self.backbone(images, modalities)  # [(B, C_k, H_k, W_k)] after the MIIMs (hooks)
+        return {"p4": maps[2], "p5": maps[3]}
 
     def pool(self, features: dict[str, torch.Tensor], heads: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
         """Each head's pooled (B, C) input: GAP of P5, of P5's horizontal strips, of P4.
@@ -364,11 +362,12 @@ class WRIMNet(nn.Module):
             self.heads[name].reset_classifier(num_classes)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute each backbone stage in the backward pass instead of storing its activations.
+        """timm's gradient checkpointing of the backbone (its stages recomputed in the backward pass).
 
-        BatchNorm layers inside a recomputed stage update their running statistics twice per step (as with
-        timm's own checkpointing).
+        A MIIM hooked after a recomputed stage runs again in the recomputation, so BatchNorm running statistics
+        update twice per step (as with timm's own checkpointing).
         """
+        self.backbone.set_grad_checkpointing(enable)
         self.grad_checkpointing = enable
 
 
@@ -397,10 +396,14 @@ def _check_heads(heads: Sequence[str] | None, names: tuple[str, ...], argument: 
     return heads
 
 
-def _per_stage(value: int | Sequence[int], name: str) -> tuple[int, ...]:
-    """One positive int per stage 1..4 from an int or a 4-sequence."""
-    values = (value,) * NUM_STAGES if isinstance(value, int) else tuple(value)
-    if len(values) != NUM_STAGES or not all(isinstance(v, int) and v >= 1 for v in values):
+def _per_stage(value: int | Sequence[int] | None, name: str, allow_none: bool = False) -> tuple[int | None, ...]:
+    """One positive int per stage 1..4 from an int or a 4-sequence (None entries where ``allow_none``)."""
+    values = (value,) * NUM_STAGES if value is None or isinstance(value, int) else tuple(value)
+
+    def valid(v) -> bool:
+        return (v is None and allow_none) or (isinstance(v, int) and v >= 1)
+
+    if len(values) != NUM_STAGES or not all(valid(v) for v in values):
         raise ValueError(f"{name} must be a positive int or {NUM_STAGES} of them (stages 1..4); got {value!r}")
     return values
 
@@ -408,8 +411,9 @@ def _per_stage(value: int | Sequence[int], name: str) -> tuple[int, ...]:
 # ----------------------------------------------------------------------------------------------- entrypoints
 
 
-def _create_wrimnet(backbone: str, pretrained: bool, defaults: dict, **kwargs) -> WRIMNet:
-    return WRIMNet(backbone=backbone, pretrained=pretrained, **dict(defaults, **kwargs))
+def _create_wrimnet(pretrained: bool, defaults: dict, **kwargs) -> WRIMNet:
+    """A WRIMNet from an entrypoint's ``defaults``; every keyword of ``kwargs`` (``backbone`` too) overrides them."""
+    return WRIMNet(pretrained=pretrained, **dict(defaults, **kwargs))
 
 
 _NO_MIIM = {"separate_stages": (), "shared_stages": ()}
@@ -418,44 +422,44 @@ _NO_MIIM = {"separate_stages": (), "shared_stages": ()}
 @register_model
 def wrimnet_resnet50(pretrained: bool = False, **kwargs) -> WRIMNet:
     """WRIM-Net as in the paper: ResNet-50, last stride 1, separate MIIMs after stages 1-2, shared after 3-4."""
-    return _create_wrimnet("resnet50", pretrained, {}, **kwargs)
+    return _create_wrimnet(pretrained, {"backbone": "resnet50"}, **kwargs)
 
 
 @register_model
 def wrimnet_resnet18(pretrained: bool = False, **kwargs) -> WRIMNet:
     """WRIM-Net on ResNet-18 (CPU-sized; same placements and strides as the paper)."""
-    return _create_wrimnet("resnet18", pretrained, {}, **kwargs)
+    return _create_wrimnet(pretrained, {"backbone": "resnet18"}, **kwargs)
 
 
 @register_model
 def wrimnet_resnet101(pretrained: bool = False, **kwargs) -> WRIMNet:
     """WRIM-Net on ResNet-101."""
-    return _create_wrimnet("resnet101", pretrained, {}, **kwargs)
+    return _create_wrimnet(pretrained, {"backbone": "resnet101"}, **kwargs)
 
 
 @register_model
 def wrimnet_convnext_tiny(pretrained: bool = False, **kwargs) -> WRIMNet:
     """WRIM-Net on ConvNeXt-Tiny (last stage at stride 1, undilated; the paper's placements and strides)."""
-    return _create_wrimnet("convnext_tiny", pretrained, {}, **kwargs)
+    return _create_wrimnet(pretrained, {"backbone": "convnext_tiny"}, **kwargs)
 
 
 @register_model
 def wrimnet_vit_small(pretrained: bool = False, **kwargs) -> WRIMNet:
     """WRIM-Net on ViT-S/16: MIIMs after the four 3-block groups, stride 1 everywhere.
 
-    Every ViT stage already sits at 1/16 resolution, the resolution the paper's strides (4, 2, 1, 1) bring all
-    four ResNet MIIMs to, so the MIIMs attend over the same token grid without further compression. [D]
+    Every ViT stage already sits at 1/16 resolution, the grid ``token_stride=16`` asks for (the paper's strides
+    4, 2, 1, 1 on ResNet-50), so the MIIMs attend over the same token grid without further compression. [D]
     """
-    return _create_wrimnet("vit_small_patch16_224", pretrained, {"stride": 1}, **kwargs)
+    return _create_wrimnet(pretrained, {"backbone": "vit_small_patch16_224"}, **kwargs)
 
 
 @register_model
 def baseline_resnet50(pretrained: bool = False, **kwargs) -> WRIMNet:
     """The AGW-style baseline: ResNet-50, last stride 1, the same BNNeck heads, no MIIM."""
-    return _create_wrimnet("resnet50", pretrained, _NO_MIIM, **kwargs)
+    return _create_wrimnet(pretrained, {"backbone": "resnet50", **_NO_MIIM}, **kwargs)
 
 
 @register_model
 def baseline_resnet18(pretrained: bool = False, **kwargs) -> WRIMNet:
     """The baseline on ResNet-18 (CPU-sized), no MIIM."""
-    return _create_wrimnet("resnet18", pretrained, _NO_MIIM, **kwargs)
+    return _create_wrimnet(pretrained, {"backbone": "resnet18", **_NO_MIIM}, **kwargs)
