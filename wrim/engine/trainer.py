@@ -321,6 +321,7 @@ class Trainer:
             random_erasing=cfg.data.random_erasing,
             rank=self.dist.rank if self.dist.distributed else None,
             world_size=self.dist.world_size if self.dist.distributed else None,
+            skip_bad_images=cfg.data.skip_bad_images,
         )
         # the same dataset and sampler, with workers started afresh every epoch from a generator seeded by
         # (seed, epoch, rank) in _batches: a resumed epoch then draws exactly the augmentations of an uninterrupted
