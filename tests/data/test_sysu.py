@@ -137,3 +137,19 @@ def test_missing_path_is_a_value_error(sysu_root: Path, missing: str) -> None:
 def test_missing_root(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="nowhere"):
         SYSUMM01(tmp_path / "nowhere")
+
+
+def test_id_files_are_parsed_on_every_line(sysu_root: Path, caplog) -> None:
+    (sysu_root / "exp" / "train_id.txt").write_text("\n1, 3\n  \n99\n")  # blank first line, spaces, several lines
+    dataset = SYSUMM01(sysu_root)
+    assert dataset.num_classes == len(TRAIN + VAL)
+    assert "1 id(s) listed in" in caplog.text and "train_id.txt have no image" in caplog.text and "[99]" in caplog.text
+    (sysu_root / "exp" / "train_id.txt").write_text("1,x\n")
+    with pytest.raises(ValueError, match=r"train_id\.txt:1: expected integer ids .* 'x'"):
+        SYSUMM01(sysu_root)
+
+
+def test_empty_test_split_fails_at_construction(sysu_root: Path) -> None:
+    (sysu_root / "exp" / "test_id.txt").write_text("\n")
+    with pytest.raises(ValueError, match=r"test_id\.txt holds no ids"):
+        SYSUMM01(sysu_root)
