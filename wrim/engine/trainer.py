@@ -26,8 +26,10 @@ import logging
 import math
 import os
 import random
+import socket
 import sys
 import time
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,6 +181,32 @@ class MetricLoss(nn.Module):
         t4 = self.loss(p4, labels, modalities)
         parts = {f"{self.kind}_p5": t5, f"{self.kind}_p4": t4}
         return self.p5_weight * t5 + self.p4_weight * t4, parts
+
+
+@contextlib.contextmanager
+def _hub_offline_if_unreachable(download: bool) -> Iterator[None]:
+    """One 3 s probe of the Hugging Face hub before timm downloads weights: when it is unreachable, the hub client is
+    put in offline mode (cached weights still load; missing ones fail at once with the message naming
+    ``model.pretrained_file``) instead of retrying for about a minute."""
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        constants = None
+    if not download or constants is None or constants.HF_HUB_OFFLINE:
+        yield
+        return
+    host = urllib.parse.urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=3).close()
+    except OSError as err:
+        log.warning("%s is unreachable (%s): only locally cached pretrained weights can be used", host, err)
+        constants.HF_HUB_OFFLINE = True
+        try:
+            yield
+        finally:
+            constants.HF_HUB_OFFLINE = False
+        return
+    yield
 
 
 class _EvalModel(nn.Module):
@@ -338,13 +366,14 @@ class Trainer:
         kwargs = dict(cfg.model.kwargs)
         if cfg.model.pretrained_file is not None:
             kwargs["pretrained_file"] = cfg.model.pretrained_file
-        net = create_model(
-            cfg.model.name,
-            pretrained=cfg.model.pretrained,
-            num_classes=self.dataset.num_classes,
-            img_size=tuple(cfg.data.img_size),
-            **kwargs,
-        )
+        with _hub_offline_if_unreachable(cfg.model.pretrained and cfg.model.pretrained_file is None):
+            net = create_model(
+                cfg.model.name,
+                pretrained=cfg.model.pretrained,
+                num_classes=self.dataset.num_classes,
+                img_size=tuple(cfg.data.img_size),
+                **kwargs,
+            )
         if self.dist.distributed and cfg.model.sync_bn:
             if self.device.type == "cpu":
                 raise ValueError("model.sync_bn=true needs CUDA: torch's SyncBatchNorm does not run on the CPU")
