@@ -311,6 +311,7 @@ class Trainer:
         self.logger: MetricsLogger | None = None
         self._handlers: list[logging.Handler] = []
         self._lock: RunLock | None = None
+        self._stale: list[Path] = []
         self.dist = DistInfo()
 
     # ------------------------------------------------------------------ setup
@@ -321,7 +322,7 @@ class Trainer:
         self.dist = init_distributed(self.device)
         self.run_dir = self._resolve_run_dir()
         self._setup_logging()
-        for path in getattr(self, "_stale", []):
+        for path in self._stale:
             log.info("removed %s, left by an interrupted save", path)
         if self.resume:
             self._check_resumable()
@@ -401,13 +402,16 @@ class Trainer:
             self._load_resume_state()
         # a bad eval.protocol value fails now, not after the first epoch
         self.dataset.test_split(next(iter(cfg.eval.trials or self.dataset.default_trials)), **cfg.eval.protocol)
+        logged = self.run_dir / "metrics.jsonl"  # every rank reads it: the pending evaluation is collective
+        if self.pending_record is not None and logged.is_file():
+            epochs = [json.loads(line)["epoch"] for line in logged.read_text(encoding="utf-8").splitlines() if line]
+            self.pending_record = None if self.start_epoch in epochs else self.pending_record
+        barrier(self.dist)  # rank 0 rewrites metrics.jsonl next
         self.logger = (
             MetricsLogger(self.run_dir, resume_epoch=self.start_epoch if self.resume else None)
             if self.dist.is_main
             else None
         )
-        if self.pending_record is not None and any(r["epoch"] == self.start_epoch for r in self.logger.records):
-            self.pending_record = None
         if self.dist.is_main:  # written only once the run is known to start (a failed resume changes nothing)
             save_config(cfg, self.run_dir / "config.yaml")
             info = {"model": cfg.model.name, "num_classes": self.dataset.num_classes, "img_size": cfg.data.img_size}
