@@ -804,11 +804,9 @@ class Trainer:
     def _final_evaluation(self) -> dict[str, float]:
         cfg = self.config
         tag = "best" if checkpoint_exists(self.run_dir, "best") else "last"
-        rng = capture_rng_state()
-        load_checkpoint(self.run_dir, tag, self.net)
+        state = load_checkpoint(self.run_dir, tag, self.net)
         metrics = self.evaluate(cfg.eval.final_trials)
-        restore_rng_state(rng)
-        weights = Path(read_pointer(self.run_dir, tag)["set"]) / "model.safetensors"
+        weights = Path(state["checkpoint_set"]).relative_to(self.run_dir) / "model.safetensors"
         result = {"weights": weights.as_posix(), "best_epoch": self.best_epoch, **metrics}
         atomic_write(self.run_dir / "final_metrics.json", lambda p: p.write_text(json.dumps(result, indent=2)))
         plot_curves(self.logger.records, self.run_dir / "curves.png")
