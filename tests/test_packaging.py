@@ -1,9 +1,16 @@
-"""The wheel and sdist build, install into a fresh virtual environment and import with their data files."""
+"""The wheel and sdist build, install into a fresh virtual environment and import with their data files.
+
+The fresh environment borrows torch & co. from the interpreter running the tests through a ``.pth`` file that lists
+that interpreter's own site-packages: ``venv``'s ``system_site_packages`` would give it the *base* interpreter's,
+which lacks them when the tests run inside a virtualenv or conda environment.
+"""
 
 from __future__ import annotations
 
+import site
 import subprocess
 import sys
+import sysconfig
 import venv
 from pathlib import Path
 
@@ -18,6 +25,45 @@ def _run(*command: str | Path, cwd: Path) -> str:
     return result.stdout
 
 
+def running_site_packages() -> list[str]:
+    """The existing site-packages folders of the running interpreter: its venv's / conda env's when it runs in one."""
+    user_site = [site.getusersitepackages()] if site.ENABLE_USER_SITE else []
+    folders = [*site.getsitepackages(), *user_site, sysconfig.get_path("purelib")]
+    return [p for p in dict.fromkeys(folders) if Path(p).is_dir()]
+
+
+def borrow_site_packages(env_dir: Path) -> Path:
+    """Writes a ``.pth`` into ``env_dir``'s site-packages that adds the running interpreter's site-packages.
+
+    Lines of a ``.pth`` file are appended to ``sys.path`` without processing the ``.pth`` files found there, so an
+    editable install of wrim in the running environment stays invisible to the fresh one.
+    """
+    purelib = sysconfig.get_path("purelib", vars={"base": str(env_dir), "platbase": str(env_dir)})
+    pth = Path(purelib) / "wrim_test_borrowed_site.pth"
+    pth.parent.mkdir(parents=True, exist_ok=True)
+    pth.write_text("\n".join(running_site_packages()) + "\n", encoding="utf-8")
+    return pth
+
+
+def test_running_site_packages_hold_torch() -> None:
+    """Whatever the interpreter (system, venv, conda), the borrowed folders are where torch is installed."""
+    import torch
+
+    torch_parent = Path(torch.__file__).resolve().parents[1]
+    assert any(torch_parent == Path(p).resolve() for p in running_site_packages()), (torch_parent, sys.prefix)
+
+
+def test_borrow_site_packages_writes_a_pth_in_the_env(tmp_path: Path) -> None:
+    env_dir = tmp_path / "env"
+    venv.EnvBuilder(system_site_packages=False, with_pip=False).create(env_dir)
+    pth = borrow_site_packages(env_dir)
+    assert pth.parent.name == "site-packages" and pth.parent.is_dir()
+    assert pth.read_text().split() == running_site_packages()
+    python = env_dir / "bin" / "python"
+    paths = _run(python, "-c", "import sys; print('\\n'.join(sys.path))", cwd=tmp_path).split()
+    assert set(running_site_packages()) <= set(paths)
+
+
 def test_wheel_and_sdist_install_and_import(tmp_path: Path) -> None:
     pytest.importorskip("setuptools")
     dist = tmp_path / "dist"
@@ -29,7 +75,8 @@ def test_wheel_and_sdist_install_and_import(tmp_path: Path) -> None:
     assert len(list(sdist_dir.glob("wrim-*.tar.gz"))) == 1
     # a fresh environment that borrows torch & co. from this interpreter, with wrim only from the wheel
     env_dir = tmp_path / "env"
-    venv.EnvBuilder(system_site_packages=True, with_pip=False).create(env_dir)
+    venv.EnvBuilder(system_site_packages=False, with_pip=False).create(env_dir)
+    borrow_site_packages(env_dir)
     python = env_dir / "bin" / "python"
     site = tmp_path / "site"
     _run(python, "-m", "pip", "install", "--no-deps", "--no-index", wheels[0], "--target", site, cwd=tmp_path)

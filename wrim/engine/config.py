@@ -267,7 +267,8 @@ class Config:
         output_dir: parent folder of the run folders.
         run_name: run folder name inside ``output_dir``.
         log_every: update the progress-bar / TensorBoard step values every this many iterations.
-        progress: show tqdm progress bars.
+        progress: tqdm progress bars: ``true``, ``false`` or ``"auto"`` (bars only when stderr, where they are
+            drawn, is a terminal; a redirected log then gets one line per epoch and evaluation instead of bar frames).
         keep_checkpoints: checkpoint sets kept in ``<run>/checkpoints`` (the newest ones; those ``last.json``
             and ``best.json`` point at are always kept).
         model: see :class:`ModelConfig`.
@@ -285,7 +286,7 @@ class Config:
     output_dir: str = option("runs", nonempty=True)
     run_name: str | None = option(None, pattern=r"[\w.+-]+")
     log_every: int = option(10, ge=1)
-    progress: bool = True
+    progress: bool | str = option("auto", choices=(True, False, "auto"))
     keep_checkpoints: int = option(2, ge=1)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)

@@ -1,4 +1,5 @@
-"""Per-run metric files (``metrics.jsonl``, ``metrics.csv``), optional TensorBoard, and the loss/R1 curve PNG.
+"""Per-run metric files (``metrics.jsonl``, ``metrics.csv``), optional TensorBoard, the loss/R1 curve PNG, and
+whether progress bars are drawn.
 
 One record per epoch: ``epoch``, ``lr``, the mean of every loss term, ``img_per_s``, ``epoch_time_s`` and, on
 evaluation epochs, ``R1``, ``R5``, ``R10``, ``R20``, ``mAP``, ``mINP`` (in %). ``metrics.jsonl`` is the source of
@@ -11,12 +12,24 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MetricsLogger", "plot_curves"]
+__all__ = ["MetricsLogger", "plot_curves", "show_progress"]
 
 log = logging.getLogger("wrim")
+
+
+def show_progress(setting: bool | str) -> bool:
+    """Whether to draw tqdm bars: ``True`` / ``False`` as given; ``"auto"`` only when stderr is a terminal.
+
+    tqdm draws on stderr; a redirected or piped log (CI, ``nohup``, a cluster job) gets the logger's one line per
+    epoch and per evaluation instead of carriage-return bar frames.
+    """
+    if setting == "auto":
+        return sys.stderr.isatty()
+    return bool(setting)
 
 
 class MetricsLogger:

@@ -67,7 +67,7 @@ from wrim.engine.config import (
     structural_changes,
 )
 from wrim.engine.distributed import DistInfo, barrier, init_distributed, resolve_device, shutdown_distributed
-from wrim.engine.logger import MetricsLogger, plot_curves
+from wrim.engine.logger import MetricsLogger, plot_curves, show_progress
 from wrim.engine.optim import build_optimizer, build_scheduler
 from wrim.engine.rundir import RunLock, is_run_of, new_run_name
 
@@ -556,7 +556,7 @@ class Trainer:
             total=self.iters_per_epoch,
             desc=f"epoch {epoch + 1}/{cfg.epochs}",
             leave=False,
-            disable=not (cfg.progress and self.dist.is_main),
+            disable=not (show_progress(cfg.progress) and self.dist.is_main),
             dynamic_ncols=True,
         )
         for step, (images, pids, _camids, modalities) in enumerate(bar):
@@ -727,7 +727,7 @@ class Trainer:
             initial=self.start_epoch,
             total=cfg.epochs,
             desc="training",
-            disable=not (cfg.progress and self.dist.is_main),
+            disable=not (show_progress(cfg.progress) and self.dist.is_main),
             dynamic_ncols=True,
         )
         for epoch in epochs:
