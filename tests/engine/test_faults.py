@@ -72,6 +72,9 @@ def test_checkpoint_set_roundtrip_and_fallback_to_the_previous_complete_set(tmp_
     second = _save(tmp_path, 2, seed=2)
     manifest = json.loads((second / "manifest.json").read_text())
     assert manifest["epoch"] == 2 and set(manifest["files"]) == {"model.safetensors", "state.pt"}
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (second / "state.pt").stat().st_mode & 0o777 == 0o666 & ~umask  # not 0600 whatever the umask
     net = _net(9)
     state = load_checkpoint(tmp_path, "last", net)
     assert state["epoch"] == 2 and torch.equal(net[0].weight, _net(2)[0].weight)
