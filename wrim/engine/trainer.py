@@ -611,7 +611,6 @@ class Trainer:
             f"non-finite loss at epoch {epoch + 1}, step {step} (global step {global_step}): {detail}. "
             f"Training stopped; {where}. Lower optim.lr, enable optim.clip_grad_norm, or check the data."
         )
-        log.error(msg)
         raise NonFiniteLossError(msg)
 
     # ------------------------------------------------------------------ evaluation and checkpoints
@@ -682,13 +681,10 @@ class Trainer:
             self._setup()
             return self._fit()
         except KeyboardInterrupt:
-            if self._handlers:
-                log.error("interrupted; the last published checkpoint is kept: continue with wrim train --resume %s",
-                          self.run_dir)  # fmt: skip
+            self._log_to_file(f"interrupted; the last published checkpoint is kept: wrim train --resume {self.run_dir}")
             raise
         except Exception as err:
-            if self._handlers:  # the run folder's train.log records why the run stopped
-                log.error("stopped: %s: %s", type(err).__name__, err)
+            self._log_to_file(f"stopped: {type(err).__name__}: {err}")
             raise
         finally:
             if self.logger is not None:
@@ -699,6 +695,11 @@ class Trainer:
             if self._lock is not None:
                 self._lock.release()
             shutdown_distributed(self.dist)
+
+    def _log_to_file(self, message: str) -> None:
+        """Writes ``message`` to the run's ``train.log`` only (the exception itself reaches the caller / console)."""
+        if self._handlers:
+            self._handlers[0].handle(log.makeRecord(log.name, logging.ERROR, __file__, 0, message, None, None))
 
     def _fit(self) -> TrainResult:
         cfg = self.config
@@ -798,7 +799,6 @@ class Trainer:
                     f"{(epoch + 1) * self.iters_per_epoch}); nothing was saved, {where}. Lower optim.lr, enable "
                     "optim.clip_grad_norm, or check the data."
                 )
-                log.error(msg)
                 raise NonFiniteLossError(msg)
 
     def _final_evaluation(self) -> dict[str, float]:
