@@ -1,6 +1,9 @@
 """Datasets (SYSU-MM01, RegDB, LLCM, a synthetic set), the identity x modality sampler, transforms and loaders."""
 
 from wrim.data.base import VIReIDDataset as VIReIDDataset
+from wrim.data.check import DataCheckReport as DataCheckReport
+from wrim.data.check import check_counts as check_counts
+from wrim.data.check import check_dataset as check_dataset
 from wrim.data.llcm import LLCM as LLCM
 from wrim.data.loader import ImageDataset as ImageDataset
 from wrim.data.loader import UnreadableImageError as UnreadableImageError
@@ -19,6 +22,7 @@ from wrim.data.transforms import TrainTransform as TrainTransform
 __all__ = [
     "LLCM",
     "SYSUMM01",
+    "DataCheckReport",
     "IdentityModalitySampler",
     "ImageDataset",
     "ImageRecord",
@@ -31,5 +35,7 @@ __all__ = [
     "VIReIDDataset",
     "build_test_loader",
     "build_train_loader",
+    "check_counts",
+    "check_dataset",
     "read_image",
 ]

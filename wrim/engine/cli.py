@@ -1,4 +1,4 @@
-"""The ``wrim`` command line: ``train``, ``eval``, ``bench`` and ``synth``.
+"""The ``wrim`` command line: ``train``, ``eval``, ``bench``, ``synth`` and ``check-data``.
 
 Usage::
 
@@ -11,6 +11,7 @@ Usage::
                                                   # a script holding ``REQUIRES_CUDA = True`` is skipped without CUDA
     wrim bench layers losses                      # only bench_layers.py and bench_losses.py
     wrim synth --out ./synthetic                  # write the synthetic set in SYSU-MM01's layout
+    wrim check-data --dataset sysu --root /data/SYSU-MM01   # counts and files against the published statistics
 
 ``python -m wrim ...`` is the same program. A failure prints one line and exits with code 2 (the traceback with
 ``wrim --debug ...`` or ``WRIM_DEBUG=1``); during training the line is also written to the run's ``train.log``.
@@ -83,6 +84,17 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--out", required=True, help="the output folder")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--num-ids", type=int, default=None, help="number of identities (default: the dataset's)")
+
+    check = sub.add_parser(
+        "check-data", help="check a dataset copy against the published statistics (exit 0 = matches, 1 = differs)"
+    )
+    check.add_argument("--dataset", required=True, choices=["sysu", "regdb", "llcm"])
+    check.add_argument("--root", required=True, help="the dataset folder in its native layout")
+    check.add_argument(
+        "--expect", action="append", default=[], metavar="key=value", help="replace a published number, e.g. query=12"
+    )
+    check.add_argument("--no-decode", action="store_true", help="read the image files without decoding them")
+    check.add_argument("--workers", type=int, default=None, help="threads reading the files (default: up to 8)")
     return parser
 
 
@@ -238,6 +250,15 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_data(args: argparse.Namespace) -> int:
+    from wrim.data.check import check_dataset
+
+    expected = _parse_pairs(args.expect)
+    report = check_dataset(args.dataset, args.root, expected=expected, decode=not args.no_decode, workers=args.workers)
+    print(report.format(), flush=True)
+    return 0 if report.ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``wrim`` console script and ``python -m wrim``.
 
@@ -249,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         ``WRIM_DEBUG=1``), 130 after Ctrl-C.
     """
     args = build_parser().parse_args(argv)
-    handlers = {"train": _train, "eval": _eval, "bench": _bench, "synth": _synth}
+    handlers = {"train": _train, "eval": _eval, "bench": _bench, "synth": _synth, "check-data": _check_data}
     debug = args.debug or os.environ.get("WRIM_DEBUG", "") not in ("", "0")
     try:
         return handlers[args.command](args)

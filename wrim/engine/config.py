@@ -145,6 +145,8 @@ class DataConfig:
         random_erasing: probability of random erasing.
         skip_bad_images: skip (and count in the log) training images that cannot be decoded, instead of stopping
             with an error naming the file.
+        strict_check: a real dataset whose counts differ from the published statistics (``wrim check-data``) is an
+            error at the start of training instead of a one-line warning.
     """
 
     dataset: str = option("sysu", choices=("synthetic", "sysu", "regdb", "llcm"))
@@ -157,6 +159,7 @@ class DataConfig:
     channel_aug: bool = True
     random_erasing: float = option(0.5, ge=0, le=1)
     skip_bad_images: bool = False
+    strict_check: bool = False
 
 
 @dataclass
@@ -590,7 +593,7 @@ def config_sha256(config: Config) -> str:
 
 
 RESUME_OVERRIDABLE = ("epochs", "device", "log_every", "progress", "keep_checkpoints", "output_dir", "run_name",
-                      "data.num_workers", "data.skip_bad_images", "eval.")  # fmt: skip
+                      "data.num_workers", "data.skip_bad_images", "data.strict_check", "eval.")  # fmt: skip
 """Keys (a trailing dot: a whole section) that ``--resume`` may change; every other key is the run's structure."""
 
 

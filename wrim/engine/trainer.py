@@ -330,7 +330,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
 
         seed_everything(cfg.seed)
-        from wrim.data import build_train_loader
+        from wrim.data import build_train_loader, check_counts
         from wrim.models import create_model
 
         # rank 0 writes a generated dataset (synthetic cache) first, the other ranks then read it
@@ -339,6 +339,7 @@ class Trainer:
         barrier(self.dist)
         if not self.dist.is_main:
             self.dataset = build_dataset(cfg.data)
+        check_counts(self.dataset, strict=cfg.data.strict_check, warn=self.dist.is_main)  # wrim check-data's counts
         base_loader = build_train_loader(
             self.dataset,
             img_size=cfg.data.img_size,
