@@ -1,4 +1,4 @@
-"""``python -m wrim``: the ``wrim`` command line (see :mod:`wrim.engine.cli`); also what torchrun runs."""
+"""``python -m wrim``: the ``wrim`` command line (see `wrim.engine.cli`); also what torchrun runs."""
 
 from wrim.engine.cli import main
 

@@ -1,9 +1,10 @@
 """Griffe extension for the API pages: keep bracket pairs such as the source markers "[P][N]" as plain text.
 
-wrim's docstrings tag facts with [P] (the paper), [N] (the reading note) and [D] (a wrim decision), and use Sphinx
-roles rather than Markdown links for cross-references. Markdown reads a pair such as ``[P][N]`` (or ``x[i][j]``
-written outside a code span) as a reference-style link, which mkdocs-autorefs then tries to resolve. Escaping the
-second bracket renders the pair literally; code spans and doctest lines are left untouched.
+wrim's docstrings tag facts with [P] (the paper), [N] (the reading note) and [D] (a wrim decision). Markdown reads
+a pair such as ``[P][N]`` (or ``x[i][j]`` written outside a code span) as a reference-style link, which
+mkdocs-autorefs then tries to resolve. Escaping the second bracket renders the pair literally. Code spans,
+fenced code, doctest lines and the docstrings' cross-references (``[`WRIMNet`][wrim.models.WRIMNet]``: a code
+span as the text, a dotted identifier as the target) are left untouched.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import griffe
 
 __all__ = ["SourceMarkers", "escape_bracket_pairs"]
 
-_CODE_SPAN = re.compile(r"(`+).+?\1", re.S)
+_KEEP = re.compile(r"\[`[^`\n]+`\]\[[A-Za-z_][\w.]*\]|(`+).+?\1", re.S)  # a cross-reference, or a code span
 _PAIR = re.compile(r"\]\[(?=[^\]\[\s`]*\])")
 
 
@@ -24,14 +25,16 @@ def _escape_prose(text: str) -> str:
 
 
 def escape_bracket_pairs(text: str) -> str:
-    """``a[P][N]`` -> ``a[P]\\[N]`` outside code spans and doctest (``>>>`` / ``...``) lines."""
-    lines = []
+    """``a[P][N]`` -> ``a[P]\\[N]`` outside code, cross-references and doctest (``>>>`` / ``...``) lines."""
+    lines, fenced = [], False
     for line in text.split("\n"):
-        if line.lstrip().startswith((">>>", "...")):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        if fenced or line.lstrip().startswith(("```", ">>>", "...")):
             lines.append(line)
             continue
         parts, last = [], 0
-        for match in _CODE_SPAN.finditer(line):
+        for match in _KEEP.finditer(line):
             parts.append(_escape_prose(line[last : match.start()]))
             parts.append(match.group(0))
             last = match.end()
@@ -41,7 +44,7 @@ def escape_bracket_pairs(text: str) -> str:
 
 
 class SourceMarkers(griffe.Extension):
-    """Apply :func:`escape_bracket_pairs` to every docstring."""
+    """Apply [`escape_bracket_pairs`][] to every docstring."""
 
     def on_object(self, *, obj: griffe.Object, **kwargs: object) -> None:
         if obj.docstring is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pytest
 import torch
@@ -101,7 +103,7 @@ def _assert_equal(got: RankMetrics, ref) -> None:
 def test_matches_reference_loop(protocol, cmc, ties, shape, ranker, monkeypatch):
     if ranker == "sort":  # force the sort-based ranker that large identities / float64 inputs take
         monkeypatch.setattr(metrics, "_COUNT_MAX_POSITIVES", 0)
-    rng = np.random.default_rng(hash((protocol, cmc, ties, shape)) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(repr((protocol, cmc, ties, shape)).encode()))  # same problem every run
     num_q, num_g, num_ids = shape
     problem = _random_problem(rng, num_q, num_g, num_ids, _CAMS[protocol], ties)
     got = evaluate(*problem, protocol=protocol, max_rank=20, cmc=cmc)

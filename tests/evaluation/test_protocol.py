@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch import nn
 
+from tests.metric_bounds import assert_metric_bounds
 from wrim.data import SyntheticVIReID
-from wrim.evaluation import ProtocolResult, evaluate, evaluate_protocol, pairwise_distance
+from wrim.evaluation import ProtocolResult, evaluate, evaluate_protocol, k_reciprocal_rerank, pairwise_distance
 
 IMG_SIZE = (32, 16)
 
@@ -73,6 +74,32 @@ def test_precomputed_features_match_manual_average(dataset):
     torch.testing.assert_close(result.trials[1].cmc, manual[1].cmc)
 
 
+def test_rerank_is_applied_to_each_trial(dataset):
+    """rerank=True scores each trial on k_reciprocal_rerank of its cosine distances (checked against the loop
+    reference in test_rerank.py), and on these features that changes the metrics."""
+    trials = (0, 1)
+    splits, records = _all_records(dataset, trials)
+    gen = torch.Generator().manual_seed(0)
+    feats = {path: torch.randn(6, generator=gen) for path in records}
+    plain = evaluate_protocol(feats, dataset, trials=trials)
+    reranked = evaluate_protocol(feats, dataset, trials=trials, rerank=True)
+    for split, got in zip(splits, reranked.trials, strict=True):
+        q = torch.stack([feats[r.path] for r in split.query])
+        g = torch.stack([feats[r.path] for r in split.gallery])
+        dist = k_reciprocal_rerank(pairwise_distance(q, g), pairwise_distance(q, q), pairwise_distance(g, g))
+        expected = evaluate(
+            dist,
+            [r.pid for r in split.query],
+            [r.pid for r in split.gallery],
+            [r.camid for r in split.query],
+            [r.camid for r in split.gallery],
+            protocol=split.protocol,
+        )
+        assert got.mAP == pytest.approx(expected.mAP) and got.mINP == pytest.approx(expected.mINP)
+        torch.testing.assert_close(got.cmc, expected.cmc)
+    assert reranked.mean.mAP != pytest.approx(plain.mean.mAP)  # the case is one re-ranking changes
+
+
 def test_model_embeds_each_image_once_and_restores_mode(dataset):
     model = TinyNet().train()
     _, records = _all_records(dataset, (0, 1, 2))
@@ -80,7 +107,7 @@ def test_model_embeds_each_image_once_and_restores_mode(dataset):
     assert model.training  # restored
     assert model.seen == len(records)  # shared images embedded once
     assert len(result.trials) == 3
-    assert 0.0 <= result.mean.mAP <= 1.0 and result.mean.cmc.shape[0] >= 1
+    assert_metric_bounds(result.as_dict(), num_test_ids=3)
 
 
 def test_model_flip_and_rerank(dataset):
@@ -91,7 +118,7 @@ def test_model_flip_and_rerank(dataset):
     assert not model.training
     assert model.seen == 4 * len(dataset.test_split(0).query + dataset.test_split(0).gallery)
     for r in (plain, flipped, reranked):
-        assert 0.0 <= r.mean.mAP <= 1.0
+        assert_metric_bounds(r.as_dict(), num_test_ids=3)  # R20 = 100: every gallery here has <= 12 images
 
 
 def test_model_with_embed_is_used_for_flip(dataset):

@@ -63,6 +63,16 @@ def test_matches_loop_reference(k1, k2, lambda_value):
     torch.testing.assert_close(got, torch.from_numpy(ref), rtol=1e-4, atol=1e-5)
 
 
+def test_changes_the_ranking_as_the_reference_does():
+    q, g, _, _ = _clustered(6, 2, 5, noise=1.0, seed=3)
+    q_g, q_q, g_g = torch.cdist(q, g), torch.cdist(q, q), torch.cdist(g, g)
+    got = k_reciprocal_rerank(q_g, q_q, g_g, k1=6, k2=3)
+    ref = torch.from_numpy(reference_rerank(q_g.numpy(), q_q.numpy(), g_g.numpy(), k1=6, k2=3))
+    moved = (got.argsort(1) != q_g.argsort(1)).any(1)
+    assert moved.sum() >= q_g.shape[0] // 2  # re-ranking reorders the gallery of most queries
+    assert torch.equal(got.argsort(1), ref.argsort(1))
+
+
 def test_improves_or_equals_on_clustered_data():
     q, g, q_ids, g_ids = _clustered(10, 3, 8, noise=1.1, seed=1)
     q_g, q_q, g_g = torch.cdist(q, g), torch.cdist(q, q), torch.cdist(g, g)

@@ -31,7 +31,8 @@ _PID_DIR = re.compile(r"^(\d+)$")
 class VIReIDDataset(abc.ABC):
     """A visible-infrared re-id dataset: a relabelled train set plus a protocol that builds query / gallery.
 
-    Subclasses fill ``train`` (relabelled ids ``0..C-1``) in ``__init__`` and implement :meth:`test_split`.
+    Subclasses fill ``train`` (relabelled ids ``0..C-1``) in ``__init__`` and implement
+    [`test_split()`][wrim.data.VIReIDDataset.test_split].
 
     Attributes:
         name: short dataset name (``"sysu"``, ``"regdb"``, ``"llcm"``, ``"synthetic"``).

@@ -1,18 +1,19 @@
 """Check a copy of SYSU-MM01, RegDB or LLCM before training: counts against the published statistics, every file.
 
 The field's most common "results cannot be reproduced" report is a partial download, a wrong folder or a missing
-file, found after a full run. :func:`check_dataset` (``wrim check-data --dataset NAME --root PATH``) finds it in
-seconds to minutes:
+file, found after a full run. [`check_dataset()`][wrim.data.check_dataset] (``wrim check-data --dataset NAME --root
+PATH``) finds it in seconds to minutes:
 
-- **counts**: the dataset is read with the readers training uses (:class:`~wrim.data.SYSUMM01`,
-  :class:`~wrim.data.RegDB`, :class:`~wrim.data.LLCM`) and their train set and test protocol are counted against
-  :data:`PUBLISHED_STATISTICS`, each number with its source (docs/datasets.md#checking-a-dataset-copy lists them);
-- **files**: every image file of the image folders is read and decoded with :func:`~wrim.data.read_image` (the
+- **counts**: the dataset is read with the readers training uses ([`SYSUMM01`][wrim.data.SYSUMM01],
+  [`RegDB`][wrim.data.RegDB], [`LLCM`][wrim.data.LLCM]) and their train set and test protocol are counted against
+  `PUBLISHED_STATISTICS`, each number with its source (docs/datasets.md#checking-a-dataset-copy lists them);
+- **files**: every image file of the image folders is read and decoded with [`read_image()`][wrim.data.read_image] (the
   loaders' decoder), so zero-byte and truncated files are found, not only listed; files named in a list file but
   missing on disk, stray files (not an image, an image in no list), id folders in no id list and duplicate files
   (the same bytes under two names) are reported by name.
 
-:func:`check_counts` is the cheap part (counts only, no file read) that ``wrim train`` runs at start on a real
+[`check_counts()`][wrim.data.check_counts] is the cheap part (counts only, no file read) that ``wrim train`` runs at
+start on a real
 dataset: a one-line warning, or a ``ValueError`` with ``data.strict_check=true``.
 
 A statistic marked unconfirmed (no source could be read for it) is shown and compared but does not fail the check
@@ -156,7 +157,7 @@ class Problem:
     Attributes:
         kind: ``"missing"`` (listed or required, not on disk), ``"unreadable"`` (does not decode), ``"empty"`` (zero
             bytes), ``"stray"`` (not an image, an image in no list, a folder the protocol never reads),
-            ``"unlisted"`` (an id folder in no id list: reported, not failed, see :attr:`fails`), ``"duplicate"``
+            ``"unlisted"`` (an id folder in no id list: reported, not failed, see `fails`), ``"duplicate"``
             (same bytes as another file), ``"overlap"`` (an id in two disjoint lists), ``"malformed"`` (a list file
             line) or ``"reader"`` (the dataset reader refused the folder).
         path: the file or folder, relative to the root.
@@ -183,7 +184,7 @@ class Problem:
 
 @dataclass
 class DataCheckReport:
-    """The result of :func:`check_dataset`.
+    """The result of [`check_dataset()`][wrim.data.check_dataset].
 
     Attributes:
         dataset: ``"sysu"``, ``"regdb"`` or ``"llcm"``.
@@ -331,14 +332,15 @@ def _rows(dataset: str, found: Mapping[str, tuple[int | None, str]], expected: M
 def check_counts(
     dataset: VIReIDDataset, expected: Mapping[str, int] | None = None, strict: bool = False, warn: bool = True
 ) -> list[str]:
-    """The cheap part of :func:`check_dataset`: count a built reader against the published statistics.
+    """The cheap part of [`check_dataset()`][wrim.data.check_dataset]: count a built reader against the published
+    statistics.
 
     No image is read. ``wrim train`` calls it on a real dataset at start. Datasets without published statistics
     (the synthetic set) pass.
 
     Args:
-        dataset: a :class:`~wrim.data.SYSUMM01`, :class:`~wrim.data.RegDB` (its one split) or
-            :class:`~wrim.data.LLCM` reader.
+        dataset: a [`SYSUMM01`][wrim.data.SYSUMM01], [`RegDB`][wrim.data.RegDB] (its one split) or
+            [`LLCM`][wrim.data.LLCM] reader.
         expected: numbers that replace published ones, by statistic key (e.g. for a reduced copy).
         strict: raise instead of warning.
         warn: log the one-line warning (``False`` on non-zero DDP ranks).
@@ -610,7 +612,7 @@ def check_dataset(
     decode: bool = True,
     workers: int | None = None,
 ) -> DataCheckReport:
-    """Check a dataset copy: counts against :data:`PUBLISHED_STATISTICS` and every image file.
+    """Check a dataset copy: counts against `PUBLISHED_STATISTICS` and every image file.
 
     Args:
         dataset: ``"sysu"``, ``"regdb"`` or ``"llcm"``.

@@ -1,12 +1,14 @@
 """LLCM (Zhang & Wang, DEEN, CVPR 2023) read from its native folders and list files, with DEEN's protocol.
 
-Layout (as distributed)::
+Layout (as distributed):
 
-    LLCM/
-      idx/train_vis.txt  idx/train_nir.txt      "<path relative to LLCM/> <int label>" per line
-      idx/test_vis.txt   idx/test_nir.txt  idx/test_id.txt (one line of comma-separated test ids)
-      vis/<pid:04d>/<pid>_c<cc>_s<digits>_f<digits>_vis.jpg      nir/<pid:04d>/..._nir.jpg     (train)
-      test_vis/cam{1..9}/<pid:04d>/*.jpg        test_nir/cam{1,2,4,5,6,7,8,9}/<pid:04d>/*.jpg   (no test_nir/cam3)
+```text
+LLCM/
+  idx/train_vis.txt  idx/train_nir.txt      "<path relative to LLCM/> <int label>" per line
+  idx/test_vis.txt   idx/test_nir.txt  idx/test_id.txt (one line of comma-separated test ids)
+  vis/<pid:04d>/<pid>_c<cc>_s<digits>_f<digits>_vis.jpg      nir/<pid:04d>/..._nir.jpg     (train)
+  test_vis/cam{1..9}/<pid:04d>/*.jpg        test_nir/cam{1,2,4,5,6,7,8,9}/<pid:04d>/*.jpg   (no test_nir/cam3)
+```
 """
 
 from __future__ import annotations

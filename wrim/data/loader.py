@@ -54,7 +54,7 @@ class UnreadableImageError(ValueError):
 
 
 class ImageDataset(Dataset):
-    """Map-style dataset over :class:`~wrim.data.ImageRecord` s.
+    """Map-style dataset over [`ImageRecord`][wrim.data.ImageRecord] s.
 
     ``dataset[i] -> (image (3, H, W) float32, pid, camid, modality)``.
 
@@ -63,7 +63,7 @@ class ImageDataset(Dataset):
         transform: ``(uint8 (3, H, W) image, modality) -> float (3, H, W)``; ``None`` only scales to ``[0, 1]``.
         skip_bad_images: replace an unreadable image by the next readable one of the same identity and modality
             (a warning names the file and counts the skips of this process) instead of raising
-            :class:`UnreadableImageError`.
+            `UnreadableImageError`.
     """
 
     def __init__(
@@ -115,7 +115,7 @@ def build_train_loader(
     world_size: int | None = None,
     skip_bad_images: bool = False,
 ) -> DataLoader:
-    """Train loader over ``dataset.train`` with :class:`~wrim.data.IdentityModalitySampler` batches.
+    """Train loader over ``dataset.train`` with [`IdentityModalitySampler`][wrim.data.IdentityModalitySampler] batches.
 
     Every batch holds ``B = num_ids * 2 * num_instances`` images (visible block, then infrared block); call
     ``loader.batch_sampler.set_epoch(epoch)`` before each epoch. Augmentation randomness is seeded from ``seed``
@@ -128,11 +128,11 @@ def build_train_loader(
         num_instances: images per identity and modality.
         num_workers: DataLoader worker processes.
         seed: sampler and augmentation seed.
-        channel_aug: CAJ channel augmentation (see :class:`~wrim.data.transforms.TrainTransform`).
+        channel_aug: CAJ channel augmentation (see [`TrainTransform`][wrim.data.TrainTransform]).
         random_erasing: random erasing probability.
         rank: DDP rank (default from ``torch.distributed`` when initialised).
         world_size: DDP world size (default from ``torch.distributed`` when initialised).
-        skip_bad_images: skip unreadable images (see :class:`ImageDataset`) instead of stopping.
+        skip_bad_images: skip unreadable images (see `ImageDataset`) instead of stopping.
     """
     records = dataset.train
     sampler = IdentityModalitySampler(
@@ -161,7 +161,7 @@ def build_test_loader(
     batch_size: int = 128,
     num_workers: int = 2,
 ) -> DataLoader:
-    """Test loader: deterministic :class:`~wrim.data.transforms.TestTransform`, records in their original order.
+    """Test loader: deterministic [`TestTransform`][wrim.data.TestTransform], records in their original order.
 
     Args:
         records: query or gallery records.

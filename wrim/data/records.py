@@ -1,7 +1,7 @@
 """Plain records shared by every dataset reader, the loaders and ``wrim.evaluation``.
 
-An :class:`ImageRecord` is one image on disk with its identity, camera and modality; a :class:`TestSplit` is the
-query / gallery pair of one trial of a dataset's evaluation protocol.
+An [`ImageRecord`][wrim.data.ImageRecord] is one image on disk with its identity, camera and modality; a
+[`TestSplit`][wrim.data.TestSplit] is the query / gallery pair of one trial of a dataset's evaluation protocol.
 """
 
 from __future__ import annotations

@@ -1,11 +1,13 @@
 """RegDB (Nguyen et al., Sensors 2017) read from its native folders and list files, with the AGW protocol.
 
-Layout (as distributed with the AGW index files)::
+Layout (as distributed with the AGW index files):
 
-    RegDB/
-      Visible/<pid>/<name>.bmp   Thermal/<pid>/<name>.bmp
-      idx/train_visible_{t}.txt  idx/train_thermal_{t}.txt  idx/test_visible_{t}.txt  idx/test_thermal_{t}.txt
-      (t = 1..10; each line "<path relative to RegDB/> <int label>", e.g. "Visible/1/male_front_v_00007_1.bmp 0")
+```text
+RegDB/
+  Visible/<pid>/<name>.bmp   Thermal/<pid>/<name>.bmp
+  idx/train_visible_{t}.txt  idx/train_thermal_{t}.txt  idx/test_visible_{t}.txt  idx/test_thermal_{t}.txt
+  (t = 1..10; each line "<path relative to RegDB/> <int label>", e.g. "Visible/1/male_front_v_00007_1.bmp 0")
+```
 """
 
 from __future__ import annotations

@@ -38,8 +38,9 @@ class IdentityModalitySampler(torch.utils.data.Sampler[list[int]]):
     ``num_ids * world_size`` distinct identities from the order shared by all ranks, and rank ``r`` takes the
     ``r``-th block of ``num_ids``: ranks see disjoint identities at each step and the same number of batches.
 
-    The batches are a deterministic function of ``(seed, epoch, rank)``; call :meth:`set_epoch` before each epoch
-    to get a new permutation (as with ``DistributedSampler``).
+    The batches are a deterministic function of ``(seed, epoch, rank)``; call
+    [`set_epoch()`][wrim.data.IdentityModalitySampler.set_epoch] before each epoch to get a new permutation (as with
+    ``DistributedSampler``).
 
     Args:
         labels: the identity label of every dataset item.

@@ -14,7 +14,7 @@ garment type, accessories and a partial brightness cue, never on hue. Cameras di
 vignetting), blur and noise; each image jitters them.
 
 Written as ``cam<k>/<pid:04d>/<img:04d>.jpg`` (JPEG, fixed quality) plus ``exp/{train,val,test}_id.txt``, then
-read by :class:`~wrim.data.SYSUMM01`, so the real protocol code runs unchanged on it. Generation is deterministic:
+read by [`SYSUMM01`][wrim.data.SYSUMM01], so the real protocol code runs unchanged on it. Generation is deterministic:
 the same arguments give byte-identical files on the same platform (numpy ``SeedSequence`` streams per identity and
 per image, JPEG encoding by torchvision.io).
 """

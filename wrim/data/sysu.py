@@ -1,11 +1,13 @@
 """SYSU-MM01 (Wu et al., ICCV 2017) read from its native folders, with the AGW / DEEN evaluation protocol.
 
-Layout (as distributed)::
+Layout (as distributed):
 
-    SYSU-MM01/
-      cam1/ cam2/ cam3/ cam4/ cam5/ cam6/      visible: cam1, cam2 (indoor), cam4, cam5 (outdoor)
-        <pid:04d>/<img:04d>.jpg                 infrared: cam3 (indoor), cam6 (outdoor)
-      exp/train_id.txt  exp/val_id.txt  exp/test_id.txt    each ONE line of comma-separated ids
+```text
+SYSU-MM01/
+  cam1/ cam2/ cam3/ cam4/ cam5/ cam6/      visible: cam1, cam2 (indoor), cam4, cam5 (outdoor)
+    <pid:04d>/<img:04d>.jpg                 infrared: cam3 (indoor), cam6 (outdoor)
+  exp/train_id.txt  exp/val_id.txt  exp/test_id.txt    each ONE line of comma-separated ids
+```
 """
 
 from __future__ import annotations

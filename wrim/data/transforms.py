@@ -5,8 +5,8 @@ decoded uint8 image and return a normalised float32 tensor. Randomness comes fro
 DataLoader seeds per worker.
 
 Channel augmentation follows CAJ (Ye et al., ICCV 2021, ``ICCV21_CAJ/ChannelAug.py``): visible images get
-:class:`ChannelExchange` (here with probability ``exchange_prob`` on the single view, CAJ applies it to a second
-copy of every visible image), infrared images get :class:`ChannelAdapGray`, both get :class:`ChannelRandomErasing`.
+`ChannelExchange` (here with probability ``exchange_prob`` on the single view, CAJ applies it to a second
+copy of every visible image), infrared images get `ChannelAdapGray`, both get `ChannelRandomErasing`.
 """
 
 from __future__ import annotations
@@ -156,9 +156,9 @@ class TrainTransform:
         pad: zero padding before the random crop (AGW: 10).
         flip: probability of a horizontal flip.
         channel_aug: apply CAJ's channel augmentation.
-        exchange_prob: probability of :class:`ChannelExchange` on a visible image when ``channel_aug``.
-        gray: ``gray`` argument of :class:`ChannelExchange` (2 = CAJ, no grayscale outcome).
-        random_erasing: probability of :class:`ChannelRandomErasing` (0 disables it).
+        exchange_prob: probability of `ChannelExchange` on a visible image when ``channel_aug``.
+        gray: ``gray`` argument of `ChannelExchange` (2 = CAJ, no grayscale outcome).
+        random_erasing: probability of `ChannelRandomErasing` (0 disables it).
         mean: normalisation mean.
         std: normalisation std.
     """

@@ -129,7 +129,7 @@ def capture_rng_state() -> dict[str, Any]:
 
 
 def restore_rng_state(state: dict[str, Any]) -> None:
-    """Restores states captured by :func:`capture_rng_state`."""
+    """Restores states captured by `capture_rng_state()`."""
     py = state["python"]
     random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss"]))
     nps = state["numpy"]
@@ -206,7 +206,7 @@ def save_checkpoint(directory: str | Path, model: nn.Module, state: dict[str, An
         config_sha256: the run config's digest, recorded in the manifest.
 
     Returns:
-        The set's folder; pass it to :func:`publish_checkpoint`.
+        The set's folder; pass it to `publish_checkpoint()`.
 
     Raises:
         CheckpointError: the disk is full (names the mount point, the bytes needed and free); nothing is left.

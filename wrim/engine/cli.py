@@ -1,17 +1,19 @@
 """The ``wrim`` command line: ``train``, ``eval``, ``bench``, ``synth`` and ``check-data``.
 
-Usage::
+Usage:
 
-    wrim train                                   # the synthetic default: trains and evaluates on 2 CPU cores
-    wrim train --config sysu data.root=/data/SYSU-MM01 model.compile=true
-    wrim train --config synthetic --resume        # continue the latest synthetic run
-    torchrun --nproc_per_node=4 -m wrim train --config sysu data.root=... data.num_ids=4
-    wrim eval --checkpoint runs/sysu-... --dataset sysu --root /data/SYSU-MM01 mode=indoor   # the run's best
-    wrim bench                                    # examples/benchmarks/bench_*.py (from a source checkout);
-                                                  # a script holding ``REQUIRES_CUDA = True`` is skipped without CUDA
-    wrim bench layers losses                      # only bench_layers.py and bench_losses.py
-    wrim synth --out ./synthetic                  # write the synthetic set in SYSU-MM01's layout
-    wrim check-data --dataset sysu --root /data/SYSU-MM01   # counts and files against the published statistics
+```text
+wrim train                                   # the synthetic default: trains and evaluates on 2 CPU cores
+wrim train --config sysu data.root=/data/SYSU-MM01 model.compile=true
+wrim train --config synthetic --resume        # continue the latest synthetic run
+torchrun --nproc_per_node=4 -m wrim train --config sysu data.root=... data.num_ids=4
+wrim eval --checkpoint runs/sysu-... --dataset sysu --root /data/SYSU-MM01 mode=indoor   # the run's best
+wrim bench                                    # examples/benchmarks/bench_*.py (from a source checkout);
+                                              # a script holding ``REQUIRES_CUDA = True`` is skipped without CUDA
+wrim bench layers losses                      # only bench_layers.py and bench_losses.py
+wrim synth --out ./synthetic                  # write the synthetic set in SYSU-MM01's layout
+wrim check-data --dataset sysu --root /data/SYSU-MM01   # counts and files against the published statistics
+```
 
 ``python -m wrim ...`` is the same program. A failure prints one line and exits with code 2 (the traceback with
 ``wrim --debug ...`` or ``WRIM_DEBUG=1``); during training the line is also written to the run's ``train.log``.

@@ -1,12 +1,12 @@
 """Typed training configuration: dataclasses, YAML files shipped in ``wrim/configs/`` and dotted overrides.
 
-A run is described by one :class:`Config` made of five sections (``model``, ``data``, ``loss``, ``optim``,
-``eval``) plus a few top-level fields. The shipped YAML files (``synthetic``, ``sysu``, ``regdb``, ``llcm``) fill
-it in; command-line overrides such as ``model.name=wrimnet_resnet18 optim.lr=0.01`` change single fields. An
+A run is described by one [`Config`][wrim.engine.Config] made of five sections (``model``, ``data``, ``loss``,
+``optim``, ``eval``) plus a few top-level fields. The shipped YAML files (``synthetic``, ``sysu``, ``regdb``, ``llcm``)
+fill it in; command-line overrides such as ``model.name=wrimnet_resnet18 optim.lr=0.01`` change single fields. An
 unknown key is a ``ValueError`` that lists the valid keys of its section, and every value is converted to its
 field's declared type (``"1e-3"`` becomes a float for a float field), so typos fail before training starts.
 
-Example:
+Examples:
     >>> cfg = load_config("synthetic", ["epochs=1", "data.img_size=[64,32]"])
     >>> cfg.data.img_size
     (64, 32)
@@ -85,7 +85,7 @@ _BOUNDS = {"ge": (">=", lambda v, b: v >= b), "gt": (">", lambda v, b: v > b),
 
 
 def _validate(obj: Any, prefix: str) -> None:
-    """Checks every field of the dataclass ``obj`` against the rules given by :func:`option`."""
+    """Checks every field of the dataclass ``obj`` against the rules given by `option()`."""
     for f in dataclasses.fields(obj):
         rules = f.metadata.get("rules")
         value = getattr(obj, f.name)
@@ -274,11 +274,11 @@ class Config:
             drawn, is a terminal; a redirected log then gets one line per epoch and evaluation instead of bar frames).
         keep_checkpoints: checkpoint sets kept in ``<run>/checkpoints`` (the newest ones; those ``last.json``
             and ``best.json`` point at are always kept).
-        model: see :class:`ModelConfig`.
-        data: see :class:`DataConfig`.
-        loss: see :class:`LossConfig`.
-        optim: see :class:`OptimConfig`.
-        eval: see :class:`EvalConfig`.
+        model: see [`ModelConfig`][wrim.engine.ModelConfig].
+        data: see [`DataConfig`][wrim.engine.DataConfig].
+        loss: see [`LossConfig`][wrim.engine.LossConfig].
+        optim: see [`OptimConfig`][wrim.engine.OptimConfig].
+        eval: see [`EvalConfig`][wrim.engine.EvalConfig].
     """
 
     name: str = option("custom", pattern=r"[\w.+-]+")
@@ -454,7 +454,7 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:
-    """Builds a :class:`Config` from a nested mapping (missing keys keep their defaults).
+    """Builds a [`Config`][wrim.engine.Config] from a nested mapping (missing keys keep their defaults).
 
     Raises:
         ValueError: an unknown key (the message lists the valid ones) or a value of the wrong type.
@@ -526,7 +526,7 @@ def load_config(name_or_path: str | Path = "synthetic", overrides: list[str] | N
 
     Args:
         name_or_path: ``"synthetic"``, ``"sysu"``, ``"regdb"``, ``"llcm"`` or the path of a YAML file.
-        overrides: ``key=value`` strings, see :func:`apply_overrides`.
+        overrides: ``key=value`` strings, see [`apply_overrides()`][wrim.engine.apply_overrides].
 
     Raises:
         ValueError: an unknown config name or missing file (lists the shipped names), or a bad key or value.
@@ -614,7 +614,7 @@ def config_diff(old: Config, new: Config) -> dict[str, tuple[Any, Any]]:
 
 
 def structural_changes(old: Config, new: Config) -> dict[str, tuple[Any, Any]]:
-    """The differences of :func:`config_diff` that ``--resume`` may not make (see :data:`RESUME_OVERRIDABLE`)."""
+    """The differences of `config_diff()` that ``--resume`` may not make (see `RESUME_OVERRIDABLE`)."""
     allowed = RESUME_OVERRIDABLE
     return {k: v for k, v in config_diff(old, new).items() if not any(k == a or (a.endswith(".") and k.startswith(a))
                                                                      for a in allowed)}  # fmt: skip

@@ -1,8 +1,8 @@
 """Multi-process training through ``torchrun``: process-group setup from environment variables.
 
 ``torchrun --nproc_per_node=N -m wrim train ...`` sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and
-``MASTER_PORT``; :func:`init_distributed` reads them and starts the process group with NCCL on CUDA and gloo on
-the CPU. Without them (a plain ``wrim train``) it returns a single-process :class:`DistInfo` and starts nothing.
+``MASTER_PORT``; `init_distributed()` reads them and starts the process group with NCCL on CUDA and gloo on
+the CPU. Without them (a plain ``wrim train``) it returns a single-process `DistInfo` and starts nothing.
 """
 
 from __future__ import annotations
@@ -83,6 +83,6 @@ def barrier(info: DistInfo) -> None:
 
 
 def shutdown_distributed(info: DistInfo) -> None:
-    """Destroys the process group started by :func:`init_distributed`."""
+    """Destroys the process group started by `init_distributed()`."""
     if info.distributed and dist.is_initialized():
         dist.destroy_process_group()

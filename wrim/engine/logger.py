@@ -100,7 +100,7 @@ def plot_curves(records: list[dict[str, Any]], path: str | Path) -> bool:
     """Draws the total loss and R1 per epoch into a PNG.
 
     Args:
-        records: epoch records as written by :class:`MetricsLogger`.
+        records: epoch records as written by `MetricsLogger`.
         path: the PNG file.
 
     Returns:

@@ -1,4 +1,4 @@
-"""Optimisers and learning-rate schedules of the field: SGD + warmup/step (AGW, anchors.md §5) or AdamW + cosine.
+"""Optimisers and learning-rate schedules of the field: SGD + warmup/step (AGW; docs/training.md) or AdamW + cosine.
 
 The schedule is a ``LambdaLR`` stepped once per iteration. Its factor is a function of the fractional epoch
 ``t = iteration / iters_per_epoch``:
@@ -80,10 +80,11 @@ def lr_factor(t: float, epochs: int, config: OptimConfig) -> float:
 def build_scheduler(
     optimizer: torch.optim.Optimizer, config: OptimConfig, epochs: int, iters_per_epoch: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """A per-iteration ``LambdaLR`` following :func:`lr_factor` (call ``scheduler.step()`` after each step).
+    """A per-iteration ``LambdaLR`` following `lr_factor()` (call ``scheduler.step()`` after each step).
 
     Args:
-        optimizer: from :func:`build_optimizer` (each group's ``lr`` already includes its multiplier).
+        optimizer: from [`build_optimizer()`][wrim.engine.build_optimizer] (each group's ``lr`` already includes its
+            multiplier).
         config: the optimiser section of the run config.
         epochs: total training epochs.
         iters_per_epoch: optimiser steps per epoch.

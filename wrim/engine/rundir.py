@@ -1,7 +1,7 @@
 """One run per folder: unique run-folder names and an exclusive lock held for the run's life.
 
 A fresh run is called ``<name>-<UTC date>-<time>-<microseconds>-<pid>`` (two runs started in the same second, even
-from one process, get different folders). :class:`RunLock` holds ``<run>/.lock`` with ``fcntl.flock`` where it
+from one process, get different folders). `RunLock` holds ``<run>/.lock`` with ``fcntl.flock`` where it
 exists (released by the kernel when the process dies, even by SIGKILL), else by creating it with ``O_EXCL``; the
 file names the holder's pid, which a second run prints before exiting ([D] docs/training.md, "Run folder").
 """
@@ -34,7 +34,7 @@ def is_run_of(folder: str | Path, name: str) -> bool:
 
 
 class RunLock:
-    """An exclusive lock on a run folder, held from :meth:`acquire` to :meth:`release` (or the process's end).
+    """An exclusive lock on a run folder, held from `acquire()` to `release()` (or the process's end).
 
     Args:
         run_dir: the run folder (must exist).

@@ -1,18 +1,20 @@
 """The training loop: WRIMNet + ID loss on every head + AICL, evaluation, checkpoints and logs, in plain PyTorch.
 
-One optimiser step ([P] losses, [D] weights, paper.md §2)::
+One optimiser step ([P] losses, [D] weights; docs/training.md):
 
-    out  = model(images, modalities)                       # WRIMNetOutput, B = num_ids * 2 * num_instances
-    L_id = sum_h CE_ls(out.logits[h], pids)                # every head: P5 global, P5 parts, P4 global
-    L_m  = AICL(out.p5_projection, out.p4_projection, pids, modalities)   # CMKIC on P5 + p4_weight * P4
-    L    = id_weight * L_id + metric_weight * L_m
+```text
+out  = model(images, modalities)                       # WRIMNetOutput, B = num_ids * 2 * num_instances
+L_id = sum_h CE_ls(out.logits[h], pids)                # every head: P5 global, P5 parts, P4 global
+L_m  = AICL(out.p5_projection, out.p4_projection, pids, modalities)   # CMKIC on P5 + p4_weight * P4
+L    = id_weight * L_id + metric_weight * L_m
+```
 
-Around it: SGD + warmup/step or AdamW + cosine (:mod:`wrim.engine.optim`), bf16 autocast on CUDA and fp32 on
+Around it: SGD + warmup/step or AdamW + cosine (`wrim.engine.optim`), bf16 autocast on CUDA and fp32 on
 the CPU, channels_last, optional ``torch.compile``, gradient clipping, evaluation every ``eval.every`` epochs
 with best-R1 checkpointing, a checkpoint after every finished epoch, exact resumes on the CPU, DDP under
-torchrun, and a clear :class:`NonFiniteLossError` when a loss term becomes NaN or infinite.
+torchrun, and a clear [`NonFiniteLossError`][wrim.engine.NonFiniteLossError] when a loss term becomes NaN or infinite.
 
-Example:
+Examples:
     >>> from wrim.engine import Trainer, load_config
     >>> result = Trainer(load_config("synthetic", ["epochs=1"])).fit()   # doctest: +SKIP
     >>> result.metrics["R1"]                                             # doctest: +SKIP
@@ -93,7 +95,7 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass
 class TrainResult:
-    """What :meth:`Trainer.fit` returns.
+    """What [`Trainer.fit()`][wrim.engine.Trainer.fit] returns.
 
     Args:
         run_dir: the run folder (config, checkpoints, metrics, PNGs).
@@ -294,13 +296,13 @@ def resume_config(run_dir: str | Path, overrides: list[str] | None = None) -> Co
 
 
 class Trainer:
-    """Trains and evaluates one run described by a :class:`~wrim.engine.config.Config`.
+    """Trains and evaluates one run described by a [`Config`][wrim.engine.Config].
 
     Args:
         config: the run configuration.
         run_dir: the run folder; default ``<output_dir>/<run_name>`` or ``<output_dir>/<name>-<UTC timestamp>``.
-        resume: continue from ``<run_dir>/last.json`` (``run_dir`` must then exist; see :func:`find_latest_run`).
-            ``config`` must equal the run's saved config except for resumable keys (see :func:`resume_config`,
+        resume: continue from ``<run_dir>/last.json`` (``run_dir`` must then exist; see `find_latest_run()`).
+            ``config`` must equal the run's saved config except for resumable keys (see `resume_config()`,
             which builds such a config); the changes are logged.
     """
 

@@ -157,13 +157,14 @@ def evaluate_protocol(
     """Evaluate a model (or precomputed embeddings) on every trial of a dataset's protocol and average [N].
 
     Each trial's ``dataset.test_split(trial, **protocol)`` gives query / gallery and the camera rule; every image
-    used by any trial is embedded once; each trial is scored with :func:`~wrim.evaluation.evaluate`; the CMC,
+    used by any trial is embedded once; each trial is scored with [`evaluate()`][wrim.evaluation.evaluate]; the CMC,
     mAP and mINP are averaged over the trials.
 
-    Example::
-
+    Examples:
+        ```python
         result = evaluate_protocol(model, SYSUMM01(root), mode="all")   # 10 trials
         result.as_dict()  # {"R1": ..., "R5": ..., "R10": ..., "R20": ..., "mAP": ..., "mINP": ...} in %
+        ```
 
     Args:
         model_or_features: a model ``model(images, modalities) -> (B, D)`` (put in eval mode for the call), or a
@@ -173,7 +174,7 @@ def evaluate_protocol(
         img_size: (H, W) of the test transform.
         batch_size: images per forward pass.
         device: where the model runs; default its parameters' device.
-        flip: test-time horizontal flip (see :func:`extract_features`).
+        flip: test-time horizontal flip (see [`extract_features()`][wrim.evaluation.extract_features]).
         distance: ``"cosine"`` or ``"euclidean"``.
         rerank: apply k-reciprocal re-ranking (Zhong et al. 2017; k1=20, k2=6, lambda=0.3) to each trial.
         num_workers: DataLoader workers.

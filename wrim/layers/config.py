@@ -1,8 +1,8 @@
 """Global switch between the fused and the reference attention path (after ``timm.layers.config``).
 
 The default comes from the environment variable ``WRIM_FUSED_ATTN`` (``1``: fused, ``0``: reference) and can
-be changed at run time with :func:`set_fused_attn`. Modules read it once, in ``__init__``, into their own
-``fused_attn`` attribute, which can then be flipped per instance.
+be changed at run time with [`set_fused_attn()`][wrim.layers.set_fused_attn]. Modules read it once, in ``__init__``,
+into their own ``fused_attn`` attribute, which can then be flipped per instance.
 """
 
 from __future__ import annotations

@@ -3,13 +3,15 @@
 Shapes: ``B`` batch, ``C`` channels of the compressed map (``dim``), ``h, w`` its grid, ``N = h·w`` query tokens,
 ``M`` key/value tokens (``N``, or the ``kv_pool``-pooled grid), ``H`` heads, ``d = C / H`` head dim.
 
-paper.md §1, step 2 ([P][N]): ``F4 = GRI(Q = F2, K = F3, V = F3)`` where ``F2`` is the compressed map and ``F3`` its
+docs/layers.md, step 2 ([P][N]): ``F4 = GRI(Q = F2, K = F3, V = F3)`` where ``F2`` is the compressed map and ``F3`` its
 average-pooled version. With tokens ``T = flatten(F2) + P`` (``P`` the 2-D sine-cosine encoding, [D]) and
-``T3 = flatten(AvgPool_k(F2 + P))`` (``k = kv_pool``; ``k = 1`` means ``T3 = T``, [D])::
+``T3 = flatten(AvgPool_k(F2 + P))`` (``k = kv_pool``; ``k = 1`` means ``T3 = T``, [D]):
 
-    Q = LN(T) W_q,   K = LN(T3) W_k,   V = LN(T3) W_v          (one qkv Linear, no bias [N])
-    A = softmax(Q Kᵀ / √d) V                                    (per head)
-    F4 = T + (A W_o + b_o)                                      (residual [D], output projection with bias [N])
+```text
+Q = LN(T) W_q,   K = LN(T3) W_k,   V = LN(T3) W_v          (one qkv Linear, no bias [N])
+A = softmax(Q Kᵀ / √d) V                                    (per head)
+F4 = T + (A W_o + b_o)                                      (residual [D], output projection with bias [N])
+```
 
 Two attention paths give the same numbers: the fused path calls ``F.scaled_dot_product_attention``; the
 reference path writes ``softmax(QKᵀ/√d)V`` out explicitly. ``fused_attn`` (default: ``wrim.use_fused_attn()``)
@@ -33,7 +35,7 @@ _POS_EMBEDS = ("sincos", None)
 
 
 class GRI(nn.Module):
-    """Global Region Interaction (paper.md §1, step 2): attention over the region tokens of a feature map."""
+    """Global Region Interaction (docs/layers.md, MIIM step 2): attention over the region tokens of a feature map."""
 
     fused_attn: Final[bool]
 

@@ -3,12 +3,14 @@
 Shapes: ``B`` batch, ``C`` input channels, ``H, W`` input size, ``r`` channel reduction, ``s`` spatial stride,
 ``C' = C / r``, ``h = ⌈H / s⌉``, ``w = ⌈W / s⌉``, ``N = h·w`` region tokens.
 
-paper.md §1 ("MIIM = Spatial-Channel Compression → GRI → Spatial-Channel Restore")::
+docs/layers.md ("MIIM = Spatial-Channel Compression → GRI → Spatial-Channel Restore"):
 
-    F2  = Conv_{s×s, stride s}(X)                       SCC: C → C', H×W → h×w        [P][N]
-    F4  = GRI(F2)                                       region interaction, (B, N, C')  [P][N]
-    G   = Up_s(σ(Linear_{C'→C}(F4)))                    SCR: a (B, C, H, W) gate        [N] (+ gate use [D])
-    Out = X + BN_{affine=False}(X ⊙ G)                  re-weighting + residual         [D]
+```text
+F2  = Conv_{s×s, stride s}(X)                       SCC: C → C', H×W → h×w        [P][N]
+F4  = GRI(F2)                                       region interaction, (B, N, C')  [P][N]
+G   = Up_s(σ(Linear_{C'→C}(F4)))                    SCR: a (B, C, H, W) gate        [N] (+ gate use [D])
+Out = X + BN_{affine=False}(X ⊙ G)                  re-weighting + residual         [D]
+```
 
 The gate re-weights the input in space and channel at once. The nearest upsampling ``Up_s`` is never materialised
 when ``s`` divides ``H`` and ``W``: the (h, w) gate broadcasts over s×s blocks of a view of ``X``.
@@ -52,7 +54,7 @@ def reweight(x: torch.Tensor, gate: torch.Tensor, stride: int) -> torch.Tensor:
 
 
 class MIIM(nn.Module):
-    """Multi-dimension Interactive Information Mining block (paper.md §1): (B, C, H, W) -> (B, C, H, W)."""
+    """Multi-dimension Interactive Information Mining block (docs/layers.md): (B, C, H, W) -> (B, C, H, W)."""
 
     def __init__(
         self,

@@ -3,7 +3,7 @@
 Shapes: ``B`` batch, ``C`` channels, ``H, W`` map size, ``h, w`` the MIIM's token grid; ``modalities: (B,)`` with
 ``wrim.VISIBLE = 0`` and ``wrim.INFRARED = 1``.
 
-paper.md §1 ([P][N]): the shallow MIIMs are modality-specific - a visible and an infrared copy with separate weights.
+docs/layers.md ([P][N]): the shallow MIIMs are modality-specific - a visible and an infrared copy with separate weights.
 [D] routing is by a per-sample ``modalities`` tensor, so any batch order and single-modality batches work.
 
 Routing keeps every shape static (no ``nonzero``, no per-modality sub-batches, so ``torch.compile`` sees one graph):
@@ -32,7 +32,7 @@ class ModalityMIIM(nn.Module):
         """
         Args:
             channels: input (and output) channels ``C``.
-            **kwargs: the :class:`~wrim.layers.MIIM` arguments (``reduction``, ``stride``, ``num_heads``,
+            **kwargs: the [`MIIM`][wrim.layers.MIIM] arguments (``reduction``, ``stride``, ``num_heads``,
                 ``kv_pool``, ``pos_embed``, ...), shared by both copies.
         """
         super().__init__()

@@ -7,7 +7,7 @@ For a token at row ``y`` and column ``x`` and frequency index ``i = 0 .. C/4 - 1
 
     P(y, x) = [sin(x·ω), cos(x·ω), sin(y·ω), cos(y·ω)]
 
-(the MAE / ViT-MoCo-v3 form). paper.md §1 [D]: GRI's positional encoding is this fixed, parameter-free encoding
+(the MAE / ViT-MoCo-v3 form). docs/layers.md [D]: GRI's positional encoding is this fixed, parameter-free encoding
 (the module list in [N] shows no positional parameters).
 """
 

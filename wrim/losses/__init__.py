@@ -1,6 +1,6 @@
-"""Losses: WRIM-Net's CMKIC and AICL (paper.md §2) and AGW's triplet comparators.
+"""Losses: WRIM-Net's CMKIC and AICL (docs/losses.md) and AGW's triplet comparators.
 
-The ID loss is ``torch.nn.CrossEntropyLoss(label_smoothing=0.1)`` ([D], paper.md §2) and is not re-implemented.
+The ID loss is ``torch.nn.CrossEntropyLoss(label_smoothing=0.1)`` ([D], docs/losses.md) and is not re-implemented.
 """
 
 from wrim.losses.aicl import AICLLoss

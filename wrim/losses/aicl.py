@@ -1,11 +1,11 @@
-r"""AICL: Auxiliary-Information-based Contrastive Learning of WRIM-Net (paper.md §2).
+r"""AICL: Auxiliary-Information-based Contrastive Learning of WRIM-Net (docs/losses.md).
 
 [P] CMKIC is supplemented with auxiliary information from the shallower P4 stage. [D] wrim applies CMKIC to the P5
 and to the P4 projections and, optionally, chooses P5's key instances with P4 similarities:
 
-.. math::
-
-    \mathcal{L}_{AICL} = \lambda_5 \, \mathcal{L}_{CMKIC}(z^{P5}) + \lambda_4 \, \mathcal{L}_{CMKIC}(z^{P4})
+$$
+\mathcal{L}_{AICL} = \lambda_5 \, \mathcal{L}_{CMKIC}(z^{P5}) + \lambda_4 \, \mathcal{L}_{CMKIC}(z^{P4})
+$$
 
 Shape legend: ``B`` batch, ``D5`` / ``D4`` the P5 / P4 projection sizes.
 """
@@ -27,14 +27,14 @@ __all__ = ["AICLLoss"]
 class AICLLoss(nn.Module):
     r"""Auxiliary-Information-based Contrastive Learning: weighted CMKIC on P5 and P4 ([P], exact form [D]).
 
-    .. math::
-
-        \mathcal{L} = \lambda_5 \mathcal{L}_{CMKIC}(z^{P5}) + \lambda_4 \mathcal{L}_{CMKIC}(z^{P4})
+    $$
+    \mathcal{L} = \lambda_5 \mathcal{L}_{CMKIC}(z^{P5}) + \lambda_4 \mathcal{L}_{CMKIC}(z^{P4})
+    $$
 
     With ``p5_keys_from_p4=True`` the key instances of the P5 term are the ``k`` least similar cross-modality
     positives under the *P4* similarities (the auxiliary information chooses what P5 must pull together).
 
-    Example:
+    Examples:
         >>> loss_fn = AICLLoss()
         >>> total, terms = loss_fn(out.p5_projection, out.p4_projection, labels, modalities)
         >>> terms  # {"cmkic_p5": tensor(...), "cmkic_p4": tensor(...)}, unweighted and detached, for logging
@@ -79,8 +79,8 @@ class AICLLoss(nn.Module):
             modalities: (B,) ids, ``wrim.VISIBLE`` (0) / ``wrim.INFRARED`` (1).
 
         Returns:
-            ``(total, terms)``: the scalar loss and ``{"cmkic_p5": ..., "cmkic_p4": ...}``, the unweighted CMKIC
-            values, detached (for logging).
+            ``(total, terms)``, the scalar loss and ``{"cmkic_p5": ..., "cmkic_p4": ...}``, the unweighted
+                CMKIC values, detached (for logging).
 
         Raises:
             ValueError: mismatched lengths, or a batch in which no anchor has a cross-modality positive.

@@ -1,16 +1,15 @@
-r"""CMKIC: the Cross-Modality Key-Instance Contrastive loss of WRIM-Net (paper.md §2).
+r"""CMKIC: the Cross-Modality Key-Instance Contrastive loss of WRIM-Net (docs/losses.md).
 
 [P] For an anchor of one modality the positives are its *key instances*, the top-K least similar samples of the same
 identity in the other modality; the negatives are the samples of other identities in the other modality. [N] the
 term is an InfoNCE/SupCon-style contrast, and the total is the V→I term plus the I→V term. [D] wrim's exact form,
 on L2-normalised embeddings z with s_ij = z_i . z_j and temperature τ:
 
-.. math::
-
-    L(i) = -\frac{1}{|P^K(i)|} \sum_{p \in P^K(i)}
-           \log \frac{e^{s_{ip}/\tau}}{e^{s_{ip}/\tau} + \sum_{n \in N(i)} e^{s_{in}/\tau}}
-
-    \mathcal{L}_{CMKIC} = \operatorname{mean}_{i \in V} L(i) + \operatorname{mean}_{i \in I} L(i)
+$$
+L(i) = -\frac{1}{|P^K(i)|} \sum_{p \in P^K(i)}
+       \log \frac{e^{s_{ip}/\tau}}{e^{s_{ip}/\tau} + \sum_{n \in N(i)} e^{s_{in}/\tau}}
+\mathcal{L}_{CMKIC} = \operatorname{mean}_{i \in V} L(i) + \operatorname{mean}_{i \in I} L(i)
+$$
 
 where anchors without a cross-modality positive are skipped. Each per-pair term is computed stably as
 ``softplus(logsumexp_n(s_in / τ) - s_ip / τ)``.
@@ -95,13 +94,13 @@ def cmkic_from_masks(
 
 
 class CMKICLoss(nn.Module):
-    r"""Cross-Modality Key-Instance Contrastive loss (WRIM-Net [P], exact form [D], paper.md §2).
+    r"""Cross-Modality Key-Instance Contrastive loss (WRIM-Net [P], exact form [D], docs/losses.md).
 
-    .. math::
-
-        L(i) = -\frac{1}{|P^K(i)|} \sum_{p \in P^K(i)}
-               \log \frac{e^{s_{ip}/\tau}}{e^{s_{ip}/\tau} + \sum_{n \in N(i)} e^{s_{in}/\tau}},\qquad
-        \mathcal{L} = \operatorname{mean}_{i \in V} L(i) + \operatorname{mean}_{i \in I} L(i)
+    $$
+    L(i) = -\frac{1}{|P^K(i)|} \sum_{p \in P^K(i)}
+           \log \frac{e^{s_{ip}/\tau}}{e^{s_{ip}/\tau} + \sum_{n \in N(i)} e^{s_{in}/\tau}},\qquad
+    \mathcal{L} = \operatorname{mean}_{i \in V} L(i) + \operatorname{mean}_{i \in I} L(i)
+    $$
 
     ``P^K(i)``: the ``k`` least cosine-similar samples with the anchor's label and the other modality (all of them
     when fewer exist; mined without gradient, ties to the lower index); ``N(i)``: all samples with another label and
@@ -109,7 +108,7 @@ class CMKICLoss(nn.Module):
     pytorch-metric-learning miner), its pairs define ``P(i)`` and ``N(i)`` instead and each anchor is averaged in the
     direction of its own modality. Computed in float32 (float64 inputs stay float64) with autocast disabled.
 
-    Example:
+    Examples:
         >>> loss_fn = CMKICLoss(k=2, temperature=0.1)
         >>> loss = loss_fn(projections, labels, modalities)  # (B, D), (B,), (B,) -> ()
     """
@@ -117,7 +116,7 @@ class CMKICLoss(nn.Module):
     def __init__(self, k: int = 2, temperature: float = 0.1) -> None:
         """
         Args:
-            k: number of key instances per anchor; [D] default 2 (the seed's sweep: K in {1, 4, 8}).
+            k: number of key instances per anchor; [D] default 2 (the paper's ablation: K in {1, 4, 8}).
             temperature: τ, dividing the cosine similarities; [D] default 0.1.
         """
         super().__init__()

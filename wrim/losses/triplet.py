@@ -6,10 +6,10 @@ can be restricted to cross-modality pairs (``cross_modality=True``: positives an
 modality only). Anchors without a positive (another sample of their identity, of the other modality if asked) or
 without a negative are skipped; the loss is the mean over the remaining anchors.
 
-- :class:`TripletLoss` — AGW's ``OriTripletLoss`` (batch hard, Hermans et al. 2017):
+- [`TripletLoss`][wrim.losses.TripletLoss] — AGW's ``OriTripletLoss`` (batch hard, Hermans et al. 2017):
   ``mean_i relu(max_{p} d_ip - min_{n} d_in + margin)``.
-- :class:`WRTripletLoss` — AGW's ``TripletLoss_WRT`` (weighted regularisation triplet, Ye et al. TPAMI 2021):
-  softmax-weighted positive and negative distances and a soft margin,
+- [`WRTripletLoss`][wrim.losses.WRTripletLoss] — AGW's ``TripletLoss_WRT`` (weighted regularisation triplet, Ye et al.
+  TPAMI 2021): softmax-weighted positive and negative distances and a soft margin,
   ``mean_i softplus(sum_p w_ip d_ip - sum_n w_in d_in)`` with ``w_ip ∝ exp(d_ip)`` and ``w_in ∝ exp(-d_in)``.
 
 Shape legend: ``B`` batch, ``D`` embedding size.
@@ -71,16 +71,16 @@ def _valid_mean(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
 class TripletLoss(nn.Module):
     r"""Batch-hard triplet loss, AGW's ``OriTripletLoss`` (the field's baseline comparator).
 
-    .. math::
-
-        \mathcal{L} = \frac{1}{|A|} \sum_{i \in A}
-            \big[\max_{p \in P(i)} d_{ip} - \min_{n \in N(i)} d_{in} + m\big]_+
+    $$
+    \mathcal{L} = \frac{1}{|A|} \sum_{i \in A}
+        \big[\max_{p \in P(i)} d_{ip} - \min_{n \in N(i)} d_{in} + m\big]_+
+    $$
 
     ``P(i)``: other samples of the anchor's identity; ``N(i)``: samples of other identities; both from the other
     modality only when ``cross_modality=True``; ``A``: anchors with both. ``d``: AGW's Euclidean distance on the
     raw embeddings. Computed in float32 (float64 stays float64) with autocast disabled.
 
-    Example:
+    Examples:
         >>> loss = TripletLoss(margin=0.3)(features, labels)  # (B, D), (B,) -> ()
     """
 
@@ -133,18 +133,18 @@ def _agw_softmax_weights(dist: torch.Tensor, mask: torch.Tensor) -> torch.Tensor
 class WRTripletLoss(nn.Module):
     r"""Weighted regularisation triplet, AGW's ``TripletLoss_WRT`` (no margin, no parameter).
 
-    .. math::
-
-        \mathcal{L} = \frac{1}{|A|} \sum_{i \in A}
-            \log\Big(1 + \exp\big(\textstyle\sum_{p} w_{ip} d_{ip} - \sum_{n} w_{in} d_{in}\big)\Big),\quad
-        w_{ip} = \frac{e^{d_{ip}}}{\sum_{p'} e^{d_{ip'}}},\quad w_{in} = \frac{e^{-d_{in}}}{\sum_{n'} e^{-d_{in'}}}
+    $$
+    \mathcal{L} = \frac{1}{|A|} \sum_{i \in A}
+        \log\Big(1 + \exp\big(\textstyle\sum_{p} w_{ip} d_{ip} - \sum_{n} w_{in} d_{in}\big)\Big),\quad
+    w_{ip} = \frac{e^{d_{ip}}}{\sum_{p'} e^{d_{ip'}}},\quad w_{in} = \frac{e^{-d_{in}}}{\sum_{n'} e^{-d_{in'}}}
+    $$
 
     As in AGW, without ``cross_modality`` the positive set of the weighting includes the anchor itself (distance
     ``sqrt(1e-12)``) and the softmax normalisers carry a ``+1e-6``. With ``cross_modality=True`` positives and
     negatives come from the other modality only. ``A``: anchors with a positive other than themselves and a
     negative. Computed in float32 (float64 stays float64) with autocast disabled.
 
-    Example:
+    Examples:
         >>> loss = WRTripletLoss()(features, labels)  # (B, D), (B,) -> ()
     """
 

@@ -1,8 +1,8 @@
 """Miners in pytorch-metric-learning's pair format ``(a1, p, a2, n)``, with per-sample modality ids.
 
-``CrossModalityKeyInstanceMiner`` gives WRIM-Net's key instances (CMKIC, paper.md §2); ``KeyInstanceMiner`` and
+``CrossModalityKeyInstanceMiner`` gives WRIM-Net's key instances (CMKIC, docs/losses.md); ``KeyInstanceMiner`` and
 ``HardestNegativeMiner`` are the general hard-positive / hard-negative forms. Their output plugs into any PML loss
-as ``indices_tuple`` and into :class:`wrim.losses.CMKICLoss`.
+as ``indices_tuple`` and into [`wrim.losses.CMKICLoss`][wrim.losses.CMKICLoss].
 """
 
 from wrim.miners.base import BaseMiner, CosinePairMiner

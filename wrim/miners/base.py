@@ -25,13 +25,14 @@ __all__ = ["BaseMiner", "CosinePairMiner"]
 class BaseMiner(nn.Module):
     """Base class of wrim's miners, following pytorch-metric-learning's (PML) ``BaseMiner``.
 
-    ``forward`` validates the batch, runs :meth:`mine` under ``torch.no_grad()`` and checks that the result is
-    PML's pair format ``(a1, p, a2, n)``, so it can be passed unchanged as ``indices_tuple`` to any PML loss or to
-    :class:`wrim.losses.CMKICLoss`. Anchors index ``embeddings``; positives and negatives index ``ref_emb``
-    (``embeddings`` itself when ``ref_emb`` is None, in which case an anchor is never paired with itself).
+    ``forward`` validates the batch, runs [`mine()`][wrim.miners.BaseMiner.mine] under ``torch.no_grad()`` and checks
+    that the result is PML's pair format ``(a1, p, a2, n)``, so it can be passed unchanged as ``indices_tuple`` to any
+    PML loss or to [`wrim.losses.CMKICLoss`][wrim.losses.CMKICLoss]. Anchors index ``embeddings``; positives and
+    negatives index ``ref_emb`` (``embeddings`` itself when ``ref_emb`` is None, in which case an anchor is never paired
+    with itself).
 
-    Subclasses implement only :meth:`mine`. After each call ``num_pos_pairs`` and ``num_neg_pairs`` hold the sizes
-    of the mined sets (PML's recordable statistics).
+    Subclasses implement only [`mine()`][wrim.miners.BaseMiner.mine]. After each call ``num_pos_pairs`` and
+    ``num_neg_pairs`` hold the sizes of the mined sets (PML's recordable statistics).
 
     Args:
         needs_modalities: whether ``forward`` requires ``modalities`` (cross-modality miners).
@@ -136,8 +137,8 @@ class CosinePairMiner(BaseMiner):
     """A miner that keeps ``k`` pairs per anchor chosen by cosine similarity among its label-defined candidates.
 
     Candidates: positives ``P(i)`` share the anchor's label, negatives ``N(i)`` do not; with ``cross_modality``
-    both are restricted to the other modality. Subclasses implement :meth:`select`, which narrows the (B, R)
-    masks; ties are broken towards the lower reference index.
+    both are restricted to the other modality. Subclasses implement [`select()`][wrim.miners.CosinePairMiner.select],
+    which narrows the (B, R) masks; ties are broken towards the lower reference index.
 
     Args:
         k: pairs kept per anchor on the selected side.

@@ -1,7 +1,7 @@
 """Hardest-negative miner: keep each anchor's ``k`` most cosine-similar negatives, and all its positives.
 
-The counterpart of :class:`wrim.miners.KeyInstanceMiner` on the negative side: for an anchor ``i`` with candidate
-positives ``P(i)`` and negatives ``N(i)``,
+The counterpart of [`wrim.miners.KeyInstanceMiner`][wrim.miners.KeyInstanceMiner] on the negative side: for an anchor
+``i`` with candidate positives ``P(i)`` and negatives ``N(i)``,
 
     N^K(i) = the k elements of N(i) with the largest s_ij = z_i . z_j   (all of N(i) when |N(i)| <= k)
 
@@ -23,7 +23,7 @@ __all__ = ["HardestNegativeMiner"]
 class HardestNegativeMiner(CosinePairMiner):
     """Each anchor's ``k`` most cosine-similar negatives, and all its positives.
 
-    Example:
+    Examples:
         >>> miner = HardestNegativeMiner(k=1, cross_modality=True)
         >>> a1, p, a2, n = miner(embeddings, labels, modalities)  # (B, D), (B,), (B,) -> PML pairs
     """

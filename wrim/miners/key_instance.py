@@ -28,9 +28,9 @@ class KeyInstanceMiner(CosinePairMiner):
 
     With ``cross_modality=False`` (the default) it is a general hard-positive miner for any metric-learning task;
     with ``cross_modality=True`` only pairs across modalities are kept (CMKIC's key instances, see
-    :class:`CrossModalityKeyInstanceMiner`).
+    [`CrossModalityKeyInstanceMiner`][wrim.miners.CrossModalityKeyInstanceMiner]).
 
-    Example:
+    Examples:
         >>> miner = KeyInstanceMiner(k=2)
         >>> a1, p, a2, n = miner(embeddings, labels)  # (B, D), (B,) -> PML pairs
     """
@@ -38,7 +38,7 @@ class KeyInstanceMiner(CosinePairMiner):
     def __init__(self, k: int = 2, cross_modality: bool = False) -> None:
         """
         Args:
-            k: number of key (least-similar) positives kept per anchor; [D] default 2 (paper.md §2).
+            k: number of key (least-similar) positives kept per anchor; [D] default 2 (docs/losses.md).
             cross_modality: pair only samples of different modalities; ``forward`` then needs ``modalities``.
         """
         super().__init__(k, cross_modality)
@@ -53,7 +53,7 @@ class CrossModalityKeyInstanceMiner(KeyInstanceMiner):
     Positives: for every anchor, the ``k`` least cosine-similar samples with the same label and the other modality
     (all of them when fewer exist). Negatives: every sample with a different label and the other modality.
 
-    Example:
+    Examples:
         >>> miner = CrossModalityKeyInstanceMiner(k=2)
         >>> a1, p, a2, n = miner(embeddings, labels, modalities)  # (B, D), (B,), (B,)
         >>> loss = pytorch_metric_learning.losses.NTXentLoss()(embeddings, labels, (a1, p, a2, n))
@@ -62,7 +62,7 @@ class CrossModalityKeyInstanceMiner(KeyInstanceMiner):
     def __init__(self, k: int = 2) -> None:
         """
         Args:
-            k: number of key instances per anchor; [D] default 2, the seed's sweep is K in {1, 4, 8} (paper.md §2).
+            k: number of key instances per anchor; [D] default 2; the paper's ablation compares K in {1, 4, 8}.
         """
         super().__init__(k=k, cross_modality=True)
 

@@ -15,7 +15,8 @@ def create_model(name: str, pretrained: bool = False, **kwargs) -> nn.Module:
     """Build the registered model ``name``.
 
     Args:
-        name: a name from :func:`~wrim.models.list_models` (e.g. ``"wrimnet_resnet50"``, ``"baseline_resnet50"``).
+        name: a name from [`list_models()`][wrim.models.list_models] (e.g. ``"wrimnet_resnet50"``,
+            ``"baseline_resnet50"``).
         pretrained: load ImageNet weights into the backbone (through timm; needs internet, or pass
             ``pretrained_file=``).
         **kwargs: the model's constructor arguments (for WRIMNet: ``num_classes``, ``img_size``, ...); they

@@ -3,7 +3,7 @@
 Shapes: ``B`` batch, ``C_k`` channels of stage ``k`` (1-based), ``H_k, W_k`` its map size, ``N`` ViT tokens
 (prefix tokens first, then the ``h·w`` patch grid row by row), ``D`` ViT width.
 
-paper.md §1 [P][N]: WRIM-Net puts a MIIM after ResNet-50's layer1..layer4 and runs layer4 at stride 1.
+docs/models.md [P][N]: WRIM-Net puts a MIIM after ResNet-50's layer1..layer4 and runs layer4 at stride 1.
 Any timm backbone is accepted:
 
 - **CNNs** (ResNets, ConvNeXt, ... - anything timm builds with ``features_only=True``): the four stages are the
@@ -57,7 +57,8 @@ class StagedBackbone(nn.Module):
     """A timm backbone run stage by stage: ``forward_stage(k, x)`` for k = 1..4, with map views in between.
 
     The stage state is the (B, C_k, H_k, W_k) map for CNNs and the (B, N, D) token sequence for ViTs;
-    :meth:`as_map` views it as a map, :meth:`with_map` writes a (possibly modified) map back.
+    [`as_map()`][wrim.models.StagedBackbone.as_map] views it as a map,
+    [`with_map()`][wrim.models.StagedBackbone.with_map] writes a (possibly modified) map back.
     """
 
     def __init__(
@@ -229,7 +230,8 @@ class StagedBackbone(nn.Module):
         return patches.transpose(1, 2).reshape(x.shape[0], x.shape[2], *self.grid_size)
 
     def with_map(self, x: torch.Tensor, feature_map: torch.Tensor) -> torch.Tensor:
-        """The stage state ``x`` with its map replaced by ``feature_map`` (the inverse of :meth:`as_map`)."""
+        """The stage state ``x`` with its map replaced by ``feature_map`` (the inverse of
+        [`as_map()`][wrim.models.StagedBackbone.as_map])."""
         if not self.is_vit:
             return feature_map
         patches = feature_map.flatten(2).transpose(1, 2)  # (B, D, h, w) -> (B, h·w, D)

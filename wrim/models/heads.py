@@ -2,12 +2,14 @@
 
 Shapes: ``B`` batch, ``C`` pooled feature width, ``K`` identities (``num_classes``), ``P`` projection width.
 
-paper.md §1 [N]: every head pools its map (the pooling is done by the caller: global average pooling or a
-horizontal strip) and then::
+docs/models.md [N]: every head pools its map (the pooling is done by the caller: global average pooling or a
+horizontal strip) and then:
 
-    f = BN(g)                                     BNNeck; its bias is frozen at 0 as in AGW / BoT [D]
-    logits = W f                                  ID classifier, Linear(C, K) without bias
-    z = Linear(C, P)(ReLU(BN(Linear(C, C)(f))))   contrastive projection MLP (P = 128 in [N])
+```text
+f = BN(g)                                     BNNeck; its bias is frozen at 0 as in AGW / BoT [D]
+logits = W f                                  ID classifier, Linear(C, K) without bias
+z = Linear(C, P)(ReLU(BN(Linear(C, C)(f))))   contrastive projection MLP (P = 128 in [N])
+```
 
 ``f`` is what the test-time embedding concatenates; ``z`` is what CMKIC / AICL consume (they L2-normalise it).
 """
@@ -84,7 +86,7 @@ class EmbeddingHead(nn.Module):
             pre_logits: return only the BNNeck features (the test-time embedding part).
 
         Returns:
-            (B, C) BNNeck features with ``pre_logits``, else a :class:`HeadOutput`.
+            (B, C) BNNeck features with ``pre_logits``, else a [`HeadOutput`][wrim.models.HeadOutput].
         """
         features = self.bnneck(pooled)  # (B, C)
         if pre_logits:

@@ -3,7 +3,7 @@
 FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` on one eval-mode forward pass (2 FLOPs per
 multiply-add, so GFLOPs here are twice the "GMACs" that timm / fvcore tables report; element-wise ops, norms and
 pooling are not counted). Each row's count is attributed by module: a stage is the modules its
-:class:`~wrim.models.backbone.StagedBackbone` stage runs, a MIIM is ``model.miims["stage{k}"]`` (a
+[`StagedBackbone`][wrim.models.StagedBackbone] stage runs, a MIIM is ``model.miims["stage{k}"]`` (a
 ``ModalityMIIM`` counts both copies: each computes its gate for the whole batch).
 """
 
@@ -80,13 +80,13 @@ def summary(
     """Count parameters and FLOPs per stage, MIIM and head.
 
     Args:
-        model: a :class:`WRIMNet` (its training mode is restored afterwards).
+        model: a [`WRIMNet`][wrim.models.WRIMNet] (its training mode is restored afterwards).
         img_size: (H, W) of the input; default the model's ``img_size``.
         modalities: the modality ids of the counted batch (its size is the batch size); default one visible and
             one infrared image, so both copies of a ModalityMIIM run. FLOPs are reported per image.
 
     Returns:
-        a :class:`ModelSummary` (print it for the table).
+        a [`ModelSummary`][wrim.models.ModelSummary] (print it for the table).
     """
     if not isinstance(model, WRIMNet):
         raise TypeError(f"summary expects a wrim WRIMNet; got {type(model).__name__}")

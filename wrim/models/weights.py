@@ -1,10 +1,11 @@
 """Weights on disk: whole-model safetensors files and safe loading of backbone files.
 
-- :func:`save_weights` / :func:`load_weights`: a model's ``state_dict`` (parameters and buffers) in one
-  ``.safetensors`` file. Tensors that share storage (tied weights) are stored once and restored to every name.
-- :func:`load_state_dict_file`: reads ``.safetensors`` with safetensors and anything else with
-  ``torch.load(weights_only=True)`` (no arbitrary pickles), unwrapping ``{"state_dict": ...}`` / ``{"model": ...}``
-  checkpoints and a DDP ``module.`` prefix.
+- [`save_weights()`][wrim.models.save_weights] / [`load_weights()`][wrim.models.load_weights]: a model's ``state_dict``
+  (parameters and buffers) in one ``.safetensors`` file. Tensors that share storage (tied weights) are stored once and
+  restored to every name.
+- [`load_state_dict_file()`][wrim.models.load_state_dict_file]: reads ``.safetensors`` with safetensors and anything
+  else with ``torch.load(weights_only=True)`` (no arbitrary pickles), unwrapping ``{"state_dict": ...}`` / ``{"model":
+  ...}`` checkpoints and a DDP ``module.`` prefix.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def save_weights(model: nn.Module, path: str | Path, metadata: dict[str, str] | 
 
 
 def load_weights(model: nn.Module, path: str | Path, strict: bool = True) -> tuple[list[str], list[str]]:
-    """Load a file written by :func:`save_weights` into ``model``.
+    """Load a file written by [`save_weights()`][wrim.models.save_weights] into ``model``.
 
     Args:
         model: the model, built with the same architecture arguments as the saved one.

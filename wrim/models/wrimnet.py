@@ -3,15 +3,17 @@
 Shapes: ``B`` batch, ``C_k`` channels of stage ``k``, ``H_k, W_k`` its map, ``K`` identities, ``P`` projection
 width, ``D`` test embedding width (the sum of the embedded heads' widths).
 
-paper.md §1::
+docs/models.md:
 
-    X_k  = Stage_k(X_{k-1})                              backbone stage k (Block1..Block4)      [P][N]
-    X_k  = MIIM^{m}_k(X_k)   k in separate_stages       one copy per modality m                [P][N]
-    X_k  = MIIM_k(X_k)       k in shared_stages         one copy for both modalities           [P][N]
-    P4 = X_3,  P5 = X_4                                 maps after their MIIMs                 [N]
-    heads: p5_global = GAP(P5); p5_part{i} = GAP(i-th horizontal strip of P5) ([D] strips);
-           p4_global = GAP(P4)                           each -> BNNeck -> classifier / projection  [N]
-    eval:  e = L2norm(concat_h BNNeck_h)                 all heads by default                   [P] + [D]
+```text
+X_k  = Stage_k(X_{k-1})                              backbone stage k (Block1..Block4)      [P][N]
+X_k  = MIIM^{m}_k(X_k)   k in separate_stages       one copy per modality m                [P][N]
+X_k  = MIIM_k(X_k)       k in shared_stages         one copy for both modalities           [P][N]
+P4 = X_3,  P5 = X_4                                 maps after their MIIMs                 [N]
+heads: p5_global = GAP(P5); p5_part{i} = GAP(i-th horizontal strip of P5) ([D] strips);
+       p4_global = GAP(P4)                           each -> BNNeck -> classifier / projection  [N]
+eval:  e = L2norm(concat_h BNNeck_h)                 all heads by default                   [P] + [D]
+```
 
 With no MIIM (``separate_stages=(), shared_stages=()``) this is the AGW-style BNNeck baseline the paper improves
 on (``baseline_resnet50``).
@@ -39,7 +41,7 @@ __all__ = ["WRIMNet", "WRIMNetOutput"]
 
 @dataclass
 class WRIMNetOutput:
-    """What :class:`WRIMNet` returns in training mode; every dict is keyed by head name.
+    """What [`WRIMNet`][wrim.models.WRIMNet] returns in training mode; every dict is keyed by head name.
 
     Head names: ``"p5_global"``, ``"p5_part0"``, ..., ``"p5_part{local_parts-1}"``, ``"p4_global"``.
     """
@@ -63,8 +65,8 @@ class WRIMNetOutput:
 class WRIMNet(nn.Module):
     """WRIM-Net: a staged timm backbone with MIIMs after chosen stages and four BNNeck heads.
 
-    ``forward(images, modalities)``: training -> :class:`WRIMNetOutput`; eval -> the (B, D) L2-normalised
-    test embedding. ``embed(images, modalities, flip=True)`` adds flip averaging.
+    ``forward(images, modalities)``: training -> [`WRIMNetOutput`][wrim.models.WRIMNetOutput]; eval -> the (B, D)
+    L2-normalised test embedding. ``embed(images, modalities, flip=True)`` adds flip averaging.
     """
 
     def __init__(
@@ -94,7 +96,7 @@ class WRIMNet(nn.Module):
         """
         Args:
             backbone: any timm model name: a CNN with a feature pyramid (resnet*, convnext*, ...) or a ViT
-                (vit_*, deit_*); see :class:`~wrim.models.backbone.StagedBackbone` for how stages are cut.
+                (vit_*, deit_*); see [`StagedBackbone`][wrim.models.StagedBackbone] for how stages are cut.
             num_classes: training identities ``K`` of the ID classifiers (395 on SYSU-MM01); 0 builds none.
                 Required.
             pretrained: load timm's ImageNet weights into the backbone (needs internet).
@@ -116,10 +118,10 @@ class WRIMNet(nn.Module):
                 0 for none.
             proj_dim: contrastive projection width ``P`` ([N]: 128).
             projection_heads: heads with a projection MLP; None = all. [N] gives every head one, but only the P5
-                and P4 global projections have a loss (CMKIC / AICL, paper.md §2), so by default the part heads
+                and P4 global projections have a loss (CMKIC / AICL, docs/losses.md), so by default the part heads
                 get none: no parameter without gradient (which DistributedDataParallel would reject). [D]
             embed_heads: heads whose BNNeck features form the test embedding, in order; None = all heads. [D]
-            miim_kwargs: further :class:`~wrim.layers.MIIM` arguments for every MIIM (e.g. ``out_norm``).
+            miim_kwargs: further [`MIIM`][wrim.layers.MIIM] arguments for every MIIM (e.g. ``out_norm``).
             backbone_kwargs: further ``timm.create_model`` arguments (e.g. ``drop_path_rate``).
         """
         super().__init__()
@@ -288,7 +290,7 @@ class WRIMNet(nn.Module):
         return pooled
 
     def forward_head(self, features: dict[str, torch.Tensor], pre_logits: bool = False) -> WRIMNetOutput | torch.Tensor:
-        """Heads on the maps of :meth:`forward_features`.
+        """Heads on the maps of [`forward_features()`][wrim.models.WRIMNet.forward_features].
 
         Args:
             features: ``{"p4": ..., "p5": ...}``.
@@ -296,7 +298,7 @@ class WRIMNet(nn.Module):
                 L2-normalised.
 
         Returns:
-            the (B, D) embedding with ``pre_logits``, else a :class:`WRIMNetOutput`.
+            the (B, D) embedding with ``pre_logits``, else a [`WRIMNetOutput`][wrim.models.WRIMNetOutput].
         """
         if pre_logits:
             pooled = self.pool(features, self.embed_heads)
@@ -318,7 +320,8 @@ class WRIMNet(nn.Module):
             modalities: (B,) ids, 0 = visible, 1 = infrared.
 
         Returns:
-            training: :class:`WRIMNetOutput`; eval: the (B, D) L2-normalised test embedding.
+            In training mode a [`WRIMNetOutput`][wrim.models.WRIMNetOutput]; in eval mode the (B, D)
+                L2-normalised test embedding.
         """
         return self.forward_head(self.forward_features(images, modalities), pre_logits=not self.training)
 
