@@ -93,6 +93,9 @@ def _validate(obj: Any, prefix: str) -> None:
             continue
         key = prefix + f.name
         if "choices" in rules and value not in rules["choices"]:
+            if all(isinstance(c, (bool, str)) for c in rules["choices"]) and True in rules["choices"]:
+                words = [str(c).lower() if isinstance(c, bool) else c for c in rules["choices"]]
+                raise ValueError(f"{key} must be {', '.join(words[:-1])} or {words[-1]}, got {value!r}")
             raise ValueError(f"{key} must be one of {list(rules['choices'])}, got {value!r}")
         if "pattern" in rules and not re.fullmatch(rules["pattern"], str(value)):
             raise ValueError(f"{key}={value!r} is not allowed: it must match {rules['pattern']!r}")
