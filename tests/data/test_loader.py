@@ -13,6 +13,7 @@ from wrim.data import (
     ImageDataset,
     ImageRecord,
     SyntheticVIReID,
+    UnreadableImageError,
     build_test_loader,
     build_train_loader,
     read_image,
@@ -85,3 +86,31 @@ def test_record_is_frozen() -> None:
     rec = ImageRecord("x.jpg", 1, 3, INFRARED)
     with pytest.raises(AttributeError):
         rec.pid = 2
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [("zero.jpg", b""), ("text.jpg", b"not an image\n"), ("truncated.jpg", None), ("text.bmp", b"BMnot")],
+)
+def test_unreadable_image_is_named(tmp_path: Path, write_image, name: str, content: bytes | None) -> None:
+    path = tmp_path / name
+    if content is None:
+        good = write_image(tmp_path / "good.jpg", 10, size=(32, 16)).read_bytes()
+        content = good[: len(good) // 2]
+    path.write_bytes(content)
+    with pytest.raises(UnreadableImageError, match=f"cannot decode image '{path}': .+"):
+        read_image(path)
+
+
+def test_skip_bad_images_replaces_by_a_readable_image_of_the_same_identity(tmp_path: Path, write_image, caplog):
+    good = write_image(tmp_path / "good.jpg", 10)
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"")
+    records = [ImageRecord(str(bad), 0, 1, VISIBLE), ImageRecord(str(good), 0, 1, VISIBLE)]
+    with pytest.raises(UnreadableImageError, match="bad.jpg"):
+        ImageDataset(records, transform=None)[0]
+    ds = ImageDataset(records, transform=None, skip_bad_images=True)
+    assert torch.equal(ds[0][0], ds[1][0]) and ds.skipped == 1
+    assert "skipped cannot decode image" in caplog.text and "bad.jpg" in caplog.text
+    with pytest.raises(UnreadableImageError, match="no readable image of identity 0"):
+        ImageDataset(records[:1], transform=None, skip_bad_images=True)[0]

@@ -240,3 +240,19 @@ def test_rand_perm_cam_errors(sysu_root: Path, tmp_path: Path, monkeypatch: pyte
     monkeypatch.setitem(__import__("sys").modules, "scipy.io", None)  # scipy missing
     with pytest.raises(ImportError, match=r"wrim\[matlab\]"):
         SYSUMM01(sysu_root, rand_perm_file=tmp_path / "short.mat")
+
+
+def test_id_files_are_parsed_on_every_line(sysu_root: Path, caplog) -> None:
+    (sysu_root / "exp" / "train_id.txt").write_text("\n1, 3\n  \n99\n")  # blank first line, spaces, several lines
+    dataset = SYSUMM01(sysu_root)
+    assert dataset.num_classes == len(TRAIN + VAL)
+    assert "1 id(s) listed in" in caplog.text and "train_id.txt have no image" in caplog.text and "[99]" in caplog.text
+    (sysu_root / "exp" / "train_id.txt").write_text("1,x\n")
+    with pytest.raises(ValueError, match=r"train_id\.txt:1: expected integer ids .* 'x'"):
+        SYSUMM01(sysu_root)
+
+
+def test_empty_test_split_fails_at_construction(sysu_root: Path) -> None:
+    (sysu_root / "exp" / "test_id.txt").write_text("\n")
+    with pytest.raises(ValueError, match=r"test_id\.txt holds no ids"):
+        SYSUMM01(sysu_root)

@@ -31,15 +31,17 @@ def test_train_then_eval_checkpoint(tmp_path, capsys):
     run_dir = tmp_path / "cli"
     names = {p.name for p in run_dir.iterdir()}
     expected = {"config.yaml", "model.json", "metrics.csv", "metrics.jsonl", "train.log", "final_metrics.json"}
-    assert expected | {"last.safetensors", "last.state.pt", "best.safetensors", "best.state.pt"} <= names
-    state = torch.load(run_dir / "last.state.pt", weights_only=True)  # no arbitrary pickles
+    assert expected | {"last.json", "best.json", "checkpoints"} <= names
+    last = run_dir / json.loads((run_dir / "last.json").read_text())["set"]
+    assert {p.name for p in last.iterdir()} == {"model.safetensors", "state.pt", "manifest.json"}
+    state = torch.load(last / "state.pt", weights_only=True)  # no arbitrary pickles
     assert state["epoch"] == 1 and "optimizer" in state and "rng" in state
     header = (run_dir / "metrics.csv").read_text().splitlines()[0].split(",")
     assert {"epoch", "loss", "id", "metric", "cmkic_p5", "R1", "mAP", "mINP"} <= set(header)
     final = json.loads((run_dir / "final_metrics.json").read_text())
     assert_metric_bounds(final, num_test_ids=8)  # the tiny set of _tiny.py
 
-    checkpoint = tmp_path / "cli" / "best.safetensors"
+    checkpoint = tmp_path / "cli"  # the run folder: its best checkpoint
     args = [
         "eval",
         "--checkpoint",
@@ -62,15 +64,14 @@ def test_train_then_eval_checkpoint(tmp_path, capsys):
 def test_fresh_run_does_not_overwrite_a_checkpointed_folder(tmp_path, capsys):
     run = tmp_path / "taken"
     run.mkdir()
-    for name in ("last.safetensors", "last.state.pt"):
-        (run / name).write_bytes(b"")
+    (run / "last.json").write_text('{"set": "checkpoints/e0001-0", "epoch": 1}')
     assert main(["train", *tiny_overrides(tmp_path, "taken", "epochs=1")]) == 2
     assert "pass --resume" in capsys.readouterr().err
 
 
 def test_resume_flag_needs_a_checkpoint(tmp_path, capsys):
     assert main(["train", "--resume", *tiny_overrides(tmp_path, "nothing", "epochs=1")]) == 2
-    assert "no 'last' checkpoint" in capsys.readouterr().err
+    assert "holds no checkpoint" in capsys.readouterr().err
 
 
 def test_unknown_key_is_a_clear_error(capsys):

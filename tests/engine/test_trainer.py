@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 from tests.engine._tiny import tiny_overrides
 from wrim.engine import NonFiniteLossError, Trainer, load_config
-from wrim.engine.checkpoint import load_checkpoint
+from wrim.engine.checkpoint import load_checkpoint, read_pointer
 
 TIME_KEYS = ("img_per_s", "epoch_time_s")
 
@@ -17,6 +17,10 @@ TIME_KEYS = ("img_per_s", "epoch_time_s")
 def _records(run_dir):
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     return [{k: v for k, v in json.loads(x).items() if k not in TIME_KEYS} for x in lines]
+
+
+def _weights(run_dir, tag):
+    return run_dir / read_pointer(run_dir, tag)["set"] / "model.safetensors"
 
 
 def test_resume_gives_identical_weights_and_metrics(tmp_path, monkeypatch):
@@ -38,8 +42,8 @@ def test_resume_gives_identical_weights_and_metrics(tmp_path, monkeypatch):
     monkeypatch.setattr(Trainer, "train_epoch", original)
     result = Trainer(load_config("synthetic", tiny_overrides(tmp_path, "split", *extra)), resume=True).fit()
 
-    a = load_file(full.run_dir / "last.safetensors")
-    b = load_file(result.run_dir / "last.safetensors")
+    a = load_file(_weights(full.run_dir, "last"))
+    b = load_file(_weights(result.run_dir, "last"))
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
@@ -72,7 +76,7 @@ def test_nan_loss_stops_with_clear_error_and_keeps_last_checkpoint(tmp_path, mon
         trainer.fit()
     state = load_checkpoint(tmp_path / "nan", "last")
     assert state["epoch"] == 1
-    weights = load_file(tmp_path / "nan" / "last.safetensors")
+    weights = load_file(_weights(tmp_path / "nan", "last"))
     assert all(torch.isfinite(w).all() for w in weights.values() if w.is_floating_point())
     records = _records(tmp_path / "nan")
     assert [r["epoch"] for r in records] == [1] and math.isfinite(records[0]["loss"])

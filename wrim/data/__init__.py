@@ -6,6 +6,7 @@ from wrim.data.check import check_counts as check_counts
 from wrim.data.check import check_dataset as check_dataset
 from wrim.data.llcm import LLCM as LLCM
 from wrim.data.loader import ImageDataset as ImageDataset
+from wrim.data.loader import UnreadableImageError as UnreadableImageError
 from wrim.data.loader import build_test_loader as build_test_loader
 from wrim.data.loader import build_train_loader as build_train_loader
 from wrim.data.loader import read_image as read_image
@@ -30,6 +31,7 @@ __all__ = [
     "TestSplit",
     "TestTransform",
     "TrainTransform",
+    "UnreadableImageError",
     "VIReIDDataset",
     "build_test_loader",
     "build_train_loader",

@@ -8,6 +8,7 @@ missing path and prints the expected layout.
 from __future__ import annotations
 
 import abc
+import logging
 import os
 import re
 from collections import Counter
@@ -20,6 +21,8 @@ __all__ = ["IMAGE_EXTENSIONS", "VIReIDDataset", "cam_number", "list_images", "pi
 
 #: File name suffixes (lower case) treated as images when a reader lists a folder.
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+log = logging.getLogger("wrim")
 
 _CAM_DIR = re.compile(r"^cam(\d+)$")
 _PID_DIR = re.compile(r"^(\d+)$")
@@ -80,14 +83,35 @@ class VIReIDDataset(abc.ABC):
             )
         return path
 
-    def _read_id_line(self, path: Path) -> list[int]:
-        """Read a one-line comma-separated id file (SYSU-MM01 ``exp/*_id.txt``, LLCM ``idx/test_id.txt``)."""
-        lines = self._require(path, "id list file").read_text().splitlines()
-        first = lines[0].strip() if lines else ""
-        try:
-            return [int(tok) for tok in first.split(",") if tok.strip()]
-        except ValueError as err:
-            raise ValueError(f"{path}: expected one line of comma-separated integer ids, got {first[:80]!r}") from err
+    def _read_id_line(self, path: Path, required: bool = True) -> list[int]:
+        """Read an id file (SYSU-MM01 ``exp/*_id.txt``, LLCM ``idx/test_id.txt``): integer ids separated by commas
+        and/or white space, on any number of lines (blank lines ignored).
+
+        Args:
+            path: the file.
+            required: the file must hold at least one id (it defines a split that must not be empty).
+
+        Raises:
+            ValueError: a token that is not an integer (file, line and token named) or a required file without ids.
+        """
+        ids = []
+        for lineno, line in enumerate(self._require(path, "id list file").read_text().splitlines(), 1):
+            for tok in re.split(r"[,\s]+", line.strip()):
+                if not tok:
+                    continue
+                if not tok.lstrip("-").isdigit():
+                    raise ValueError(f"{path}:{lineno}: expected integer ids separated by commas, got {tok!r}")
+                ids.append(int(tok))
+        if required and not ids:
+            raise ValueError(f"{path} holds no ids: the split it defines would be empty")
+        return ids
+
+    def _warn_ids_without_images(self, ids: list[int], found: set[int], source: Path) -> None:
+        """Logs the ids listed in ``source`` that have no image (are not in ``found``)."""
+        missing = sorted(set(ids) - found)
+        if missing:
+            log.warning("%s: %d id(s) listed in %s have no image and are ignored: %s",
+                        type(self).__name__, len(missing), source, missing[:20])  # fmt: skip
 
     def _read_pair_list(self, path: Path) -> list[tuple[str, int]]:
         """Read a ``"<relative path> <int label>"`` list file (RegDB / LLCM ``idx/*.txt``)."""

@@ -5,6 +5,7 @@ Batches are 4-tuples ``(images (B, 3, H, W) float32, pids (B,) long, camids (B,)
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -18,7 +19,9 @@ from wrim.data.records import ImageRecord
 from wrim.data.sampler import IdentityModalitySampler
 from wrim.data.transforms import TestTransform, TrainTransform
 
-__all__ = ["ImageDataset", "build_test_loader", "build_train_loader", "read_image"]
+__all__ = ["ImageDataset", "UnreadableImageError", "build_test_loader", "build_train_loader", "read_image"]
+
+log = logging.getLogger("wrim")
 
 _TORCHVISION_FORMATS = (".jpg", ".jpeg", ".png", ".gif", ".webp")
 
@@ -28,15 +31,26 @@ def read_image(path: str | Path) -> torch.Tensor:
 
     JPEG / PNG / GIF / WebP are decoded by ``torchvision.io``; other formats (RegDB's BMP) through PIL, which
     torchvision already depends on.
+
+    Raises:
+        UnreadableImageError: the file is missing, empty, truncated or not an image (names the file and the reason).
     """
     path = Path(path)
-    if path.suffix.lower() in _TORCHVISION_FORMATS:
-        return decode_image(str(path), mode=ImageReadMode.RGB)
-    from PIL import Image
+    try:
+        if path.suffix.lower() in _TORCHVISION_FORMATS:
+            return decode_image(str(path), mode=ImageReadMode.RGB)
+        from PIL import Image
 
-    with Image.open(path) as img:
-        arr = np.asarray(img.convert("RGB"))  # (H, W, 3)
+        with Image.open(path) as img:
+            arr = np.asarray(img.convert("RGB"))  # (H, W, 3)
+    except Exception as err:  # torchvision raises RuntimeError, PIL OSError / UnidentifiedImageError
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise UnreadableImageError(f"cannot decode image '{path}': {reason}") from None
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+
+
+class UnreadableImageError(ValueError):
+    """An image file cannot be decoded; the message names the file and the reason."""
 
 
 class ImageDataset(Dataset):
@@ -47,22 +61,45 @@ class ImageDataset(Dataset):
     Args:
         records: the images.
         transform: ``(uint8 (3, H, W) image, modality) -> float (3, H, W)``; ``None`` only scales to ``[0, 1]``.
+        skip_bad_images: replace an unreadable image by the next readable one of the same identity and modality
+            (a warning names the file and counts the skips of this process) instead of raising
+            `UnreadableImageError`.
     """
 
     def __init__(
-        self, records: Sequence[ImageRecord], transform: Callable[[torch.Tensor, int], torch.Tensor] | None
+        self,
+        records: Sequence[ImageRecord],
+        transform: Callable[[torch.Tensor, int], torch.Tensor] | None,
+        skip_bad_images: bool = False,
     ) -> None:
         self.records = list(records)
         self.transform = transform
+        self.skip_bad_images = skip_bad_images
+        self.skipped = 0
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int, int]:
         rec = self.records[index]
-        img = read_image(rec.path)  # (3, H, W) uint8
+        img = self._read(index)  # (3, H, W) uint8
         img = self.transform(img, rec.modality) if self.transform is not None else img.float() / 255
         return img, rec.pid, rec.camid, rec.modality
+
+    def _read(self, index: int) -> torch.Tensor:
+        rec = self.records[index]
+        if not self.skip_bad_images:
+            return read_image(rec.path)
+        same = [
+            r for r in self.records[index:] + self.records[:index] if (r.pid, r.modality) == (rec.pid, rec.modality)
+        ]
+        for candidate in same:
+            try:
+                return read_image(candidate.path)
+            except UnreadableImageError as err:
+                self.skipped += 1
+                log.warning("data.skip_bad_images: skipped %s (%d skipped in this process)", err, self.skipped)
+        raise UnreadableImageError(f"no readable image of identity {rec.pid} in modality {rec.modality}")
 
 
 def build_train_loader(
@@ -78,6 +115,7 @@ def build_train_loader(
     world_size: int | None = None,
     exchange_prob: float = 0.5,
     channel_gray: int = 2,
+    skip_bad_images: bool = False,
 ) -> DataLoader:
     """Train loader over ``dataset.train`` with [`IdentityModalitySampler`][wrim.data.IdentityModalitySampler] batches.
 
@@ -98,6 +136,7 @@ def build_train_loader(
         world_size: DDP world size (default from ``torch.distributed`` when initialised).
         exchange_prob: probability of the channel exchange on a visible image (with ``channel_aug``).
         channel_gray: ``gray`` of ``ChannelExchange`` (2 = CAJ's code, 3 adds grayscale).
+        skip_bad_images: skip unreadable images (see `ImageDataset`) instead of stopping.
     """
     records = dataset.train
     sampler = IdentityModalitySampler(
@@ -118,7 +157,7 @@ def build_train_loader(
     )
     generator = torch.Generator().manual_seed(int(seed) * 1_000_003 + sampler.rank)
     return DataLoader(
-        ImageDataset(records, transform),
+        ImageDataset(records, transform, skip_bad_images=skip_bad_images),
         batch_sampler=sampler,
         num_workers=num_workers,
         generator=generator,

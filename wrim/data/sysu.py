@@ -87,10 +87,13 @@ class SYSUMM01(VIReIDDataset):
         for cam in (*self.visible_cams, *self.infrared_cams):
             self._require(self.root / f"cam{cam}", "camera folder")
         exp = self.root / "exp"
-        train_ids = self._read_id_line(exp / "train_id.txt") + self._read_id_line(exp / "val_id.txt")
+        train_ids = self._read_id_line(exp / "train_id.txt") + self._read_id_line(exp / "val_id.txt", required=False)
         train_ids = sorted(train_ids, key=lambda pid: f"{pid:04d}")  # the reference sorts the merged "%04d" strings
         self.test_ids: list[int] = sorted(self._read_id_line(exp / "test_id.txt"))
+        found = {pid for pid, _, _ in self._id_folders(self.test_ids, (*self.visible_cams, *self.infrared_cams))}
+        self._warn_ids_without_images(self.test_ids, found, exp / "test_id.txt")
         records = self._collect(train_ids, self.visible_cams) + self._collect(train_ids, self.infrared_cams)
+        self._warn_ids_without_images(train_ids, {r.pid for r in records}, exp / "train_id.txt")
         if not records:
             raise ValueError(f"{type(self).__name__}: no train image found under '{self.root}'. Expected:\n{_LAYOUT}")
         self.train = relabel(records)

@@ -1,24 +1,34 @@
-"""Checkpoints without arbitrary pickles, written atomically, and the random state needed for exact resumes.
+"""Checkpoint sets: written into a fresh folder, verified by a manifest, published by one atomic pointer update.
 
-A checkpoint ``<dir>/<tag>`` is two files:
+A run folder holds its checkpoints as *sets*::
 
-- ``<tag>.safetensors``: the model weights (``wrim.models.save_weights``);
-- ``<tag>.state.pt``: optimiser, scheduler, epoch, sampler epoch, best metric and the python / numpy / torch RNG
-  states, made only of tensors, numbers, strings, lists and dicts, so that ``torch.load(weights_only=True)`` reads
-  it (no code runs when it is loaded).
+    <run>/checkpoints/e0003-<id>/model.safetensors   # the weights (wrim.models.save_weights)
+    <run>/checkpoints/e0003-<id>/state.pt            # optimiser, scheduler, epoch, RNG states, ... (tensors,
+                                                     # numbers, strings, lists, dicts: torch.load(weights_only=True))
+    <run>/checkpoints/e0003-<id>/manifest.json       # epoch, step, config hash, size and SHA-256 of both files
+    <run>/last.json                                  # pointer: {"set": "checkpoints/e0003-<id>", "epoch": 3, ...}
+    <run>/best.json                                  # pointer to the set with the best R1 (and that R1)
 
-Each file is written to a temporary name in the same folder, flushed to disk, then renamed over the old one with
-``os.replace`` (atomic on POSIX and Windows): an interrupted save leaves the previous checkpoint intact. The
-state file is written after the weights and names their SHA-256 digest, so a pair from two different saves is
-detected when loading.
+A set is written into ``checkpoints/.tmp-*``, every file and the folder are fsync-ed, and the folder is renamed to
+its final name; only then is the pointer replaced (``os.replace`` of a fsync-ed temporary file, atomic on POSIX and
+Windows). A stop at any moment therefore leaves the previous pointer and its set intact ([D] docs/training.md,
+"Checkpoints"). Loading checks the manifest (sizes and digests); a damaged ``last`` set is skipped with a warning
+for the newest complete one. The newest ``keep`` sets are kept, plus the sets the pointers name. A full disk is
+reported with the mount point, the bytes needed and the bytes free.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import io
+import json
+import logging
 import os
 import random
+import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,17 +38,58 @@ import torch
 from torch import nn
 
 __all__ = [
+    "CheckpointError",
     "atomic_write",
     "capture_rng_state",
     "checkpoint_exists",
+    "clean_stale_temporaries",
     "load_checkpoint",
+    "prune_checkpoints",
+    "publish_checkpoint",
+    "read_pointer",
     "restore_rng_state",
     "save_checkpoint",
 ]
 
+log = logging.getLogger("wrim")
+
+SETS = "checkpoints"
+MANIFEST = "manifest.json"
+WEIGHTS = "model.safetensors"
+STATE = "state.pt"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be written (full disk) or no complete checkpoint can be read."""
+
+
+def _umask_mode(mode: int) -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return mode & ~umask
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # folders cannot be opened on Windows; its rename is durable without it
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_file(path: Path, write: Callable[[Path], None]) -> None:
+    """Writes one file with ``write(path)``, fsyncs it and gives it the umask's permissions (0666 & ~umask)."""
+    write(path)
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+    os.chmod(path, _umask_mode(0o666))
+
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
-    """Calls ``write(tmp_path)`` and then renames ``tmp_path`` over ``path`` (atomic replace).
+    """Calls ``write(tmp_path)``, fsyncs it, then renames ``tmp_path`` over ``path`` (atomic replace).
 
     Args:
         path: the final file.
@@ -49,10 +100,9 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        write(Path(tmp))
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
+        _write_file(Path(tmp), write)
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -99,60 +149,218 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _mount_point(path: Path) -> Path:
+    path = path.resolve()
+    while not os.path.ismount(path) and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _disk_full(directory: Path, needed: int) -> CheckpointError:
+    free = shutil.disk_usage(directory).free
+    return CheckpointError(
+        f"disk full: the checkpoint needs {needed / 1e6:.1f} MB in {str(directory)!r} (filesystem mounted at "
+        f"{str(_mount_point(directory))!r}), {free / 1e6:.1f} MB are free; the previous checkpoint is kept. "
+        "Free space or move output_dir, then resume with wrim train --resume"
+    )
+
+
+def read_pointer(directory: str | Path, tag: str) -> dict[str, Any] | None:
+    """The content of ``<directory>/<tag>.json`` (``set``, ``epoch`` and the tag's extra fields), or None."""
+    path = Path(directory) / f"{tag}.json"
+    if not path.is_file():
+        return None
+    try:
+        pointer = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{str(path)!r} is damaged ({err}); delete it to fall back to the newest set") from err
+    if not isinstance(pointer, dict) or not isinstance(pointer.get("set"), str):
+        raise CheckpointError(f"{str(path)!r} is not a wrim checkpoint pointer (no 'set' entry)")
+    return pointer
+
+
 def checkpoint_exists(directory: str | Path, tag: str = "last") -> bool:
-    """Whether ``<directory>/<tag>.safetensors`` and ``<tag>.state.pt`` both exist."""
+    """Whether ``<directory>/<tag>.json`` points at a checkpoint set (``tag="any"``: whether any set exists)."""
     directory = Path(directory)
-    return (directory / f"{tag}.safetensors").is_file() and (directory / f"{tag}.state.pt").is_file()
+    if tag == "any":
+        return any((directory / f"{t}.json").is_file() for t in ("last", "best")) or bool(_sets(directory))
+    return (directory / f"{tag}.json").is_file()
 
 
-def save_checkpoint(directory: str | Path, tag: str, model: nn.Module, state: dict[str, Any]) -> Path:
-    """Writes ``<directory>/<tag>.safetensors`` (weights) and ``<tag>.state.pt`` (everything else), atomically.
+def _sets(directory: Path) -> list[Path]:
+    """The published sets (not temporaries), newest epoch first."""
+    folder = directory / SETS
+    if not folder.is_dir():
+        return []
+    return sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")), reverse=True)
+
+
+def save_checkpoint(directory: str | Path, model: nn.Module, state: dict[str, Any], config_sha256: str = "") -> Path:
+    """Writes a checkpoint set ``<directory>/checkpoints/e<epoch>-<id>/`` (not yet published).
 
     Args:
         directory: the run folder.
-        tag: ``"last"``, ``"best"`` or any name.
         model: the (unwrapped) model whose weights are saved.
-        state: tensors, numbers, strings, lists and dicts only (checked by loading it back with
-            ``weights_only=True`` semantics).
+        state: must hold ``epoch`` (finished epochs); tensors, numbers, strings, lists and dicts only (it is read
+            back with ``torch.load(weights_only=True)``).
+        config_sha256: the run config's digest, recorded in the manifest.
 
     Returns:
-        The weights file's path.
+        The set's folder; pass it to `publish_checkpoint()`.
+
+    Raises:
+        CheckpointError: the disk is full (names the mount point, the bytes needed and free); nothing is left.
     """
     from wrim.models import save_weights
 
     directory = Path(directory)
-    weights = directory / f"{tag}.safetensors"
-    atomic_write(weights, lambda p: save_weights(model, p))
-    full_state = dict(state, weights_sha256=_sha256(weights))
-    atomic_write(directory / f"{tag}.state.pt", lambda p: torch.save(full_state, p))
-    return weights
+    folder = directory / SETS
+    folder.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    state_bytes = buffer.getvalue()
+    weight_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    needed = len(state_bytes) + weight_bytes
+    if shutil.disk_usage(folder).free < needed:
+        raise _disk_full(folder, needed)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder))
+    try:
+        os.chmod(tmp, _umask_mode(0o777))
+        _write_file(tmp / WEIGHTS, lambda p: save_weights(model, p))
+        _write_file(tmp / STATE, lambda p: p.write_bytes(state_bytes))
+        manifest = {
+            "format": 1,
+            "epoch": int(state["epoch"]),
+            "step": int(state.get("step", 0)),
+            "config_sha256": config_sha256,
+            "files": {name: {"bytes": (tmp / name).stat().st_size, "sha256": _sha256(tmp / name)}
+                      for name in (WEIGHTS, STATE)},
+        }  # fmt: skip
+        _write_file(tmp / MANIFEST, lambda p: p.write_text(json.dumps(manifest, indent=2), encoding="utf-8"))
+        _fsync_dir(tmp)
+        final = folder / f"e{int(state['epoch']):04d}-{time.time_ns():x}"
+        os.rename(tmp, final)
+        _fsync_dir(folder)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if err.errno == errno.ENOSPC:
+            raise _disk_full(folder, needed) from err
+        raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
 
 
-def load_checkpoint(directory: str | Path, tag: str, model: nn.Module | None = None) -> dict[str, Any]:
-    """Loads a checkpoint written by `save_checkpoint()`.
+def publish_checkpoint(directory: str | Path, tag: str, set_dir: str | Path, **info: Any) -> None:
+    """Points ``<directory>/<tag>.json`` at ``set_dir`` in one atomic replace (``info`` is stored with it)."""
+    directory = Path(directory)
+    pointer = {"set": Path(set_dir).relative_to(directory).as_posix(), **info}
+    atomic_write(directory / f"{tag}.json", lambda p: p.write_text(json.dumps(pointer), encoding="utf-8"))
+
+
+def prune_checkpoints(directory: str | Path, keep: int) -> None:
+    """Removes every set but the newest ``keep`` and those ``last.json`` / ``best.json`` point at."""
+    directory = Path(directory)
+    named = set()
+    for tag in ("last", "best"):
+        pointer = read_pointer(directory, tag)
+        if pointer is not None:
+            named.add((directory / pointer["set"]).resolve())
+    for old in _sets(directory)[keep:]:
+        if old.resolve() not in named:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def clean_stale_temporaries(directory: str | Path) -> list[Path]:
+    """Removes half-written sets (``checkpoints/.tmp-*``) and files (``.*.tmp``) left by a killed run.
+
+    Call it only while holding the run folder's lock. Returns what was removed.
+    """
+    directory = Path(directory)
+    stale = [*directory.glob(f"{SETS}/.tmp-*"), *directory.glob(".*.tmp")]
+    for path in stale:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return stale
+
+
+def _verify(set_dir: Path) -> dict[str, Any]:
+    """Checks a set against its manifest; returns the manifest or raises CheckpointError with the reason."""
+    manifest_path = set_dir / MANIFEST
+    if not manifest_path.is_file():
+        raise CheckpointError(f"{str(set_dir)!r} has no {MANIFEST} (not a complete checkpoint set)")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        files = manifest["files"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{str(manifest_path)!r} is damaged ({err})") from err
+    for name, meta in files.items():
+        path = set_dir / name
+        if not path.is_file():
+            raise CheckpointError(f"{str(path)!r} is missing")
+        size = path.stat().st_size
+        if size != meta["bytes"] or _sha256(path) != meta["sha256"]:
+            raise CheckpointError(
+                f"{str(path)!r} is damaged ({size} bytes, manifest says {meta['bytes']}, or its SHA-256 differs)"
+            )
+    return manifest
+
+
+def _load_set(set_dir: Path, model: nn.Module | None) -> dict[str, Any]:
+    from wrim.models import load_weights
+
+    manifest = _verify(set_dir)
+    try:
+        state = torch.load(set_dir / STATE, map_location="cpu", weights_only=True)
+    except Exception as err:  # a verified file that torch cannot read: written by another torch, or tampered
+        raise CheckpointError(f"{str(set_dir / STATE)!r} cannot be read ({type(err).__name__}: {err})") from err
+    if model is not None:
+        load_weights(model, set_dir / WEIGHTS)
+    state["checkpoint_set"] = str(set_dir)
+    state["config_sha256"] = manifest.get("config_sha256", "")
+    return state
+
+
+def load_checkpoint(directory: str | Path, tag: str = "last", model: nn.Module | None = None) -> dict[str, Any]:
+    """Loads and verifies the set ``<directory>/<tag>.json`` points at.
+
+    For ``tag="last"``, a missing or damaged set is skipped, with a warning, for the newest complete set.
 
     Args:
         directory: the run folder.
-        tag: the checkpoint's tag.
+        tag: ``"last"`` or ``"best"``.
         model: when given, its weights are loaded in place (``wrim.models.load_weights``).
 
     Returns:
-        The state dict (loaded with ``torch.load(weights_only=True)``).
+        The state dict (``torch.load(weights_only=True)``) plus ``checkpoint_set``, the folder that was read.
 
     Raises:
-        ValueError: a missing file, or weights that do not belong to the state file (an interrupted copy).
+        CheckpointError: no pointer, or no complete set (each reason listed).
     """
-    from wrim.models import load_weights
-
     directory = Path(directory)
-    weights = directory / f"{tag}.safetensors"
-    state_path = directory / f"{tag}.state.pt"
-    for p in (weights, state_path):
-        if not p.is_file():
-            raise ValueError(f"checkpoint file {str(p)!r} is missing; is {str(directory)!r} a wrim run folder?")
-    state = torch.load(state_path, map_location="cpu", weights_only=True)
-    if state.get("weights_sha256") != _sha256(weights):
-        raise ValueError(f"{str(weights)!r} does not match {str(state_path)!r} (the files come from different saves)")
-    if model is not None:
-        load_weights(model, weights)
-    return state
+    try:
+        pointer = read_pointer(directory, tag)
+    except CheckpointError as err:
+        if tag != "last":
+            raise
+        log.warning("%s", err)
+        pointer = None
+    if pointer is None and (tag != "last" or not _sets(directory)):
+        raise CheckpointError(f"{str(directory)!r} holds no {tag!r} checkpoint ({tag}.json); is it a wrim run folder?")
+    candidates = [directory / pointer["set"]] if pointer is not None else []
+    if tag == "last":
+        candidates += [s for s in _sets(directory) if pointer is None or s.name != Path(pointer["set"]).name]
+    reasons = []
+    for set_dir in candidates:
+        try:
+            state = _load_set(set_dir, model)
+        except CheckpointError as err:
+            reasons.append(str(err))
+            continue
+        if reasons:
+            log.warning("checkpoint %s: %s; falling back to %s (epoch %d)", tag, reasons[0], set_dir, state["epoch"])
+        return state
+    raise CheckpointError(f"no complete {tag!r} checkpoint in {str(directory)!r}: " + "; ".join(reasons))

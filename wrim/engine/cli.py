@@ -8,8 +8,8 @@ wrim train --config sysu data.root=/data/SYSU-MM01 model.compile=true
 wrim train --config synthetic --resume        # continue the latest synthetic run
 wrim train --config sysu_adam --dry-run       # print the resolved config and the model summary, no training
 torchrun --nproc_per_node=4 -m wrim train --config sysu data.root=... data.num_ids=4
-wrim eval --checkpoint runs/sysu-.../best.safetensors --dataset sysu --root /data/SYSU-MM01 mode=indoor
-wrim eval --checkpoint runs/synthetic-.../best.safetensors --dataset synthetic --gate-maps 4   # + gate_maps.png
+wrim eval --checkpoint runs/sysu-... --dataset sysu --root /data/SYSU-MM01 mode=indoor   # the run's best
+wrim eval --checkpoint runs/synthetic-... --dataset synthetic --gate-maps 4   # + gate_maps.png in the run
 wrim bench                                    # examples/benchmarks/bench_*.py (from a source checkout);
                                               # a script holding ``REQUIRES_CUDA = True`` is skipped without CUDA
 wrim bench layers losses                      # only bench_layers.py and bench_losses.py
@@ -17,7 +17,8 @@ wrim synth --out ./synthetic                  # write the synthetic set in SYSU-
 wrim check-data --dataset sysu --root /data/SYSU-MM01   # counts and files against the published statistics
 ```
 
-``python -m wrim ...`` is the same program.
+``python -m wrim ...`` is the same program. A failure prints one line and exits with code 2 (the traceback with
+``wrim --debug ...`` or ``WRIM_DEBUG=1``); during training the line is also written to the run's ``train.log``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import os
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -49,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     from wrim.engine.config import list_configs
 
     parser = argparse.ArgumentParser(prog="wrim", description="WRIM-Net training, evaluation and benchmarks.")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error (or WRIM_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train and evaluate a model from a config")
@@ -61,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
         const=True,
         default=False,
         metavar="RUN_DIR",
-        help="continue RUN_DIR, or without a value the latest run of this config in output_dir",
+        help="continue RUN_DIR (or output_dir/run_name, or the newest run of --config) with its saved config; only "
+        "epochs, eval.*, logging and data.num_workers may be overridden",
     )
     train.add_argument(
         "--dry-run",
@@ -71,7 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. optim.lr=0.01")
 
     ev = sub.add_parser("eval", help="evaluate a checkpoint on a dataset's protocol")
-    ev.add_argument("--checkpoint", required=True, help="a run's <tag>.safetensors (its run folder holds model.json)")
+    ev.add_argument(
+        "--checkpoint",
+        required=True,
+        help="a run folder (its best checkpoint, else its last), <run>/best or <run>/last, or a checkpoint set's "
+        "model.safetensors",
+    )
     ev.add_argument("--dataset", required=True, choices=["synthetic", "sysu", "regdb", "llcm"])
     ev.add_argument("--root", default=None, help="the dataset folder (not needed for synthetic)")
     ev.add_argument("--trials", default=None, help="comma-separated gallery trials (default: the dataset's)")
@@ -130,13 +139,20 @@ def _print_metrics(title: str, metrics: dict[str, float]) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from wrim.engine.config import load_config
-    from wrim.engine.trainer import Trainer
+    from wrim.engine.trainer import Trainer, resume_config, resume_folder
 
     start = time.perf_counter()
-    config = load_config(args.config, args.overrides)
+    overrides = list(args.overrides)
+    run_dir = args.resume if isinstance(args.resume, str) else None
+    if run_dir is not None and "=" in run_dir and not Path(run_dir).is_dir():  # `--resume key=value`
+        overrides.insert(0, run_dir)
+        run_dir = None
+    config = load_config(args.config, overrides)
+    if args.resume:
+        run_dir = resume_folder(config, run_dir)
+        config = resume_config(run_dir, overrides)
     if args.dry_run:
         return _dry_run(config)
-    run_dir = args.resume if isinstance(args.resume, str) else None
     result = Trainer(config, run_dir=run_dir, resume=bool(args.resume)).fit()
     if int(os.environ.get("RANK", "0")) == 0:
         _print_metrics(f"final ({result.run_dir})", result.metrics)
@@ -199,7 +215,7 @@ def _dry_run(config: Config) -> int:
 def _eval(args: argparse.Namespace) -> int:
     import torch
 
-    from wrim.engine.config import DataConfig
+    from wrim.engine.config import DataConfig, read_yaml
     from wrim.engine.distributed import resolve_device
     from wrim.engine.trainer import build_dataset
     from wrim.evaluation import evaluate_protocol
@@ -207,29 +223,20 @@ def _eval(args: argparse.Namespace) -> int:
 
     if args.gate_maps < 0:
         raise ValueError(f"--gate-maps must be a number of queries >= 1, got {args.gate_maps}")
-    checkpoint = Path(args.checkpoint)
-    info_path = checkpoint.parent / "model.json"
-    if not checkpoint.is_file():
-        raise ValueError(f"checkpoint {str(checkpoint)!r} does not exist")
-    if not info_path.is_file():
-        raise ValueError(f"{str(info_path)!r} is missing: --checkpoint must be a file inside a wrim run folder")
-    info = json.loads(info_path.read_text(encoding="utf-8"))
-    config_path = checkpoint.parent / "config.yaml"
-    model_kwargs = {}
-    if config_path.is_file():
-        model_kwargs = dict(
-            (yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}).get("model", {}).get("kwargs") or {}
-        )
-    img_size = tuple(int(v) for v in args.img_size.split(",")) if args.img_size else tuple(info["img_size"])
+    checkpoint, run_dir = _resolve_checkpoint(Path(args.checkpoint))
+    info = json.loads((run_dir / "model.json").read_text(encoding="utf-8"))
+    saved = read_yaml(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() else {}
+    model_kwargs = dict(saved.get("model", {}).get("kwargs") or {})
+    dataset_kwargs = dict(saved.get("data", {}).get("dataset_kwargs") or {}) if args.dataset == "synthetic" else {}
+    dataset_kwargs.update(_parse_pairs(args.dataset_arg))
+    img_size = _parse_img_size(args.img_size) if args.img_size else tuple(info["img_size"])
     device = resolve_device(args.device)
     model = create_model(
         info["model"], pretrained=False, num_classes=info["num_classes"], img_size=img_size, **model_kwargs
     )
     load_weights(model, checkpoint)
     model.to(device).eval()
-    dataset = build_dataset(
-        DataConfig(dataset=args.dataset, root=args.root, dataset_kwargs=_parse_pairs(args.dataset_arg))
-    )
+    dataset = build_dataset(DataConfig(dataset=args.dataset, root=args.root, dataset_kwargs=dataset_kwargs))
     trials = [int(t) for t in args.trials.split(",")] if args.trials else None
     with torch.no_grad():
         result = evaluate_protocol(
@@ -239,7 +246,7 @@ def _eval(args: argparse.Namespace) -> int:
     _print_metrics(f"{args.dataset} {checkpoint}", {k: float(v) for k, v in result.as_dict().items()})
     if args.gate_maps:
         split = dataset.test_split(trials[0] if trials else dataset.default_trials[0], **_parse_pairs(args.protocol))
-        path = _write_gate_maps(model, split, args.gate_maps, img_size, device, checkpoint.parent / "gate_maps.png")
+        path = _write_gate_maps(model, split, args.gate_maps, img_size, device, run_dir / "gate_maps.png")
         print(f"gate maps of {args.gate_maps} queries: {path}", flush=True)
     return 0
 
@@ -277,6 +284,41 @@ def _write_gate_maps(
     return path
 
 
+def _parse_img_size(text: str) -> tuple[int, int]:
+    parts = text.replace("x", ",").split(",")
+    try:
+        size = tuple(int(v) for v in parts)
+    except ValueError:
+        size = ()
+    if len(size) != 2 or min(size) < 1:
+        raise ValueError(f"--img-size must be H,W with two positive integers (e.g. 288,144), got {text!r}")
+    return size
+
+
+def _resolve_checkpoint(path: Path) -> tuple[Path, Path]:
+    """``(weights file, run folder)`` for a run folder, ``<run>/best``, ``<run>/best.safetensors`` (older layout
+    name) or a set's ``model.safetensors``."""
+    from wrim.engine.checkpoint import CheckpointError, load_checkpoint
+
+    if path.is_file() and path.suffix == ".safetensors":
+        run_dir = path.parent.parent.parent if path.parent.parent.name == "checkpoints" else path.parent
+    else:
+        tag = path.name.removesuffix(".safetensors").removesuffix(".json")
+        run_dir, tags = (path, ("best", "last")) if path.is_dir() else (path.parent, (tag,))
+        for tag in tags:
+            try:
+                path = Path(load_checkpoint(run_dir, tag)["checkpoint_set"]) / "model.safetensors"
+                break
+            except CheckpointError as err:
+                if tag == tags[-1]:
+                    raise ValueError(f"--checkpoint {str(path)!r}: {err}") from None
+    if not (run_dir / "model.json").is_file():
+        raise ValueError(
+            f"{str(run_dir / 'model.json')!r} is missing: --checkpoint must be a wrim run folder or a file inside one"
+        )
+    return path, run_dir
+
+
 def _bench(args: argparse.Namespace) -> int:
     import torch
 
@@ -311,6 +353,8 @@ def _synth(args: argparse.Namespace) -> int:
     from wrim.data import SyntheticVIReID
 
     start = time.perf_counter()
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ValueError(f"--out {args.out!r} is a file; give a folder (created if missing)")
     kwargs = {"seed": args.seed}
     if args.num_ids is not None:
         kwargs["num_ids"] = args.num_ids
@@ -339,12 +383,29 @@ def main(argv: list[str] | None = None) -> int:
         argv: the arguments (default ``sys.argv[1:]``).
 
     Returns:
-        The process exit code (a configuration error prints its message and returns 2).
+        The process exit code: 2 after any error (one line on stderr; the traceback with ``--debug`` or
+        ``WRIM_DEBUG=1``), 130 after Ctrl-C.
     """
     args = build_parser().parse_args(argv)
     handlers = {"train": _train, "eval": _eval, "bench": _bench, "synth": _synth, "check-data": _check_data}
+    debug = args.debug or os.environ.get("WRIM_DEBUG", "") not in ("", "0")
     try:
         return handlers[args.command](args)
-    except ValueError as err:
-        print(f"wrim {args.command}: error: {err}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"wrim {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if debug:
+            traceback.print_exc()
+        print(f"wrim {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
+
+
+def _one_line(err: BaseException) -> str:
+    """The error as one line: ``ValueError`` s as their message, others prefixed by their type; an error re-raised
+    by a DataLoader worker (whose message holds the worker's traceback) as that traceback's last line."""
+    text = str(err)
+    if "Original Traceback" in text:
+        return [line for line in text.splitlines() if line.strip()][-1].strip()
+    text = " ".join(text.split())
+    return text if isinstance(err, ValueError) else f"{type(err).__name__}: {text}"

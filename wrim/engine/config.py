@@ -15,6 +15,11 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import inspect
+import json
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -31,14 +36,74 @@ __all__ = [
     "ModelConfig",
     "OptimConfig",
     "apply_overrides",
+    "config_diff",
     "config_from_dict",
+    "config_sha256",
     "config_to_dict",
     "list_configs",
     "load_config",
+    "option",
+    "read_yaml",
     "save_config",
+    "structural_changes",
 ]
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+def option(
+    default: Any,
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    choices: tuple[str, ...] | None = None,
+    pattern: str | None = None,
+    nonempty: bool = False,
+) -> Any:
+    """A config field with its allowed values, checked when the config is built (``None`` is always allowed for an
+    optional field; bounds apply to every element of a tuple).
+
+    Args:
+        default: the default value (a tuple for sequence fields).
+        ge: inclusive lower bound; gt: exclusive lower bound; le: inclusive upper bound; lt: exclusive upper bound.
+        choices: the allowed strings.
+        pattern: a regular expression the whole string must match.
+        nonempty: the string must not be empty.
+    """
+    rules = {
+        k: v for k, v in dict(ge=ge, gt=gt, le=le, lt=lt, choices=choices, pattern=pattern).items() if v is not None
+    }
+    if nonempty:
+        rules["pattern"] = r".+"
+    return field(default=default, metadata={"rules": rules})
+
+
+_BOUNDS = {"ge": (">=", lambda v, b: v >= b), "gt": (">", lambda v, b: v > b),
+           "le": ("<=", lambda v, b: v <= b), "lt": ("<", lambda v, b: v < b)}  # fmt: skip
+
+
+def _validate(obj: Any, prefix: str) -> None:
+    """Checks every field of the dataclass ``obj`` against the rules given by `option()`."""
+    for f in dataclasses.fields(obj):
+        rules = f.metadata.get("rules")
+        value = getattr(obj, f.name)
+        if not rules or value is None:
+            continue
+        key = prefix + f.name
+        if "choices" in rules and value not in rules["choices"]:
+            if all(isinstance(c, (bool, str)) for c in rules["choices"]) and True in rules["choices"]:
+                words = [str(c).lower() if isinstance(c, bool) else c for c in rules["choices"]]
+                raise ValueError(f"{key} must be {', '.join(words[:-1])} or {words[-1]}, got {value!r}")
+            raise ValueError(f"{key} must be one of {list(rules['choices'])}, got {value!r}")
+        if "pattern" in rules and not re.fullmatch(rules["pattern"], str(value)):
+            raise ValueError(f"{key}={value!r} is not allowed: it must match {rules['pattern']!r}")
+        for name, (sign, ok) in _BOUNDS.items():
+            if name in rules:
+                for v in value if isinstance(value, (tuple, list)) else (value,):
+                    if not (isinstance(v, (int, float)) and math.isfinite(v) and ok(v, rules[name])):
+                        raise ValueError(f"{key} must be {sign} {rules[name]} (and finite), got {value!r}")
 
 
 @dataclass
@@ -56,7 +121,7 @@ class ModelConfig:
         compile: wrap the model in ``torch.compile``.
     """
 
-    name: str = "wrimnet_resnet50"
+    name: str = option("wrimnet_resnet50", nonempty=True)
     pretrained: bool = True
     pretrained_file: str | None = None
     kwargs: dict[str, Any] = field(default_factory=dict)
@@ -84,21 +149,24 @@ class DataConfig:
         channel_gray: upper bound of the exchange's drawn index: 2 = CAJ's code (R, G or B copied, the grayscale
             outcome never drawn), 3 = a 1/4 chance each of R, G, B and grayscale (CAJ's paper). [D] 2.
         random_erasing: probability of random erasing.
+        skip_bad_images: skip (and count in the log) training images that cannot be decoded, instead of stopping
+            with an error naming the file.
         strict_check: a real dataset whose counts differ from the published statistics (``wrim check-data``) is an
             error at the start of training instead of a one-line warning.
     """
 
-    dataset: str = "sysu"
+    dataset: str = option("sysu", choices=("synthetic", "sysu", "regdb", "llcm"))
     root: str | None = None
     dataset_kwargs: dict[str, Any] = field(default_factory=dict)
-    img_size: tuple[int, int] = (384, 128)
-    num_ids: int = 16
-    num_instances: int = 4
-    num_workers: int = 4
+    img_size: tuple[int, int] = option((384, 128), ge=8)
+    num_ids: int = option(16, ge=1)
+    num_instances: int = option(4, ge=1)
+    num_workers: int = option(4, ge=0)
     channel_aug: bool = True
-    exchange_prob: float = 0.5
-    channel_gray: int = 2
-    random_erasing: float = 0.5
+    exchange_prob: float = option(0.5, ge=0, le=1)
+    channel_gray: int = option(2, choices=(2, 3))
+    random_erasing: float = option(0.5, ge=0, le=1)
+    skip_bad_images: bool = False
     strict_check: bool = False
 
 
@@ -122,16 +190,16 @@ class LossConfig:
         cross_modality: restrict the triplet losses to cross-modality pairs.
     """
 
-    id_weight: float = 1.0
-    label_smoothing: float = 0.1
-    metric: str = "aicl"
-    metric_weight: float = 1.0
-    k: int = 2
-    temperature: float = 0.1
-    p5_weight: float = 1.0
-    p4_weight: float = 0.5
+    id_weight: float = option(1.0, ge=0)
+    label_smoothing: float = option(0.1, ge=0, lt=1)
+    metric: str = option("aicl", choices=("aicl", "triplet", "wr_triplet", "none"))
+    metric_weight: float = option(1.0, ge=0)
+    k: int = option(2, ge=1)
+    temperature: float = option(0.1, gt=0)
+    p5_weight: float = option(1.0, ge=0)
+    p4_weight: float = option(0.5, ge=0)
     p5_keys_from_p4: bool = False
-    margin: float = 0.3
+    margin: float = option(0.3, ge=0)
     cross_modality: bool = False
 
 
@@ -156,22 +224,22 @@ class OptimConfig:
         milestones: epochs where the step schedule multiplies the learning rate by ``gamma``.
         gamma: step factor.
         min_lr_factor: final learning-rate factor of the cosine schedule.
-        clip_grad_norm: clip the global gradient norm to this value; ``None`` disables clipping.
+        clip_grad_norm: clip the global gradient norm to this value (> 0); ``None`` disables clipping.
     """
 
-    name: str = "sgd"
-    lr: float = 0.1
-    backbone_lr_mult: float = 0.1
-    weight_decay: float = 5e-4
-    momentum: float = 0.9
+    name: str = option("sgd", choices=("sgd", "adam", "adamw"))
+    lr: float = option(0.1, gt=0)
+    backbone_lr_mult: float = option(0.1, ge=0)
+    weight_decay: float = option(5e-4, ge=0)
+    momentum: float = option(0.9, ge=0, lt=1)
     nesterov: bool = True
-    betas: tuple[float, float] = (0.9, 0.999)
-    schedule: str = "step"
-    warmup_epochs: int = 10
-    milestones: tuple[int, ...] = (20, 50)
-    gamma: float = 0.1
-    min_lr_factor: float = 0.01
-    clip_grad_norm: float | None = None
+    betas: tuple[float, float] = option((0.9, 0.999), ge=0, lt=1)
+    schedule: str = option("step", choices=("step", "cosine"))
+    warmup_epochs: int = option(10, ge=0)
+    milestones: tuple[int, ...] = option((20, 50), ge=0)
+    gamma: float = option(0.1, gt=0)
+    min_lr_factor: float = option(0.01, ge=0, le=1)
+    clip_grad_norm: float | None = option(None, gt=0)
 
 
 @dataclass
@@ -189,11 +257,11 @@ class EvalConfig:
         ranklist: write a rank-list PNG at the end (needs matplotlib).
     """
 
-    every: int = 2
-    trials: tuple[int, ...] | None = (0,)
-    final_trials: tuple[int, ...] | None = None
+    every: int = option(2, ge=0)
+    trials: tuple[int, ...] | None = option((0,), ge=0)
+    final_trials: tuple[int, ...] | None = option(None, ge=0)
     protocol: dict[str, Any] = field(default_factory=dict)
-    batch_size: int = 128
+    batch_size: int = option(128, ge=1)
     flip: bool = False
     ranklist: bool = True
 
@@ -203,7 +271,8 @@ class Config:
     """A whole training run.
 
     Args:
-        name: the config's name; run folders are called ``<name>-<timestamp>`` unless ``run_name`` is set.
+        name: the config's name; run folders are called ``<name>-<UTC time to the microsecond>-<pid>`` unless
+            ``run_name`` is set.
         epochs: number of training epochs.
         seed: seed of every random generator (python, numpy, torch, sampler, DataLoader workers).
         device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
@@ -213,6 +282,8 @@ class Config:
         log_every: update the progress-bar / TensorBoard step values every this many iterations.
         progress: tqdm progress bars: ``true``, ``false`` or ``"auto"`` (bars only when stderr, where they are
             drawn, is a terminal; a redirected log then gets one line per epoch and evaluation instead of bar frames).
+        keep_checkpoints: checkpoint sets kept in ``<run>/checkpoints`` (the newest ones; those ``last.json``
+            and ``best.json`` point at are always kept).
         model: see [`ModelConfig`][wrim.engine.ModelConfig].
         data: see [`DataConfig`][wrim.engine.DataConfig].
         loss: see [`LossConfig`][wrim.engine.LossConfig].
@@ -220,15 +291,16 @@ class Config:
         eval: see [`EvalConfig`][wrim.engine.EvalConfig].
     """
 
-    name: str = "custom"
-    epochs: int = 120
-    seed: int = 0
-    device: str = "auto"
-    amp: str = "auto"
-    output_dir: str = "runs"
-    run_name: str | None = None
-    log_every: int = 10
-    progress: bool | str = "auto"
+    name: str = option("custom", pattern=r"[\w.+-]+")
+    epochs: int = option(120, ge=1)
+    seed: int = option(0, ge=0)
+    device: str = option("auto", pattern=r"auto|cpu|mps|cuda(:\d+)?")
+    amp: str = option("auto", choices=("auto", "bf16", "fp16", "none"))
+    output_dir: str = option("runs", nonempty=True)
+    run_name: str | None = option(None, pattern=r"[\w.+-]+")
+    log_every: int = option(10, ge=1)
+    progress: bool | str = option("auto", choices=(True, False, "auto"))
+    keep_checkpoints: int = option(2, ge=1)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -236,22 +308,75 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self) -> None:
-        _check_choice("loss.metric", self.loss.metric, ("aicl", "triplet", "wr_triplet", "none"))
-        _check_choice("optim.name", self.optim.name, ("sgd", "adam", "adamw"))
-        _check_choice("optim.schedule", self.optim.schedule, ("step", "cosine"))
-        _check_choice("amp", self.amp, ("auto", "bf16", "fp16", "none"))
-        _check_choice("data.dataset", self.data.dataset, ("synthetic", "sysu", "regdb", "llcm"))
-        if self.progress not in (True, False, "auto"):
-            raise ValueError(f"progress must be true, false or auto, got {self.progress!r}")
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
-        if self.eval.every < 0:
-            raise ValueError(f"eval.every must be >= 0 (0 = only at the end), got {self.eval.every}")
+        for section in ("", "model.", "data.", "loss.", "optim.", "eval."):
+            _validate(getattr(self, section[:-1]) if section else self, section)
+        _check_signatures(self)
 
 
-def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ValueError(f"{key} must be one of {list(choices)}, got {value!r}")
+def _parameters(fn: Any) -> tuple[set[str], bool]:
+    """The keyword names ``fn`` accepts and whether it takes ``**kwargs``."""
+    params = inspect.signature(fn).parameters.values()
+    names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return names, any(p.kind is p.VAR_KEYWORD for p in params)
+
+
+def _check_signatures(config: Config) -> None:
+    """Checks ``model.kwargs``, ``data.dataset_kwargs`` and ``eval.protocol`` keys against what they are passed to."""
+    from wrim import data, models
+
+    checks = []
+    if models.is_model(config.model.name):
+        entry = models.model_entrypoint(config.model.name)
+        names, var = _parameters(entry)
+        if var:  # a registered entrypoint forwards **kwargs to the class it returns
+            returned = typing.get_type_hints(entry).get("return")
+            names |= _parameters(returned)[0] if isinstance(returned, type) else set()
+        taken = {"pretrained", "pretrained_file", "num_classes", "img_size"}
+        checks.append(("model.kwargs", config.model.kwargs, names - taken, f"{config.model.name}"))
+    cls = {"synthetic": data.SyntheticVIReID, "sysu": data.SYSUMM01, "regdb": data.RegDB, "llcm": data.LLCM}
+    dataset = cls[config.data.dataset]
+    checks.append(
+        ("data.dataset_kwargs", config.data.dataset_kwargs, _parameters(dataset)[0] - {"root"}, dataset.__name__)
+    )
+    checks.append(("eval.protocol", config.eval.protocol, _parameters(dataset.test_split)[0] - {"self", "trial"},
+                   f"{dataset.__name__}.test_split"))  # fmt: skip
+    for key, given, allowed, target in checks:
+        unknown = sorted(set(given) - allowed)
+        if unknown:
+            raise ValueError(f"{key} has key(s) {unknown} that {target} does not take; valid keys: {sorted(allowed)}")
+
+
+def _parameters(fn: Any) -> tuple[set[str], bool]:
+    """The keyword names ``fn`` accepts and whether it takes ``**kwargs``."""
+    params = inspect.signature(fn).parameters.values()
+    names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return names, any(p.kind is p.VAR_KEYWORD for p in params)
+
+
+def _check_signatures(config: Config) -> None:
+    """Checks ``model.kwargs``, ``data.dataset_kwargs`` and ``eval.protocol`` keys against what they are passed to."""
+    from wrim import data, models
+
+    checks = []
+    if models.is_model(config.model.name):
+        entry = models.model_entrypoint(config.model.name)
+        names, var = _parameters(entry)
+        if var:  # a registered entrypoint forwards **kwargs to the class it returns
+            returned = typing.get_type_hints(entry).get("return")
+            names |= _parameters(returned)[0] if isinstance(returned, type) else set()
+        taken = {"pretrained", "pretrained_file", "num_classes", "img_size"}
+        checks.append(("model.kwargs", config.model.kwargs, names - taken, f"{config.model.name}"))
+    cls = {"synthetic": data.SyntheticVIReID, "sysu": data.SYSUMM01, "regdb": data.RegDB, "llcm": data.LLCM}
+    dataset = cls[config.data.dataset]
+    checks.append(
+        ("data.dataset_kwargs", config.data.dataset_kwargs, _parameters(dataset)[0] - {"root"}, dataset.__name__)
+    )
+    checks.append(("eval.protocol", config.eval.protocol, _parameters(dataset.test_split)[0] - {"self", "trial"},
+                   f"{dataset.__name__}.test_split"))  # fmt: skip
+    for key, given, allowed, target in checks:
+        unknown = sorted(set(given) - allowed)
+        if unknown:
+            raise ValueError(f"{key} has key(s) {unknown} that {target} does not take; valid keys: {sorted(allowed)}")
 
 
 def _is_dataclass_type(tp: Any) -> bool:
@@ -278,7 +403,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is Any:
         return value
     if isinstance(value, str) and (tp in (int, float, bool) or origin in (tuple, list, dict)):
-        value = yaml.safe_load(value)
+        value = _yaml_value(value, key)
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -397,7 +522,7 @@ def apply_overrides(config: Config, overrides: list[str]) -> Config:
                 raise ValueError(f"unknown config key {key!r}; valid keys: {names}")
             node[parts[-1]] = raw
         else:
-            node[parts[-1]] = yaml.safe_load(raw)
+            node[parts[-1]] = _yaml_value(raw, key)
     return config_from_dict(data)
 
 
@@ -437,8 +562,7 @@ def load_config(name_or_path: str | Path = "synthetic", overrides: list[str] | N
 
 def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """A config file's mapping; a top-level ``base: NAME`` is the shipped config (or YAML path) it changes."""
-    with open(path, encoding="utf-8") as f:
-        data = yaml.safe_load(f) or {}
+    data = read_yaml(path) or {}
     if not isinstance(data, dict):
         raise ValueError(f"config file {str(path)!r} must hold a mapping at the top level")
     base = data.pop("base", None)
@@ -462,6 +586,77 @@ def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     for key, value in changes.items():
         out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that rejects a key given twice in one mapping."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                mark = key_node.start_mark
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first at line {seen[key].line + 1})", mark
+                )
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Reads a YAML file safely; a syntax error or a duplicate key is a one-line ``ValueError`` naming
+    ``file:line:column``."""
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        problem = " ".join(str(x) for x in (err.context, err.problem) if x)
+        raise ValueError(f"{where}: YAML error: {problem}") from None
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: YAML error: {' '.join(str(err).split())}") from None
+
+
+def _yaml_value(raw: str, key: str) -> Any:
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError as err:
+        raise ValueError(f"{key}: cannot parse {raw!r} as a YAML value ({' '.join(str(err).split())})") from None
+
+
+def config_sha256(config: Config) -> str:
+    """The SHA-256 of the config's canonical JSON (recorded in checkpoint manifests)."""
+    return hashlib.sha256(json.dumps(config_to_dict(config), sort_keys=True).encode()).hexdigest()
+
+
+RESUME_OVERRIDABLE = ("epochs", "device", "log_every", "progress", "keep_checkpoints", "output_dir", "run_name",
+                      "data.num_workers", "data.skip_bad_images", "data.strict_check", "eval.")  # fmt: skip
+"""Keys (a trailing dot: a whole section) that ``--resume`` may change; every other key is the run's structure."""
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and prefix + key in ("model", "data", "loss", "optim", "eval"):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def config_diff(old: Config, new: Config) -> dict[str, tuple[Any, Any]]:
+    """``key -> (old, new)`` for every field that differs (sections flattened to dotted keys)."""
+    a, b = _flatten(config_to_dict(old)), _flatten(config_to_dict(new))
+    return {k: (a.get(k), b.get(k)) for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)}
+
+
+def structural_changes(old: Config, new: Config) -> dict[str, tuple[Any, Any]]:
+    """The differences of `config_diff()` that ``--resume`` may not make (see `RESUME_OVERRIDABLE`)."""
+    allowed = RESUME_OVERRIDABLE
+    return {k: v for k, v in config_diff(old, new).items() if not any(k == a or (a.endswith(".") and k.startswith(a))
+                                                                     for a in allowed)}  # fmt: skip
 
 
 def save_config(config: Config, path: str | Path) -> None:

@@ -28,11 +28,12 @@ import logging
 import math
 import os
 import random
+import socket
 import sys
 import time
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -43,16 +44,34 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from wrim.engine.checkpoint import (
+    atomic_write,
     capture_rng_state,
     checkpoint_exists,
+    clean_stale_temporaries,
     load_checkpoint,
+    prune_checkpoints,
+    publish_checkpoint,
+    read_pointer,
     restore_rng_state,
     save_checkpoint,
 )
-from wrim.engine.config import Config, DataConfig, LossConfig, config_to_dict, load_config, save_config
+from wrim.engine.config import (
+    Config,
+    DataConfig,
+    LossConfig,
+    apply_overrides,
+    config_diff,
+    config_from_dict,
+    config_sha256,
+    config_to_dict,
+    load_config,
+    save_config,
+    structural_changes,
+)
 from wrim.engine.distributed import DistInfo, barrier, init_distributed, resolve_device, shutdown_distributed
 from wrim.engine.logger import MetricsLogger, plot_curves, show_progress
 from wrim.engine.optim import build_optimizer, build_scheduler
+from wrim.engine.rundir import RunLock, is_run_of, new_run_name
 from wrim.evaluation.flip import flip_average
 
 __all__ = [
@@ -61,6 +80,8 @@ __all__ = [
     "Trainer",
     "build_dataset",
     "find_latest_run",
+    "resume_config",
+    "resume_folder",
     "seed_everything",
 ]
 
@@ -68,7 +89,8 @@ log = logging.getLogger("wrim")
 
 
 class NonFiniteLossError(RuntimeError):
-    """A loss term became NaN or infinite; training stopped and the last good checkpoint was kept."""
+    """A loss term, a parameter or a buffer became NaN or infinite; training stopped, nothing non-finite was
+    published and the last good checkpoint was kept."""
 
 
 @dataclass
@@ -148,6 +170,32 @@ def _metric_loss(config: LossConfig) -> nn.Module | None:
     )
 
 
+@contextlib.contextmanager
+def _hub_offline_if_unreachable(download: bool) -> Iterator[None]:
+    """One 3 s probe of the Hugging Face hub before timm downloads weights: when it is unreachable, the hub client is
+    put in offline mode (cached weights still load; missing ones fail at once with the message naming
+    ``model.pretrained_file``) instead of retrying for about a minute."""
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        constants = None
+    if not download or constants is None or constants.HF_HUB_OFFLINE:
+        yield
+        return
+    host = urllib.parse.urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=3).close()
+    except OSError as err:
+        log.warning("%s is unreachable (%s): only locally cached pretrained weights can be used", host, err)
+        constants.HF_HUB_OFFLINE = True
+        try:
+            yield
+        finally:
+            constants.HF_HUB_OFFLINE = False
+        return
+    yield
+
+
 class _EvalModel(nn.Module):
     """Runs the eval-mode model under the training precision and memory format; returns float32 embeddings."""
 
@@ -181,9 +229,54 @@ class _EvalModel(nn.Module):
 
 
 def find_latest_run(output_dir: str | Path, name: str) -> Path | None:
-    """The most recently modified ``<output_dir>/<name>*`` folder holding a ``last`` checkpoint, if any."""
-    runs = [p for p in Path(output_dir).glob(f"{name}*") if p.is_dir() and checkpoint_exists(p, "last")]
-    return max(runs, key=lambda p: (p / "last.state.pt").stat().st_mtime) if runs else None
+    """The newest ``<output_dir>/<name>-<timestamp>-<pid>`` run folder (exact name, not a prefix) with a checkpoint."""
+    folder = Path(output_dir)
+    runs = (
+        [p for p in folder.iterdir() if is_run_of(p, name) and checkpoint_exists(p, "last")] if folder.is_dir() else []
+    )
+    return max(runs, key=lambda p: (p / "last.json").stat().st_mtime) if runs else None
+
+
+def resume_folder(config: Config, run_dir: str | Path | None) -> Path:
+    """The folder ``--resume`` continues: ``run_dir``, else ``output_dir/run_name``, else the config's newest run."""
+    if run_dir is not None:
+        return Path(run_dir)
+    if config.run_name is not None:
+        return Path(config.output_dir) / config.run_name
+    found = find_latest_run(config.output_dir, config.name)
+    if found is None:
+        raise ValueError(f"--resume: no run of config {config.name!r} with a checkpoint in {config.output_dir!r}")
+    return found
+
+
+def _format_changes(changes: dict[str, tuple[Any, Any]]) -> str:
+    return ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changes.items())
+
+
+def resume_config(run_dir: str | Path, overrides: list[str] | None = None) -> Config:
+    """The saved config of a run folder with ``overrides`` applied; only resumable keys may change.
+
+    Args:
+        run_dir: the run folder (holds ``config.yaml``).
+        overrides: ``key=value`` strings; allowed keys are listed in ``wrim.engine.config.RESUME_OVERRIDABLE``
+            (``epochs``, ``eval.*``, logging, ``data.num_workers``, ...).
+
+    Raises:
+        ValueError: no saved config, or an override that changes the run's structure (every difference listed).
+    """
+    path = Path(run_dir) / "config.yaml"
+    if not checkpoint_exists(run_dir, "any"):
+        raise ValueError(f"--resume: {str(run_dir)!r} holds no checkpoint to resume from")
+    if not path.is_file():
+        raise ValueError(f"--resume: {str(path)!r} is missing; is {str(run_dir)!r} a wrim run folder?")
+    saved = load_config(path)
+    config = apply_overrides(saved, overrides or [])
+    changes = structural_changes(saved, config)
+    if changes:
+        raise ValueError(
+            f"--resume cannot change the run's structure ({_format_changes(changes)}); start a new run for that"
+        )
+    return config
 
 
 class Trainer:
@@ -192,8 +285,9 @@ class Trainer:
     Args:
         config: the run configuration.
         run_dir: the run folder; default ``<output_dir>/<run_name>`` or ``<output_dir>/<name>-<UTC timestamp>``.
-        resume: continue from ``<run_dir>/last.*`` (``run_dir`` must then exist; see `find_latest_run()`).
-            The run's saved config is used, with ``config.epochs`` allowed to extend it.
+        resume: continue from ``<run_dir>/last.json`` (``run_dir`` must then exist; see `find_latest_run()`).
+            ``config`` must equal the run's saved config except for resumable keys (see `resume_config()`,
+            which builds such a config); the changes are logged.
     """
 
     def __init__(self, config: Config, run_dir: str | Path | None = None, resume: bool = False) -> None:
@@ -202,6 +296,8 @@ class Trainer:
         self._requested_run_dir = Path(run_dir) if run_dir is not None else None
         self.logger: MetricsLogger | None = None
         self._handlers: list[logging.Handler] = []
+        self._lock: RunLock | None = None
+        self._stale: list[Path] = []
         self.dist = DistInfo()
 
     # ------------------------------------------------------------------ setup
@@ -211,14 +307,11 @@ class Trainer:
         self.device = resolve_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
         self.dist = init_distributed(self.device)
         self.run_dir = self._resolve_run_dir()
-        if self.resume:
-            saved = load_config(self.run_dir / "config.yaml")
-            saved.epochs = cfg.epochs
-            saved.progress = cfg.progress
-            cfg = self.config = saved
         self._setup_logging()
-        if self.dist.is_main:
-            save_config(cfg, self.run_dir / "config.yaml")
+        for path in self._stale:
+            log.info("removed %s, left by an interrupted save", path)
+        if self.resume:
+            self._check_resumable()
         self.amp_dtype = self._amp_dtype()
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
 
@@ -246,6 +339,7 @@ class Trainer:
             channel_gray=cfg.data.channel_gray,
             rank=self.dist.rank if self.dist.distributed else None,
             world_size=self.dist.world_size if self.dist.distributed else None,
+            skip_bad_images=cfg.data.skip_bad_images,
         )
         # the same dataset and sampler, with workers started afresh every epoch from a generator seeded by
         # (seed, epoch, rank) in _batches: a resumed epoch then draws exactly the augmentations of an uninterrupted
@@ -262,13 +356,14 @@ class Trainer:
         kwargs = dict(cfg.model.kwargs)
         if cfg.model.pretrained_file is not None:
             kwargs["pretrained_file"] = cfg.model.pretrained_file
-        net = create_model(
-            cfg.model.name,
-            pretrained=cfg.model.pretrained,
-            num_classes=self.dataset.num_classes,
-            img_size=tuple(cfg.data.img_size),
-            **kwargs,
-        )
+        with _hub_offline_if_unreachable(cfg.model.pretrained and cfg.model.pretrained_file is None):
+            net = create_model(
+                cfg.model.name,
+                pretrained=cfg.model.pretrained,
+                num_classes=self.dataset.num_classes,
+                img_size=tuple(cfg.data.img_size),
+                **kwargs,
+            )
         if self.dist.distributed and cfg.model.sync_bn:
             if self.device.type == "cpu":
                 raise ValueError("model.sync_bn=true needs CUDA: torch's SyncBatchNorm does not run on the CPU")
@@ -290,53 +385,86 @@ class Trainer:
         self.start_epoch = 0
         self.best_r1 = -1.0
         self.best_epoch = 0
-        resume_epoch = None
+        self.pending_record: dict[str, Any] | None = None
         if self.resume:
-            state = load_checkpoint(self.run_dir, "last", self.net)
-            self.optimizer.load_state_dict(state["optimizer"])
-            self.scheduler.load_state_dict(state["scheduler"])
-            if "scaler" in state:
-                self.scaler.load_state_dict(state["scaler"])
-            self.start_epoch = resume_epoch = state["epoch"]
-            self.best_r1, self.best_epoch = state["best_r1"], state["best_epoch"]
-            rng = state["rng"]
-            restore_rng_state(rng[self.dist.rank] if len(rng) == self.dist.world_size else rng[0])
-            log.info("resumed %s after epoch %d", self.run_dir, self.start_epoch)
+            self._load_resume_state()
+        # a bad eval.protocol value fails now, not after the first epoch
+        self.dataset.test_split(next(iter(cfg.eval.trials or self.dataset.default_trials)), **cfg.eval.protocol)
+        logged = self.run_dir / "metrics.jsonl"  # every rank reads it: the pending evaluation is collective
+        if self.pending_record is not None and logged.is_file():
+            epochs = [json.loads(line)["epoch"] for line in logged.read_text(encoding="utf-8").splitlines() if line]
+            self.pending_record = None if self.start_epoch in epochs else self.pending_record
+        barrier(self.dist)  # rank 0 rewrites metrics.jsonl next
         self.logger = (
-            MetricsLogger(self.run_dir, resume_epoch=resume_epoch if self.resume else None)
+            MetricsLogger(self.run_dir, resume_epoch=self.start_epoch if self.resume else None)
             if self.dist.is_main
             else None
         )
-        if self.dist.is_main:
+        if self.dist.is_main:  # written only once the run is known to start (a failed resume changes nothing)
+            save_config(cfg, self.run_dir / "config.yaml")
             info = {"model": cfg.model.name, "num_classes": self.dataset.num_classes, "img_size": cfg.data.img_size}
             (self.run_dir / "model.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
 
+    def _check_resumable(self) -> None:
+        """The given config may differ from the saved one in resumable keys only; those changes are logged."""
+        saved = load_config(self.run_dir / "config.yaml")
+        changes = structural_changes(saved, self.config)
+        if changes:
+            raise ValueError(
+                f"--resume cannot change the run's structure ({_format_changes(changes)}); start a new run for that"
+            )
+        for key, (old, new) in config_diff(saved, self.config).items():
+            if key != "progress":
+                log.info("resume: %s changed from %r to %r", key, old, new)
+
+    def _load_resume_state(self) -> None:
+        state = load_checkpoint(self.run_dir, "last", self.net)
+        written_by = config_from_dict(state["config"])
+        changes = structural_changes(written_by, self.config)
+        if changes:
+            raise ValueError(
+                f"{state['checkpoint_set']} was written with another config than {self.run_dir}/config.yaml "
+                f"({_format_changes(changes)}); restore config.yaml or start a new run"
+            )
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
+        self.start_epoch = state["epoch"]
+        best = read_pointer(self.run_dir, "best")
+        if best is not None and best["epoch"] <= self.start_epoch:
+            self.best_r1, self.best_epoch = best["R1"], best["epoch"]
+        self.pending_record = state.get("record")
+        rng = state["rng"]
+        restore_rng_state(rng[self.dist.rank] if len(rng) == self.dist.world_size else rng[0])
+        log.info("resumed %s after epoch %d (%s)", self.run_dir, self.start_epoch, state["checkpoint_set"])
+
     def _resolve_run_dir(self) -> Path:
         cfg = self.config
-        if self._requested_run_dir is not None:
+        if self.resume:
+            run_dir = resume_folder(cfg, self._requested_run_dir)
+        elif self._requested_run_dir is not None:
             run_dir = self._requested_run_dir
         elif cfg.run_name is not None:
             run_dir = Path(cfg.output_dir) / cfg.run_name
-        elif self.resume:
-            found = find_latest_run(cfg.output_dir, cfg.name)
-            if found is None:
-                raise ValueError(f"--resume: no run of config {cfg.name!r} with a checkpoint in {cfg.output_dir!r}")
-            run_dir = found
         else:
-            stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-            run_dir = Path(cfg.output_dir) / f"{cfg.name}-{stamp}"
-        if self.dist.distributed:  # every rank uses rank 0's folder (timestamps may differ by a second)
+            run_dir = Path(cfg.output_dir) / new_run_name(cfg.name)
+        if self.dist.distributed:  # every rank uses rank 0's folder
             holder = [str(run_dir)]
             dist.broadcast_object_list(holder, src=0)
             run_dir = Path(holder[0])
-        if self.resume and not checkpoint_exists(run_dir, "last"):
-            raise ValueError(f"--resume: {str(run_dir)!r} holds no 'last' checkpoint to resume from")
-        if not self.resume and checkpoint_exists(run_dir, "last"):
-            raise ValueError(
-                f"{str(run_dir)!r} already holds a checkpoint: pass --resume to continue it or choose another run_name"
-            )
+        if self.resume and not checkpoint_exists(run_dir, "any"):
+            raise ValueError(f"--resume: {str(run_dir)!r} holds no checkpoint to resume from")
         if self.dist.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
+            self._lock = RunLock(run_dir)
+            self._lock.acquire()  # before looking for checkpoints: a second run on this folder stops here
+            if not self.resume and checkpoint_exists(run_dir, "any"):
+                raise ValueError(
+                    f"{str(run_dir)!r} already holds a checkpoint: pass --resume to continue it or choose another "
+                    "run_name"
+                )
+            self._stale = clean_stale_temporaries(run_dir)
         barrier(self.dist)
         return run_dir
 
@@ -461,7 +589,6 @@ class Trainer:
             f"non-finite loss at epoch {epoch + 1}, step {step} (global step {global_step}): {detail}. "
             f"Training stopped; {where}. Lower optim.lr, enable optim.clip_grad_norm, or check the data."
         )
-        log.error(msg)
         raise NonFiniteLossError(msg)
 
     # ------------------------------------------------------------------ evaluation and checkpoints
@@ -498,23 +625,23 @@ class Trainer:
         self._last_eval = (splits[0], features)
         return {k: float(v) for k, v in result.as_dict().items()}
 
-    def _state(self, epoch_done: int, gather_rng: bool = True) -> dict[str, Any]:
-        # every rank's RNG state (collective: all ranks call this together when gather_rng is True)
+    def _state(self, epoch_done: int, record: dict[str, Any]) -> dict[str, Any]:
+        # every rank's RNG state (collective: all ranks call this together)
         rng = capture_rng_state()
         rngs = [rng]
-        if self.dist.distributed and gather_rng:
+        if self.dist.distributed:
             rngs = [None] * self.dist.world_size
             dist.all_gather_object(rngs, rng)
         state = {
             "epoch": epoch_done,
+            "step": epoch_done * self.iters_per_epoch,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "sampler_epoch": epoch_done,
-            "best_r1": self.best_r1,
-            "best_epoch": self.best_epoch,
             "rng": rngs,
             "num_classes": self.dataset.num_classes,
             "config": config_to_dict(self.config),
+            "record": record,  # the epoch's training record, logged again if its evaluation must be re-run
         }
         if self.scaler.is_enabled():
             state["scaler"] = self.scaler.state_dict()
@@ -531,16 +658,39 @@ class Trainer:
         try:
             self._setup()
             return self._fit()
+        except KeyboardInterrupt:
+            self._log_to_file(f"interrupted; the last published checkpoint is kept: wrim train --resume {self.run_dir}")
+            raise
+        except Exception as err:
+            self._log_to_file(f"stopped: {type(err).__name__}: {err}")
+            raise
         finally:
             if self.logger is not None:
                 self.logger.close()
             for h in self._handlers:
                 log.removeHandler(h)
                 h.close()
+            if self._lock is not None:
+                self._lock.release()
             shutdown_distributed(self.dist)
+
+    def _log_to_file(self, message: str) -> None:
+        """Writes ``message`` to the run's ``train.log`` only (the exception itself reaches the caller / console)."""
+        if self._handlers:
+            self._handlers[0].handle(log.makeRecord(log.name, logging.ERROR, __file__, 0, message, None, None))
 
     def _fit(self) -> TrainResult:
         cfg = self.config
+        if self.start_epoch > cfg.epochs:
+            raise ValueError(
+                f"{self.run_dir} has already trained {self.start_epoch} epochs, more than epochs={cfg.epochs}"
+            )
+        final = self.run_dir / "final_metrics.json"
+        if self.start_epoch == cfg.epochs and self.pending_record is None and final.is_file():
+            result = json.loads(final.read_text(encoding="utf-8"))
+            log.info("run %s already finished (%d epochs): nothing to do", self.run_dir, cfg.epochs)
+            metrics = {k: v for k, v in result.items() if k in ("R1", "R5", "R10", "R20", "mAP", "mINP")}
+            return TrainResult(self.run_dir, metrics, self.best_epoch, self.best_r1)
         if self.dist.is_main:
             log.info(
                 "run %s: %s on %s (%d classes, %d train images), %d iters/epoch x %d epochs, device %s",
@@ -548,6 +698,9 @@ class Trainer:
                 self.iters_per_epoch, cfg.epochs, self.device,
             )  # fmt: skip
         self.start_epoch_done = self.start_epoch
+        if self.pending_record is not None:  # stopped between the checkpoint and the end of its evaluation
+            log.info("re-running the evaluation of epoch %d", self.start_epoch)
+            self._after_checkpoint(self.start_epoch, dict(self.pending_record))
         epochs = tqdm(
             range(self.start_epoch, cfg.epochs),
             initial=self.start_epoch,
@@ -558,29 +711,16 @@ class Trainer:
         )
         for epoch in epochs:
             record: dict[str, Any] = {"epoch": epoch + 1, **self.train_epoch(epoch)}
-            last = epoch + 1 == cfg.epochs
-            do_eval = last or (cfg.eval.every > 0 and (epoch + 1) % cfg.eval.every == 0)
-            if do_eval and self.dist.is_main:
-                record.update(self.evaluate(cfg.eval.trials))
-                if record["R1"] > self.best_r1:
-                    self.best_r1, self.best_epoch = record["R1"], epoch + 1
-                    save_checkpoint(self.run_dir, "best", self.net, self._state(epoch + 1, gather_rng=False))
-            barrier(self.dist)
-            if self.dist.distributed:  # every rank keeps the same best-R1 bookkeeping for its state
-                holder = [self.best_r1, self.best_epoch]
-                dist.broadcast_object_list(holder, src=0)
-                self.best_r1, self.best_epoch = holder
-            state = self._state(epoch + 1)
+            self._check_finite_state(epoch)
+            state = self._state(epoch + 1, record)
             if self.dist.is_main:
-                self.logger.log_epoch(record)
-                save_checkpoint(self.run_dir, "last", self.net, state)
+                set_dir = save_checkpoint(self.run_dir, self.net, state, config_sha256(cfg))
+                publish_checkpoint(self.run_dir, "last", set_dir, epoch=epoch + 1)
                 self.start_epoch_done = epoch + 1
-                summary = ", ".join(
-                    f"{k} {v:.4g}" for k, v in record.items() if k in ("loss", "id", "metric", "R1", "mAP")
-                )
-                log.info("epoch %d/%d: %s", epoch + 1, cfg.epochs, summary)
-                epochs.set_postfix(loss=f"{record['loss']:.3f}", R1=f"{record.get('R1', float('nan')):.1f}")
             barrier(self.dist)
+            self._after_checkpoint(epoch + 1, record)
+            if self.dist.is_main:
+                epochs.set_postfix(loss=f"{record['loss']:.3f}", R1=f"{record.get('R1', float('nan')):.1f}")
         epochs.close()
 
         metrics: dict[str, float] = {}
@@ -589,13 +729,64 @@ class Trainer:
         barrier(self.dist)
         return TrainResult(self.run_dir, metrics, self.best_epoch, self.best_r1)
 
+    def _after_checkpoint(self, epoch_done: int, record: dict[str, Any]) -> None:
+        """Evaluates (when due), publishes ``best``, logs the epoch and prunes old sets; ``last`` is already safe."""
+        cfg = self.config
+        do_eval = epoch_done == cfg.epochs or (cfg.eval.every > 0 and epoch_done % cfg.eval.every == 0)
+        if do_eval and self.dist.is_main:
+            rng = capture_rng_state()  # evaluation must not move the training RNG streams (exact resumes)
+            try:
+                record.update(self.evaluate(cfg.eval.trials))
+            except Exception as err:
+                raise RuntimeError(
+                    f"evaluation after epoch {epoch_done} failed ({type(err).__name__}: {err}); the epoch's checkpoint "
+                    "is saved: fix the cause (eval.* may be overridden) and run wrim train --resume to re-run only "
+                    "this evaluation"
+                ) from err
+            restore_rng_state(rng)
+            if record["R1"] > self.best_r1:
+                self.best_r1, self.best_epoch = record["R1"], epoch_done
+                publish_checkpoint(self.run_dir, "best", self._published_set(), epoch=epoch_done, R1=record["R1"])
+        barrier(self.dist)
+        if self.dist.distributed:  # every rank keeps the same best-R1 bookkeeping
+            holder = [self.best_r1, self.best_epoch]
+            dist.broadcast_object_list(holder, src=0)
+            self.best_r1, self.best_epoch = holder
+        if self.dist.is_main:
+            self.logger.log_epoch(record)
+            prune_checkpoints(self.run_dir, cfg.keep_checkpoints)
+            summary = ", ".join(f"{k} {v:.4g}" for k, v in record.items() if k in ("loss", "id", "metric", "R1", "mAP"))
+            log.info("epoch %d/%d: %s", epoch_done, cfg.epochs, summary)
+        barrier(self.dist)
+
+    def _published_set(self) -> Path:
+        return self.run_dir / read_pointer(self.run_dir, "last")["set"]
+
+    def _check_finite_state(self, epoch: int) -> None:
+        """Divergence guard: every parameter and buffer must be finite before a checkpoint is written."""
+        for name, tensor in self.net.state_dict().items():
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                kind = "parameter" if name in dict(self.net.named_parameters()) else "buffer"
+                where = (
+                    f"the last good checkpoint (epoch {self.start_epoch_done}) is kept: {self.run_dir}/last.json"
+                    if checkpoint_exists(self.run_dir, "last")
+                    else "no epoch had finished, so there is no checkpoint"
+                )
+                msg = (
+                    f"non-finite {kind} {name!r} after epoch {epoch + 1} (global step "
+                    f"{(epoch + 1) * self.iters_per_epoch}); nothing was saved, {where}. Lower optim.lr, enable "
+                    "optim.clip_grad_norm, or check the data."
+                )
+                raise NonFiniteLossError(msg)
+
     def _final_evaluation(self) -> dict[str, float]:
         cfg = self.config
         tag = "best" if checkpoint_exists(self.run_dir, "best") else "last"
-        load_checkpoint(self.run_dir, tag, self.net)
+        state = load_checkpoint(self.run_dir, tag, self.net)
         metrics = self.evaluate(cfg.eval.final_trials)
-        result = {"weights": f"{tag}.safetensors", "best_epoch": self.best_epoch, **metrics}
-        (self.run_dir / "final_metrics.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+        weights = Path(state["checkpoint_set"]).relative_to(self.run_dir) / "model.safetensors"
+        result = {"weights": weights.as_posix(), "best_epoch": self.best_epoch, **metrics}
+        atomic_write(self.run_dir / "final_metrics.json", lambda p: p.write_text(json.dumps(result, indent=2)))
         plot_curves(self.logger.records, self.run_dir / "curves.png")
         if cfg.eval.ranklist:
             self._plot_ranklist()

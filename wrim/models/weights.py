@@ -47,7 +47,7 @@ def load_weights(model: nn.Module, path: str | Path, strict: bool = True) -> tup
     Raises:
         ValueError: missing/unexpected keys (with ``strict``) or shape mismatches, each listed.
     """
-    state = load_file(str(path))
+    state = _read_safetensors(Path(path))
     expected = model.state_dict()
     aliases = _aliases(expected)
     missing = sorted(key for key in expected if key not in state and not (aliases.get(key, set()) & state.keys()))
@@ -85,7 +85,7 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"weights file not found: {path}")
     if path.suffix == ".safetensors":
-        state = load_file(str(path))
+        state = _read_safetensors(path)
     else:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -101,6 +101,20 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path} does not hold a state dict (a mapping of names to tensors)")
     return {key.removeprefix("module."): value for key, value in state.items()}
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """``safetensors.torch.load_file`` with errors that name the file and say what is wrong with it."""
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; give a .safetensors file (for a run folder: wrim eval --checkpoint)")
+    if not path.is_file():
+        raise ValueError(f"weights file not found: {path}")
+    try:
+        return load_file(str(path))
+    except Exception as err:  # SafetensorError (a damaged or truncated file, or another format)
+        raise ValueError(
+            f"{path} is not a readable .safetensors file ({err}): it is damaged, truncated or in another format"
+        ) from None
 
 
 def _aliases(state: dict[str, torch.Tensor]) -> dict[str, set[str]]:
