@@ -346,39 +346,6 @@ def _check_signatures(config: Config) -> None:
             raise ValueError(f"{key} has key(s) {unknown} that {target} does not take; valid keys: {sorted(allowed)}")
 
 
-def _parameters(fn: Any) -> tuple[set[str], bool]:
-    """The keyword names ``fn`` accepts and whether it takes ``**kwargs``."""
-    params = inspect.signature(fn).parameters.values()
-    names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-    return names, any(p.kind is p.VAR_KEYWORD for p in params)
-
-
-def _check_signatures(config: Config) -> None:
-    """Checks ``model.kwargs``, ``data.dataset_kwargs`` and ``eval.protocol`` keys against what they are passed to."""
-    from wrim import data, models
-
-    checks = []
-    if models.is_model(config.model.name):
-        entry = models.model_entrypoint(config.model.name)
-        names, var = _parameters(entry)
-        if var:  # a registered entrypoint forwards **kwargs to the class it returns
-            returned = typing.get_type_hints(entry).get("return")
-            names |= _parameters(returned)[0] if isinstance(returned, type) else set()
-        taken = {"pretrained", "pretrained_file", "num_classes", "img_size"}
-        checks.append(("model.kwargs", config.model.kwargs, names - taken, f"{config.model.name}"))
-    cls = {"synthetic": data.SyntheticVIReID, "sysu": data.SYSUMM01, "regdb": data.RegDB, "llcm": data.LLCM}
-    dataset = cls[config.data.dataset]
-    checks.append(
-        ("data.dataset_kwargs", config.data.dataset_kwargs, _parameters(dataset)[0] - {"root"}, dataset.__name__)
-    )
-    checks.append(("eval.protocol", config.eval.protocol, _parameters(dataset.test_split)[0] - {"self", "trial"},
-                   f"{dataset.__name__}.test_split"))  # fmt: skip
-    for key, given, allowed, target in checks:
-        unknown = sorted(set(given) - allowed)
-        if unknown:
-            raise ValueError(f"{key} has key(s) {unknown} that {target} does not take; valid keys: {sorted(allowed)}")
-
-
 def _is_dataclass_type(tp: Any) -> bool:
     return isinstance(tp, type) and dataclasses.is_dataclass(tp)
 
