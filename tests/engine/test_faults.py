@@ -364,3 +364,15 @@ def test_two_runs_started_together_on_one_folder(tmp_path, tiny_model):
     results = sorted((p.wait(), p.stderr.read()) for p in procs)
     assert [code for code, _ in results] == [0, 2], results
     assert "in use by another wrim run (pid" in results[1][1] or "already holds a checkpoint" in results[1][1]
+
+
+def test_ctrl_c_during_a_save_is_held_until_the_save_is_done() -> None:
+    from wrim.engine.checkpoint import ctrl_c_deferred
+
+    done = []
+    with pytest.raises(KeyboardInterrupt), ctrl_c_deferred():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # a handler would have run by now
+        done.append("save finished")
+    assert done == ["save finished"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is restored

@@ -27,9 +27,12 @@ import logging
 import os
 import random
 import shutil
+import signal
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +46,7 @@ __all__ = [
     "capture_rng_state",
     "checkpoint_exists",
     "clean_stale_temporaries",
+    "ctrl_c_deferred",
     "load_checkpoint",
     "prune_checkpoints",
     "publish_checkpoint",
@@ -193,6 +197,27 @@ def _sets(directory: Path) -> list[Path]:
     if not folder.is_dir():
         return []
     return sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")), reverse=True)
+
+
+@contextmanager
+def ctrl_c_deferred() -> Iterator[None]:
+    """Holds a Ctrl-C (SIGINT) that arrives inside the block until the block is done, then delivers it.
+
+    Wraps the write and publication of a checkpoint, so that an interrupt during a save stops the run right after
+    the epoch's checkpoint is complete instead of losing it. SIGKILL cannot be held: the save's temporary folder
+    and atomic pointer cover that case. Outside the main thread (where Python delivers signals) it does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        signal.raise_signal(signal.SIGINT)  # the handler in force now (KeyboardInterrupt by default)
 
 
 def save_checkpoint(directory: str | Path, model: nn.Module, state: dict[str, Any], config_sha256: str = "") -> Path:

@@ -48,6 +48,7 @@ from wrim.engine.checkpoint import (
     capture_rng_state,
     checkpoint_exists,
     clean_stale_temporaries,
+    ctrl_c_deferred,
     load_checkpoint,
     prune_checkpoints,
     publish_checkpoint,
@@ -714,8 +715,9 @@ class Trainer:
             self._check_finite_state(epoch)
             state = self._state(epoch + 1, record)
             if self.dist.is_main:
-                set_dir = save_checkpoint(self.run_dir, self.net, state, config_sha256(cfg))
-                publish_checkpoint(self.run_dir, "last", set_dir, epoch=epoch + 1)
+                with ctrl_c_deferred():  # a Ctrl-C during the save stops the run once the epoch is published
+                    set_dir = save_checkpoint(self.run_dir, self.net, state, config_sha256(cfg))
+                    publish_checkpoint(self.run_dir, "last", set_dir, epoch=epoch + 1)
                 self.start_epoch_done = epoch + 1
             barrier(self.dist)
             self._after_checkpoint(epoch + 1, record)
