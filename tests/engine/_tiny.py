@@ -18,6 +18,14 @@ TINY = [
 ]
 
 
+# `wrim eval --dataset synthetic` arguments that rebuild the tiny run's synthetic set
+DATASET_ARGS = [
+    *("--dataset-arg", "num_ids=16"),
+    *("--dataset-arg", "num_test_ids=8"),
+    *("--dataset-arg", "images_per_camera=2"),
+]
+
+
 def tiny_overrides(output_dir: Path, run_name: str, *extra: str) -> list[str]:
     """Overrides of the synthetic config for a run of a few seconds in ``output_dir/run_name``."""
     return [*TINY, f"output_dir={output_dir}", f"run_name={run_name}", *extra]

@@ -7,18 +7,9 @@ import sys
 import pytest
 import torch
 
-from tests.engine._tiny import tiny_overrides
+from tests.engine._tiny import DATASET_ARGS, tiny_overrides
 from tests.metric_bounds import assert_metric_bounds
 from wrim.engine.cli import build_parser, main
-
-DATASET_ARGS = [
-    "--dataset-arg",
-    "num_ids=16",
-    "--dataset-arg",
-    "num_test_ids=8",
-    "--dataset-arg",
-    "images_per_camera=2",
-]
 
 
 def test_train_then_eval_checkpoint(tmp_path, capsys):

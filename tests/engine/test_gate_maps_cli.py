@@ -2,17 +2,8 @@
 
 import pytest
 
-from tests.engine._tiny import tiny_overrides
+from tests.engine._tiny import DATASET_ARGS, tiny_overrides
 from wrim.engine.cli import main
-
-DATASET_ARGS = [
-    "--dataset-arg",
-    "num_ids=16",
-    "--dataset-arg",
-    "num_test_ids=8",
-    "--dataset-arg",
-    "images_per_camera=2",
-]
 
 
 @pytest.mark.slow  # trains a tiny model first: ~35 s on 2 cores; tests/test_visualize.py covers the PNG by default
