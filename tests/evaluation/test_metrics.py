@@ -231,6 +231,31 @@ def test_errors():
     # sysu: a cam3 query whose only matches are on cam2 has none left
     with pytest.raises(ValueError, match="no query has a matching"):
         evaluate(np.zeros((1, 2)), np.array([0]), np.array([0, 1]), np.array([3]), np.array([2, 1]))
+    with pytest.raises(TypeError, match="both be strings or both be integers"):
+        evaluate(dist, np.array(["a", "b"]), g, qc, gc)
+    with pytest.raises(TypeError, match="query_cams must hold numbers"):
+        evaluate(dist, q, g, ["cam3", "cam3"], gc)
+
+
+@pytest.mark.parametrize("protocol", ["sysu", "regdb", "llcm"])
+def test_string_ids_equal_their_integer_codes(protocol):
+    # identity names (e.g. folder names) rank exactly like any injective integer relabelling of them
+    rng = np.random.default_rng(3)
+    dist, q_ids, g_ids, q_cams, g_cams = _random_problem(rng, 30, 50, 8, _CAMS[protocol], ties=False)
+    names = np.array([f"person_{7 * i % 8:04d}" for i in range(8)])  # sorted name order != integer order
+    ref = reference_eval(dist, q_ids, g_ids, q_cams, g_cams, protocol)
+    _assert_equal(evaluate(dist, list(names[q_ids]), names[g_ids].astype(object), q_cams, g_cams, protocol), ref)
+
+
+def test_numpy_integer_max_rank_and_infinite_distances():
+    rng = np.random.default_rng(5)
+    dist, q_ids, g_ids, q_cams, g_cams = _random_problem(rng, 20, 40, 6, _CAMS["llcm"], ties=False)
+    dist[rng.random(dist.shape) < 0.2] = np.inf  # e.g. a masked-out pair
+    dist[rng.random(dist.shape) < 0.1] = -np.inf
+    ref = reference_eval(dist, q_ids, g_ids, q_cams, g_cams, "llcm", max_rank=7)
+    _assert_equal(evaluate(dist, q_ids, g_ids, q_cams, g_cams, "llcm", max_rank=np.int64(7)), ref)
+    with pytest.raises(ValueError, match="max_rank"):
+        evaluate(dist, q_ids, g_ids, q_cams, g_cams, "llcm", max_rank=True)
 
 
 @pytest.mark.cuda

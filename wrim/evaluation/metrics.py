@@ -37,6 +37,7 @@ stable-sorted (O(Q G log G)).
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -155,13 +156,31 @@ def camera_keep_mask(
 def _to_tensor(x: Any, name: str, device: torch.device | None) -> torch.Tensor:
     if isinstance(x, torch.Tensor):
         t = x.detach()
-    elif isinstance(x, np.ndarray):
-        t = torch.from_numpy(np.ascontiguousarray(x))
-    elif isinstance(x, (list, tuple)):
-        t = torch.as_tensor(x)
+    elif isinstance(x, (np.ndarray, list, tuple)):
+        array = np.asarray(x)
+        if array.dtype.kind not in "biufc":
+            raise TypeError(f"{name} must hold numbers; got numpy dtype {array.dtype} (e.g. strings)")
+        t = torch.from_numpy(np.ascontiguousarray(array))
     else:
         raise TypeError(f"{name} must be a torch.Tensor, numpy array or list; got {type(x).__name__}")
     return t if device is None else t.to(device)
+
+
+def _label_codes(query: Any, gallery: Any) -> tuple[Any, Any]:
+    """String labels (e.g. LLCM-style names) become integer codes shared by the query and gallery sides.
+
+    Numeric labels pass through unchanged. Codes index the sorted union of both sides' labels, so equal labels get
+    equal codes and the metrics are those of any injective relabelling.
+    """
+    arrays = [x if isinstance(x, torch.Tensor) else np.asarray(x) for x in (query, gallery)]
+    textual = [isinstance(a, np.ndarray) and a.dtype.kind in "USO" for a in arrays]
+    if not any(textual):
+        return query, gallery
+    if not all(textual):
+        raise TypeError("query and gallery labels must both be strings or both be integers; got one of each")
+    labels = [a.astype(str) for a in arrays]
+    codes = np.unique(np.concatenate(labels), return_inverse=True)[1].reshape(-1)
+    return codes[: labels[0].size].reshape(labels[0].shape), codes[labels[0].size :].reshape(labels[1].shape)
 
 
 def _ids(x: Any, name: str, length: int, axis: str, device: torch.device) -> torch.Tensor:
@@ -204,9 +223,11 @@ def evaluate(
 
     Args:
         distmat: (Q, G) distances, smaller = more similar (the reference callers pass ``-q_feat @ g_feat.T``).
-        query_ids: (Q,) query person ids.
+        query_ids: (Q,) query person ids: integers, or strings (mapped to integer codes together with
+            ``gallery_ids``, which must then be strings too).
         gallery_ids: (G,) gallery person ids.
-        query_cams: (Q,) query camera ids (SYSU cam 1..6, LLCM 1..9); may be ``None`` for ``"regdb"``.
+        query_cams: (Q,) integer query camera ids (SYSU cam 1..6, LLCM 1..9; the SYSU rule needs the numbers);
+            may be ``None`` for ``"regdb"``.
         gallery_cams: (G,) gallery camera ids; may be ``None`` for ``"regdb"``.
         protocol: the camera rule, ``"sysu"`` (drop every cam2 gallery image for a cam3 query), ``"regdb"``
             (drop nothing) or ``"llcm"`` (drop same identity and same camera).
@@ -221,14 +242,16 @@ def evaluate(
     Raises:
         ValueError: unknown ``protocol`` or ``cmc``, mismatched shapes, NaN distances, ``max_rank < 1``, or no query
             has a match left in the gallery.
-        TypeError: inputs that are not tensors / arrays, or non-integer ids.
+        TypeError: inputs that are not tensors / arrays, non-integer cameras, float ids, or string ids on one side
+            only.
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS}")
     if cmc not in _CMC_KINDS:
         raise ValueError(f"unknown cmc {cmc!r}; choose one of {_CMC_KINDS}")
-    if not isinstance(max_rank, int) or max_rank < 1:
+    if isinstance(max_rank, bool) or not isinstance(max_rank, numbers.Integral) or max_rank < 1:
         raise ValueError(f"max_rank must be a positive int; got {max_rank!r}")
+    max_rank = int(max_rank)  # numpy integers too
 
     dist = _to_tensor(distmat, "distmat", None)
     if dist.dim() != 2:
@@ -244,6 +267,7 @@ def evaluate(
         raise ValueError("distmat contains NaN; check the features (e.g. a zero vector L2-normalised)")
     device = dist.device
 
+    query_ids, gallery_ids = _label_codes(query_ids, gallery_ids)
     q_ids = _ids(query_ids, "query_ids", num_q, "row", device)
     g_ids = _ids(gallery_ids, "gallery_ids", num_g, "column", device)
     if protocol == "regdb":
