@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,17 @@ def test_cache_dir_and_reuse(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(synthetic_module, "generate", fail)
     again = SyntheticVIReID(**TINY)
     assert again.root == first.root and again.train == first.train
+
+
+def test_generated_folder_follows_the_umask(tmp_path: Path) -> None:
+    # a set generated in a temporary folder (mkdtemp: 0700) keeps the mode a plain mkdir would give, so a shared
+    # cache stays readable by the group when the umask allows it
+    old = os.umask(0o022)
+    try:
+        ds = SyntheticVIReID(tmp_path / "set", seed=0, **TINY)
+    finally:
+        os.umask(old)
+    assert ds.root.stat().st_mode & 0o777 == 0o755
 
 
 def test_existing_folders_are_checked(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torchvision.io import encode_jpeg
 
+from wrim._files import umask_mode
 from wrim.data.sysu import SYSUMM01
 
 __all__ = ["GENERATOR_VERSION", "SyntheticVIReID", "default_cache_dir", "generate"]
@@ -503,6 +504,7 @@ class SyntheticVIReID(SYSUMM01):
         tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
         try:
             generate(tmp, **{k: v for k, v in self.params.items() if k != "generator_version"})
+            os.chmod(tmp, umask_mode(0o777))  # mkdtemp's 0700 would hide the set from the group
             try:
                 os.replace(tmp, root)  # atomic; replaces an empty folder
             except OSError:

@@ -40,6 +40,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from wrim._files import umask_mode
+
 __all__ = [
     "CheckpointError",
     "atomic_write",
@@ -67,12 +69,6 @@ class CheckpointError(ValueError):
     """A checkpoint cannot be written (full disk) or no complete checkpoint can be read."""
 
 
-def _umask_mode(mode: int) -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return mode & ~umask
-
-
 def _fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -89,7 +85,7 @@ def _write_file(path: Path, write: Callable[[Path], None]) -> None:
     write(path)
     with open(path, "rb") as f:
         os.fsync(f.fileno())
-    os.chmod(path, _umask_mode(0o666))
+    os.chmod(path, umask_mode(0o666))
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
@@ -250,7 +246,7 @@ def save_checkpoint(directory: str | Path, model: nn.Module, state: dict[str, An
         raise _disk_full(folder, needed)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder))
     try:
-        os.chmod(tmp, _umask_mode(0o777))
+        os.chmod(tmp, umask_mode(0o777))
         _write_file(tmp / WEIGHTS, lambda p: save_weights(model, p))
         _write_file(tmp / STATE, lambda p: p.write_bytes(state_bytes))
         manifest = {
