@@ -43,6 +43,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
+from wrim.distributed import convert_sync_batchnorm
 from wrim.engine.checkpoint import (
     atomic_write,
     capture_rng_state,
@@ -143,6 +144,7 @@ def build_loss(config: LossConfig) -> nn.Module:
         id_weight=config.id_weight,
         metric_weight=config.metric_weight,
         label_smoothing=config.label_smoothing,
+        gather_across_ranks=config.gather_across_ranks,
     )
 
 
@@ -365,10 +367,8 @@ class Trainer:
                 img_size=tuple(cfg.data.img_size),
                 **kwargs,
             )
-        if self.dist.distributed and cfg.model.sync_bn:
-            if self.device.type == "cpu":
-                raise ValueError("model.sync_bn=true needs CUDA: torch's SyncBatchNorm does not run on the CPU")
-            net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
+        if self.dist.distributed and cfg.model.sync_bn:  # global batch statistics (CUDA and CPU)
+            net = convert_sync_batchnorm(net, self.device)
         memory_format = torch.channels_last if cfg.model.channels_last else torch.preserve_format
         self.net = net.to(self.device, memory_format=memory_format)
         model: nn.Module = self.net
@@ -546,7 +546,11 @@ class Trainer:
             with self._autocast():
                 out = self.model(images, modalities)
             total, terms = self.compute_losses(out, pids, modalities)
-            values = dict(zip(terms, torch.stack([t.detach().float() for t in terms.values()]).tolist()))
+            stacked = torch.stack([t.detach().float() for t in terms.values()])  # (T,)
+            if self.dist.distributed:  # logged terms are means over the global batch (equal shards)
+                dist.all_reduce(stacked)
+                stacked = stacked / self.dist.world_size
+            values = dict(zip(terms, stacked.tolist()))
             bad = [k for k, v in values.items() if k not in ("id", "metric", "loss") and not math.isfinite(v)]
             if bad or not math.isfinite(values["loss"]):
                 self._raise_non_finite(epoch, step, bad or ["loss"], values)
