@@ -110,6 +110,26 @@ def miim_step(rank: int | None) -> dict[str, torch.Tensor]:
     return result
 
 
+def synthetic(root: str):
+    from wrim.data import SyntheticVIReID
+
+    return SyntheticVIReID(root, num_ids=6, num_test_ids=4, images_per_camera=3, img_size=(64, 32), seed=1)
+
+
+def eval_step(rank: int | None, root: str) -> dict[str, object]:
+    """Test features of every query and gallery image (extracted in shards when ``rank`` is given) and metrics."""
+    from wrim.evaluation import evaluate_protocol, extract_features
+
+    dataset = synthetic(root)
+    split = dataset.test_split(0)
+    records = [*split.query, *split.gallery]
+    net = build_net().float()
+    with torch.no_grad():
+        feats = extract_features(net, records, (64, 32), batch_size=8, device="cpu", num_workers=0, shard=True)
+    metrics = evaluate_protocol(dict(zip([r.path for r in records], feats)), dataset, trials=[0]).as_dict()
+    return {"features": feats, "metrics": metrics, "training": net.training}
+
+
 def worker(rank: int, port: int, out_dir: str, scenario: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
@@ -125,6 +145,8 @@ def worker(rank: int, port: int, out_dir: str, scenario: str) -> None:
                     ("triplet", True, True),
                 )
             }
+        elif scenario == "eval":
+            results = eval_step(rank, os.path.join(out_dir, "synthetic"))
         else:
             results = miim_step(rank)
             results["sum_check"] = all_reduce_with_grad(torch.ones(1, dtype=torch.float64))

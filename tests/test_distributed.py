@@ -77,3 +77,14 @@ def test_modality_miim_synced_statistics_with_a_one_modality_shard(tmp_path):
         torch.testing.assert_close(got["x_grad"], ref["x_grad"][rows], rtol=1e-10, atol=1e-10)
         for key in [k for k in ref if "." in k]:
             torch.testing.assert_close(got[key], ref[key], rtol=1e-10, atol=1e-10, msg=f"rank {rank} {key}")
+
+
+@pytest.mark.slow
+def test_sharded_feature_extraction_equals_one_process(tmp_path):
+    ddp.synthetic(str(tmp_path / "synthetic"))  # generated once, read by every process
+    ranks = _spawn(tmp_path, "eval")
+    ref = ddp.eval_step(None, str(tmp_path / "synthetic"))
+    for got in ranks:  # every rank holds every feature, in dataset order, bit for bit
+        assert torch.equal(got["features"], ref["features"])
+        assert got["metrics"] == ref["metrics"]
+    assert ref["training"] and ranks[0]["training"]  # the training flag is restored

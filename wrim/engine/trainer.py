@@ -599,10 +599,13 @@ class Trainer:
     # ------------------------------------------------------------------ evaluation and checkpoints
 
     def evaluate(self, trials: tuple[int, ...] | list[int] | None) -> dict[str, float]:
-        """Evaluates the current weights on the dataset's protocol (rank 0 only); returns R1..mINP in %.
+        """Evaluates the current weights on the dataset's protocol; returns R1..mINP in % (rank 0; others ``{}``).
 
         Every image of the requested trials is embedded once (``wrim.evaluation.extract_features``), then
-        ``wrim.evaluation.evaluate_protocol`` scores and averages the trials from those embeddings.
+        ``wrim.evaluation.evaluate_protocol`` scores and averages the trials from those embeddings. Under DDP this
+        is collective: every rank embeds its contiguous block of the images with rank 0's weights and buffers
+        (broadcast first), the blocks are gathered in order, and rank 0 computes the metrics, so the features equal
+        the single-process ones and extraction time falls as 1/N.
 
         Args:
             trials: gallery trials to average; ``None`` = the dataset's default trials.
@@ -615,6 +618,9 @@ class Trainer:
         records = {r.path: r for split in splits for r in (*split.query, *split.gallery)}
         eval_model = _EvalModel(self.net, self.device, self.amp_dtype, cfg.model.channels_last)
         with torch.no_grad():
+            if self.dist.distributed:  # every rank embeds with rank 0's model (per-rank BN buffers may differ)
+                for tensor in self.net.state_dict().values():
+                    dist.broadcast(tensor, src=0)
             feats = extract_features(
                 eval_model,
                 list(records.values()),
@@ -623,8 +629,11 @@ class Trainer:
                 device=self.device,
                 flip=cfg.eval.flip,
                 num_workers=cfg.data.num_workers,
+                shard=True,
             )  # (N, D)
         self.net.train()
+        if not self.dist.is_main:
+            return {}
         features = dict(zip(records, feats.cpu()))
         result = evaluate_protocol(features, self.dataset, trials=trial_ids, **cfg.eval.protocol)
         self._last_eval = (splits[0], features)
@@ -729,9 +738,7 @@ class Trainer:
                 epochs.set_postfix(loss=f"{record['loss']:.3f}", R1=f"{record.get('R1', float('nan')):.1f}")
         epochs.close()
 
-        metrics: dict[str, float] = {}
-        if self.dist.is_main:
-            metrics = self._final_evaluation()
+        metrics = self._final_evaluation()  # collective; {} on ranks other than 0
         barrier(self.dist)
         return TrainResult(self.run_dir, metrics, self.best_epoch, self.best_r1)
 
@@ -739,7 +746,7 @@ class Trainer:
         """Evaluates (when due), publishes ``best``, logs the epoch and prunes old sets; ``last`` is already safe."""
         cfg = self.config
         do_eval = epoch_done == cfg.epochs or (cfg.eval.every > 0 and epoch_done % cfg.eval.every == 0)
-        if do_eval and self.dist.is_main:
+        if do_eval:  # collective: every rank embeds a shard of the test images
             rng = capture_rng_state()  # evaluation must not move the training RNG streams (exact resumes)
             try:
                 record.update(self.evaluate(cfg.eval.trials))
@@ -750,9 +757,9 @@ class Trainer:
                     "this evaluation"
                 ) from err
             restore_rng_state(rng)
-            if record["R1"] > self.best_r1:
-                self.best_r1, self.best_epoch = record["R1"], epoch_done
-                publish_checkpoint(self.run_dir, "best", self._published_set(), epoch=epoch_done, R1=record["R1"])
+        if do_eval and self.dist.is_main and record["R1"] > self.best_r1:
+            self.best_r1, self.best_epoch = record["R1"], epoch_done
+            publish_checkpoint(self.run_dir, "best", self._published_set(), epoch=epoch_done, R1=record["R1"])
         barrier(self.dist)
         if self.dist.distributed:  # every rank keeps the same best-R1 bookkeeping
             holder = [self.best_r1, self.best_epoch]
@@ -786,7 +793,10 @@ class Trainer:
                 raise NonFiniteLossError(msg)
 
     def _final_evaluation(self) -> dict[str, float]:
+        """Rank 0 loads the best (else last) weights, every rank evaluates (collective); rank 0 writes the results."""
         cfg = self.config
+        if not self.dist.is_main:
+            return self.evaluate(cfg.eval.final_trials)  # with rank 0's weights, broadcast inside
         tag = "best" if checkpoint_exists(self.run_dir, "best") else "last"
         state = load_checkpoint(self.run_dir, tag, self.net)
         metrics = self.evaluate(cfg.eval.final_trials)
