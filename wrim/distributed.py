@@ -4,11 +4,18 @@ Process-group setup (``torchrun``, ``RANK``/``WORLD_SIZE``) lives in `wrim.engin
 the pieces the losses, layers and evaluation use. Every function is a no-op without an initialised process group
 (a single process), so losses and layers stay usable anywhere.
 
-[D] Gradient bookkeeping under DDP. Rank ``r`` holds the shard ``x_r`` of the global batch and DDP averages the
-parameter gradients, ``g = \frac{1}{N} \sum_r \nabla_\theta \mathcal{L}_r``. With `all_gather_with_grad()` every
-rank computes the same global metric loss ``M(x_1, ..., x_N)``; its backward sums the incoming gradients over ranks,
-so rank ``r`` receives ``\sum_q \partial M / \partial x_r = N \, \partial M / \partial x_r`` and the DDP average is
-exactly ``\partial M / \partial \theta``: no extra loss scaling (pytorch-metric-learning's
+[D] Gradient bookkeeping under DDP (docs/training.md#multi-gpu-and-multi-node-torchrun-ddp). Rank ``r`` holds
+the shard ``x_r`` of the global batch and DDP averages the parameter gradients of the per-rank losses. With
+`all_gather_with_grad()` every rank computes the same global metric loss ``M`` of all shards; its backward sums the
+incoming gradients over ranks, so rank ``r`` receives ``N`` times the gradient of ``M`` with respect to ``x_r``:
+
+$$
+\frac{1}{N} \sum_{r} \sum_{q} \frac{\partial M}{\partial x_r} \frac{\partial x_r}{\partial \theta}
+= \sum_r \frac{\partial M}{\partial x_r} \frac{\partial x_r}{\partial \theta}
+= \frac{\partial M}{\partial \theta}
+$$
+
+so the DDP average is exactly the single-process gradient and no loss scaling is needed (pytorch-metric-learning's
 ``DistributedLossWrapper`` instead keeps gradient on the local rows only and multiplies the loss by N). The same
 argument holds for the all-reduced batch-norm sums of `CrossRankBatchNorm` and ``ModalityMIIM``. A per-sample mean
 computed per rank (the ID cross-entropy) averages to the global mean when every rank holds the same number of
@@ -141,7 +148,7 @@ class CrossRankBatchNorm(_BatchNorm):
     y_{ic} = \gamma_c \frac{x_{ic} - \mu_c}{\sqrt{\sigma^2_c + \epsilon}} + \beta_c
     $$
 
-    and the running statistics are updated with ``\mu`` and the unbiased ``\sigma^2 n / (n - 1)``, as one BatchNorm
+    and the running statistics are updated with μ and the unbiased σ² n / (n − 1), as one BatchNorm
     over the concatenated batch would (so every rank keeps the same buffers). Evaluation, or training without a
     process group, is plain ``F.batch_norm``. Statistics are computed in at least float32. On CUDA prefer torch's
     ``nn.SyncBatchNorm`` (what `convert_sync_batchnorm()` picks); this class exists because SyncBatchNorm does not

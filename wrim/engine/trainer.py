@@ -345,8 +345,7 @@ class Trainer:
             skip_bad_images=cfg.data.skip_bad_images,
         )
         # the same dataset and sampler, with workers started afresh every epoch from a generator seeded by
-        # (seed, epoch, rank) in _batches: a resumed epoch then draws exactly the augmentations of an uninterrupted
-        # run (persistent workers would carry their RNG streams across epochs)
+        # (seed, epoch, rank) in _batches (the augmentations themselves are seeded per sample by the sampler)
         self.loader = torch.utils.data.DataLoader(
             base_loader.dataset,
             batch_sampler=base_loader.batch_sampler,
@@ -511,8 +510,9 @@ class Trainer:
         return total, dict(self.loss_fn.terms)
 
     def _batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, ...]]:
-        # the sampler's permutation and the workers' augmentation seeds depend only on (seed, epoch, rank), so an
-        # epoch run after a resume draws exactly the batches and augmentations of an uninterrupted run
+        # the sampler's batches and per-sample augmentation seeds depend only on (seed, epoch, step), so an epoch run
+        # after a resume draws exactly the batches and augmentations of an uninterrupted run; the workers' own RNG
+        # (seeded by (seed, epoch, rank)) is not used by the train transform
         self.loader.batch_sampler.set_epoch(epoch)
         self.loader.generator = torch.Generator().manual_seed(
             (self.config.seed * 1_000_003 + epoch) * 1009 + self.dist.rank
