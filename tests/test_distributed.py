@@ -7,12 +7,23 @@ relative). Measured (printed with ``-s``): gradients and running statistics agre
 ~2e-7, because WRIMNetLoss computes the loss terms in float32 whatever the model's dtype.
 """
 
+import copy
+
 import pytest
 import torch
 import torch.multiprocessing as mp
+from torch import nn
 
 from tests import _ddp_equality as ddp
-from wrim.distributed import all_gather_with_grad, all_reduce_with_grad, gather_shards, shard_range
+from wrim.distributed import (
+    CrossRankBatchNorm,
+    all_gather_with_grad,
+    all_reduce_with_grad,
+    convert_sync_batchnorm,
+    gather_shards,
+    shard_range,
+)
+from wrim.layers import ModalityMIIM
 
 
 def _spawn(tmp_path, scenario):
@@ -40,6 +51,27 @@ def test_shard_range_covers_in_order():
             blocks = [shard_range(total, r, world) for r in range(world)]
             assert [i for b in blocks for i in b] == list(range(total))
             assert max(map(len, blocks)) - min(map(len, blocks)) <= 1
+
+
+def test_conversion_keeps_weights_and_buffers_and_marks_modality_miims():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.Flatten(), nn.BatchNorm1d(8 * 6 * 6, momentum=None))
+    net[1].running_mean.uniform_()
+    miim = ModalityMIIM(8, reduction=2, stride=2, num_heads=1)
+    model = nn.ModuleDict({"net": net, "miim": miim})
+    ref = copy.deepcopy(model)
+    converted = convert_sync_batchnorm(model, "cpu")
+    assert isinstance(converted["net"][1], CrossRankBatchNorm) and isinstance(converted["net"][3], CrossRankBatchNorm)
+    assert converted["miim"].sync_stats and not ref["miim"].sync_stats
+    assert converted.state_dict().keys() == ref.state_dict().keys()
+    for key, value in ref.state_dict().items():
+        torch.testing.assert_close(converted.state_dict()[key], value)
+    x = torch.randn(4, 3, 8, 8)
+    for mode in (True, False):  # without a process group: plain BatchNorm, training and eval
+        converted.train(mode), ref.train(mode)
+        torch.testing.assert_close(converted["net"](x), ref["net"](x))
+    for a, b in zip(converted.buffers(), ref.buffers()):
+        torch.testing.assert_close(a, b)
 
 
 @pytest.mark.slow
