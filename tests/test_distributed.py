@@ -90,12 +90,15 @@ def test_two_processes_equal_one_process_training_step(tmp_path):
     print("\n".join(report))
     ref = ddp.train_step(None, "aicl", gather=True, sync_bn=False)
     # not vacuous: local metric losses (gather off) or per-rank BN statistics (sync off) give other results
-    local = ranks[0]["aicl-False-True"]
-    assert abs(float(local["terms"]["metric"] - ref["terms"]["metric"])) > 1e-2
-    assert _max_diff(local["grads"], ref["grads"])[0] > 1e-3
-    unsynced = ranks[0]["aicl-True-False"]
-    assert _max_diff(unsynced["grads"], ref["grads"])[0] > 1e-3
-    assert _max_diff(unsynced["buffers"], ref["buffers"])[0] > 1e-3
+    local, unsynced = ranks[0]["aicl-False-True"], ranks[0]["aicl-True-False"]
+    gaps = {
+        "gather off: metric term": abs(float(local["terms"]["metric"] - ref["terms"]["metric"])),
+        "gather off: grads": _max_diff(local["grads"], ref["grads"])[0],
+        "sync_bn off: grads": _max_diff(unsynced["grads"], ref["grads"])[0],
+        "sync_bn off: buffers": _max_diff(unsynced["buffers"], ref["buffers"])[0],
+    }
+    print("\n".join(f"{k}: max abs {v:.2e}" for k, v in gaps.items()))
+    assert all(v > 1e-3 for v in gaps.values()), gaps
 
 
 @pytest.mark.slow
