@@ -114,3 +114,23 @@ def test_skip_bad_images_replaces_by_a_readable_image_of_the_same_identity(tmp_p
     assert "skipped cannot decode image" in caplog.text and "bad.jpg" in caplog.text
     with pytest.raises(UnreadableImageError, match="no readable image of identity 0"):
         ImageDataset(records[:1], transform=None, skip_bad_images=True)[0]
+
+
+def test_train_batches_do_not_depend_on_the_rank_split_or_workers(tiny: SyntheticVIReID) -> None:
+    """Two ranks x 2 identities load the augmented images of one process x 4 identities (the global batch)."""
+
+    def batches(num_ids: int, rank: int, world_size: int, workers: int) -> list[torch.Tensor]:
+        loader = build_train_loader(
+            tiny, img_size=(32, 16), num_ids=num_ids, num_instances=2, num_workers=workers, seed=4, rank=rank,
+            world_size=world_size,
+        )  # fmt: skip
+        loader.batch_sampler.set_epoch(1)
+        return [images for images, *_ in loader]
+
+    torch.manual_seed(123)  # the caller's RNG state plays no part
+    single = batches(4, 0, 1, 0)
+    halves = [batches(2, r, 2, 1 if r else 0) for r in range(2)]
+    for step, images in enumerate(single):
+        vis, ir = images[:8], images[8:]
+        for r in range(2):
+            assert torch.equal(halves[r][step], torch.cat([vis[4 * r : 4 * r + 4], ir[4 * r : 4 * r + 4]]))

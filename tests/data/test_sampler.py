@@ -153,3 +153,32 @@ def test_errors() -> None:
         IdentityModalitySampler([0, 0], [0, 2])
     with pytest.raises(TypeError):
         IdentityModalitySampler([0.5, 1.0], [0, 1])
+
+
+@pytest.mark.parametrize("world_size", [2, 4])
+def test_ranks_split_the_single_process_global_batch(world_size: int) -> None:
+    """N ranks x (num_ids / N) identities draw exactly the samples (and augmentation seeds) of one process with
+    num_ids identities: each rank gets its identities' visible block and infrared block of the global batch."""
+    labels, mods = _toy(num_ids=30, seed=2)
+    num_ids, k = 8, 3
+    single = IdentityModalitySampler(labels, mods, num_ids=num_ids, num_instances=k, seed=5, with_seeds=True)
+    ranks = [
+        IdentityModalitySampler(
+            labels, mods, num_ids=num_ids // world_size, num_instances=k, seed=5, rank=r, world_size=world_size,
+            with_seeds=True,
+        )
+        for r in range(world_size)
+    ]  # fmt: skip
+    for epoch in (0, 3):
+        for s in (single, *ranks):
+            s.set_epoch(epoch)
+        per_rank = [list(s) for s in ranks]
+        assert len(single) == len(ranks[0])
+        for step, batch in enumerate(single):
+            vis, ir = batch[: num_ids * k], batch[num_ids * k :]  # (index, seed) pairs, identity by identity
+            block = num_ids // world_size * k
+            expected = [vis[r * block : (r + 1) * block] + ir[r * block : (r + 1) * block] for r in range(world_size)]
+            assert [per_rank[r][step] for r in range(world_size)] == expected
+    plain = IdentityModalitySampler(labels, mods, num_ids=num_ids, num_instances=k, seed=5)
+    plain.set_epoch(3)
+    assert next(iter(plain)) == [i for i, _ in next(iter(single))]

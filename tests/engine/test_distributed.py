@@ -1,15 +1,27 @@
-"""DDP on the CPU (gloo): 2 processes x 4 identities vs 1 process x 8 identities, the same global batch size.
+"""DDP on the CPU (gloo): 2 processes x 4 identities vs 1 process x 8 identities, the same global batch, 3 epochs.
 
-The two runs cannot match exactly, and the test states by how much they may differ. Each step sees the same
-identities (the sampler gives rank r the r-th block of the step's identities), but (1) the images drawn per identity
-and the augmentations come from per-rank generators, (2) BatchNorm statistics are per rank (SyncBatchNorm does not
-run on the CPU), and (3) CMKIC contrasts within each rank's half batch. DDP averages the gradients, so the
-optimisation is the same up to these effects. The ID loss must agree within 5 % per epoch and the total within
-20 %: the CMKIC term is systematically lower per rank (half the negatives in each softmax denominator). Measured
-(3 epochs, 1 process vs 2): ID loss 11.064 / 10.868 / 10.682 vs 11.055 / 10.877 / 10.794, metric term
-9.45 / 8.60 / 8.13 vs 6.94 / 6.23 / 6.15, total 20.5 / 19.5 / 18.8 vs 18.0 / 17.1 / 16.9. The final R1 / mAP must
-agree within 20 points on this tiny problem (8 test identities, 33 queries, 1 trial: one query is 3 R1 points;
-measured R1 18.2 vs 9.1, mAP 26.1 vs 23.0). Only rank 0 writes the run folder.
+With ``loss.gather_across_ranks`` and ``model.sync_bn`` (both default) the two runs are the same training procedure:
+the sampler gives the two ranks exactly the images and augmentations of the single process's batch (split by
+identity), CMKIC/AICL see the global batch, every BatchNorm and ModalityMIIM's per-modality statistics are global,
+and evaluation embeds the test images in shards with the same weights. tests/test_distributed.py shows that one
+step then gives the same gradients to ~1e-14 (float64). In float32 the runs still drift apart slowly, because the
+summation order differs (the gathered batch is [rank 0's block, rank 1's block], one process holds all visible
+images first; gloo's reductions; per-rank BLAS): the same drift as between two single-process runs that differ only
+in OMP_NUM_THREADS (1 vs 2).
+
+Measured (epochs 1 / 2 / 3, 1 process vs 2):
+- before (0.1.0: local CMKIC, per-rank BN and per-rank image draws): loss 20.337 / 19.359 / 18.716 vs
+  17.810 / 16.751 / 16.827, ID 11.055 / 10.784 / 10.589 vs 11.048 / 10.777 / 10.732, metric 9.281 / 8.575 / 8.127
+  vs 6.762 / 5.974 / 6.095; final R1 27.27 vs 24.24, mAP 27.89 vs 26.66.
+- now: loss 20.497 / 19.013 / 18.719 vs 20.499 / 19.014 / 18.735, ID 11.070 / 10.766 / 10.546 vs
+  11.070 / 10.769 / 10.549, metric 9.427 / 8.247 / 8.174 vs 9.429 / 8.245 / 8.186; final R1 15.15 vs 15.15, mAP
+  25.77 vs 25.78 (best epoch 1 in both).
+- noise floor, one process with 1 vs 2 threads: loss 20.497 / 19.013 / 18.719 vs 20.497 / 19.013 / 18.708, metric
+  8.174 vs 8.163 at epoch 3, final mAP equal.
+
+Tolerances from these: epoch 1 per-term losses within 0.05 % (measured 0.02 %), every epoch's ID and metric loss
+within 0.5 % (measured at most 0.15 %, the thread noise floor is 0.13 %), final mAP within 1 point and R1 within
+one query (3.03 points of 33 queries; measured 0 and 0.01). Only rank 0 writes the run folder.
 """
 
 import json
@@ -52,10 +64,11 @@ def test_ddp_gloo_two_processes_vs_single(tmp_path):
         )
     print("\n".join(report))
     for ra, rb in zip(a, b):
-        assert abs(ra["id"] - rb["id"]) <= 0.05 * ra["id"], report
-        assert abs(ra["loss"] - rb["loss"]) <= 0.20 * ra["loss"], report
+        tol = 0.0005 if ra["epoch"] == 1 else 0.005
+        for term in ("id", "metric", "loss"):
+            assert abs(ra[term] - rb[term]) <= tol * ra[term], (term, report)
     fa = json.loads((tmp_path / "single" / "final_metrics.json").read_text())
     fb = json.loads((tmp_path / "ddp" / "final_metrics.json").read_text())
     report.append(f"final R1 {fa['R1']:.2f} vs {fb['R1']:.2f}, mAP {fa['mAP']:.2f} vs {fb['mAP']:.2f}")
     print("\n".join(report))
-    assert abs(fa["R1"] - fb["R1"]) <= 20 and abs(fa["mAP"] - fb["mAP"]) <= 20, report
+    assert abs(fa["R1"] - fb["R1"]) <= 100 / 33 + 1e-3 and abs(fa["mAP"] - fb["mAP"]) <= 1.0, report

@@ -107,3 +107,38 @@ def test_bad_modalities() -> None:
     with pytest.raises(ValueError, match="built for 32 channels"):
         module(torch.randn(3, 16, 8, 4), torch.tensor([0, 1, 0]))
     assert wrim.VISIBLE == 0 and wrim.INFRARED == 1
+
+
+def test_cumulative_momentum_matches_batchnorm() -> None:
+    """``momentum=None`` (cumulative average, computed without ``.item()``) updates like each copy's BatchNorm."""
+    module = _module()
+    for norm in (module.visible.norm, module.infrared.norm):
+        norm.momentum = None
+    alone = copy.deepcopy(module)
+    for step in range(3):
+        x = torch.randn(6, 32, 10, 6)
+        modalities = torch.tensor([0, 1, 0, 0, 1, 0] if step != 1 else [0] * 6)  # step 1: no infrared sample
+        module(x, modalities)
+        for modality in (VISIBLE, INFRARED):
+            picked = modalities == modality
+            if picked.any():
+                alone.branch(modality)(x[picked])
+    for modality in (VISIBLE, INFRARED):
+        for name in ("running_mean", "running_var", "num_batches_tracked"):
+            torch.testing.assert_close(
+                getattr(module.branch(modality).norm, name), getattr(alone.branch(modality).norm, name)
+            )
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_moments_of_a_low_precision_map_accumulate_in_float32(dtype: torch.dtype) -> None:
+    from wrim.layers.modality_miim import _per_modality_moments
+
+    y = torch.randn(6, 32, 10, 6) * 3 + 5
+    modalities = torch.tensor([0, 1, 1, 0, 1, 0])
+    mean, var, counts = _per_modality_moments(y.to(dtype), modalities)
+    ref_mean, ref_var, ref_counts = _per_modality_moments(y.to(dtype).float(), modalities)
+    assert mean.dtype == var.dtype == torch.float32
+    torch.testing.assert_close(counts, ref_counts)
+    torch.testing.assert_close(mean, ref_mean, rtol=1e-5, atol=1e-5)  # exact sums of the same low-precision values
+    torch.testing.assert_close(var, ref_var, rtol=2e-2, atol=1e-2)  # the centred map is in the input dtype

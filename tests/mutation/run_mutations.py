@@ -151,8 +151,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "infrared_from_visible_pool",
         "IdentityModalitySampler: the infrared half of a batch drawn from the visible pool",
         "wrim/data/sampler.py",
-        "ir = [self._draw(rng, self.index_by_id[int(pid)][1]) for pid in mine]",
-        "ir = [self._draw(rng, self.index_by_id[int(pid)][0]) for pid in mine]",
+        "ir = [self._draw(rng, self.index_by_id[int(pid)][1]) for pid in ids]",
+        "ir = [self._draw(rng, self.index_by_id[int(pid)][0]) for pid in ids]",
         ("tests/data/test_sampler.py",),
     ),
 )

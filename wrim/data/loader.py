@@ -56,7 +56,9 @@ class UnreadableImageError(ValueError):
 class ImageDataset(Dataset):
     """Map-style dataset over [`ImageRecord`][wrim.data.ImageRecord] s.
 
-    ``dataset[i] -> (image (3, H, W) float32, pid, camid, modality)``.
+    ``dataset[i] -> (image (3, H, W) float32, pid, camid, modality)``. ``dataset[(i, seed)]`` runs the transform
+    with torch's RNG seeded by ``seed`` (the caller's RNG state is restored), so a sample's augmentation does not
+    depend on the process, worker or position that loads it.
 
     Args:
         records: the images.
@@ -80,10 +82,19 @@ class ImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int, int]:
+    def __getitem__(self, index: int | tuple[int, int]) -> tuple[torch.Tensor, int, int, int]:
+        seed = None
+        if isinstance(index, tuple):  # (index, seed) from IdentityModalitySampler(with_seeds=True)
+            index, seed = index
         rec = self.records[index]
         img = self._read(index)  # (3, H, W) uint8
-        img = self.transform(img, rec.modality) if self.transform is not None else img.float() / 255
+        if self.transform is None:
+            return img.float() / 255, rec.pid, rec.camid, rec.modality
+        if seed is None:
+            return self.transform(img, rec.modality), rec.pid, rec.camid, rec.modality
+        with torch.random.fork_rng(devices=[]):  # the sample's augmentation depends on its seed only
+            torch.manual_seed(seed)
+            img = self.transform(img, rec.modality)
         return img, rec.pid, rec.camid, rec.modality
 
     def _read(self, index: int) -> torch.Tensor:
@@ -120,8 +131,9 @@ def build_train_loader(
     """Train loader over ``dataset.train`` with [`IdentityModalitySampler`][wrim.data.IdentityModalitySampler] batches.
 
     Every batch holds ``B = num_ids * 2 * num_instances`` images (visible block, then infrared block); call
-    ``loader.batch_sampler.set_epoch(epoch)`` before each epoch. Augmentation randomness is seeded from ``seed``
-    and the rank, so a run is reproducible for a fixed ``num_workers``.
+    ``loader.batch_sampler.set_epoch(epoch)`` before each epoch. Every sample's augmentation is seeded by the
+    sampler from ``(seed, epoch, step, its place in the global batch)``, so the batches do not depend on
+    ``num_workers`` or on how the global batch is split over ranks.
 
     Args:
         dataset: a reader (``SYSUMM01``, ``RegDB``, ``LLCM``, ``SyntheticVIReID``).
@@ -147,6 +159,7 @@ def build_train_loader(
         seed=seed,
         rank=rank,
         world_size=world_size,
+        with_seeds=True,
     )
     transform = TrainTransform(
         img_size,

@@ -38,7 +38,13 @@ class IdentityModalitySampler(torch.utils.data.Sampler[list[int]]):
     ``num_ids * world_size`` distinct identities from the order shared by all ranks, and rank ``r`` takes the
     ``r``-th block of ``num_ids``: ranks see disjoint identities at each step and the same number of batches.
 
-    The batches are a deterministic function of ``(seed, epoch, rank)``; call
+    The global batch is a deterministic function of ``(seed, epoch)`` alone: the identities of a step, the images
+    drawn for each identity and (``with_seeds``) every sample's augmentation seed come from one generator per
+    ``(seed, epoch, step)`` that draws for all ``num_ids * world_size`` identities, and rank ``r`` keeps its block.
+    So N ranks x ``num_ids`` identities yield exactly the samples of one process with ``N * num_ids`` identities
+    (each rank's batch is the visible and infrared block of its identities; one process holds all visible blocks
+    first). When N does not divide the single-process ``num_ids``, no split reproduces it: choose ``num_ids`` per
+    rank so that ``N * num_ids`` is the global batch you want (docs/training.md). Call
     [`set_epoch()`][wrim.data.IdentityModalitySampler.set_epoch] before each epoch to get a new permutation (as with
     ``DistributedSampler``).
 
@@ -50,6 +56,8 @@ class IdentityModalitySampler(torch.utils.data.Sampler[list[int]]):
         seed: base seed.
         rank: this process's rank; default ``torch.distributed.get_rank()`` when initialised, else 0.
         world_size: number of processes; default ``torch.distributed.get_world_size()`` when initialised, else 1.
+        with_seeds: yield ``(index, seed)`` pairs instead of indices; `wrim.data.ImageDataset` then seeds each
+            sample's augmentation with its seed (the train loader does this).
     """
 
     def __init__(
@@ -61,6 +69,7 @@ class IdentityModalitySampler(torch.utils.data.Sampler[list[int]]):
         seed: int = 0,
         rank: int | None = None,
         world_size: int | None = None,
+        with_seeds: bool = False,
     ) -> None:
         labels_arr = _as_int_list(labels, "labels")
         mods = _as_int_list(modalities, "modalities")
@@ -76,6 +85,7 @@ class IdentityModalitySampler(torch.utils.data.Sampler[list[int]]):
         if not 0 <= self.rank < self.world_size:
             raise ValueError(f"rank must be in [0, world_size={self.world_size}), got {self.rank}")
         self.num_ids, self.num_instances, self.seed, self.epoch = int(num_ids), int(num_instances), int(seed), 0
+        self.with_seeds = bool(with_seeds)
 
         self.index_by_id: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         for pid in np.unique(labels_arr):
@@ -122,11 +132,24 @@ class IdentityModalitySampler(torch.utils.data.Sampler[list[int]]):
     def _draw(self, rng: np.random.Generator, pool: np.ndarray) -> np.ndarray:
         return rng.choice(pool, self.num_instances, replace=pool.size < self.num_instances)
 
-    def __iter__(self) -> Iterator[list[int]]:
-        rng = np.random.default_rng([self.seed, self.epoch, self.rank + 1])
+    def _step_draw(self, step: int, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Images and augmentation seeds of one step's global identities, independent of the rank split.
+
+        Returns (2, len(ids), num_instances) dataset indices and seeds, indexed [modality, identity slot, instance].
+        """
+        rng = np.random.default_rng([self.seed, self.epoch, step + 1])
+        vis = [self._draw(rng, self.index_by_id[int(pid)][0]) for pid in ids]
+        ir = [self._draw(rng, self.index_by_id[int(pid)][1]) for pid in ids]
+        indices = np.stack([np.stack(vis), np.stack(ir)])  # (2, P, K)
+        seeds = rng.integers(0, 2**31 - 1, size=indices.shape)  # (2, P, K)
+        return indices, seeds
+
+    def __iter__(self) -> Iterator[list[int]] | Iterator[list[tuple[int, int]]]:
         lo = self.rank * self.num_ids
-        for step in self._step_ids():
-            mine = step[lo : lo + self.num_ids]
-            vis = [self._draw(rng, self.index_by_id[int(pid)][0]) for pid in mine]
-            ir = [self._draw(rng, self.index_by_id[int(pid)][1]) for pid in mine]
-            yield np.concatenate(vis + ir).tolist()
+        for step, ids in enumerate(self._step_ids()):
+            indices, seeds = self._step_draw(step, ids)  # (2, num_ids * world_size, K) each
+            mine = indices[:, lo : lo + self.num_ids].reshape(-1).tolist()  # visible block, then infrared block
+            if self.with_seeds:
+                yield list(zip(mine, seeds[:, lo : lo + self.num_ids].reshape(-1).tolist()))
+            else:
+                yield mine

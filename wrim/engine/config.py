@@ -116,7 +116,9 @@ class ModelConfig:
         pretrained: ask timm for ImageNet backbone weights (needs internet).
         pretrained_file: local backbone weights (.safetensors or .pth) instead of a download.
         kwargs: further keyword arguments for ``create_model`` (e.g. ``last_stride``, ``separate_stages``).
-        sync_bn: convert BatchNorm to SyncBatchNorm under DDP (all ranks share batch statistics).
+        sync_bn: under DDP, take every BatchNorm's training statistics over all ranks (torch's SyncBatchNorm on
+            CUDA, ``wrim.distributed.CrossRankBatchNorm`` on the CPU) and ModalityMIIM's per-modality statistics
+            too; ``false`` keeps per-rank statistics. No effect in one process.
         channels_last: keep weights and images in ``torch.channels_last`` memory format.
         compile: wrap the model in ``torch.compile``.
     """
@@ -125,7 +127,7 @@ class ModelConfig:
     pretrained: bool = True
     pretrained_file: str | None = None
     kwargs: dict[str, Any] = field(default_factory=dict)
-    sync_bn: bool = False
+    sync_bn: bool = True
     channels_last: bool = True
     compile: bool = False
 
@@ -188,6 +190,9 @@ class LossConfig:
         p5_keys_from_p4: choose P5's key instances by P4 similarity.
         margin: margin of the batch-hard triplet loss.
         cross_modality: restrict the triplet losses to cross-modality pairs.
+        gather_across_ranks: under DDP, compute the metric loss (CMKIC/AICL or the triplet variants) over the
+            samples of every rank, so that N processes train like one process on the global batch; ``false`` keeps
+            each rank's metric loss local to its shard (the behaviour of 0.1.0). No effect in one process.
     """
 
     id_weight: float = option(1.0, ge=0)
@@ -201,6 +206,7 @@ class LossConfig:
     p5_keys_from_p4: bool = False
     margin: float = option(0.3, ge=0)
     cross_modality: bool = False
+    gather_across_ranks: bool = True
 
 
 @dataclass

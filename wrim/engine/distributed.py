@@ -2,7 +2,9 @@
 
 ``torchrun --nproc_per_node=N -m wrim train ...`` sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and
 ``MASTER_PORT``; `init_distributed()` reads them and starts the process group with NCCL on CUDA and gloo on
-the CPU. Without them (a plain ``wrim train``) it returns a single-process `DistInfo` and starts nothing.
+the CPU. Without them (a plain ``wrim train``) it returns a single-process `DistInfo` and starts nothing. The
+collectives that make N processes train like one (gathered metric losses, cross-rank BatchNorm, sharded evaluation)
+are in `wrim.distributed`.
 """
 
 from __future__ import annotations

@@ -43,6 +43,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
+from wrim.distributed import convert_sync_batchnorm
 from wrim.engine.checkpoint import (
     atomic_write,
     capture_rng_state,
@@ -143,6 +144,7 @@ def build_loss(config: LossConfig) -> nn.Module:
         id_weight=config.id_weight,
         metric_weight=config.metric_weight,
         label_smoothing=config.label_smoothing,
+        gather_across_ranks=config.gather_across_ranks,
     )
 
 
@@ -343,8 +345,7 @@ class Trainer:
             skip_bad_images=cfg.data.skip_bad_images,
         )
         # the same dataset and sampler, with workers started afresh every epoch from a generator seeded by
-        # (seed, epoch, rank) in _batches: a resumed epoch then draws exactly the augmentations of an uninterrupted
-        # run (persistent workers would carry their RNG streams across epochs)
+        # (seed, epoch, rank) in _batches (the augmentations themselves are seeded per sample by the sampler)
         self.loader = torch.utils.data.DataLoader(
             base_loader.dataset,
             batch_sampler=base_loader.batch_sampler,
@@ -365,10 +366,8 @@ class Trainer:
                 img_size=tuple(cfg.data.img_size),
                 **kwargs,
             )
-        if self.dist.distributed and cfg.model.sync_bn:
-            if self.device.type == "cpu":
-                raise ValueError("model.sync_bn=true needs CUDA: torch's SyncBatchNorm does not run on the CPU")
-            net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
+        if self.dist.distributed and cfg.model.sync_bn:  # global batch statistics (CUDA and CPU)
+            net = convert_sync_batchnorm(net, self.device)
         memory_format = torch.channels_last if cfg.model.channels_last else torch.preserve_format
         self.net = net.to(self.device, memory_format=memory_format)
         model: nn.Module = self.net
@@ -511,8 +510,9 @@ class Trainer:
         return total, dict(self.loss_fn.terms)
 
     def _batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, ...]]:
-        # the sampler's permutation and the workers' augmentation seeds depend only on (seed, epoch, rank), so an
-        # epoch run after a resume draws exactly the batches and augmentations of an uninterrupted run
+        # the sampler's batches and per-sample augmentation seeds depend only on (seed, epoch, step), so an epoch run
+        # after a resume draws exactly the batches and augmentations of an uninterrupted run; the workers' own RNG
+        # (seeded by (seed, epoch, rank)) is not used by the train transform
         self.loader.batch_sampler.set_epoch(epoch)
         self.loader.generator = torch.Generator().manual_seed(
             (self.config.seed * 1_000_003 + epoch) * 1009 + self.dist.rank
@@ -546,7 +546,11 @@ class Trainer:
             with self._autocast():
                 out = self.model(images, modalities)
             total, terms = self.compute_losses(out, pids, modalities)
-            values = dict(zip(terms, torch.stack([t.detach().float() for t in terms.values()]).tolist()))
+            stacked = torch.stack([t.detach().float() for t in terms.values()])  # (T,)
+            if self.dist.distributed:  # logged terms are means over the global batch (equal shards)
+                dist.all_reduce(stacked)
+                stacked = stacked / self.dist.world_size
+            values = dict(zip(terms, stacked.tolist()))
             bad = [k for k, v in values.items() if k not in ("id", "metric", "loss") and not math.isfinite(v)]
             if bad or not math.isfinite(values["loss"]):
                 self._raise_non_finite(epoch, step, bad or ["loss"], values)
@@ -595,10 +599,13 @@ class Trainer:
     # ------------------------------------------------------------------ evaluation and checkpoints
 
     def evaluate(self, trials: tuple[int, ...] | list[int] | None) -> dict[str, float]:
-        """Evaluates the current weights on the dataset's protocol (rank 0 only); returns R1..mINP in %.
+        """Evaluates the current weights on the dataset's protocol; returns R1..mINP in % (rank 0; others ``{}``).
 
         Every image of the requested trials is embedded once (``wrim.evaluation.extract_features``), then
-        ``wrim.evaluation.evaluate_protocol`` scores and averages the trials from those embeddings.
+        ``wrim.evaluation.evaluate_protocol`` scores and averages the trials from those embeddings. Under DDP this
+        is collective: every rank embeds its contiguous block of the images with rank 0's weights and buffers
+        (broadcast first), the blocks are gathered in order, and rank 0 computes the metrics, so the features equal
+        the single-process ones and extraction time falls as 1/N.
 
         Args:
             trials: gallery trials to average; ``None`` = the dataset's default trials.
@@ -611,6 +618,9 @@ class Trainer:
         records = {r.path: r for split in splits for r in (*split.query, *split.gallery)}
         eval_model = _EvalModel(self.net, self.device, self.amp_dtype, cfg.model.channels_last)
         with torch.no_grad():
+            if self.dist.distributed:  # every rank embeds with rank 0's model (per-rank BN buffers may differ)
+                for tensor in self.net.state_dict().values():
+                    dist.broadcast(tensor, src=0)
             feats = extract_features(
                 eval_model,
                 list(records.values()),
@@ -619,8 +629,11 @@ class Trainer:
                 device=self.device,
                 flip=cfg.eval.flip,
                 num_workers=cfg.data.num_workers,
+                shard=True,
             )  # (N, D)
         self.net.train()
+        if not self.dist.is_main:
+            return {}
         features = dict(zip(records, feats.cpu()))
         result = evaluate_protocol(features, self.dataset, trials=trial_ids, **cfg.eval.protocol)
         self._last_eval = (splits[0], features)
@@ -725,9 +738,7 @@ class Trainer:
                 epochs.set_postfix(loss=f"{record['loss']:.3f}", R1=f"{record.get('R1', float('nan')):.1f}")
         epochs.close()
 
-        metrics: dict[str, float] = {}
-        if self.dist.is_main:
-            metrics = self._final_evaluation()
+        metrics = self._final_evaluation()  # collective; {} on ranks other than 0
         barrier(self.dist)
         return TrainResult(self.run_dir, metrics, self.best_epoch, self.best_r1)
 
@@ -735,7 +746,7 @@ class Trainer:
         """Evaluates (when due), publishes ``best``, logs the epoch and prunes old sets; ``last`` is already safe."""
         cfg = self.config
         do_eval = epoch_done == cfg.epochs or (cfg.eval.every > 0 and epoch_done % cfg.eval.every == 0)
-        if do_eval and self.dist.is_main:
+        if do_eval:  # collective: every rank embeds a shard of the test images
             rng = capture_rng_state()  # evaluation must not move the training RNG streams (exact resumes)
             try:
                 record.update(self.evaluate(cfg.eval.trials))
@@ -746,9 +757,9 @@ class Trainer:
                     "this evaluation"
                 ) from err
             restore_rng_state(rng)
-            if record["R1"] > self.best_r1:
-                self.best_r1, self.best_epoch = record["R1"], epoch_done
-                publish_checkpoint(self.run_dir, "best", self._published_set(), epoch=epoch_done, R1=record["R1"])
+        if do_eval and self.dist.is_main and record["R1"] > self.best_r1:
+            self.best_r1, self.best_epoch = record["R1"], epoch_done
+            publish_checkpoint(self.run_dir, "best", self._published_set(), epoch=epoch_done, R1=record["R1"])
         barrier(self.dist)
         if self.dist.distributed:  # every rank keeps the same best-R1 bookkeeping
             holder = [self.best_r1, self.best_epoch]
@@ -782,7 +793,10 @@ class Trainer:
                 raise NonFiniteLossError(msg)
 
     def _final_evaluation(self) -> dict[str, float]:
+        """Rank 0 loads the best (else last) weights, every rank evaluates (collective); rank 0 writes the results."""
         cfg = self.config
+        if not self.dist.is_main:
+            return self.evaluate(cfg.eval.final_trials)  # with rank 0's weights, broadcast inside
         tag = "best" if checkpoint_exists(self.run_dir, "best") else "last"
         state = load_checkpoint(self.run_dir, tag, self.net)
         metrics = self.evaluate(cfg.eval.final_trials)

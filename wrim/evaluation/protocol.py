@@ -94,6 +94,7 @@ def extract_features(
     device: torch.device | str | None = None,
     flip: bool = False,
     num_workers: int = 2,
+    shard: bool = False,
 ) -> torch.Tensor:
     """Embed images with a model in eval mode (its training flag is restored afterwards).
 
@@ -107,11 +108,22 @@ def extract_features(
             ([`wrim.evaluation.flip.flip_average()`][wrim.evaluation.flip_average]); a model with ``.embed(images,
             modalities, flip=True)`` (``WRIMNet``) does it itself. DEEN's unnormalised sum: docs/evaluation.md.
         num_workers: DataLoader workers.
+        shard: under an active process group, embed only this rank's contiguous block of ``records``
+            (`wrim.distributed.shard_range`) and gather every rank's block in order, so extraction time falls as
+            1/N and every rank returns all N embeddings (each rank must call; the model must be the same on every
+            rank). A no-op in one process or with fewer records than ranks.
 
     Returns:
         (N, D) float32 embeddings on ``device``, in the order of ``records``.
     """
     from wrim.data import build_test_loader
+    from wrim.distributed import gather_shards, is_distributed, shard_range
+
+    if shard and is_distributed() and len(records) >= torch.distributed.get_world_size():  # no empty block
+        block = shard_range(len(records))
+        mine = list(records)[block.start : block.stop]
+        mine = extract_features(model, mine, img_size, batch_size, device, flip, num_workers)  # (n_r, D)
+        return gather_shards(mine, len(records))  # (n_r, D) -> (N, D) in the order of records
 
     device = _model_device(model) if device is None else torch.device(device)
     was_training = getattr(model, "training", None)

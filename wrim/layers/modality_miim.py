@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from wrim._checks import check_modalities
+from wrim.distributed import all_reduce_with_grad
 from wrim.layers._tracing import checks_enabled
 from wrim.layers.miim import MIIM, combine_output, reweight
 from wrim.modality import INFRARED, VISIBLE
@@ -45,6 +46,7 @@ class ModalityMIIM(nn.Module):
         self.infrared = MIIM(channels, **kwargs)
         self.channels = channels
         self.stride = self.visible.stride
+        self.sync_stats = False  # per-modality statistics over all ranks (wrim.distributed.convert_sync_batchnorm)
 
     def branch(self, modality: int) -> MIIM:
         """The MIIM copy of one modality (``wrim.VISIBLE`` or ``wrim.INFRARED``)."""
@@ -94,9 +96,9 @@ class ModalityMIIM(nn.Module):
         norms = (self.visible.norm, self.infrared.norm)
         y32 = y.to(torch.promote_types(y.dtype, torch.float32))  # statistics in at least float32
         if self.training or norms[0].running_mean is None:
-            mean, var = _per_modality_moments(y32, modalities)  # (2, C) each
+            mean, var, counts = _per_modality_moments(y32, modalities, self.sync_stats and self.training)  # (2, C)
             if self.training and norms[0].track_running_stats:
-                _update_running_stats(norms, mean, var, modalities, y.shape[2] * y.shape[3])
+                _update_running_stats(norms, mean, var, counts)
         else:
             mean = torch.stack([norm.running_mean for norm in norms])  # (2, C)
             var = torch.stack([norm.running_var for norm in norms])
@@ -104,30 +106,60 @@ class ModalityMIIM(nn.Module):
         return centered * torch.rsqrt(var[modalities] + norms[0].eps)[:, :, None, None]
 
 
-def _per_modality_moments(y: torch.Tensor, modalities: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-modality channel mean and biased variance over (samples, H, W). (B, C, H, W), (B,) -> (2, C), (2, C).
+def _per_modality_moments(
+    y: torch.Tensor, modalities: torch.Tensor, sync: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    r"""Per-modality channel mean, biased variance and element count over (samples, H, W).
 
-    A modality absent from the batch gets mean 0 and variance 0; no sample reads them.
+    (B, C, H, W) any float dtype, (B,) -> (2, C), (2, C), (2,), in float32 (float64 for float64 ``y``).
+
+    [D] Two passes over per-modality sums, each all-reduced over ranks with gradient when ``sync`` and a process
+    group is active (`wrim.distributed.all_reduce_with_grad`), so a rank whose shard holds one modality still
+    normalises with the global per-modality moments:
+
+    $$
+    n_m = \sum_r \sum_{b \in r, m_b = m} HW,\quad \mu_m = \frac{1}{n_m} \sum_r \sum_{b, h, w} y_{bchw},\quad
+    \sigma^2_m = \frac{1}{n_m} \sum_r \sum_{b, h, w} (y_{bchw} - \mu_{m})^2
+    $$
+
+    The sums accumulate in float32 (``dtype=`` reductions) without a float32 copy of a low-precision map; the
+    centred map of the second pass is in ``y``'s dtype. A modality absent from the (global) batch gets mean 0,
+    variance 0 and count 0; no sample reads them.
     """
-    onehot = torch.nn.functional.one_hot(modalities, 2).to(y.dtype)  # (B, 2)
-    counts = onehot.sum(0).clamp(min=1)[:, None]  # (2, 1)
-    mean = onehot.t() @ y.mean(dim=(2, 3)) / counts  # (2, C)
-    var = onehot.t() @ (y - mean[modalities][:, :, None, None]).square().mean(dim=(2, 3)) / counts  # (2, C)
-    return mean, var
+    acc = torch.promote_types(y.dtype, torch.float32)
+    onehot = torch.nn.functional.one_hot(modalities, 2).to(acc)  # (B, 2)
+    pixels = y.shape[2] * y.shape[3]
+    sums = onehot.t() @ y.sum(dim=(2, 3), dtype=acc)  # (2, B) @ (B, C) -> (2, C)
+    counts = onehot.sum(0) * pixels  # (2,)
+    if sync:
+        packed = all_reduce_with_grad(torch.cat([sums, counts[:, None]], dim=1))  # (2, C + 1)
+        sums, counts = packed[:, :-1], packed[:, -1]
+    mean = sums / counts.clamp(min=1)[:, None]  # (2, C)
+    centered = y - mean.to(y.dtype)[modalities][:, :, None, None]  # (B, C, H, W), y's dtype
+    squares = onehot.t() @ centered.square().sum(dim=(2, 3), dtype=acc)  # (2, C)
+    if sync:
+        squares = all_reduce_with_grad(squares)
+    var = squares / counts.clamp(min=1)[:, None]  # (2, C)
+    return mean, var, counts
 
 
 @torch.no_grad()
 def _update_running_stats(
-    norms: tuple[nn.Module, nn.Module], mean: torch.Tensor, var: torch.Tensor, modalities: torch.Tensor, pixels: int
+    norms: tuple[nn.Module, nn.Module], mean: torch.Tensor, var: torch.Tensor, counts: torch.Tensor
 ) -> None:
-    """Update each copy's running mean/var as its own BatchNorm would, only where its modality is in the batch."""
-    counts = torch.stack([(modalities == VISIBLE).sum(), (modalities == INFRARED).sum()])  # (2,)
+    """Update each copy's running mean/var as its own BatchNorm would, only where its modality is in the batch.
+
+    ``counts`` (2,) are the per-modality element counts of `_per_modality_moments` (global when synced); no host
+    synchronisation (the cumulative-average momentum stays a tensor).
+    """
     for index, norm in enumerate(norms):
         present = counts[index] > 0
-        elements = (counts[index] * pixels).to(var.dtype)
+        elements = counts[index].to(var.dtype)
         unbiased = var[index] * elements / (elements - 1).clamp(min=1)
         norm.num_batches_tracked.add_(present.long())
-        momentum = norm.momentum if norm.momentum is not None else 1.0 / norm.num_batches_tracked.clamp(min=1).item()
+        momentum = norm.momentum
+        if momentum is None:  # cumulative average
+            momentum = (1.0 / norm.num_batches_tracked.clamp(min=1)).to(norm.running_mean.dtype)
         new_mean = torch.lerp(norm.running_mean, mean[index].to(norm.running_mean.dtype), momentum)
         new_var = torch.lerp(norm.running_var, unbiased.to(norm.running_var.dtype), momentum)
         norm.running_mean.copy_(torch.where(present, new_mean, norm.running_mean))

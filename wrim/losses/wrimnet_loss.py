@@ -7,7 +7,11 @@ $$
 $$
 
 with the metric loss an `AICLLoss` (CMKIC on P5 + λ4 CMKIC on P4 by default; ``AICLLoss(loss=TripletLoss())``
-for the triplet ablation) or none. Shape legend: ``B`` batch, ``C`` identities, ``D`` projection size.
+for the triplet ablation) or none. [D] Under DDP the metric loss sees the global batch: the projections, labels and
+modalities of every rank are gathered in rank order with gradient (`wrim.distributed.all_gather_with_grad`; no
+loss scaling is needed, the derivation is in `wrim.distributed`), so key instances and negatives come from all
+ranks; the ID loss is a per-rank mean (the global mean after DDP's gradient average, for equal shards).
+Shape legend: ``B`` batch, ``C`` identities, ``D`` projection size.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import torch
 from torch import nn
 
 from wrim._checks import check_nonnegative
+from wrim.distributed import all_gather_with_grad
 
 __all__ = ["WRIMNetLoss"]
 
@@ -32,6 +37,10 @@ class WRIMNetLoss(nn.Module):
     After each call ``terms`` holds every named value, detached, for logging: ``id_<head>`` per head, the metric
     loss's own ``terms`` (e.g. ``cmkic_p5``, ``cmkic_p4``), ``id``, ``metric`` and ``loss``.
 
+    With ``gather_across_ranks`` (default) and an active process group, the metric loss is computed on every rank's
+    samples (the value equals the single-process loss on the concatenated batch); without a process group it is a
+    no-op.
+
     Examples:
         >>> loss_fn = WRIMNetLoss(AICLLoss(loss=CMKICLoss(k=2)), id_weight=1.0, metric_weight=1.0)
         >>> loss = loss_fn(model(images, modalities), labels, modalities=modalities)  # WRIMNetOutput -> ()
@@ -43,6 +52,7 @@ class WRIMNetLoss(nn.Module):
         id_weight: float = 1.0,
         metric_weight: float = 1.0,
         label_smoothing: float = 0.1,
+        gather_across_ranks: bool = True,
     ) -> None:
         """
         Args:
@@ -51,11 +61,14 @@ class WRIMNetLoss(nn.Module):
             id_weight: w_id; [D] default 1.0.
             metric_weight: w_m; [D] default 1.0.
             label_smoothing: ε of the cross-entropy; [D] default 0.1.
+            gather_across_ranks: under DDP, compute the metric loss over all ranks' samples (gradient flows back to
+                each sample's rank); False keeps each rank's metric loss local to its shard. [D] default True.
         """
         super().__init__()
         self.metric_loss = metric_loss
         self.id_weight = check_nonnegative(id_weight, "id_weight")
         self.metric_weight = check_nonnegative(metric_weight, "metric_weight")
+        self.gather_across_ranks = bool(gather_across_ranks)
         self.id_loss = nn.CrossEntropyLoss(label_smoothing=check_nonnegative(label_smoothing, "label_smoothing"))
         self.terms: dict[str, torch.Tensor] = {}
 
@@ -77,8 +90,12 @@ class WRIMNetLoss(nn.Module):
         if self.metric_loss is None:
             metric = id_total.new_zeros(())
         else:
+            p5, p4 = output.p5_projection.float(), output.p4_projection.float()  # (B, D5), (B, D4)
+            if self.gather_across_ranks:  # (B, .) -> (N * B, .) in rank order; identity in a single process
+                p5, p4, labels = all_gather_with_grad(p5), all_gather_with_grad(p4), all_gather_with_grad(labels)
+                modalities = None if modalities is None else all_gather_with_grad(modalities)
             kwargs = {} if modalities is None else {"modalities": modalities}
-            metric = self.metric_loss(output.p5_projection.float(), output.p4_projection.float(), labels, **kwargs)
+            metric = self.metric_loss(p5, p4, labels, **kwargs)
             parts = dict(getattr(self.metric_loss, "terms", {}))
         total = self.id_weight * id_total + self.metric_weight * metric
         self.terms = {
@@ -91,4 +108,7 @@ class WRIMNetLoss(nn.Module):
         return total
 
     def extra_repr(self) -> str:
-        return f"id_weight={self.id_weight}, metric_weight={self.metric_weight}"
+        return (
+            f"id_weight={self.id_weight}, metric_weight={self.metric_weight}, "
+            f"gather_across_ranks={self.gather_across_ranks}"
+        )
