@@ -7,12 +7,20 @@ docs/paper.md#separate-and-shared-miims ([P][N]): the shallow MIIMs are modality
 infrared copy with separate weights.
 [D] routing is by a per-sample ``modalities`` tensor, so any batch order and single-modality batches work.
 
-Routing keeps every shape static (no ``nonzero``, no per-modality sub-batches, so ``torch.compile`` sees one graph):
+Routing keeps every shape static (no ``nonzero``, no data-dependent sub-batches, so ``torch.compile`` sees one
+graph). The low-resolution gate ``G_b = G^{m_b}(X_b)`` (SCC → GRI → SCR) has no batch coupling, so two exact
+formulations exist ([D]):
 
-- the low-resolution gate of each copy is computed for the whole batch and selected per sample,
-  ``G_b = G^{m_b}_b`` (the gate has no batch coupling, so this equals running each copy on its own samples);
-- the full-resolution tail ``X + BN^{m}(X ⊙ Up(G))`` runs once, with batch-norm statistics taken per modality
-  (masked per-modality moments), which equals each copy's BatchNorm on its own samples, running statistics included.
+- ``num_visible=None`` (any mix, any order): each copy's gate is computed for the whole batch and selected per
+  sample, ``G_b = m_b ? G^{ir}(X)_b : G^{vis}(X)_b``; half of that gate compute is discarded;
+- ``num_visible=n`` (a Python int, a static size): the batch is modality-sorted, rows ``[0, n)`` visible and
+  ``[n, B)`` infrared, and each copy runs once on its own contiguous rows (views, no copy of ``X``),
+  ``G = cat(G^{vis}(X_{:n}), G^{ir}(X_{n:}))``. [`WRIMNet`][wrim.models.WRIMNet] sorts the (3-channel) images
+  at its input and un-sorts its outputs, so its callers keep any order.
+
+The full-resolution tail ``X + BN^{m}(X ⊙ Up(G))`` runs once for the whole batch either way, with batch-norm
+statistics taken per modality (masked per-modality moments), which equals each copy's BatchNorm on its own
+samples, running statistics included.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from wrim._checks import check_modalities
+from wrim._checks import check_modalities, check_modality_split
 from wrim.layers._tracing import checks_enabled
 from wrim.layers.miim import MIIM, combine_output, reweight
 from wrim.modality import INFRARED, VISIBLE
@@ -64,12 +72,15 @@ class ModalityMIIM(nn.Module):
         self.visible.fused_attn = enable
         self.infrared.fused_attn = enable
 
-    def forward(self, x: torch.Tensor, modalities: torch.Tensor) -> torch.Tensor:
-        """Route each sample through its modality's MIIM.
+    def forward(self, x: torch.Tensor, modalities: torch.Tensor, num_visible: int | None = None) -> torch.Tensor:
+        """Route each sample through its modality's MIIM: ``X + γ^{m} ⊙ BN^{m}(X ⊙ Up(G^{m}(X)))``.
 
         Args:
             x: feature map, (B, C, H, W).
             modalities: (B,) ids, 0 = visible, 1 = infrared.
+            num_visible: None for any batch; or the number ``n`` of visible samples of a modality-sorted batch
+                (rows ``[0, n)`` visible, ``[n, B)`` infrared; checked), so that each copy's gate runs only on its
+                own rows. A Python int: ``torch.compile`` specialises on it.
 
         Returns:
             (B, C, H, W).
@@ -77,8 +88,10 @@ class ModalityMIIM(nn.Module):
         if checks_enabled():
             self.visible.check_input(x)
             modalities = check_modalities(modalities, x.shape[0]).to(x.device)
+            if num_visible is not None:
+                check_modality_split(modalities, num_visible)
         is_infrared = (modalities == INFRARED).view(-1, 1, 1, 1)  # (B, 1, 1, 1)
-        gate = torch.where(is_infrared, self.infrared.gate(x), self.visible.gate(x))  # (B, C, h, w)
+        gate = self._gate(x, is_infrared, num_visible)  # (B, C, h, w)
         reweighted = reweight(x, gate, self.stride)  # (B, C, H, W)
         if isinstance(self.visible.norm, nn.Identity):
             branch = reweighted
@@ -88,6 +101,17 @@ class ModalityMIIM(nn.Module):
             gamma = torch.where(is_infrared.view(-1, 1), self.infrared.gamma, self.visible.gamma)  # (B, C)
             branch = branch * gamma[:, :, None, None]
         return combine_output(x, branch, self.visible.combine)
+
+    def _gate(self, x: torch.Tensor, is_infrared: torch.Tensor, num_visible: int | None) -> torch.Tensor:
+        """Each sample's gate from its own copy. (B, C, H, W), (B, 1, 1, 1) -> (B, C, h, w)."""
+        if num_visible is None:  # any order: both gates for the whole batch, one kept per sample
+            return torch.where(is_infrared, self.infrared.gate(x), self.visible.gate(x))
+        parts = []
+        if num_visible > 0:
+            parts.append(self.visible.gate(x[:num_visible]))  # (n, C, h, w)
+        if num_visible < x.shape[0]:
+            parts.append(self.infrared.gate(x[num_visible:]))  # (B - n, C, h, w)
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def _modality_batch_norm(self, y: torch.Tensor, modalities: torch.Tensor) -> torch.Tensor:
         """Non-affine BatchNorm with per-modality statistics and running buffers. (B, C, H, W) -> (B, C, H, W)."""
