@@ -118,7 +118,8 @@ class ModelConfig:
         kwargs: further keyword arguments for ``create_model`` (e.g. ``last_stride``, ``separate_stages``).
         sync_bn: convert BatchNorm to SyncBatchNorm under DDP (all ranks share batch statistics).
         channels_last: keep weights and images in ``torch.channels_last`` memory format.
-        compile: wrap the model in ``torch.compile``.
+        compile: compile the whole training step (forward, losses, backward: ``Trainer.train_step``) with
+            ``torch.compile``, one graph.
     """
 
     name: str = option("wrimnet_resnet50", nonempty=True)

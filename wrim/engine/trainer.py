@@ -316,6 +316,7 @@ class Trainer:
             self._check_resumable()
         self.amp_dtype = self._amp_dtype()
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        self._loss_scaling = self.scaler.is_enabled()
 
         seed_everything(cfg.seed)
         from wrim.data import build_train_loader, check_counts
@@ -526,9 +527,10 @@ class Trainer:
     ) -> dict[str, torch.Tensor]:
         """Forward, losses and backward of one batch: what ``model.compile: true`` compiles as one graph.
 
-        The gradients are accumulated into the parameters' ``.grad`` (scaled by the GradScaler under fp16); the
-        optimiser step, gradient clipping and the scheduler stay outside (optimizer-independent graph). Nothing here
-        reads a tensor value on the host.
+        The gradients are accumulated into the parameters' ``.grad`` (scaled by the GradScaler under fp16, whose
+        ``scale()`` dynamo does not trace: a graph break there, none under bf16 or fp32); the optimiser step,
+        gradient clipping and the scheduler stay outside (the graph does not depend on the optimiser). Nothing
+        here reads a tensor value on the host.
 
         Args:
             images: (B, 3, H, W) on the device, in the training memory format.
@@ -538,14 +540,14 @@ class Trainer:
                 copy then runs on its own samples only); None for models without that argument.
 
         Returns:
-            Every named loss term (``id_<head>``, the metric's parts, ``id``, ``metric``, ``loss``), detached float32
-            scalars still on the device.
+            The loss terms by name (as ``compute_losses``), detached float32 scalars still on the device.
         """
         kwargs = {"num_visible": num_visible} if num_visible is not None and self._takes_num_visible else {}
         with self._autocast():
             out = self.model(images, modalities, **kwargs)
         total, terms = self.compute_losses(out, pids, modalities)
-        self.scaler.scale(total).backward()
+        # fp16's loss scaling: dynamo does not trace GradScaler (one graph break); bf16 / fp32 need none
+        (self.scaler.scale(total) if self._loss_scaling else total).backward()
         return {name: value.detach().float() for name, value in terms.items()}
 
     def _compiled_backward(self) -> contextlib.AbstractContextManager:

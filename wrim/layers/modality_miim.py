@@ -106,26 +106,32 @@ class ModalityMIIM(nn.Module):
         """Each sample's gate from its own copy. (B, C, H, W), (B, 1, 1, 1) -> (B, C, h, w)."""
         if num_visible is None:  # any order: both gates for the whole batch, one kept per sample
             return torch.where(is_infrared, self.infrared.gate(x), self.visible.gate(x))
-        parts = []
-        if num_visible > 0:
-            parts.append(self.visible.gate(x[:num_visible]))  # (n, C, h, w)
-        if num_visible < x.shape[0]:
-            parts.append(self.infrared.gate(x[num_visible:]))  # (B - n, C, h, w)
-        return parts[0] if len(parts) == 1 else torch.cat(parts)
+        batch = x.shape[0]
+        if num_visible in (0, batch):  # one modality: its copy on the whole batch
+            return self.branch(INFRARED if num_visible == 0 else VISIBLE).gate(x)
+        x_visible, x_infrared = x.split([num_visible, batch - num_visible])  # views; backward: one cat
+        return torch.cat([self.visible.gate(x_visible), self.infrared.gate(x_infrared)])  # (B, C, h, w)
 
     def _modality_batch_norm(self, y: torch.Tensor, modalities: torch.Tensor) -> torch.Tensor:
-        """Non-affine BatchNorm with per-modality statistics and running buffers. (B, C, H, W) -> (B, C, H, W)."""
+        """Non-affine BatchNorm with per-modality statistics and running buffers. (B, C, H, W) -> (B, C, H, W).
+
+        ``BN^{m}(y) = (y - μ_m) / sqrt(σ²_m + ε) = y ⊙ s_m + t_m`` with ``s_m = 1 / sqrt(σ²_m + ε)`` and
+        ``t_m = -μ_m s_m`` (statistics in at least float32): one pass over the map (``addcmul``), in ``y``'s memory
+        format (the folding of PyTorch's own batch_norm kernel), with a float32 result for a bf16 / fp16 ``y`` (no
+        float32 copy of ``y`` in eval mode).
+        """
         norms = (self.visible.norm, self.infrared.norm)
-        y32 = y.to(torch.promote_types(y.dtype, torch.float32))  # statistics in at least float32
         if self.training or norms[0].running_mean is None:
+            y32 = y.to(torch.promote_types(y.dtype, torch.float32))  # statistics in at least float32
             mean, var = _per_modality_moments(y32, modalities)  # (2, C) each
             if self.training and norms[0].track_running_stats:
                 _update_running_stats(norms, mean, var, modalities, y.shape[2] * y.shape[3])
         else:
             mean = torch.stack([norm.running_mean for norm in norms])  # (2, C)
             var = torch.stack([norm.running_var for norm in norms])
-        centered = y32 - mean[modalities][:, :, None, None]  # (B, C, H, W)
-        return centered * torch.rsqrt(var[modalities] + norms[0].eps)[:, :, None, None]
+        scale = torch.rsqrt(var + norms[0].eps)[modalities]  # (B, C)
+        shift = -mean[modalities] * scale  # (B, C)
+        return torch.addcmul(shift[:, :, None, None], y, scale[:, :, None, None])  # (B, C, H, W)
 
 
 def _per_modality_moments(y: torch.Tensor, modalities: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
