@@ -90,6 +90,8 @@ class ModalityMIIM(nn.Module):
             modalities = check_modalities(modalities, x.shape[0]).to(x.device)
             if num_visible is not None:
                 check_modality_split(modalities, num_visible)
+        if isinstance(num_visible, torch.fx.Proxy):  # fx symbolic tracing: trace the any-order formulation
+            num_visible = None
         is_infrared = (modalities == INFRARED).view(-1, 1, 1, 1)  # (B, 1, 1, 1)
         gate = self._gate(x, is_infrared, num_visible)  # (B, C, h, w)
         reweighted = reweight(x, gate, self.stride)  # (B, C, H, W)

@@ -340,6 +340,8 @@ class WRIMNet(nn.Module):
             In training mode a [`WRIMNetOutput`][wrim.models.WRIMNetOutput]; in eval mode the (B, D)
                 L2-normalised test embedding.
         """
+        if isinstance(num_visible, torch.fx.Proxy):  # fx symbolic tracing: trace the any-order formulation
+            num_visible = None
         if num_visible is None or modalities is None or not self.separate_stages:
             return self.forward_head(self.forward_features(images, modalities), pre_logits=not self.training)
         modalities = modalities.to(images.device)
