@@ -23,6 +23,7 @@ __all__ = [
     "check_k",
     "check_labels",
     "check_modalities",
+    "check_modality_split",
     "check_no_positive",
     "check_nonnegative",
     "check_temperature",
@@ -136,6 +137,33 @@ def check_modalities(modalities: torch.Tensor, batch_size: int, name: str = "mod
     elif bool(bad.any()):  # host memory: no device synchronisation
         raise ValueError(_BAD_ID_MESSAGE.format(name=name, ids=sorted(set(modalities[bad].tolist()))))
     return modalities
+
+
+def check_modality_split(modalities: torch.Tensor, num_visible: int, name: str = "modalities") -> None:
+    """Validate a modality-sorted batch: its first ``num_visible`` ids are ``wrim.VISIBLE``, the rest ``INFRARED``.
+
+    ``num_visible`` is a Python int (a static size for ``torch.compile``); the ids are checked without a host sync
+    as in `check_modalities` (``ValueError`` eagerly on CPU tensors, ``torch._assert_async`` otherwise).
+
+    Raises:
+        TypeError: ``num_visible`` is not an int.
+        ValueError: ``num_visible`` outside ``[0, B]``, or (CPU tensor, eager) ids not in that order.
+    """
+    if isinstance(num_visible, bool) or not isinstance(num_visible, int):
+        raise TypeError(f"num_visible must be an int (the batch's visible count); got {num_visible!r}")
+    batch = modalities.shape[0]
+    if not 0 <= num_visible <= batch:
+        raise ValueError(f"num_visible must be between 0 and the batch size {batch}; got {num_visible}")
+    expected = torch.arange(batch, device=modalities.device) >= num_visible  # (B,) True = infrared
+    wrong = (modalities == INFRARED) != expected  # (B,)
+    message = (
+        f"{name} must hold {num_visible} visible ids (0) followed by {batch - num_visible} infrared ids (1) when "
+        "num_visible is given (WRIMNet.forward sorts the batch itself)"
+    )
+    if torch.compiler.is_compiling() or modalities.device.type != "cpu":
+        torch._assert_async(~wrong.any(), message)
+    elif bool(wrong.any()):  # host memory: no device synchronisation
+        raise ValueError(message)
 
 
 def missing_modalities_message(owner: str, ref: bool = False) -> str:

@@ -142,3 +142,81 @@ def test_moments_of_a_low_precision_map_accumulate_in_float32(dtype: torch.dtype
     torch.testing.assert_close(counts, ref_counts)
     torch.testing.assert_close(mean, ref_mean, rtol=1e-5, atol=1e-5)  # exact sums of the same low-precision values
     torch.testing.assert_close(var, ref_var, rtol=2e-2, atol=1e-2)  # the centred map is in the input dtype
+
+
+MIXES = {
+    "half/half": [0, 1, 1, 0, 1, 0, 0, 1],
+    "3:1": [0, 0, 1, 0, 0, 0, 1, 0],
+    "all visible": [0] * 6,
+    "all infrared": [1] * 6,
+    "B=1 visible": [0],
+    "B=1 infrared": [1],
+}
+
+
+def _reference(module: ModalityMIIM, x: torch.Tensor, modalities: torch.Tensor) -> torch.Tensor:
+    """Each copy as a plain MIIM on its own samples only, gathered back into the batch order ([P][N] routing)."""
+    out = torch.zeros_like(x)
+    for modality in (VISIBLE, INFRARED):
+        rows = [index for index, m in enumerate(modalities.tolist()) if m == modality]
+        if rows:
+            out = out.index_copy(0, torch.tensor(rows), module.branch(modality)(x[rows]))
+    return out
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["any-order", "num_visible"])
+@pytest.mark.parametrize("mix", list(MIXES), ids=list(MIXES))
+def test_both_formulations_equal_each_copy_on_its_own_samples_float64(mix: str, split: bool) -> None:
+    """Values, parameter and input gradients, running statistics: float64, against the reference."""
+    module = _module(init_values=0.5).double()
+    reference = copy.deepcopy(module)
+    modalities = torch.tensor(MIXES[mix])
+    batch = len(modalities)
+    x = torch.randn(batch, 32, 8, 4, dtype=torch.float64)
+    weights = torch.randn(batch, 32, 8, 4, dtype=torch.float64)
+    num_visible = None
+    if split:  # the contract of num_visible: a modality-sorted batch
+        order = torch.argsort(modalities, stable=True)
+        x, weights, modalities = x[order], weights[order], modalities[order]
+        num_visible = int((modalities == VISIBLE).sum())
+    x_ours, x_ref = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out = module(x_ours, modalities, num_visible=num_visible)
+    expected = _reference(reference, x_ref, modalities)
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    (out * weights).sum().backward()
+    (expected * weights).sum().backward()
+    torch.testing.assert_close(x_ours.grad, x_ref.grad, rtol=1e-10, atol=1e-12)
+    for (name, p), q in zip(module.named_parameters(), reference.parameters(), strict=True):
+        if q.grad is None:  # a copy without samples gets no gradient in the reference
+            assert p.grad is None or not p.grad.any(), name
+        else:
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-10, atol=1e-12, msg=name)
+    for (name, buffer), expected_buffer in zip(module.named_buffers(), reference.buffers(), strict=True):
+        torch.testing.assert_close(buffer, expected_buffer, rtol=1e-12, atol=1e-12, msg=name)
+
+
+def test_num_visible_runs_each_copy_only_on_its_rows() -> None:
+    module = _module().eval()
+    calls: dict[str, int] = {}
+    for name in ("visible", "infrared"):
+        getattr(module, name).compress.register_forward_hook(
+            lambda _m, args, _out, name=name: calls.__setitem__(name, calls.get(name, 0) + args[0].shape[0])
+        )
+    with torch.no_grad():
+        module(torch.randn(5, 32, 8, 4), torch.tensor([0, 0, 1, 1, 1]), num_visible=2)
+    assert calls == {"visible": 2, "infrared": 3}
+    calls.clear()
+    with torch.no_grad():
+        module(torch.randn(5, 32, 8, 4), torch.tensor([0, 0, 1, 1, 1]))
+    assert calls == {"visible": 5, "infrared": 5}  # the any-order formulation
+
+
+def test_num_visible_must_describe_a_sorted_batch() -> None:
+    module = _module()
+    x = torch.randn(4, 32, 8, 4)
+    with pytest.raises(ValueError, match="2 visible ids .0. followed by 2 infrared"):
+        module(x, torch.tensor([0, 1, 0, 1]), num_visible=2)
+    with pytest.raises(ValueError, match="between 0 and the batch size 4"):
+        module(x, torch.tensor([0, 0, 1, 1]), num_visible=5)
+    with pytest.raises(TypeError, match="num_visible must be an int"):
+        module(x, torch.tensor([0, 0, 1, 1]), num_visible=torch.tensor(2))

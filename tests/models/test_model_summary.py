@@ -36,8 +36,10 @@ def test_rows_and_totals(models) -> None:
     assert rows["miim1"].params == sum(p.numel() for p in wrimnet.miims["stage1"].parameters())
     # the whole forward pass is attributed to some row
     images = torch.zeros(2, 3, *SIZE)
-    total = _gflops(wrimnet, images, torch.tensor([0, 1])) / 2
+    total = _gflops(lambda x, m: wrimnet(x, m, num_visible=1), images, torch.tensor([0, 1])) / 2
     assert result.total.gflops == pytest.approx(total, rel=1e-6)
+    unsplit = summary(wrimnet, split_by_modality=False)
+    assert unsplit.total.gflops == pytest.approx(_gflops(wrimnet, images, torch.tensor([0, 1])) / 2, rel=1e-6)
 
     plain = summary(baseline)
     assert [row.name for row in plain.rows] == ["stage1", "stage2", "stage3", "stage4", "heads"]
@@ -62,9 +64,30 @@ def test_counts_match_direct_counts(models) -> None:
     finally:
         wrimnet.backbone.set_block(4, wrimnet.miims["stage4"])
     assert rows["miim4"].gflops == pytest.approx(_gflops(wrimnet.miims["stage4"], maps[3]))
-    # a ModalityMIIM computes both copies' gates for every sample
-    both = _gflops(wrimnet.miims["stage1"].visible, maps[0]) + _gflops(wrimnet.miims["stage1"].infrared, maps[0])
-    assert rows["miim1"].gflops == pytest.approx(both)
+    # split by modality (the default), each sample runs through one copy of a ModalityMIIM; in the any-order
+    # formulation both copies compute their gates for every sample
+    one = _gflops(wrimnet.miims["stage1"].visible, maps[0])
+    assert rows["miim1"].gflops == pytest.approx(one)
+    both = one + _gflops(wrimnet.miims["stage1"].infrared, maps[0])
+    unsplit = {row.name: row for row in summary(wrimnet, img_size=(128, 64), split_by_modality=False).rows}
+    assert unsplit["miim1"].gflops == pytest.approx(both)
+
+
+def test_split_removes_the_discarded_copys_flops() -> None:
+    """wrimnet_resnet50 at 288x144: the separate MIIMs (stages 1, 2) cost one copy per image instead of two.
+
+    The two copies have the same shapes, and only the gate (compression conv, GRI, restore) is counted, so the
+    split rows are exactly half the any-order rows; the shared MIIMs (stages 3, 4) are unchanged.
+    """
+    model = create_model("wrimnet_resnet50", num_classes=4).eval()
+    split = {row.name: row.gflops for row in summary(model, img_size=(288, 144)).rows}
+    both = {row.name: row.gflops for row in summary(model, img_size=(288, 144), split_by_modality=False).rows}
+    for name in ("miim1", "miim2"):
+        assert split[name] == pytest.approx(both[name] / 2, rel=1e-9), name
+    for name in ("stage1", "stage2", "stage3", "stage4", "miim3", "miim4", "heads"):
+        assert split[name] == pytest.approx(both[name], rel=1e-9), name
+    saved = (both["miim1"] + both["miim2"]) / 2
+    assert saved == pytest.approx(0.499, abs=0.001)  # of 2.272 MIIM GFLOPs per image (docs/performance.md)
 
 
 def test_summary_restores_training_mode(models) -> None:

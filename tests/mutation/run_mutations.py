@@ -84,6 +84,14 @@ MUTANTS: tuple[Mutant, ...] = (
         LAYERS,
     ),
     Mutant(
+        "split_gate_copies_swapped",
+        "ModalityMIIM(num_visible=n): the visible rows go through the infrared copy and vice versa",
+        "wrim/layers/modality_miim.py",
+        "torch.cat([self.visible.gate(x_visible), self.infrared.gate(x_infrared)])",
+        "torch.cat([self.infrared.gate(x_visible), self.visible.gate(x_infrared)])",
+        LAYERS,
+    ),
+    Mutant(
         "embedding_raw_pooled",
         "WRIMNet eval: embedding built from the raw pooled features instead of the BNNeck features",
         "wrim/models/wrimnet.py",

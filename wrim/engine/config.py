@@ -120,7 +120,8 @@ class ModelConfig:
             CUDA, ``wrim.distributed.CrossRankBatchNorm`` on the CPU) and ModalityMIIM's per-modality statistics
             too; ``false`` keeps per-rank statistics. No effect in one process.
         channels_last: keep weights and images in ``torch.channels_last`` memory format.
-        compile: wrap the model in ``torch.compile``.
+        compile: compile the whole training step (forward, losses, backward: ``Trainer.train_step``) with
+            ``torch.compile``, one graph.
     """
 
     name: str = option("wrimnet_resnet50", nonempty=True)

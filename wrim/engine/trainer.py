@@ -75,6 +75,7 @@ from wrim.engine.logger import MetricsLogger, plot_curves, show_progress
 from wrim.engine.optim import build_optimizer, build_scheduler
 from wrim.engine.rundir import RunLock, is_run_of, new_run_name
 from wrim.evaluation.flip import flip_average
+from wrim.modality import VISIBLE
 
 __all__ = [
     "NonFiniteLossError",
@@ -317,10 +318,11 @@ class Trainer:
             self._check_resumable()
         self.amp_dtype = self._amp_dtype()
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        self._loss_scaling = self.scaler.is_enabled()
 
         seed_everything(cfg.seed)
         from wrim.data import build_train_loader, check_counts
-        from wrim.models import create_model
+        from wrim.models import WRIMNet, create_model
 
         # rank 0 writes a generated dataset (synthetic cache) first, the other ranks then read it
         if self.dist.is_main:
@@ -374,9 +376,10 @@ class Trainer:
         if self.dist.distributed:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
-        if cfg.model.compile:
-            model = torch.compile(model)
         self.model = model
+        self._takes_num_visible = isinstance(net, WRIMNet)
+        # model.compile: the whole step (forward, losses, backward) as one graph, around the DDP-wrapped module
+        self._step = torch.compile(self.train_step) if cfg.model.compile else self.train_step
 
         self.loss_fn = build_loss(cfg.loss)
         self.optimizer = build_optimizer(self.net, cfg.optim)
@@ -519,8 +522,73 @@ class Trainer:
         )
         yield from self.loader
 
+    def train_step(
+        self, images: torch.Tensor, pids: torch.Tensor, modalities: torch.Tensor, num_visible: int | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Forward, losses and backward of one batch: what ``model.compile: true`` compiles as one graph.
+
+        The gradients are accumulated into the parameters' ``.grad`` (scaled by the GradScaler under fp16, whose
+        ``scale()`` dynamo does not trace: a graph break there, none under bf16 or fp32); the optimiser step,
+        gradient clipping and the scheduler stay outside (the graph does not depend on the optimiser). Nothing
+        here reads a tensor value on the host.
+
+        Args:
+            images: (B, 3, H, W) on the device, in the training memory format.
+            pids: (B,) identity labels on the device.
+            modalities: (B,) ids on the device, 0 = visible, 1 = infrared.
+            num_visible: the batch's visible count, counted on the host (``WRIMNet.forward``: each ModalityMIIM
+                copy then runs on its own samples only); None for models without that argument.
+
+        Returns:
+            The loss terms by name (as ``compute_losses``), detached float32 scalars still on the device.
+        """
+        kwargs = {"num_visible": num_visible} if num_visible is not None and self._takes_num_visible else {}
+        with self._autocast():
+            out = self.model(images, modalities, **kwargs)
+        total, terms = self.compute_losses(out, pids, modalities)
+        # fp16's loss scaling: dynamo does not trace GradScaler (one graph break); bf16 / fp32 need none
+        (self.scaler.scale(total) if self._loss_scaling else total).backward()
+        return {name: value.detach().float() for name, value in terms.items()}
+
+    def _compiled_backward(self) -> contextlib.AbstractContextManager:
+        """Lets dynamo trace ``backward()`` into the compiled step (one graph); a DDP step keeps the eager backward,
+        whose gradient hooks DDP needs, so its compiled step ends at the backward call."""
+        if not self.config.model.compile or self.dist.distributed:
+            return contextlib.nullcontext()
+        return torch._dynamo.config.patch(trace_autograd_ops=True)
+
+    def _read_terms(
+        self, epoch: int, names: list[str], pending: list[tuple[int, torch.Tensor]], sums: dict[str, float]
+    ) -> dict[str, float]:
+        """Read the pending steps' terms on the host (one sync), add them to ``sums`` and return the last step's.
+
+        Raises:
+            NonFiniteLossError: for the first pending step with a NaN or infinite term (its step and term named).
+        """
+        stacked = torch.stack([terms for _, terms in pending])  # (steps, terms)
+        if self.dist.distributed:  # logged terms are means over the global batch (equal shards)
+            dist.all_reduce(stacked)
+            stacked = stacked / self.dist.world_size
+        rows = stacked.tolist()  # the one host sync
+        values: dict[str, float] = {}
+        for (step, _), row in zip(pending, rows, strict=True):
+            values = dict(zip(names, row, strict=True))
+            bad = [k for k, v in values.items() if k not in ("id", "metric", "loss") and not math.isfinite(v)]
+            if bad or not math.isfinite(values["loss"]):
+                self._raise_non_finite(epoch, step, bad or ["loss"], values)
+            for k, v in values.items():
+                sums[k] = sums.get(k, 0.0) + v
+        pending.clear()
+        return values
+
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """Runs one epoch (0-based ``epoch``) and returns the mean of every loss term, the lr and images/s.
+
+        The loss terms stay on the device and are read on the host every ``log_every`` steps and at the epoch's end
+        (one synchronisation each, not one per step). A NaN or infinite term is therefore reported up to
+        ``log_every - 1`` steps after it occurred, with its own step number; the steps in between have already
+        updated the in-memory weights, but nothing of that epoch is ever saved (the trade-off for a step without a
+        host sync).
 
         Raises:
             NonFiniteLossError: a loss term is NaN or infinite (names the step and the term).
@@ -538,25 +606,17 @@ class Trainer:
             disable=not (show_progress(cfg.progress) and self.dist.is_main),
             dynamic_ncols=True,
         )
+        pending: list[tuple[int, torch.Tensor]] = []  # (step, its detached terms) not yet read on the host
         for step, (images, pids, _camids, modalities) in enumerate(bar):
+            num_visible = int((modalities == VISIBLE).sum())  # the loader's CPU ids: no device sync
             memory_format = torch.channels_last if cfg.model.channels_last else torch.preserve_format
             images = images.to(self.device, non_blocking=True).contiguous(memory_format=memory_format)
             pids = pids.to(self.device, non_blocking=True)
             modalities = modalities.to(self.device, non_blocking=True)
-            with self._autocast():
-                out = self.model(images, modalities)
-            total, terms = self.compute_losses(out, pids, modalities)
-            stacked = torch.stack([t.detach().float() for t in terms.values()])  # (T,)
-            if self.dist.distributed:  # logged terms are means over the global batch (equal shards)
-                dist.all_reduce(stacked)
-                stacked = stacked / self.dist.world_size
-            values = dict(zip(terms, stacked.tolist()))
-            bad = [k for k, v in values.items() if k not in ("id", "metric", "loss") and not math.isfinite(v)]
-            if bad or not math.isfinite(values["loss"]):
-                self._raise_non_finite(epoch, step, bad or ["loss"], values)
-
             self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(total).backward()
+            with self._compiled_backward():
+                terms = self._step(images, pids, modalities, num_visible)
+            pending.append((step, torch.stack(list(terms.values()))))
             if cfg.optim.clip_grad_norm is not None:
                 self.scaler.unscale_(self.optimizer)
                 nn.utils.clip_grad_norm_(self.net.parameters(), cfg.optim.clip_grad_norm)
@@ -565,9 +625,8 @@ class Trainer:
             self.scheduler.step()
 
             n_images += images.shape[0] * self.dist.world_size
-            for k, v in values.items():
-                sums[k] = sums.get(k, 0.0) + v
             if step % cfg.log_every == 0 or step == self.iters_per_epoch - 1:
+                values = self._read_terms(epoch, list(terms), pending, sums)
                 rate = n_images / (time.perf_counter() - start)
                 bar.set_postfix(loss=f"{values['loss']:.3f}", id=f"{values['id']:.3f}",
                                 metric=f"{values['metric']:.3f}", img_s=f"{rate:.1f}")  # fmt: skip

@@ -7,12 +7,20 @@ docs/paper.md#separate-and-shared-miims ([P][N]): the shallow MIIMs are modality
 infrared copy with separate weights.
 [D] routing is by a per-sample ``modalities`` tensor, so any batch order and single-modality batches work.
 
-Routing keeps every shape static (no ``nonzero``, no per-modality sub-batches, so ``torch.compile`` sees one graph):
+Routing keeps every shape static (no ``nonzero``, no data-dependent sub-batches, so ``torch.compile`` sees one
+graph). The low-resolution gate ``G_b = G^{m_b}(X_b)`` (SCC → GRI → SCR) has no batch coupling, so two exact
+formulations exist ([D]):
 
-- the low-resolution gate of each copy is computed for the whole batch and selected per sample,
-  ``G_b = G^{m_b}_b`` (the gate has no batch coupling, so this equals running each copy on its own samples);
-- the full-resolution tail ``X + BN^{m}(X ⊙ Up(G))`` runs once, with batch-norm statistics taken per modality
-  (masked per-modality moments), which equals each copy's BatchNorm on its own samples, running statistics included.
+- ``num_visible=None`` (any mix, any order): each copy's gate is computed for the whole batch and selected per
+  sample, ``G_b = m_b ? G^{ir}(X)_b : G^{vis}(X)_b``; half of that gate compute is discarded;
+- ``num_visible=n`` (a Python int, a static size): the batch is modality-sorted, rows ``[0, n)`` visible and
+  ``[n, B)`` infrared, and each copy runs once on its own contiguous rows (views, no copy of ``X``),
+  ``G = cat(G^{vis}(X_{:n}), G^{ir}(X_{n:}))``. [`WRIMNet`][wrim.models.WRIMNet] sorts the (3-channel) images
+  at its input and un-sorts its outputs, so its callers keep any order.
+
+The full-resolution tail ``X + BN^{m}(X ⊙ Up(G))`` runs once for the whole batch either way, with batch-norm
+statistics taken per modality (masked per-modality moments), which equals each copy's BatchNorm on its own
+samples, running statistics included.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from wrim._checks import check_modalities
+from wrim._checks import check_modalities, check_modality_split
 from wrim.distributed import all_reduce_with_grad
 from wrim.layers._tracing import checks_enabled
 from wrim.layers.miim import MIIM, combine_output, reweight
@@ -66,12 +74,15 @@ class ModalityMIIM(nn.Module):
         self.visible.fused_attn = enable
         self.infrared.fused_attn = enable
 
-    def forward(self, x: torch.Tensor, modalities: torch.Tensor) -> torch.Tensor:
-        """Route each sample through its modality's MIIM.
+    def forward(self, x: torch.Tensor, modalities: torch.Tensor, num_visible: int | None = None) -> torch.Tensor:
+        """Route each sample through its modality's MIIM: ``X + γ^{m} ⊙ BN^{m}(X ⊙ Up(G^{m}(X)))``.
 
         Args:
             x: feature map, (B, C, H, W).
             modalities: (B,) ids, 0 = visible, 1 = infrared.
+            num_visible: None for any batch; or the number ``n`` of visible samples of a modality-sorted batch
+                (rows ``[0, n)`` visible, ``[n, B)`` infrared; checked), so that each copy's gate runs only on its
+                own rows. A Python int: ``torch.compile`` specialises on it.
 
         Returns:
             (B, C, H, W).
@@ -79,8 +90,12 @@ class ModalityMIIM(nn.Module):
         if checks_enabled():
             self.visible.check_input(x)
             modalities = check_modalities(modalities, x.shape[0]).to(x.device)
+            if num_visible is not None:
+                check_modality_split(modalities, num_visible)
+        if isinstance(num_visible, torch.fx.Proxy):  # fx symbolic tracing: trace the any-order formulation
+            num_visible = None
         is_infrared = (modalities == INFRARED).view(-1, 1, 1, 1)  # (B, 1, 1, 1)
-        gate = torch.where(is_infrared, self.infrared.gate(x), self.visible.gate(x))  # (B, C, h, w)
+        gate = self._gate(x, is_infrared, num_visible)  # (B, C, h, w)
         reweighted = reweight(x, gate, self.stride)  # (B, C, H, W)
         if isinstance(self.visible.norm, nn.Identity):
             branch = reweighted
@@ -91,19 +106,36 @@ class ModalityMIIM(nn.Module):
             branch = branch * gamma[:, :, None, None]
         return combine_output(x, branch, self.visible.combine)
 
+    def _gate(self, x: torch.Tensor, is_infrared: torch.Tensor, num_visible: int | None) -> torch.Tensor:
+        """Each sample's gate from its own copy. (B, C, H, W), (B, 1, 1, 1) -> (B, C, h, w)."""
+        if num_visible is None:  # any order: both gates for the whole batch, one kept per sample
+            return torch.where(is_infrared, self.infrared.gate(x), self.visible.gate(x))
+        batch = x.shape[0]
+        if num_visible in (0, batch):  # one modality: its copy on the whole batch
+            return self.branch(INFRARED if num_visible == 0 else VISIBLE).gate(x)
+        x_visible, x_infrared = x.split([num_visible, batch - num_visible])  # views; backward: one cat
+        return torch.cat([self.visible.gate(x_visible), self.infrared.gate(x_infrared)])  # (B, C, h, w)
+
     def _modality_batch_norm(self, y: torch.Tensor, modalities: torch.Tensor) -> torch.Tensor:
-        """Non-affine BatchNorm with per-modality statistics and running buffers. (B, C, H, W) -> (B, C, H, W)."""
+        """Non-affine BatchNorm with per-modality statistics and running buffers. (B, C, H, W) -> (B, C, H, W).
+
+        ``BN^{m}(y) = (y - μ_m) / sqrt(σ²_m + ε) = y ⊙ s_m + t_m`` with ``s_m = 1 / sqrt(σ²_m + ε)`` and
+        ``t_m = -μ_m s_m`` (statistics in at least float32): one pass over the map (``addcmul``), in ``y``'s memory
+        format (the folding of PyTorch's own batch_norm kernel), with a float32 result for a bf16 / fp16 ``y``; the
+        statistics accumulate in float32 without a float32 copy of ``y``.
+        """
         norms = (self.visible.norm, self.infrared.norm)
-        y32 = y.to(torch.promote_types(y.dtype, torch.float32))  # statistics in at least float32
         if self.training or norms[0].running_mean is None:
-            mean, var, counts = _per_modality_moments(y32, modalities, self.sync_stats and self.training)  # (2, C)
+            # statistics in at least float32, without a float32 copy of y: (2, C), (2, C), (2,)
+            mean, var, counts = _per_modality_moments(y, modalities, self.sync_stats and self.training)
             if self.training and norms[0].track_running_stats:
                 _update_running_stats(norms, mean, var, counts)
         else:
             mean = torch.stack([norm.running_mean for norm in norms])  # (2, C)
             var = torch.stack([norm.running_var for norm in norms])
-        centered = y32 - mean[modalities][:, :, None, None]  # (B, C, H, W)
-        return centered * torch.rsqrt(var[modalities] + norms[0].eps)[:, :, None, None]
+        scale = torch.rsqrt(var + norms[0].eps)[modalities]  # (B, C)
+        shift = -mean[modalities] * scale  # (B, C)
+        return torch.addcmul(shift[:, :, None, None], y, scale[:, :, None, None])  # (B, C, H, W)
 
 
 def _per_modality_moments(
@@ -127,7 +159,7 @@ def _per_modality_moments(
     variance 0 and count 0; no sample reads them.
     """
     acc = torch.promote_types(y.dtype, torch.float32)
-    onehot = torch.nn.functional.one_hot(modalities, 2).to(acc)  # (B, 2)
+    onehot = (modalities[:, None] == torch.arange(2, device=modalities.device)).to(acc)  # (B, 2), no value check
     pixels = y.shape[2] * y.shape[3]
     sums = onehot.t() @ y.sum(dim=(2, 3), dtype=acc)  # (2, B) @ (B, C) -> (2, C)
     counts = onehot.sum(0) * pixels  # (2,)

@@ -3,8 +3,10 @@
 FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` on one eval-mode forward pass (2 FLOPs per
 multiply-add, so GFLOPs here are twice the "GMACs" that timm / fvcore tables report; element-wise ops, norms and
 pooling are not counted). Each row's count is attributed by module: a stage is the modules its
-[`StagedBackbone`][wrim.models.StagedBackbone] stage runs, a MIIM is ``model.miims["stage{k}"]`` (a
-``ModalityMIIM`` counts both copies: each computes its gate for the whole batch).
+[`StagedBackbone`][wrim.models.StagedBackbone] stage runs, a MIIM is ``model.miims["stage{k}"]``. A
+``ModalityMIIM`` is counted as the trainer runs it, each sample through its own copy only (``num_visible`` given,
+[`WRIMNet.forward`][wrim.models.WRIMNet.forward]); ``split_by_modality=False`` counts the any-order formulation, in
+which both copies compute their gate for the whole batch.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from wrim.modality import VISIBLE
 from wrim.models.backbone import NUM_STAGES, _pair
 from wrim.models.wrimnet import WRIMNet
 
@@ -75,7 +78,10 @@ class ModelSummary:
 
 @torch.no_grad()
 def summary(
-    model: WRIMNet, img_size: int | Sequence[int] | None = None, modalities: Sequence[int] | None = None
+    model: WRIMNet,
+    img_size: int | Sequence[int] | None = None,
+    modalities: Sequence[int] | None = None,
+    split_by_modality: bool = True,
 ) -> ModelSummary:
     """Count parameters and FLOPs per stage, MIIM and head.
 
@@ -84,6 +90,8 @@ def summary(
         img_size: (H, W) of the input; default the model's ``img_size``.
         modalities: the modality ids of the counted batch (its size is the batch size); default one visible and
             one infrared image, so both copies of a ModalityMIIM run. FLOPs are reported per image.
+        split_by_modality: run the batch with ``num_visible`` (each ModalityMIIM copy on its own samples); False
+            counts both copies' gates on the whole batch.
 
     Returns:
         a [`ModelSummary`][wrim.models.ModelSummary] (print it for the table).
@@ -98,7 +106,8 @@ def summary(
     model.eval()
     try:
         with FlopCounterMode(display=False, depth=None) as counter:
-            model(images, ids.to(param.device))
+            num_visible = int((ids == VISIBLE).sum()) if split_by_modality else None  # a host tensor
+            model(images, ids.to(param.device), num_visible=num_visible)
     finally:
         model.train(was_training)
     counts = {name: sum(ops.values()) for name, ops in counter.get_flop_counts().items()}

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wrim._checks import check_modalities
+from wrim._checks import check_modalities, check_modality_split
 from wrim.evaluation.flip import flip_average
 from wrim.layers import MIIM, ModalityMIIM
 from wrim.layers._tracing import checks_enabled
@@ -258,19 +258,25 @@ class WRIMNet(nn.Module):
 
     # ------------------------------------------------------------------------------------------------ forward
 
-    def forward_features(self, images: torch.Tensor, modalities: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward_features(
+        self, images: torch.Tensor, modalities: torch.Tensor | None = None, *, num_visible: int | None = None
+    ) -> dict[str, torch.Tensor]:
         """Backbone stages with their MIIMs.
 
         Args:
             images: (B, 3, H, W) float images.
             modalities: (B,) ids, 0 = visible, 1 = infrared (needed when there are separate stages).
+            num_visible: keyword-only; for a modality-sorted batch (``n`` visible rows first, checked), ``n``: each
+                ``ModalityMIIM`` copy then runs on its own rows only. None (default) for any order.
 
         Returns:
             ``{"p4": (B, C_3, H_3, W_3), "p5": (B, C_4, H_4, W_4)}``, both after their MIIMs.
         """
         if checks_enabled():
             modalities = self._check_inputs(images, modalities)
-        maps = self.backbone(images, modalities)  # [(B, C_k, H_k, W_k)] after the MIIMs (hooks)
+            if num_visible is not None and modalities is not None:
+                check_modality_split(modalities, num_visible)
+        maps = self.backbone(images, modalities, num_visible)  # [(B, C_k, H_k, W_k)] after the MIIMs (hooks)
         return {"p4": maps[2], "p5": maps[3]}
 
     def pool(self, features: dict[str, torch.Tensor], heads: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
@@ -317,17 +323,31 @@ class WRIMNet(nn.Module):
             pooled=pooled,
         )
 
-    def forward(self, images: torch.Tensor, modalities: torch.Tensor | None = None) -> WRIMNetOutput | torch.Tensor:
+    def forward(
+        self, images: torch.Tensor, modalities: torch.Tensor | None = None, *, num_visible: int | None = None
+    ) -> WRIMNetOutput | torch.Tensor:
         """
         Args:
             images: (B, 3, H, W) float images.
             modalities: (B,) ids, 0 = visible, 1 = infrared.
+            num_visible: keyword-only; the batch's number of visible samples as a Python int (e.g. counted on the
+                host from the loader's CPU ids), in any order. Given, the images are stably sorted by modality at
+                the input and every output row is put back in the input order, so each ``ModalityMIIM`` copy
+                computes its gate once per sample of its own modality ([D], docs/layers.md); the values equal
+                those of ``num_visible=None``. A static size: ``torch.compile`` specialises on it.
 
         Returns:
             In training mode a [`WRIMNetOutput`][wrim.models.WRIMNetOutput]; in eval mode the (B, D)
                 L2-normalised test embedding.
         """
-        return self.forward_head(self.forward_features(images, modalities), pre_logits=not self.training)
+        if isinstance(num_visible, torch.fx.Proxy):  # fx symbolic tracing: trace the any-order formulation
+            num_visible = None
+        if num_visible is None or modalities is None or not self.separate_stages:
+            return self.forward_head(self.forward_features(images, modalities), pre_logits=not self.training)
+        modalities = modalities.to(images.device)
+        order = torch.argsort(modalities, stable=True)  # (B,) visible rows first, each modality in input order
+        features = self.forward_features(images[order], modalities[order], num_visible=num_visible)
+        return _rows(self.forward_head(features, pre_logits=not self.training), torch.argsort(order))
 
     def embed(self, images: torch.Tensor, modalities: torch.Tensor | None = None, flip: bool = True) -> torch.Tensor:
         """The test embedding, optionally averaged with the horizontally flipped images'. Call ``eval()`` first.
@@ -369,6 +389,18 @@ class WRIMNet(nn.Module):
         """
         self.backbone.set_grad_checkpointing(enable)
         self.grad_checkpointing = enable
+
+
+def _rows(output: WRIMNetOutput | torch.Tensor, index: torch.Tensor) -> WRIMNetOutput | torch.Tensor:
+    """``output`` with every (B, ...) tensor's rows taken in ``index`` order (B,)."""
+    if isinstance(output, torch.Tensor):
+        return output[index]
+    return WRIMNetOutput(
+        logits={name: value[index] for name, value in output.logits.items()},
+        features={name: value[index] for name, value in output.features.items()},
+        projections={name: value[index] for name, value in output.projections.items()},
+        pooled={name: value[index] for name, value in output.pooled.items()},
+    )
 
 
 def _check_stages(stages: Sequence[int], name: str) -> tuple[int, ...]:
