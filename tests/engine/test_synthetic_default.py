@@ -1,8 +1,8 @@
 """README's first command: ``wrim train`` on the synthetic default trains, evaluates and beats an R1 floor.
 
-Measured (synthetic generator v5: 40 train ids, 64x32; 8 epochs; 10 gallery trials): R1 21.76, mAP 23.57,
-mINP 13.87; ``wrim train`` took 128 s wall on an otherwise idle 2-core machine from a fresh clone, synthetic
-set generation included (4 min 13 s on a shared, loaded one). It runs in the default suite so that CI checks the
+Measured (synthetic generator v5: 40 train ids, 64x32; 8 epochs; 10 gallery trials): R1 26.12, mAP 30.87,
+mINP 21.64; ``wrim train`` took 137 s wall on an otherwise idle 2-core machine, synthetic set generation included
+(docs/performance.md#the-main-job has the earlier figures and why they moved). It runs in the default suite so that CI checks the
 main job every time.
 """
 
