@@ -6,7 +6,9 @@
 
 A training step is what the engine does: forward, cross-entropy on every head + AICL (CMKIC on P5 and P4),
 backward, SGD step; bf16 autocast on CUDA (fp32 on CPU). Batches follow the sampler: ids x (k visible + k
-infrared). Modes: ``eager`` (NCHW), ``channels_last``, ``compiled`` (channels_last + torch.compile of the model).
+infrared), and WRIMNet gets the batch's ``num_visible`` as from the trainer. Modes: ``eager`` (NCHW),
+``channels_last``, ``compiled`` (channels_last + torch.compile of the model; the whole compiled step, as
+``model.compile`` now builds it, is ``bench_compile_step.py``).
 Inference: eval-mode embeddings/s at --infer-batch. CUDA timings use CUDA events after warm-up (median of
 --iters). ``--profile`` prints the top CUDA kernels of one WRIMNet step (torch.profiler).
 """
@@ -56,10 +58,12 @@ def train_step_ms(args: argparse.Namespace, name: str, size: tuple[int, int], ba
     if mode != "eager":
         images = images.to(memory_format=torch.channels_last)
     use_amp = device.type == "cuda"
+    # as the trainer: the host-counted visible count lets each ModalityMIIM copy run on its own samples only
+    split = {"num_visible": batch // 2} if isinstance(model, wrim.models.WRIMNet) else {}
 
     def step() -> None:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            out = forward(images, modalities)
+            out = forward(images, modalities, **split)
             loss = sum(id_loss(logits, labels) for logits in out.logits.values())
             loss = loss + metric_loss(out.p5_projection, out.p4_projection, labels, modalities=modalities)
         optimizer.zero_grad(set_to_none=True)
