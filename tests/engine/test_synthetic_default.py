@@ -2,8 +2,8 @@
 
 Measured (synthetic generator v5: 40 train ids, 64x32; 8 epochs; 10 gallery trials): R1 26.12, mAP 30.87,
 mINP 21.64; ``wrim train`` took 137 s wall on an otherwise idle 2-core machine, synthetic set generation included
-(docs/performance.md#the-main-job has the earlier figures and why they moved). It runs in the default suite so that CI checks the
-main job every time.
+(docs/performance.md#the-main-job has the earlier figures and why they moved). It runs in the default suite so
+that CI checks the main job every time.
 """
 
 import json
