@@ -175,18 +175,33 @@ class CrossRankBatchNorm(_BatchNorm):
         centered = x32 - mean.view(shape)  # (B, C, *)
         var = all_reduce_with_grad(centered.square().sum(dims)) / total  # (C,) biased
         if self.track_running_stats and self.running_mean is not None:
-            with torch.no_grad():
-                self.num_batches_tracked.add_(1)
-                momentum = self.momentum
-                if momentum is None:  # cumulative average, without a host sync
-                    momentum = (1.0 / self.num_batches_tracked).to(self.running_mean.dtype)
-                unbiased = var * total / (total - 1).clamp(min=1)
-                self.running_mean.lerp_(mean.to(self.running_mean.dtype), momentum)
-                self.running_var.lerp_(unbiased.to(self.running_var.dtype), momentum)
+            _update_running_stats(self, mean, var, total)
         y = centered * torch.rsqrt(var + self.eps).view(shape)  # (B, C, *)
         if self.affine:
             y = y * self.weight.view(shape) + self.bias.view(shape)
         return y.to(x.dtype)
+
+
+@torch.no_grad()
+def _update_running_stats(norm: _BatchNorm, mean: torch.Tensor, var: torch.Tensor, count: torch.Tensor) -> None:
+    """Update ``norm``'s running mean / var from one batch's moments as torch's BatchNorm does.
+
+    ``mean`` and the biased ``var`` are (C,), ``count`` () the elements per channel they were taken over (all ranks'
+    when the moments are global); the running variance takes the unbiased ``var · n / (n - 1)``, ``momentum=None``
+    is the cumulative average. A ``count`` of 0 (a modality absent from the batch, see ``ModalityMIIM``) leaves
+    every buffer unchanged. No host synchronisation.
+    """
+    present = count > 0
+    elements = count.to(var.dtype)
+    unbiased = var * elements / (elements - 1).clamp(min=1)
+    norm.num_batches_tracked.add_(present.long())
+    momentum = norm.momentum
+    if momentum is None:  # cumulative average
+        momentum = (1.0 / norm.num_batches_tracked.clamp(min=1)).to(norm.running_mean.dtype)
+    new_mean = torch.lerp(norm.running_mean, mean.to(norm.running_mean.dtype), momentum)
+    new_var = torch.lerp(norm.running_var, unbiased.to(norm.running_var.dtype), momentum)
+    norm.running_mean.copy_(torch.where(present, new_mean, norm.running_mean))
+    norm.running_var.copy_(torch.where(present, new_var, norm.running_var))
 
 
 def _cross_rank_copy(bn: _BatchNorm) -> CrossRankBatchNorm:

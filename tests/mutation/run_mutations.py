@@ -78,7 +78,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "absent_running_var_updated",
         "ModalityMIIM: the absent modality's running_var updated anyway",
-        "wrim/layers/modality_miim.py",
+        "wrim/distributed.py",
         "norm.running_var.copy_(torch.where(present, new_var, norm.running_var))",
         "norm.running_var.copy_(new_var)",
         LAYERS,

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from wrim._checks import check_modalities, check_modality_split
-from wrim.distributed import all_reduce_with_grad
+from wrim.distributed import _update_running_stats, all_reduce_with_grad
 from wrim.layers._tracing import checks_enabled
 from wrim.layers.miim import MIIM, combine_output, reweight
 from wrim.modality import INFRARED, VISIBLE
@@ -129,7 +129,8 @@ class ModalityMIIM(nn.Module):
             # statistics in at least float32, without a float32 copy of y: (2, C), (2, C), (2,)
             mean, var, counts = _per_modality_moments(y, modalities, self.sync_stats and self.training)
             if self.training and norms[0].track_running_stats:
-                _update_running_stats(norms, mean, var, counts)
+                for index, norm in enumerate(norms):  # indexed, not iterated: fx traces this too
+                    _update_running_stats(norm, mean[index], var[index], counts[index])  # unchanged when count is 0
         else:
             mean = torch.stack([norm.running_mean for norm in norms])  # (2, C)
             var = torch.stack([norm.running_var for norm in norms])
@@ -173,26 +174,3 @@ def _per_modality_moments(
         squares = all_reduce_with_grad(squares)
     var = squares / counts.clamp(min=1)[:, None]  # (2, C)
     return mean, var, counts
-
-
-@torch.no_grad()
-def _update_running_stats(
-    norms: tuple[nn.Module, nn.Module], mean: torch.Tensor, var: torch.Tensor, counts: torch.Tensor
-) -> None:
-    """Update each copy's running mean/var as its own BatchNorm would, only where its modality is in the batch.
-
-    ``counts`` (2,) are the per-modality element counts of `_per_modality_moments` (global when synced); no host
-    synchronisation (the cumulative-average momentum stays a tensor).
-    """
-    for index, norm in enumerate(norms):
-        present = counts[index] > 0
-        elements = counts[index].to(var.dtype)
-        unbiased = var[index] * elements / (elements - 1).clamp(min=1)
-        norm.num_batches_tracked.add_(present.long())
-        momentum = norm.momentum
-        if momentum is None:  # cumulative average
-            momentum = (1.0 / norm.num_batches_tracked.clamp(min=1)).to(norm.running_mean.dtype)
-        new_mean = torch.lerp(norm.running_mean, mean[index].to(norm.running_mean.dtype), momentum)
-        new_var = torch.lerp(norm.running_var, unbiased.to(norm.running_var.dtype), momentum)
-        norm.running_mean.copy_(torch.where(present, new_mean, norm.running_mean))
-        norm.running_var.copy_(torch.where(present, new_var, norm.running_var))
