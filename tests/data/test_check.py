@@ -174,22 +174,13 @@ def _regdb_split(trial: int) -> tuple[list[int], list[int]]:
 
 
 @pytest.fixture
-def regdb_root(tmp_path: Path) -> Path:
+def regdb_root(tmp_path: Path, write_regdb_lists) -> Path:
     root = tmp_path / "RegDB"
     for pid in REGDB_IDS:
         for k in range(3):
             _noise(root / "Visible" / str(pid) / f"male_front_v_{pid:05d}_{k + 1}.bmp")
             _noise(root / "Thermal" / str(pid) / f"male_front_t_{pid:05d}_{k + 1}.bmp", gray=True)
-    (root / "idx").mkdir()
-    for trial in range(1, 11):
-        for part, ids in zip(("train", "test"), _regdb_split(trial)):
-            for modality, folder in (("visible", "Visible"), ("thermal", "Thermal")):
-                lines = [
-                    f"{p.relative_to(root).as_posix()} {label}"
-                    for label, pid in enumerate(ids)
-                    for p in sorted((root / folder / str(pid)).iterdir())
-                ]
-                (root / "idx" / f"{part}_{modality}_{trial}.txt").write_text("\n".join(lines) + "\n")
+    write_regdb_lists(root, range(1, 11), _regdb_split)
     return root
 
 

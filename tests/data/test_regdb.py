@@ -19,23 +19,14 @@ def _split(trial: int) -> tuple[list[int], list[int]]:
 
 
 @pytest.fixture
-def regdb_root(tmp_path: Path, write_image) -> Path:
+def regdb_root(tmp_path: Path, write_image, write_regdb_lists) -> Path:
     root = tmp_path / "RegDB"
     for pid in IDS:
         for k in range(3):
             gender = "male" if pid % 2 else "female"
             write_image(root / "Visible" / str(pid) / f"{gender}_front_v_{pid:05d}_{k + 1}.bmp", pid)
             write_image(root / "Thermal" / str(pid) / f"{gender}_front_t_{pid:05d}_{k + 1}.bmp", pid, gray=True)
-    (root / "idx").mkdir()
-    for trial in (1, 2):
-        for part, ids in zip(("train", "test"), _split(trial)):
-            for modality, folder in (("visible", "Visible"), ("thermal", "Thermal")):
-                lines = [
-                    f"{p.relative_to(root).as_posix()} {label}"
-                    for label, pid in enumerate(ids)
-                    for p in sorted((root / folder / str(pid)).iterdir())
-                ]
-                (root / "idx" / f"{part}_{modality}_{trial}.txt").write_text("\n".join(lines) + "\n")
+    write_regdb_lists(root, (1, 2), _split)
     return root
 
 
