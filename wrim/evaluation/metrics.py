@@ -169,13 +169,13 @@ def _to_tensor(x: Any, name: str, device: torch.device | None) -> torch.Tensor:
 def _label_codes(query: Any, gallery: Any) -> tuple[Any, Any]:
     """String labels (e.g. LLCM-style names) become integer codes shared by the query and gallery sides.
 
-    Numeric labels pass through unchanged. Codes index the sorted union of both sides' labels, so equal labels get
-    equal codes and the metrics are those of any injective relabelling.
+    Numeric labels pass through (lists as arrays, converted once). Codes index the sorted union of both sides'
+    labels, so equal labels get equal codes and the metrics are those of any injective relabelling.
     """
-    arrays = [x if isinstance(x, torch.Tensor) else np.asarray(x) for x in (query, gallery)]
+    arrays = [np.asarray(x) if isinstance(x, (np.ndarray, list, tuple)) else x for x in (query, gallery)]
     textual = [isinstance(a, np.ndarray) and a.dtype.kind in "USO" for a in arrays]
     if not any(textual):
-        return query, gallery
+        return arrays[0], arrays[1]
     if not all(textual):
         raise TypeError("query and gallery labels must both be strings or both be integers; got one of each")
     labels = [a.astype(str) for a in arrays]
