@@ -13,7 +13,9 @@ outside. Modes:
 
 WRIMNet runs both ModalityMIIM formulations: ``any-order`` (both copies' gates on the whole batch) and
 ``num_visible`` (each copy on its own samples; the trainer's default). Each time is the median of ``--iters``
-steps after ``--warmup`` steps; "compile s" is the wall time of the first compiled call.
+steps after ``--warmup`` steps; "compile s" is the wall time of the first compiled call. ``--count-copies``
+also counts the copy ops of one eager step (forward, losses, backward) with the profiler (``aten::copy_``,
+``_to_copy``, ``clone``, ``contiguous``: the layout and dtype copies the step makes).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from wrim.engine.config import LossConfig  # noqa: E402
 from wrim.engine.trainer import build_loss  # noqa: E402
 
 NUM_CLASSES = 395  # SYSU-MM01's training identities
+COPY_OPS = ("aten::copy_", "aten::_to_copy", "aten::clone", "aten::contiguous")
 
 
 def make_batch(batch: int, size: tuple[int, int], device: torch.device) -> tuple[torch.Tensor, ...]:
@@ -80,6 +83,13 @@ def time_step(args: argparse.Namespace, name: str, mode: str, split: bool) -> tu
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     first = time.perf_counter() - begin
+    if args.count_copies and mode == "eager":
+        optimizer.zero_grad(set_to_none=True)
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            train_step(images, labels, modalities)  # forward, losses, backward: no optimiser step
+        calls = {event.key: event.count for event in prof.key_averages()}
+        routing = "" if name == args.models[1] else (" num_visible" if split else " any-order")
+        print(f"{name}{routing} eager copies per step: " + ", ".join(f"{op} {calls.get(op, 0)}" for op in COPY_OPS))
     return median_ms(step, device, args.iters, args.warmup), first
 
 
@@ -97,6 +107,7 @@ def main() -> None:
     )
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--count-copies", action="store_true", help="profile the copy ops of one eager step")
     args = parser.parse_args()
     model_name, base_name = args.models
     size = f"{args.size[0]}x{args.size[1]}"
