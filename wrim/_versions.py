@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib.metadata
 import re
+import warnings
+from collections.abc import Callable
 
 import torch
 
@@ -40,3 +42,12 @@ def compile_unsupported_reason() -> str | None:
         f"torch.compile on torch {torch.__version__} needs sympy<1.13 (installed {sympy_version}): "
         "pip install 'sympy<1.13', or torch>=2.4"
     )
+
+
+def compile_if_supported(fn: Callable) -> Callable:
+    """``torch.compile(fn)``, or ``fn`` itself with a one-line warning where torch.compile cannot work here."""
+    reason = compile_unsupported_reason()
+    if reason is None:
+        return torch.compile(fn)
+    warnings.warn(f"torch.compile is off, running eagerly: {reason}", stacklevel=2)
+    return fn

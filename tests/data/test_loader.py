@@ -10,7 +10,6 @@ import torch
 from PIL import Image
 
 from wrim import INFRARED, VISIBLE
-from wrim.data import loader as loader_module
 from wrim.data import (
     IdentityModalitySampler,
     ImageDataset,
@@ -21,6 +20,7 @@ from wrim.data import (
     build_train_loader,
     read_image,
 )
+from wrim.data import loader as loader_module
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,6 @@ def test_read_image_formats(tmp_path: Path, write_image) -> None:
         assert img.shape == (3, 10, 6) and img.dtype == torch.uint8
         if gray:
             assert torch.equal(img[0], img[1]) and torch.equal(img[1], img[2])
-
 
 
 def test_torchvision_formats_follow_the_installed_version() -> None:
@@ -69,6 +68,7 @@ def test_read_image_on_the_floor_torchvision_path(tmp_path: Path, write_image, m
     empty.write_bytes(b"")
     with pytest.raises(UnreadableImageError, match="e.png"):
         read_image(empty)
+
 
 def test_image_dataset_items(tiny: SyntheticVIReID) -> None:
     ds = ImageDataset(tiny.train, transform=None)

@@ -39,6 +39,7 @@ def test_onnx_export_matches_torch(tmp_path) -> None:
     torch.testing.assert_close(torch.from_numpy(onnx_out), expected, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.needs_compile
 @pytest.mark.slow
 def test_compile_fullgraph_train_and_eval() -> None:
     """No graph break anywhere (MIIM and ModalityMIIM included), in training and eval."""
@@ -53,6 +54,7 @@ def test_compile_fullgraph_train_and_eval() -> None:
         torch.testing.assert_close(compiled(images, MODALITIES), model(images, MODALITIES))
 
 
+@pytest.mark.needs_compile
 @pytest.mark.slow
 def test_compile_inductor_eval() -> None:
     model = _model().eval()

@@ -26,7 +26,6 @@ __all__ = ["ImageDataset", "UnreadableImageError", "build_test_loader", "build_t
 log = logging.getLogger("wrim")
 
 
-
 def _torchvision_formats(version: str) -> tuple[str, ...]:
     """The suffixes ``torchvision.io.decode_image`` decodes at torchvision ``version`` (GIF from 0.19, WebP from
     0.20); the others are read through PIL."""

@@ -43,6 +43,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
+from wrim._versions import compile_if_supported
 from wrim.distributed import convert_sync_batchnorm
 from wrim.engine.checkpoint import (
     atomic_write,
@@ -379,7 +380,7 @@ class Trainer:
         self.model = model
         self._takes_num_visible = isinstance(net, WRIMNet)
         # model.compile: the whole step (forward, losses, backward) as one graph, around the DDP-wrapped module
-        self._step = torch.compile(self.train_step) if cfg.model.compile else self.train_step
+        self._step = compile_if_supported(self.train_step) if cfg.model.compile else self.train_step
 
         self.loss_fn = build_loss(cfg.loss)
         self.optimizer = build_optimizer(self.net, cfg.optim)
