@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The floor job (CI, after the main run): in a fresh virtualenv on Python 3.10, the oldest versions wrim declares
-# (pyproject.toml; the tested range is in README and docs/index.md), then the default test suite and the main job
-# (`wrim train`, the synthetic config) for one epoch. The main run tests the newest versions.
+# (pyproject.toml; the tested range is in README and docs/index.md), then the default test suite. The main run
+# tests the newest versions.
 # The floor wheels (torch's CUDA build: about 2.5 GB) are kept in WRIM_FLOOR_WHEELS (default
 # ~/.cache/wrim/floor-wheels), so a second run on the same machine downloads nothing.
 set -euo pipefail
@@ -30,12 +30,12 @@ if [[ ! -e "$stamp" ]]; then
     pip download --quiet -d "$wheels" "${floor[@]}" && touch "$stamp"
 fi
 pip install --quiet --no-index --find-links "$wheels" "${floor[@]}"
-pip install --quiet -e ".[test,pml,train]"
+pip install --quiet -e ".[test,pml,train]" "setuptools>=77"  # the build requirement, for test_packaging's build
 python - <<'EOF'
 import sys, numpy, timm, torch, torchvision, pytorch_metric_learning as pml
 print(f"floor job: Python {sys.version.split()[0]}, torch {torch.__version__}, torchvision {torchvision.__version__}, "
       f"timm {timm.__version__}, numpy {numpy.__version__}, pytorch-metric-learning {pml.__version__}")
 EOF
+# the default suite, which includes the main job (tests/engine/test_synthetic_default.py: README's `wrim train`)
 python -m pytest -p no:cacheprovider
-cd "$work" && wrim train epochs=1 && test -s "$(ls -d runs/synthetic-*)/metrics.csv"
-echo "floor job: passed (tests and one epoch of the main job at the floor versions; $repo)"
+echo "floor job: passed (the default suite at the floor versions; $repo)"
