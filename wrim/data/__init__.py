@@ -2,6 +2,8 @@
 modality sampler, transforms and loaders."""
 
 from wrim.data._registry import create_dataset as create_dataset
+from wrim.data._registry import dataset_entrypoint as dataset_entrypoint
+from wrim.data._registry import dataset_needs_root as dataset_needs_root
 from wrim.data._registry import is_dataset as is_dataset
 from wrim.data._registry import list_datasets as list_datasets
 from wrim.data._registry import register_dataset as register_dataset
@@ -45,6 +47,8 @@ __all__ = [
     "check_counts",
     "check_dataset",
     "create_dataset",
+    "dataset_entrypoint",
+    "dataset_needs_root",
     "is_dataset",
     "list_datasets",
     "read_image",

@@ -13,7 +13,14 @@ import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["create_dataset", "dataset_entrypoint", "is_dataset", "list_datasets", "register_dataset"]
+__all__ = [
+    "create_dataset",
+    "dataset_entrypoint",
+    "dataset_needs_root",
+    "is_dataset",
+    "list_datasets",
+    "register_dataset",
+]
 
 _DATASETS: dict[str, Callable[..., Any]] = {}
 _Factory = TypeVar("_Factory", bound=Callable[..., Any])
@@ -67,9 +74,13 @@ def dataset_entrypoint(name: str) -> Callable[..., Any]:
     return _DATASETS[name]
 
 
-def _needs_root(factory: Callable[..., Any]) -> bool:
-    """Whether the factory's first parameter (the root folder) has no default."""
-    params = list(inspect.signature(factory).parameters.values())
+def dataset_needs_root(name: str) -> bool:
+    """Whether the dataset registered as ``name`` needs a root folder (its factory's first parameter has no default).
+
+    Raises:
+        ValueError: ``name`` is not registered.
+    """
+    params = list(inspect.signature(dataset_entrypoint(name)).parameters.values())
     return bool(params) and params[0].default is inspect.Parameter.empty and params[0].kind != params[0].VAR_KEYWORD
 
 
@@ -88,7 +99,7 @@ def create_dataset(name: str, root: str | os.PathLike | None = None, **kwargs: A
     from wrim.data.base import VIReIDDataset
 
     factory = dataset_entrypoint(name)
-    if root is None and _needs_root(factory):
+    if root is None and dataset_needs_root(name):
         raise ValueError(f"dataset {name!r} needs its folder: pass data.root=/path/to/it (--root on wrim eval)")
     dataset = factory(root, **kwargs)
     if not isinstance(dataset, VIReIDDataset):

@@ -80,9 +80,17 @@ def build_model(config: ModelConfig, num_classes: int, img_size: tuple[int, int]
         img_size: (H, W) of the training images.
         weights: load the backbone weights ``config`` asks for; ``False`` builds without them (a dry run, or a
             model whose trained weights are loaded next).
-    """
-    from wrim.models import create_model
 
+    Raises:
+        ValueError: an unknown name (the registered ones listed, and how to add one).
+    """
+    from wrim.models import create_model, is_model, list_models
+
+    if not is_model(config.name):
+        raise ValueError(
+            f"unknown model {config.name!r}; registered: {', '.join(list_models())}. Add one with "
+            "@wrim.register_model in a module loaded by --import MODULE (or a 'wrim.plugins' entry point)"
+        )
     kwargs = dict(config.kwargs)
     if weights and config.pretrained_file is not None:
         kwargs["pretrained_file"] = config.pretrained_file

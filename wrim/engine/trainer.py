@@ -398,8 +398,8 @@ class Trainer(EpochLoop):
         if self.dist.is_main:
             log.info(
                 "run %s: %s on %s (%d classes, %d train images), %d iters/epoch x %d epochs, device %s",
-                self.run_dir, self._model_name or type(self.net).__name__, type(self.dataset).__name__,
-                self.dataset.num_classes, len(self.dataset.train),
+                self.run_dir, self._model_name or type(self.net).__name__,
+                self.dataset.name or type(self.dataset).__name__, self.dataset.num_classes, len(self.dataset.train),
                 self.iters_per_epoch, cfg.epochs, self.device,
             )  # fmt: skip
         self.start_epoch_done = self.start_epoch
