@@ -17,11 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tests.data._list_tree import write_list_tree
 from tests.engine._plugin_parts import ResNetMIIM
 from tests.engine._tiny import tiny_overrides
 from tests.engine.test_faults import DRIVER, _outcome, _same
-from wrim.data import ListDataset, create_dataset
+from wrim.data import create_dataset
 from wrim.engine import Trainer, load_config
 from wrim.engine.build import build_dataset, build_loss, build_model
 from wrim.engine.cli import main
@@ -37,11 +36,31 @@ def _tiny_config(tmp_path, name, *extra):
     return load_config("synthetic", tiny_overrides(tmp_path, name, "epochs=1", "data.num_workers=0", *extra))
 
 
-def test_user_network_trains_evaluates_and_writes_its_checkpoints(tmp_path):
+class _CountsVisible(ResNetMIIM):
+    """The plugin's network with a ``num_visible`` parameter: records what the trainer passes."""
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__(num_classes)
+        self.seen: list[int | None] = []
+
+    def forward(self, images, modalities, num_visible=None):
+        self.seen.append(num_visible)
+        return super().forward(images, modalities)
+
+
+@pytest.fixture(scope="module")
+def user_run(tmp_path_factory):
+    """One tiny epoch of ResNet-18 + four MIIMs (not a WRIMNet) through Trainer(config, model=, dataset=)."""
+    out = tmp_path_factory.mktemp("user")
     dataset = create_dataset("synthetic", None, **TINY_DATA)
     torch.manual_seed(0)
-    net = ResNetMIIM(dataset.num_classes)
-    result = Trainer(_tiny_config(tmp_path, "user"), model=net, dataset=dataset).fit()
+    net = _CountsVisible(dataset.num_classes)
+    trainer = Trainer(_tiny_config(out, "user"), model=net, dataset=dataset)
+    return trainer, trainer.fit(), dataset
+
+
+def test_user_network_trains_evaluates_and_writes_its_checkpoints(user_run):
+    trainer, result, _ = user_run
     run = result.run_dir
     assert set(result.metrics) == {"R1", "R5", "R10", "R20", "mAP", "mINP"}
     assert 0 <= result.metrics["mAP"] <= 100 and result.best_epoch == 1
@@ -49,8 +68,25 @@ def test_user_network_trains_evaluates_and_writes_its_checkpoints(tmp_path):
     record = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
     assert {"loss", "id", "metric", "id_p5_global", "R1"} <= set(record)
     info = json.loads((run / "model.json").read_text())
-    assert info["model"] is None and info["class"].endswith("ResNetMIIM") and info["num_classes"] == 16
-    assert sum(type(m).__name__ == "MIIM" for m in net.modules()) == 4
+    assert info["model"] is None and info["class"].endswith("_CountsVisible") and info["num_classes"] == 16
+    assert sum(type(m).__name__ == "MIIM" for m in trainer.net.modules()) == 4
+
+
+def test_num_visible_is_offered_to_a_forward_that_takes_it(user_run):
+    trainer, _, _ = user_run
+    training_calls = [n for n in trainer.net.seen if n is not None]  # evaluation calls forward(images, modalities)
+    assert len(training_calls) == trainer.iters_per_epoch
+    assert set(training_calls) == {8}  # data.num_ids=4 x data.num_instances=2 visible images per batch
+    # a forward without the parameter is not given it: _Embedding below would raise a TypeError
+
+
+def test_resume_with_another_network_is_one_line_naming_the_first_difference(user_run):
+    trainer, result, dataset = user_run
+    config = load_config(result.run_dir / "config.yaml", ["epochs=2"])
+    net = ResNetMIIM(dataset.num_classes)
+    net.classifier = nn.Linear(512, dataset.num_classes + 1, bias=False)  # another classifier size
+    with pytest.raises(ValueError, match=r"'classifier.weight' has shape \(16, 512\) in the checkpoint, \(17, 512\)"):
+        Trainer(config, run_dir=result.run_dir, resume=True, model=net, dataset=dataset).fit()
 
 
 class _Embedding(nn.Module):
@@ -99,40 +135,12 @@ def test_default_loss_on_another_output_is_one_line_saying_what_to_pass(tmp_path
     assert "\n" not in str(err.value)
 
 
-def test_num_visible_is_offered_only_to_a_forward_that_takes_it(tmp_path):
-    seen = []
-
-    class Takes(ResNetMIIM):
-        def forward(self, images, modalities, num_visible=None):
-            seen.append(num_visible)
-            return super().forward(images, modalities)
-
-    dataset = create_dataset("synthetic", None, **TINY_DATA)
-    trainer = Trainer(_tiny_config(tmp_path, "nv", "eval.every=0"), model=Takes(16), dataset=dataset)
-    trainer.fit()
-    training_calls = [n for n in seen if n is not None]  # evaluation calls forward(images, modalities) only
-    assert len(training_calls) == trainer.iters_per_epoch
-    assert set(training_calls) == {8}  # data.num_ids=4 x data.num_instances=2 visible images per batch
-
-
 def test_wrong_part_types_fail_at_construction():
     config = load_config("synthetic")
     with pytest.raises(TypeError, match="must be a torch.nn.Module"):
         Trainer(config, model=lambda x: x)
     with pytest.raises(TypeError, match="must be a wrim.data.VIReIDDataset"):
         Trainer(config, dataset=[1, 2])
-
-
-def test_resume_with_another_network_is_one_line_naming_the_first_difference(tmp_path, capsys):
-    args = ["--import", PLUGIN_MODULE, *tiny_overrides(tmp_path, "run", "epochs=1", "data.num_workers=0")]
-    assert main(["train", *args, "model.name=resnet18_miim", "data.dataset=tiny_synth", "data.dataset_kwargs={}"]) == 0
-    capsys.readouterr()
-    dataset = create_dataset("tiny_synth", None)
-    config = load_config(tmp_path / "run" / "config.yaml", ["epochs=2"])
-    net = ResNetMIIM(dataset.num_classes)
-    net.classifier = nn.Linear(512, dataset.num_classes + 1, bias=False)  # another classifier size
-    with pytest.raises(ValueError, match=r"'classifier.weight' has shape \(8, 512\) in the checkpoint, \(9, 512\)"):
-        Trainer(config, run_dir=tmp_path / "run", resume=True, model=net, dataset=dataset).fit()
 
 
 def test_build_module_gives_the_default_parts(tmp_path):
@@ -150,10 +158,11 @@ def test_build_module_gives_the_default_parts(tmp_path):
         build_dataset(DataConfig(dataset="sysu"))
 
 
-def test_cli_trains_a_plugin_model_on_a_plugin_dataset_in_a_subprocess(tmp_path):
+@pytest.mark.slow
+def test_cli_trains_and_evaluates_a_plugin_model_on_a_plugin_dataset_in_subprocesses(tmp_path):
     cmd = [sys.executable, "-m", "wrim", "train", "--import", PLUGIN, "model.name=resnet18_miim"]
-    cmd += ["data.dataset=tiny_synth", "data.dataset_kwargs={seed: 0}"]
     cmd += tiny_overrides(tmp_path, "plugin", "epochs=1", "data.num_workers=0")
+    cmd += ["data.dataset=tiny_synth", "data.dataset_kwargs={seed: 0}"]  # after the tiny run's synthetic kwargs
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -208,11 +217,3 @@ def test_ddp_two_gloo_processes_train_a_user_network_like_one(tmp_path):
     fa = json.loads((tmp_path / "single" / "final_metrics.json").read_text())
     fb = json.loads((tmp_path / "ddp" / "final_metrics.json").read_text())
     assert abs(fa["R1"] - fb["R1"]) <= 100 / 33 + 1e-3 and abs(fa["mAP"] - fb["mAP"]) <= 1.0, (fa, fb)
-
-
-def test_list_dataset_is_a_given_part(tmp_path):
-    list_tree = write_list_tree(tmp_path / "mine")
-    dataset = ListDataset(list_tree)
-    config = _tiny_config(tmp_path, "list", "eval.protocol={}", "data.dataset=list", f"data.root={list_tree}")
-    result = Trainer(config, dataset=dataset).fit()
-    assert 0 <= result.metrics["mAP"] <= 100

@@ -3,6 +3,7 @@ that ``wrim train`` builds by name; unknown names and failing plugins are one li
 
 import importlib.metadata
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -72,14 +73,14 @@ def test_an_entry_point_plugin_is_found_without_a_flag(tmp_path, monkeypatch, ca
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["model.name=no_such_net"], "unknown model 'no_such_net'; registered: "),
-        (["data.dataset=no_such_data"], "unknown dataset 'no_such_data'; registered: list, llcm, regdb, "),
+        (["model.name=no_such_net"], r"unknown model 'no_such_net'; registered: .*wrimnet_resnet50"),
+        (["data.dataset=no_such_data"], r"unknown dataset 'no_such_data'; registered: .*list, llcm, regdb, .*sysu"),
     ],
 )
 def test_unknown_names_are_one_line_listing_the_registered_ones_and_how_to_add_one(capsys, args, message):
     assert main(["train", "--dry-run", *args]) == 2
     err = _one_line_error(capsys)
-    assert message in err and "--import MODULE" in err and "'wrim.plugins' entry point" in err
+    assert re.search(message, err) and "--import MODULE" in err and "'wrim.plugins' entry point" in err
 
 
 def test_a_failing_plugin_is_one_line_naming_the_module_and_its_error(tmp_path, monkeypatch, capsys):
