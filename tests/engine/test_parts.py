@@ -179,10 +179,7 @@ def test_sigkill_then_resume_of_a_user_network_is_bit_identical(tmp_path, capsys
     """The fault driver kills ``wrim train`` (the plugin's ResNet-18 + MIIMs) at epoch 2's second step; the resume
     must give the uninterrupted run's weights, logs and metrics exactly (CPU)."""
     args = ["--import", PLUGIN_MODULE, "model.name=resnet18_miim", "data.dataset=tiny_synth"]
-    args += [
-        "data.dataset_kwargs={}",
-        *tiny_overrides(tmp_path, "ref", "epochs=2", "eval.every=1", "data.num_workers=0"),
-    ]
+    args += tiny_overrides(tmp_path, "ref", "epochs=2", "eval.every=1", "data.num_workers=0", "data.dataset_kwargs={}")
     assert main(["train", *args]) == 0
     iters = int((tmp_path / "ref" / "train.log").read_text().split(" iters/epoch")[0].rsplit(" ", 1)[1])
     killed_args = [a.replace("run_name=ref", "run_name=run") for a in args]

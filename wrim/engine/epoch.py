@@ -1,6 +1,6 @@
 """One training epoch: forward, loss and backward of each batch, the logged terms and the divergence guard.
 
-[`EpochLoop`][wrim.engine.epoch.EpochLoop] is the part of [`Trainer`][wrim.engine.Trainer] that runs batches: the
+`EpochLoop` is the part of [`Trainer`][wrim.engine.Trainer] that runs batches: the
 trainer sets every attribute it reads (``config``, ``model``, ``net``, ``loss_fn``, ``loader``, ``optimizer``, ...)
 in its ``__init__`` and ``_setup``. One step ([P] losses, [D] weights) with the default parts:
 

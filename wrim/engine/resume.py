@@ -1,6 +1,6 @@
 """Resuming a run: the config it continues with and the resume checks (``wrim.engine.rundir`` finds the folder).
 
-A resume continues only the run it was asked to continue. [`check_resume()`][wrim.engine.resume.check_resume] holds
+A resume continues only the run it was asked to continue. `check_resume()` holds
 the three checks, in order: the given config against the run's ``config.yaml`` (only resumable keys may change),
 the checkpoint's own config against ``config.yaml``, and the model's parameter names and shapes against the
 checkpoint's weights. Each failure is one line naming the first difference.
