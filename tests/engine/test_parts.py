@@ -191,15 +191,41 @@ def test_sigkill_then_resume_of_a_user_network_is_bit_identical(tmp_path, capsys
     assert _same(_outcome(tmp_path / "run"), _outcome(tmp_path / "ref"))
 
 
+@pytest.mark.slow
+def test_ddp_two_gloo_processes_give_a_user_network_the_one_process_step(tmp_path):
+    """2 gloo processes x half a batch vs 1 process, float64, the harness of tests/test_distributed.py: every loss
+    term, gradient and BatchNorm running statistic of the ResNet-18 + MIIMs agrees (synced statistics, the metric
+    loss gathered across ranks), as for WRIM-Net (bound 1e-5 relative there too)."""
+    import torch.multiprocessing as mp
+
+    from tests import _ddp_equality as ddp
+    from tests.engine import _user_ddp
+
+    mp.spawn(_user_ddp.worker, args=(ddp.free_port(), str(tmp_path)), nprocs=ddp.WORLD, join=True)
+    ranks = [torch.load(tmp_path / f"user-{r}.pt") for r in range(ddp.WORLD)]
+    ref = _user_ddp.step(None)
+    for part in ("terms", "grads", "buffers"):
+        worst = 0.0
+        for name, value in ref[part].items():
+            for got in ranks:
+                scale = float(value.abs().max()) or 1.0
+                worst = max(worst, float((got[part][name] - value).abs().max()) / scale)
+                assert float((got[part][name] - value).abs().max()) <= 1e-5 * scale, (part, name)
+        print(f"{part}: max relative difference {worst:.1e}")
+    assert len(ref["buffers"]) > 40  # every BatchNorm of the trunk, the MIIMs and the neck is compared
+
+
 def _records(run_dir):
     return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
 @pytest.mark.slow
 def test_ddp_two_gloo_processes_train_a_user_network_like_one(tmp_path):
-    """As tests/engine/test_distributed.py for WRIM-Net, with the same bounds: epoch 1's terms within 0.05 %, the
-    final mAP within 1 point, R1 within one query."""
-    common = ["--import", PLUGIN_MODULE, "model.name=resnet18_miim", "epochs=2", "eval.every=1", "data.num_workers=0"]
+    """``wrim train`` under torchrun (2 gloo processes x 4 identities) vs 1 process x 8, one epoch: every logged term
+    within 0.05 % (the bound of tests/engine/test_distributed.py for epoch 1; measured 0.03 %). Later epochs drift as
+    float32 summation order does: one process with 1 vs 2 threads already differs by 0.9 % at epoch 2 for this
+    network (0.13 % for WRIM-Net), so they are not compared."""
+    common = ["--import", PLUGIN_MODULE, "model.name=resnet18_miim", "epochs=1", "eval.every=1", "data.num_workers=0"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     single = [sys.executable, "-m", "wrim", "train", *common, *tiny_overrides(tmp_path, "single", "data.num_ids=8")]
     ddp = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "wrim", "train"]
@@ -207,10 +233,7 @@ def test_ddp_two_gloo_processes_train_a_user_network_like_one(tmp_path):
     for cmd in (single, ddp):
         proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
         assert proc.returncode == 0, proc.stderr[-3000:]
-    a, b = _records(tmp_path / "single"), _records(tmp_path / "ddp")
-    print([(ra["loss"], rb["loss"], ra["R1"], rb["R1"]) for ra, rb in zip(a, b)])
+    (a,), (b,) = _records(tmp_path / "single"), _records(tmp_path / "ddp")
+    print({term: (a[term], b[term]) for term in ("id", "metric", "loss")})
     for term in ("id", "metric", "loss"):
-        assert abs(a[0][term] - b[0][term]) <= 0.0005 * a[0][term], (term, a[0], b[0])
-    fa = json.loads((tmp_path / "single" / "final_metrics.json").read_text())
-    fb = json.loads((tmp_path / "ddp" / "final_metrics.json").read_text())
-    assert abs(fa["R1"] - fb["R1"]) <= 100 / 33 + 1e-3 and abs(fa["mAP"] - fb["mAP"]) <= 1.0, (fa, fb)
+        assert abs(a[term] - b[term]) <= 0.0005 * a[term], (term, a, b)
