@@ -1,56 +1,16 @@
-"""A user's plugin, as ``wrim train --import tests/engine/_plugin_parts.py`` loads it: a torchvision ResNet-18 with
-four MIIMs (``add_miim`` of examples/miim_in_your_model.py) that returns a ``WRIMNetOutput`` (so the default loss
-trains it), registered as model ``resnet18_miim``, and a small synthetic set registered as dataset ``tiny_synth``.
-Self-contained: it imports only torch, torchvision and wrim (a plugin is not part of the test package)."""
+"""A user's plugin, as ``wrim train --import tests/engine/_plugin_parts.py`` loads it: the ResNet-18 + four MIIMs
+of ``_user_network.py`` registered as model ``resnet18_miim``, and a small synthetic set registered as dataset
+``tiny_synth``. Importing it registers both (tests import it in a subprocess, or through the ``plugin`` fixture of
+test_parts.py, which restores the registries)."""
 
-import importlib.util
+import sys
 from pathlib import Path
-
-import torch
-import torch.nn.functional as F
-import torchvision
-from torch import nn
 
 import wrim
 from wrim.data import SyntheticVIReID, register_dataset
-from wrim.models import WRIMNetOutput
 
-_EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "miim_in_your_model.py"
-_spec = importlib.util.spec_from_file_location("miim_in_your_model", _EXAMPLE)
-_example = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_example)
-
-
-class ResNetMIIM(nn.Module):
-    """torchvision ResNet-18 + four MIIMs, a BNNeck and a classifier; P4 / P5 projections are the pooled stages.
-
-    Training: a ``WRIMNetOutput`` (logits and projections for ``WRIMNetLoss``); eval: the (B, 512) L2-normalised
-    BNNeck feature.
-    """
-
-    def __init__(self, num_classes: int) -> None:
-        super().__init__()
-        trunk = torchvision.models.resnet18(weights=None)
-        trunk.fc = nn.Identity()
-        self.trunk = _example.add_miim(trunk)
-        self.neck = nn.BatchNorm1d(512)
-        self.classifier = nn.Linear(512, num_classes, bias=False)
-
-    def forward(self, images: torch.Tensor, modalities: torch.Tensor) -> WRIMNetOutput | torch.Tensor:
-        """(B, 3, H, W), (B,) -> WRIMNetOutput (training) or (B, 512) embeddings (eval)."""
-        t = self.trunk
-        x = t.maxpool(t.relu(t.bn1(t.conv1(images))))  # (B, 64, H/4, W/4)
-        p4 = t.layer3(t.layer2(t.layer1(x)))  # (B, 256, H/16, W/16)
-        p5 = t.layer4(p4)  # (B, 512, H/32, W/32)
-        pooled4, pooled5 = p4.mean((2, 3)), p5.mean((2, 3))  # (B, 256), (B, 512)
-        feature = self.neck(pooled5)  # (B, 512)
-        if not self.training:
-            return F.normalize(feature, dim=1)
-        return WRIMNetOutput(
-            logits={"p5_global": self.classifier(feature)},  # (B, K)
-            features={"p5_global": feature},
-            projections={"p5_global": pooled5, "p4_global": pooled4},
-        )
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root, for tests.engine
+from tests.engine._user_network import ResNetMIIM  # noqa: E402
 
 
 @wrim.register_model

@@ -11,7 +11,7 @@ import torch.distributed as dist
 from torch import nn
 
 from tests import _ddp_equality as ddp
-from tests.engine._plugin_parts import ResNetMIIM
+from tests.engine._user_network import ResNetMIIM
 from wrim.distributed import convert_sync_batchnorm
 from wrim.losses import AICLLoss, CMKICLoss, WRIMNetLoss
 

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tests.engine._plugin_parts import ResNetMIIM
 from tests.engine._tiny import tiny_overrides
+from tests.engine._user_network import ResNetMIIM
 from tests.engine.test_faults import DRIVER, _outcome, _same
 from wrim.data import create_dataset
 from wrim.engine import Trainer, load_config
@@ -28,7 +28,9 @@ from wrim.engine.config import DataConfig, LossConfig
 from wrim.losses import WRIMNetLoss
 
 PLUGIN = str(Path(__file__).with_name("_plugin_parts.py"))  # a subprocess imports the file, as a user would
-PLUGIN_MODULE = "tests.engine._plugin_parts"  # this process has imported it under that name (registered once)
+PLUGIN_MODULE = (
+    "tests.engine._plugin_parts"  # in this process: imported by the `plugin` fixture (tests/engine/conftest.py)
+)
 TINY_DATA = {"num_ids": 16, "num_test_ids": 8, "images_per_camera": 2}
 
 
@@ -175,7 +177,7 @@ def test_cli_trains_and_evaluates_a_plugin_model_on_a_plugin_dataset_in_subproce
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_of_a_user_network_is_bit_identical(tmp_path, capsys):
+def test_sigkill_then_resume_of_a_user_network_is_bit_identical(tmp_path, capsys, plugin):
     """The fault driver kills ``wrim train`` (the plugin's ResNet-18 + MIIMs) at epoch 2's second step; the resume
     must give the uninterrupted run's weights, logs and metrics exactly (CPU)."""
     args = ["--import", PLUGIN_MODULE, "model.name=resnet18_miim", "data.dataset=tiny_synth"]

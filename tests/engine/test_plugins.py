@@ -56,7 +56,7 @@ def test_import_flag_lets_a_subprocess_train_a_plugin_model_on_a_plugin_dataset(
     assert "final (" in proc.stdout and "my_net on" in (tmp_path / "run" / "train.log").read_text()
 
 
-def test_an_entry_point_plugin_is_found_without_a_flag(tmp_path, monkeypatch, capsys):
+def test_an_entry_point_plugin_is_found_without_a_flag(tmp_path, monkeypatch, capsys, restore_registries):
     _write_plugin(tmp_path, "entry_parts", "entry_net", "entry_data")
     monkeypatch.syspath_prepend(str(tmp_path))
     entry = importlib.metadata.EntryPoint(name="entry", value="entry_parts", group="wrim.plugins")
@@ -83,7 +83,9 @@ def test_unknown_names_are_one_line_listing_the_registered_ones_and_how_to_add_o
     assert re.search(message, err) and "--import MODULE" in err and "'wrim.plugins' entry point" in err
 
 
-def test_a_failing_plugin_is_one_line_naming_the_module_and_its_error(tmp_path, monkeypatch, capsys):
+def test_a_failing_plugin_is_one_line_naming_the_module_and_its_error(
+    tmp_path, monkeypatch, capsys, restore_registries
+):
     (tmp_path / "broken_parts.py").write_text("import wrim\nraise RuntimeError('no GPU driver found')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     assert main(["train", "--dry-run", "--import", "broken_parts"]) == 2
