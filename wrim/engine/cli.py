@@ -24,7 +24,6 @@ wrim check-data --dataset sysu --root /data/SYSU-MM01   # counts and files again
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -83,12 +82,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--dataset", required=True, choices=["synthetic", "sysu", "regdb", "llcm"])
     ev.add_argument("--root", default=None, help="the dataset folder (not needed for synthetic)")
-    ev.add_argument("--trials", default=None, help="comma-separated gallery trials (default: the dataset's)")
+    ev.add_argument(
+        "--trials", default=None, help="comma-separated gallery trials (default: the run's eval.final_trials)"
+    )
     ev.add_argument("--img-size", default=None, help="H,W (default: the training size from model.json)")
-    ev.add_argument("--batch-size", type=int, default=128)
+    ev.add_argument("--batch-size", type=int, default=None, help="images per forward pass (default: the run's)")
     ev.add_argument("--device", default="auto")
     ev.add_argument("--num-workers", type=int, default=2, help="DataLoader workers")
-    ev.add_argument("--flip", action="store_true", help="add the flipped image's embedding")
+    ev.add_argument(
+        "--flip", action=argparse.BooleanOptionalAction, default=None, help="add the flipped image's embedding "
+        "(default: the run's eval.flip)"
+    )  # fmt: skip
+    ev.add_argument(
+        "--amp", choices=["auto", "bf16", "fp16", "none"], default=None,
+        help="autocast precision (default: the run's amp, as in its final evaluation: bf16 on CUDA, fp32 on the CPU)",
+    )  # fmt: skip
+    ev.add_argument("--json", action="store_true", help="print the per-trial metrics, mean and std as JSON")
     ev.add_argument("--dataset-arg", action="append", default=[], metavar="key=value", help="e.g. trial=3 (RegDB)")
     ev.add_argument(
         "--gate-maps",
@@ -98,7 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="write gate_maps.png (each MIIM's gate over N queries and a gallery image of the same person) into "
         "the checkpoint's run folder",
     )
-    ev.add_argument("protocol", nargs="*", metavar="key=value", help="protocol arguments, e.g. mode=indoor")
+    ev.add_argument(
+        "protocol", nargs="*", metavar="key=value", help="protocol arguments, e.g. mode=indoor (default: the run's)"
+    )
 
     bench = sub.add_parser("bench", help="run the benchmarks in examples/benchmarks that apply to this machine")
     bench.add_argument("--all", action="store_true", help="run examples/benchmarks/run_all.sh instead")
@@ -213,39 +224,23 @@ def _dry_run(config: Config) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    import torch
-
-    from wrim.engine.config import DataConfig, read_yaml
-    from wrim.engine.distributed import resolve_device
-    from wrim.engine.trainer import build_dataset
-    from wrim.evaluation import evaluate_protocol
-    from wrim.models import create_model, load_weights
+    from wrim.engine.evaluate import evaluate_checkpoint
 
     if args.gate_maps < 0:
         raise ValueError(f"--gate-maps must be a number of queries >= 1, got {args.gate_maps}")
     checkpoint, run_dir = _resolve_checkpoint(Path(args.checkpoint))
-    info = json.loads((run_dir / "model.json").read_text(encoding="utf-8"))
-    saved = read_yaml(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() else {}
-    model_kwargs = dict(saved.get("model", {}).get("kwargs") or {})
-    dataset_kwargs = dict(saved.get("data", {}).get("dataset_kwargs") or {}) if args.dataset == "synthetic" else {}
-    dataset_kwargs.update(_parse_pairs(args.dataset_arg))
-    img_size = _parse_img_size(args.img_size) if args.img_size else tuple(info["img_size"])
-    device = resolve_device(args.device)
-    model = create_model(
-        info["model"], pretrained=False, num_classes=info["num_classes"], img_size=img_size, **model_kwargs
-    )
-    load_weights(model, checkpoint)
-    model.to(device).eval()
-    dataset = build_dataset(DataConfig(dataset=args.dataset, root=args.root, dataset_kwargs=dataset_kwargs))
-    trials = [int(t) for t in args.trials.split(",")] if args.trials else None
-    with torch.no_grad():
-        result = evaluate_protocol(
-            model, dataset, trials=trials, img_size=img_size, batch_size=args.batch_size, device=device,
-            flip=args.flip, num_workers=args.num_workers, **_parse_pairs(args.protocol),
-        )  # fmt: skip
-    _print_metrics(f"{args.dataset} {checkpoint}", {k: float(v) for k, v in result.as_dict().items()})
+    report = evaluate_checkpoint(
+        checkpoint, run_dir, args.dataset, args.root,
+        trials=[int(t) for t in args.trials.split(",")] if args.trials else None,
+        img_size=_parse_img_size(args.img_size) if args.img_size else None, batch_size=args.batch_size,
+        device=args.device, flip=args.flip, amp=args.amp, num_workers=args.num_workers,
+        dataset_kwargs=_parse_pairs(args.dataset_arg), protocol=_parse_pairs(args.protocol) or None,
+    )  # fmt: skip
+    print(report.as_json() if args.json else report.format(), flush=True)
     if args.gate_maps:
-        split = dataset.test_split(trials[0] if trials else dataset.default_trials[0], **_parse_pairs(args.protocol))
+        model, dataset, img_size = report.model, report.dataset_object, report.img_size
+        split = dataset.test_split(report.trial_ids[0], **report.protocol)
+        device = next(model.parameters()).device
         path = _write_gate_maps(model, split, args.gate_maps, img_size, device, run_dir / "gate_maps.png")
         print(f"gate maps of {args.gate_maps} queries: {path}", flush=True)
     return 0
