@@ -328,6 +328,8 @@ class Trainer:
         kwargs = dict(cfg.model.kwargs)
         if cfg.model.pretrained_file is not None:
             kwargs["pretrained_file"] = cfg.model.pretrained_file
+        if cfg.model.pretrained_tag is not None:
+            kwargs["pretrained_tag"] = cfg.model.pretrained_tag
         with _hub_offline_if_unreachable(cfg.model.pretrained and cfg.model.pretrained_file is None):
             net = create_model(
                 cfg.model.name,
