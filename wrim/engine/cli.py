@@ -1,4 +1,4 @@
-"""The ``wrim`` command line: ``train``, ``eval``, ``bench``, ``synth`` and ``check-data``.
+"""The ``wrim`` command line: ``train``, ``eval``, ``search``, ``bench``, ``synth`` and ``check-data``.
 
 Usage:
 
@@ -15,6 +15,8 @@ wrim bench                                    # examples/benchmarks/bench_*.py (
 wrim bench layers losses                      # only bench_layers.py and bench_losses.py
 wrim synth --out ./synthetic                  # write the synthetic set in SYSU-MM01's layout
 wrim check-data --dataset sysu --root /data/SYSU-MM01   # counts and files against the published statistics
+wrim search --checkpoint runs/synthetic-... --query q.jpg --query-modality infrared --gallery imgs/ \
+    --gallery-modality visible                # ranking.csv and ranklist.png of the nearest gallery images
 ```
 
 ``python -m wrim ...`` is the same program. A failure prints one line and exits with code 2 (the traceback with
@@ -48,6 +50,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``wrim`` command."""
     from wrim.engine.config import list_configs
+    from wrim.engine.search import add_search_arguments
 
     parser = argparse.ArgumentParser(prog="wrim", description="WRIM-Net training, evaluation and benchmarks.")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error (or WRIM_DEBUG=1)")
@@ -119,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--out", required=True, help="the output folder")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--num-ids", type=int, default=None, help="number of identities (default: the dataset's)")
+
+    add_search_arguments(sub.add_parser("search", help="rank a folder of images against query images with a run"))
 
     check = sub.add_parser(
         "check-data", help="check a dataset copy against the published statistics (exit 0 = matches, 1 = differs)"
@@ -314,6 +319,12 @@ def _resolve_checkpoint(path: Path) -> tuple[Path, Path]:
     return path, run_dir
 
 
+def _search(args: argparse.Namespace) -> int:
+    from wrim.engine.search import run_search
+
+    return run_search(args, *_resolve_checkpoint(Path(args.checkpoint)))
+
+
 def _bench(args: argparse.Namespace) -> int:
     import torch
 
@@ -383,6 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     handlers = {"train": _train, "eval": _eval, "bench": _bench, "synth": _synth, "check-data": _check_data}
+    handlers["search"] = _search
     debug = args.debug or os.environ.get("WRIM_DEBUG", "") not in ("", "0")
     try:
         return handlers[args.command](args)

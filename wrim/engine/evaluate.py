@@ -21,7 +21,7 @@ from torch import nn
 
 from wrim.evaluation.flip import flip_average
 
-__all__ = ["AMP_CHOICES", "CheckpointEvaluation", "EvalModel", "amp_dtype", "evaluate_checkpoint"]
+__all__ = ["AMP_CHOICES", "CheckpointEvaluation", "EvalModel", "amp_dtype", "evaluate_checkpoint", "load_run_model"]
 
 #: The values of the ``amp`` config key and of ``wrim eval --amp``.
 AMP_CHOICES: tuple[str, ...] = ("auto", "bf16", "fp16", "none")
@@ -49,10 +49,19 @@ class EvalModel(nn.Module):
         device: where ``net`` lives.
         amp_dtype: the autocast dtype (``None``: fp32), see [`amp_dtype()`][wrim.engine.evaluate.amp_dtype].
         channels_last: feed images in ``torch.channels_last`` memory format.
+        img_size: the (H, W) the network was trained at, when known (``load_run_model`` sets it).
     """
 
-    def __init__(self, net: nn.Module, device: torch.device, amp_dtype: torch.dtype | None, channels_last: bool):
+    def __init__(
+        self,
+        net: nn.Module,
+        device: torch.device,
+        amp_dtype: torch.dtype | None,
+        channels_last: bool,
+        img_size: tuple[int, int] | None = None,
+    ):
         super().__init__()
+        self.img_size = img_size
         self.net = net
         self.device = device
         self.amp_dtype = amp_dtype
@@ -198,23 +207,12 @@ def evaluate_checkpoint(
         protocol: protocol arguments (e.g. ``mode="indoor"``), replacing the run's ``eval.protocol``.
     """
     from wrim.engine.config import DataConfig
-    from wrim.engine.distributed import resolve_device
     from wrim.engine.trainer import build_dataset
     from wrim.evaluation import evaluate_protocol
-    from wrim.models import create_model, load_weights
 
-    info, saved, run = _run_settings(run_dir, dataset)
-    img_size = tuple(img_size or info["img_size"])
-    torch_device = resolve_device(device)
-    amp = run["amp"] if amp is None else amp
-    dtype = amp_dtype(amp, torch_device)
-    model_kwargs = dict(saved.get("model", {}).get("kwargs") or {})
-    num_classes = info["num_classes"]
-    net = create_model(info["model"], pretrained=False, num_classes=num_classes, img_size=img_size, **model_kwargs)
-    load_weights(net, checkpoint)
-    memory_format = torch.channels_last if run["channels_last"] else torch.preserve_format
-    net = net.to(torch_device, memory_format=memory_format).eval()
-    model = EvalModel(net, torch_device, dtype, run["channels_last"])
+    _, _, run = _run_settings(run_dir, dataset)
+    model = load_run_model(checkpoint, run_dir, img_size=img_size, device=device, amp=amp)
+    img_size, torch_device, dtype, net = model.img_size, model.device, model.amp_dtype, model.net
     dataset_kwargs = {**run["dataset_kwargs"], **(dataset_kwargs or {})}
     data = build_dataset(DataConfig(dataset=dataset, root=root, dataset_kwargs=dataset_kwargs))
     protocol = run["protocol"] if protocol is None else protocol
@@ -240,3 +238,38 @@ def evaluate_checkpoint(
         model=net,
         dataset_object=data,
     )
+
+
+def load_run_model(
+    checkpoint: Path,
+    run_dir: Path,
+    img_size: tuple[int, int] | None = None,
+    device: str = "auto",
+    amp: str | None = None,
+) -> EvalModel:
+    """A run's network with its weights, in eval mode, wrapped to embed as the trainer's evaluation does.
+
+    Args:
+        checkpoint: the weights file (``<run>/checkpoints/<set>/model.safetensors``).
+        run_dir: the run folder holding ``model.json`` (and ``config.yaml``).
+        img_size: (H, W) of the images it will see; default the training size (``model.json``).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
+        amp: the autocast setting; default the run's ``amp``.
+
+    Returns:
+        An [`EvalModel`][wrim.engine.evaluate.EvalModel] (``.net`` the network, ``.img_size`` the size it expects).
+    """
+    from wrim.engine.distributed import resolve_device
+    from wrim.models import create_model, load_weights
+
+    info, saved, run = _run_settings(run_dir, dataset="")
+    img_size = tuple(img_size or info["img_size"])
+    torch_device = resolve_device(device)
+    dtype = amp_dtype(run["amp"] if amp is None else amp, torch_device)
+    model_kwargs = dict(saved.get("model", {}).get("kwargs") or {})
+    num_classes = info["num_classes"]
+    net = create_model(info["model"], pretrained=False, num_classes=num_classes, img_size=img_size, **model_kwargs)
+    load_weights(net, checkpoint)
+    memory_format = torch.channels_last if run["channels_last"] else torch.preserve_format
+    net = net.to(torch_device, memory_format=memory_format).eval()
+    return EvalModel(net, torch_device, dtype, run["channels_last"], img_size=img_size)
