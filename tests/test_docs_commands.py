@@ -43,7 +43,7 @@ def _lines(page: Path) -> list[tuple[str, str]]:
         found.append((f"{page.name}:{text[: match.start()].count(chr(10)) + 1}", match.group(1)))
     commands = []
     for where, line in found:
-        for part in re.split(r"&&|\|\||;|\|", line):
+        for part in re.split(r"&&|\|\||;|\||\s\d?>", line):
             if _COMMAND.match(part.strip()):
                 commands.append((where, part.strip()))
     return commands
@@ -113,3 +113,14 @@ def test_pip_install_line_names_declared_extras(where, args):
         named = set(rest.rstrip("]").split(","))
         assert named <= extras, f"{where}: {arg!r} names extras {sorted(named - extras)} missing from pyproject.toml"
     assert "wrim" not in args, f"{where}: wrim is not on the package index; install the clone with -e ."
+
+
+def test_resume_keys_are_the_same_in_the_docs_and_the_help():
+    from wrim.engine.config import RESUME_OVERRIDABLE
+
+    text = " ".join((ROOT / "docs" / "training.md").read_text(encoding="utf-8").split())
+    sentence = text[text.index("A resumed run uses its saved") :].split(";")[0]
+    named = set(re.findall(r"`([\w.*]+)`", sentence)) - {"config.yaml"}
+    assert named == {key + "*" if key.endswith(".") else key for key in RESUME_OVERRIDABLE}
+    resume_help = next(a.help for a in _subcommands(build_parser())["train"]._actions if a.dest == "resume")
+    assert all(key in resume_help for key in named)

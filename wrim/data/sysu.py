@@ -74,7 +74,7 @@ class SYSUMM01(VIReIDDataset):
         root: the ``SYSU-MM01`` folder.
         rand_perm_file: the official ``rand_perm_cam.mat`` (github.com/wuancong/SYSU-MM01,
             ``evaluation/data_split/``); ``None`` uses ``<root>/exp/rand_perm_cam.mat`` when it exists; ``False``
-            always uses the AGW sampling. Reading it needs scipy (``pip install 'wrim[matlab]'``).
+            always uses the AGW sampling. Reading it needs scipy (the ``matlab`` extra).
     """
 
     name = "sysu"
@@ -214,13 +214,13 @@ def read_rand_perm(path: str | os.PathLike) -> dict[tuple[int, int], np.ndarray]
     permutation of the 1-based indices of that camera's images of that person (empty where the person is absent).
 
     Raises:
-        ImportError: scipy is not installed (``pip install 'wrim[matlab]'``).
+        ImportError: scipy is not installed (the ``matlab`` extra).
         ValueError: the file has no ``rand_perm_cam`` cell array.
     """
     try:
         from scipy.io import loadmat
     except ImportError as err:
-        raise ImportError("reading rand_perm_cam.mat needs scipy: pip install 'wrim[matlab]'") from err
+        raise ImportError("reading rand_perm_cam.mat needs scipy: pip install scipy (the matlab extra: pip install -e '.[matlab]')") from err
     content = loadmat(str(path))
     cams = content.get("rand_perm_cam")
     if cams is None or cams.dtype != object:

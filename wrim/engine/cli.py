@@ -49,7 +49,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``wrim`` command."""
-    from wrim.engine.config import list_configs
+    from wrim.engine.config import RESUME_OVERRIDABLE, list_configs
     from wrim.engine.search import add_search_arguments
 
     parser = argparse.ArgumentParser(prog="wrim", description="WRIM-Net training, evaluation and benchmarks.")
@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=False,
         metavar="RUN_DIR",
         help="continue RUN_DIR (or output_dir/run_name, or the newest run of --config) with its saved config; only "
-        "epochs, eval.*, logging and data.num_workers may be overridden",
+        f"{', '.join(key + '*' if key.endswith('.') else key for key in RESUME_OVERRIDABLE)} may be overridden",
     )
     train.add_argument(
         "--dry-run",
