@@ -220,7 +220,7 @@ def read_rand_perm(path: str | os.PathLike) -> dict[tuple[int, int], np.ndarray]
     try:
         from scipy.io import loadmat
     except ImportError as err:
-        raise ImportError("reading rand_perm_cam.mat needs scipy: pip install scipy (the matlab extra: pip install -e '.[matlab]')") from err
+        raise ImportError("reading rand_perm_cam.mat needs scipy: pip install scipy (the matlab extra)") from err
     content = loadmat(str(path))
     cams = content.get("rand_perm_cam")
     if cams is None or cams.dtype != object:

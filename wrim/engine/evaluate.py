@@ -211,7 +211,7 @@ def evaluate_checkpoint(
     from wrim.evaluation import evaluate_protocol
 
     _, _, run = _run_settings(run_dir, dataset)
-    model = load_run_model(checkpoint, run_dir, img_size=img_size, device=device, amp=amp)
+    model = load_run_model(run_dir, checkpoint, img_size=img_size, device=device, amp=amp)
     img_size, torch_device, dtype, net = model.img_size, model.device, model.amp_dtype, model.net
     dataset_kwargs = {**run["dataset_kwargs"], **(dataset_kwargs or {})}
     data = build_dataset(DataConfig(dataset=dataset, root=root, dataset_kwargs=dataset_kwargs))
@@ -241,17 +241,24 @@ def evaluate_checkpoint(
 
 
 def load_run_model(
-    checkpoint: Path,
-    run_dir: Path,
+    run_dir: str | Path,
+    checkpoint: str | Path | None = None,
     img_size: tuple[int, int] | None = None,
     device: str = "auto",
     amp: str | None = None,
 ) -> EvalModel:
     """A run's network with its weights, in eval mode, wrapped to embed as the trainer's evaluation does.
 
+    Examples:
+        ```python
+        model = load_run_model("runs/sysu-wrimnet")              # its best checkpoint, else its last
+        embeddings = model(images, modalities)                    # (B, 3, H, W), (B,) -> (B, D) float32
+        ```
+
     Args:
-        checkpoint: the weights file (``<run>/checkpoints/<set>/model.safetensors``).
         run_dir: the run folder holding ``model.json`` (and ``config.yaml``).
+        checkpoint: the weights file (``<run>/checkpoints/<set>/model.safetensors``); default the set ``best.json``
+            names, else ``last.json``'s (verified against its manifest).
         img_size: (H, W) of the images it will see; default the training size (``model.json``).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
         amp: the autocast setting; default the run's ``amp``.
@@ -259,9 +266,14 @@ def load_run_model(
     Returns:
         An [`EvalModel`][wrim.engine.evaluate.EvalModel] (``.net`` the network, ``.img_size`` the size it expects).
     """
+    from wrim.engine.checkpoint import checkpoint_exists, load_checkpoint
     from wrim.engine.distributed import resolve_device
     from wrim.models import create_model, load_weights
 
+    run_dir = Path(run_dir)
+    if checkpoint is None:
+        tag = "best" if checkpoint_exists(run_dir, "best") else "last"
+        checkpoint = Path(load_checkpoint(run_dir, tag)["checkpoint_set"]) / "model.safetensors"
     info, saved, run = _run_settings(run_dir, dataset="")
     img_size = tuple(img_size or info["img_size"])
     torch_device = resolve_device(device)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 from pathlib import Path
 
 __all__ = ["add_search_arguments", "run_search"]
@@ -46,7 +47,7 @@ def run_search(args: argparse.Namespace, checkpoint: Path, run_dir: Path) -> int
 
     if args.top < 1:
         raise ValueError(f"--top must be >= 1, got {args.top}")
-    model = load_run_model(checkpoint, run_dir, device=args.device, amp=args.amp)
+    model = load_run_model(run_dir, checkpoint, device=args.device, amp=args.amp)
     kwargs = {"img_size": model.img_size, "device": model.device, "flip": args.flip}
     query = embed_folder(model, args.query, args.query_modality, **kwargs)
     gallery = embed_folder(model, args.gallery, args.gallery_modality, **kwargs)
@@ -60,10 +61,12 @@ def run_search(args: argparse.Namespace, checkpoint: Path, run_dir: Path) -> int
             for rank, (g, d) in enumerate(zip(order[q].tolist(), dist[q].tolist()), 1):
                 writer.writerow([record.path, rank, gallery.records[g].path, f"{d:.6f}"])
     print(f"{len(query.records)} queries x {len(gallery.records)} gallery images: {out / 'ranking.csv'}", flush=True)
+    # an unknown identity (-1) on both sides would frame every image as a match: the queries' become -2
+    queries = [dataclasses.replace(r, pid=-2) if r.pid == -1 else r for r in query.records]
     try:
         picture = plot_ranklist(
             pairwise_distance(query.embeddings, gallery.embeddings),
-            query.records,
+            queries,
             gallery.records,
             out / "ranklist.png",
             protocol="regdb",  # no camera rule: every gallery image is ranked
