@@ -254,7 +254,7 @@ def test_rand_perm_cam_errors(sysu_root: Path, tmp_path: Path, monkeypatch: pyte
     with pytest.raises(ValueError, match="3 trials"):
         SYSUMM01(sysu_root, rand_perm_file=tmp_path / "short.mat").test_split(5)
     monkeypatch.setitem(__import__("sys").modules, "scipy.io", None)  # scipy missing
-    with pytest.raises(ImportError, match=r"wrim\[matlab\]"):
+    with pytest.raises(ImportError, match="needs scipy: pip install scipy"):
         SYSUMM01(sysu_root, rand_perm_file=tmp_path / "short.mat")
 
 

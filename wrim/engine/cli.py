@@ -85,21 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--dataset", required=True, choices=["synthetic", "sysu", "regdb", "llcm"])
     ev.add_argument("--root", default=None, help="the dataset folder (not needed for synthetic)")
-    ev.add_argument(
-        "--trials", default=None, help="comma-separated gallery trials (default: the run's eval.final_trials)"
-    )
+    ev.add_argument("--trials", default=None, help="comma-separated gallery trials (default: the run's)")
     ev.add_argument("--img-size", default=None, help="H,W (default: the training size from model.json)")
     ev.add_argument("--batch-size", type=int, default=None, help="images per forward pass (default: the run's)")
     ev.add_argument("--device", default="auto")
     ev.add_argument("--num-workers", type=int, default=2, help="DataLoader workers")
-    ev.add_argument(
-        "--flip", action=argparse.BooleanOptionalAction, default=None, help="add the flipped image's embedding "
-        "(default: the run's eval.flip)"
-    )  # fmt: skip
-    ev.add_argument(
-        "--amp", choices=["auto", "bf16", "fp16", "none"], default=None,
-        help="autocast precision (default: the run's amp, as in its final evaluation: bf16 on CUDA, fp32 on the CPU)",
-    )  # fmt: skip
+    ev.add_argument("--flip", action=argparse.BooleanOptionalAction, help="add the flipped image (default: the run's)")
+    ev.add_argument("--amp", choices=["auto", "bf16", "fp16", "none"], help="autocast (default: the run's amp)")
     ev.add_argument("--json", action="store_true", help="print the per-trial metrics, mean and std as JSON")
     ev.add_argument("--dataset-arg", action="append", default=[], metavar="key=value", help="e.g. trial=3 (RegDB)")
     ev.add_argument(
@@ -110,9 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="write gate_maps.png (each MIIM's gate over N queries and a gallery image of the same person) into "
         "the checkpoint's run folder",
     )
-    ev.add_argument(
-        "protocol", nargs="*", metavar="key=value", help="protocol arguments, e.g. mode=indoor (default: the run's)"
-    )
+    ev.add_argument("protocol", nargs="*", metavar="key=value", help="protocol arguments (default: the run's)")
 
     bench = sub.add_parser("bench", help="run the benchmarks in examples/benchmarks that apply to this machine")
     bench.add_argument("--all", action="store_true", help="run examples/benchmarks/run_all.sh instead")
