@@ -42,7 +42,9 @@ def records_init_args(init: Callable[..., None]) -> Callable[..., None]:
     return wrapper
 
 
-def create_model(name: str, pretrained: bool = False, *, pretrained_path: str | Path | None = None, **kwargs) -> nn.Module:
+def create_model(
+    name: str, pretrained: bool = False, *, pretrained_path: str | Path | None = None, **kwargs
+) -> nn.Module:
     """Build the registered model ``name``, or rebuild a saved one with its weights.
 
     Args:

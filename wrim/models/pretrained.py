@@ -35,7 +35,7 @@ from torch import nn
 
 from wrim._files import umask_mode
 from wrim.modality import INFRARED, VISIBLE
-from wrim.models._factory import HUB_PREFIX, create_model
+from wrim.models._factory import HUB_PREFIX
 from wrim.models._registry import is_model, list_models
 from wrim.version import __version__
 
@@ -255,7 +255,7 @@ def read_config(folder: Path) -> dict:
     if not path.is_file():
         raise ValueError(f"{str(folder)!r} has no {CONFIG_NAME}: it is not a folder written by wrim.save_pretrained")
     if path.stat().st_size > MAX_CONFIG_BYTES:
-        raise ValueError(f"{str(path)!r} is {path.stat().st_size} bytes; a wrim config.json is at most {MAX_CONFIG_BYTES}")
+        raise ValueError(f"{str(path)!r} is {path.stat().st_size} bytes; a wrim config.json holds < {MAX_CONFIG_BYTES}")
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, ValueError) as err:
@@ -272,7 +272,9 @@ def read_config(folder: Path) -> dict:
         )
     unknown = sorted(set(info) - KNOWN_KEYS)
     if unknown:
-        raise ValueError(f"{str(path)!r} has unknown keys {unknown} (refused); wrim {__version__} reads {sorted(KNOWN_KEYS)}")
+        raise ValueError(
+            f"{str(path)!r} has unknown keys {unknown} (refused); wrim {__version__} knows {sorted(KNOWN_KEYS)}"
+        )
     architecture, model_args = info.get("architecture"), info.get("model_args")
     if not isinstance(architecture, str) or not isinstance(model_args, dict):
         raise ValueError(f"{str(path)!r} needs 'architecture' (a model name) and 'model_args' (an object)")
@@ -514,7 +516,11 @@ def _check_metrics(metrics: Mapping[str, Any] | None) -> dict[str, dict[str, flo
     for protocol, values in metrics.items():
         if not isinstance(values, Mapping):
             raise TypeError(f"metrics[{protocol!r}] must be a mapping of metric name -> number")
-        bad = [k for k, v in values.items() if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)]
+        bad = [
+            k
+            for k, v in values.items()
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+        ]
         if bad:
             raise ValueError(f"metrics[{protocol!r}][{bad[0]!r}] = {values[bad[0]]!r} is not a finite number")
         trials = values.get("trials")
