@@ -26,6 +26,7 @@ every embedding row (and so its largest element difference).
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import warnings
 from pathlib import Path
@@ -139,10 +140,11 @@ def export_onnx(model: Any, path: Path) -> Path:
     height, width = model.img_size
     example = (torch.randn(2, 3, height, width), torch.tensor([0, 1]))
     batch = {0: "batch"}
+    torchscript = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}  # < 2.5
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the exporter's TracerWarnings on Python-side shape checks
         torch.onnx.export(
-            model, example, str(path), dynamo=False, input_names=["images", "modalities"],
+            model, example, str(path), **torchscript, input_names=["images", "modalities"],
             output_names=["embedding"], dynamic_axes={"images": batch, "modalities": batch, "embedding": batch},
         )  # fmt: skip
     return path

@@ -339,12 +339,33 @@ def _check_overrides(saved: dict, overrides: dict) -> int | None:
 
 
 def _build(architecture: str, kwargs: dict) -> nn.Module:
+    """``architecture``'s entrypoint called with the saved arguments; the built model's arguments must equal them.
+
+    An argument the entrypoint sets itself (``WRIMNet(backbone="x", **kwargs)`` raises "multiple values") is left
+    to it, and the comparison afterwards checks that it set the saved value.
+    """
     from wrim.models._registry import model_entrypoint
 
-    try:
-        model = model_entrypoint(architecture)(pretrained=False, **kwargs)
-    except TypeError as err:
-        raise ValueError(f"config.json's model_args do not fit {architecture!r} of wrim {__version__}: {err}") from None
+    given = dict(kwargs)
+    while True:
+        try:
+            model = model_entrypoint(architecture)(pretrained=False, **given)
+            break
+        except TypeError as err:
+            fixed = re.search(r"multiple values for keyword argument '(\w+)'", str(err))
+            if fixed is None or fixed.group(1) not in given:
+                raise ValueError(
+                    f"config.json's model_args do not fit {architecture!r} of wrim {__version__}: {err}"
+                ) from None
+            del given[fixed.group(1)]
+    built = json.loads(json.dumps(getattr(model, "init_args", {}), default=str))
+    differ = [key for key in kwargs if built.get(key) != kwargs[key]]
+    if differ:
+        key = differ[0]
+        raise ValueError(
+            f"{architecture!r} of wrim {__version__} builds {key}={built.get(key)!r}, but config.json saved "
+            f"{kwargs[key]!r}: this wrim cannot rebuild the saved model"
+        )
     model.architecture = architecture
     return model
 
