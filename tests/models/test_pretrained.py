@@ -47,9 +47,19 @@ def _embed(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
         return model.eval()(images, MODALITIES)
 
 
-def _saved(tmp_path: Path, **kwargs) -> tuple[torch.nn.Module, Path]:
-    model = _trained_like(create_model("wrimnet_resnet18", num_classes=5, img_size=SIZE, **kwargs))
-    return model, wrim.save_pretrained(model, tmp_path / "saved")
+@pytest.fixture(scope="module")
+def saved_once(tmp_path_factory) -> tuple[torch.nn.Module, Path]:
+    """A trained-like wrimnet_resnet18 (5 classes, 64x32) and its save_pretrained folder, built once."""
+    torch.manual_seed(0)
+    model = _trained_like(create_model("wrimnet_resnet18", num_classes=5, img_size=SIZE))
+    return model, wrim.save_pretrained(model, tmp_path_factory.mktemp("saved_once") / "saved")
+
+
+@pytest.fixture
+def saved(tmp_path, saved_once) -> tuple[torch.nn.Module, Path]:
+    """``saved_once``'s model and a copy of its folder that the test may edit."""
+    model, folder = saved_once
+    return model, Path(shutil.copytree(folder, tmp_path / "saved"))
 
 
 def _edit_config(folder: Path, edit) -> None:
@@ -97,13 +107,13 @@ def test_round_trip_equal_embeddings(tmp_path, build) -> None:
     assert rebuilt_by(again) == rebuilt_by(model)
 
 
-def test_config_json_fields(tmp_path) -> None:
-    model, folder = _saved(tmp_path, local_parts=1)
+def test_config_json_fields(tmp_path, saved) -> None:
+    model, folder = saved
     info = json.loads((folder / "config.json").read_text())
     assert info["architecture"] == "wrimnet_resnet18" and info["wrim_version"] == wrim.__version__
-    assert info["model_args"]["backbone"] == "resnet18" and info["model_args"]["local_parts"] == 1
+    assert info["model_args"]["backbone"] == "resnet18" and info["model_args"]["local_parts"] == 2
     assert "pretrained" not in info["model_args"] and "pretrained_file" not in info["model_args"]
-    assert info["num_classes"] == 5 and info["num_features"] == model.num_features == 512 + 512 + 256
+    assert info["num_classes"] == 5 and info["num_features"] == model.num_features == 3 * 512 + 256
     assert info["pretrained_cfg"]["input_size"] == [3, *SIZE]
     assert info["pretrained_cfg"]["mean"] == [0.485, 0.456, 0.406] and info["pretrained_cfg"]["std"][0] == 0.229
     assert info["modalities"] == {"visible": wrim.VISIBLE, "infrared": wrim.INFRARED}
@@ -129,8 +139,8 @@ def test_card_bibtex_is_the_citing_page() -> None:
     assert PAPER_BIBTEX in page and SOFTWARE_BIBTEX in page
 
 
-def test_create_model_with_pretrained_path(tmp_path) -> None:
-    model, folder = _saved(tmp_path)
+def test_create_model_with_pretrained_path(tmp_path, saved) -> None:
+    model, folder = saved
     images = torch.randn(4, 3, *SIZE)
     loaded = create_model("wrimnet_resnet18", pretrained_path=folder)
     assert torch.equal(_embed(loaded, images), _embed(model, images))
@@ -144,8 +154,8 @@ def test_create_model_with_pretrained_path(tmp_path) -> None:
         create_model("wrimnet_resnet18", pretrained_path=folder, local_parts=4)
 
 
-def test_save_replaces_its_own_folder_refuses_others_and_is_atomic(tmp_path, monkeypatch) -> None:
-    model, folder = _saved(tmp_path)
+def test_save_replaces_its_own_folder_refuses_others_and_is_atomic(tmp_path, monkeypatch, saved) -> None:
+    model, folder = saved
     wrim.save_pretrained(model, folder, metrics={"R1": 1.0})  # replaces the earlier save
     assert json.loads((folder / "config.json").read_text())["metrics"] == {"test": {"R1": 1.0}}
     other = tmp_path / "notes"
@@ -183,31 +193,31 @@ def test_folder_without_config_json(tmp_path) -> None:
         wrim.from_pretrained(tmp_path)
 
 
-def test_unknown_architecture_lists_the_known_ones(tmp_path) -> None:
-    _, folder = _saved(tmp_path)
+def test_unknown_architecture_lists_the_known_ones(tmp_path, saved) -> None:
+    _, folder = saved
     _edit_config(folder, lambda info: info.update(architecture="wrimnet_resnet9000"))
     with pytest.raises(ValueError) as err:
         wrim.from_pretrained(folder)
     assert "'wrimnet_resnet9000'" in str(err.value) and ", ".join(list_models()) in str(err.value)
 
 
-def test_config_from_a_newer_wrim_names_both_versions(tmp_path) -> None:
-    _, folder = _saved(tmp_path)
+def test_config_from_a_newer_wrim_names_both_versions(tmp_path, saved) -> None:
+    _, folder = saved
     _edit_config(folder, lambda info: info.update(wrim_version="99.1.0", future_key=1))
     with pytest.raises(ValueError, match=rf"written by wrim 99\.1\.0, newer than this wrim {wrim.__version__}"):
         wrim.from_pretrained(folder)
 
 
-def test_mismatched_weight_shape_names_the_first(tmp_path) -> None:
-    _, folder = _saved(tmp_path)
+def test_mismatched_weight_shape_names_the_first(tmp_path, saved) -> None:
+    _, folder = saved
     _edit_config(folder, lambda info: info["model_args"].update(num_classes=6))
     with pytest.raises(ValueError, match=r"shape of 'heads\.p5_global\.classifier\.weight': file \(5, 512\) vs model "
                        r"\(6, 512\) \(first of 4\)"):  # fmt: skip
         wrim.from_pretrained(folder)
 
 
-def test_mismatched_weight_names_name_the_first(tmp_path) -> None:
-    _, folder = _saved(tmp_path)
+def test_mismatched_weight_names_name_the_first(tmp_path, saved) -> None:
+    _, folder = saved
     state = load_file(folder / "model.safetensors")
     state["heads.p5_global.renamed.weight"] = state.pop("heads.p5_global.classifier.weight")
     save_file(state, folder / "model.safetensors")
@@ -218,8 +228,8 @@ def test_mismatched_weight_names_name_the_first(tmp_path) -> None:
     assert "unexpected 'heads.p5_global.renamed.weight' (first of 1)" in message
 
 
-def test_unknown_config_keys_are_refused(tmp_path) -> None:
-    _, folder = _saved(tmp_path)
+def test_unknown_config_keys_are_refused(tmp_path, saved) -> None:
+    _, folder = saved
     _edit_config(folder, lambda info: info.update(auto_map={"AutoModel": "modeling_evil.Evil"}))
     with pytest.raises(ValueError, match=r"unknown keys \['auto_map'\] \(refused\)"):
         wrim.from_pretrained(folder)
@@ -228,8 +238,8 @@ def test_unknown_config_keys_are_refused(tmp_path) -> None:
 # ------------------------------------------------------------------------------------------------ hostile folders
 
 
-def test_architecture_that_looks_like_an_import_path_is_never_imported(tmp_path, monkeypatch) -> None:
-    _, folder = _saved(tmp_path)
+def test_architecture_that_looks_like_an_import_path_is_never_imported(tmp_path, monkeypatch, saved) -> None:
+    _, folder = saved
     marker = tmp_path / "imported"
     (folder / "evil_i26.py").write_text(f"open({str(marker)!r}, 'w').close()\ndef build(**kwargs): pass\n")
     monkeypatch.syspath_prepend(str(folder))
@@ -250,8 +260,8 @@ class _Exploit:
         return (Path.touch, (self.marker,))
 
 
-def test_pickle_weights_are_never_loaded(tmp_path) -> None:
-    model, folder = _saved(tmp_path)
+def test_pickle_weights_are_never_loaded(tmp_path, saved) -> None:
+    model, folder = saved
     marker = tmp_path / "unpickled"
     (folder / "pytorch_model.bin").write_bytes(pickle.dumps(_Exploit(marker)))
     images = torch.randn(4, 3, *SIZE)
@@ -275,23 +285,23 @@ def test_pickle_weights_are_never_loaded(tmp_path) -> None:
     ],
     ids=["num_classes", "img_size", "img_side", "local_parts", "pretrained_file", "checkpoint_path", "hub_backbone"],
 )
-def test_hostile_model_args_are_refused_before_building(tmp_path, edit, message) -> None:
-    _, folder = _saved(tmp_path)
+def test_hostile_model_args_are_refused_before_building(tmp_path, edit, message, saved) -> None:
+    _, folder = saved
     _edit_config(folder, lambda info: edit(info["model_args"]))
     with pytest.raises(ValueError, match=message):
         wrim.from_pretrained(folder)
 
 
-def test_absurd_tensor_sizes_in_the_weights_header_are_refused(tmp_path) -> None:
-    _, folder = _saved(tmp_path)
+def test_absurd_tensor_sizes_in_the_weights_header_are_refused(tmp_path, saved) -> None:
+    _, folder = saved
     header = json.dumps({"w": {"dtype": "F32", "shape": [10**6, 10**6], "data_offsets": [0, 4 * 10**12]}}).encode()
     (folder / "model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + b"\0" * 8)
     with pytest.raises(ValueError, match="is not a readable .safetensors file"):
         wrim.from_pretrained(folder)
 
 
-def test_oversized_config_json_is_not_read(tmp_path) -> None:
-    _, folder = _saved(tmp_path)
+def test_oversized_config_json_is_not_read(tmp_path, saved) -> None:
+    _, folder = saved
     (folder / "config.json").write_text(" " * (1 << 20) + "{}")
     with pytest.raises(ValueError, match="config.json holds <"):
         wrim.from_pretrained(folder)
@@ -328,10 +338,12 @@ def _hub_cache(tmp_path: Path, folder: Path) -> Path:
     return home
 
 
-@pytest.mark.parametrize("offline", [True, False], ids=["HF_HUB_OFFLINE", "unreachable"])
-def test_hub_id_from_the_cache_without_network(tmp_path, offline) -> None:
+@pytest.mark.parametrize(
+    "offline", [True, pytest.param(False, marks=pytest.mark.slow)], ids=["HF_HUB_OFFLINE", "unreachable"]
+)
+def test_hub_id_from_the_cache_without_network(tmp_path, offline, saved) -> None:
     pytest.importorskip("huggingface_hub", reason="pip install 'wrim[hub]'")
-    model, folder = _saved(tmp_path)
+    model, folder = saved
     images = torch.randn(4, 3, *SIZE)
     torch.save((images, _embed(model, images)), tmp_path / "expected.pt")
     env = {**os.environ, "HF_HOME": str(_hub_cache(tmp_path, folder)), "PYTHONPATH": str(ROOT)}
