@@ -1,4 +1,4 @@
-"""``wrim export``: a finished run folder as a [`save_pretrained()`][wrim.save_pretrained] folder, optionally with ONNX.
+"""``wrim export``: a finished run as a [`save_pretrained()`][wrim.models.save_pretrained] folder, optionally with ONNX.
 
 ```text
 wrim export runs/synthetic-... --out ./wrimnet-synthetic                      # best checkpoint, card, config

@@ -2,9 +2,10 @@
 
 ``create_model("wrimnet_resnet50", num_classes=395)`` builds the architecture; ``create_model("hf-hub:org/name")``
 and ``create_model(name, pretrained_path=folder)`` rebuild a model saved by
-[`save_pretrained()`][wrim.save_pretrained] and load its weights ([`from_pretrained()`][wrim.from_pretrained]).
-[`records_init_args`][wrim.models._factory.records_init_args] keeps the constructor arguments a model was built
-with, which is what ``save_pretrained`` writes into ``config.json`` ([D] docs/models.md, "Sharing a trained model").
+[`save_pretrained()`][wrim.models.save_pretrained] and load its weights
+([`from_pretrained()`][wrim.models.from_pretrained]). ``records_init_args`` keeps the constructor arguments a model
+was built with, which is what ``save_pretrained`` writes into ``config.json`` ([D] docs/models.md, "Sharing a
+trained model").
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def create_model(
             weights, whatever ``pretrained`` says (``huggingface_hub`` needed: ``pip install 'wrim[hub]'``).
         pretrained: load ImageNet weights into the backbone (through timm; needs internet, or pass
             ``pretrained_file=``).
-        pretrained_path: a folder written by [`save_pretrained()`][wrim.save_pretrained] (or a Hub id): its
+        pretrained_path: a folder written by [`save_pretrained()`][wrim.models.save_pretrained] (or a Hub id): its
             ``config.json`` rebuilds the model, which must be the architecture ``name``, and its weights are loaded
             strictly. Of ``kwargs`` only ``num_classes`` may then differ from the saved model: the classifiers are
             replaced (``reset_classifier``) after loading.

@@ -1,6 +1,6 @@
 """Share a trained model as a folder (or a Hugging Face Hub repository) in the Hub's layout, timm style.
 
-A folder written by [`save_pretrained()`][wrim.save_pretrained] holds::
+A folder written by [`save_pretrained()`][wrim.models.save_pretrained] holds::
 
     config.json        architecture (a registered model name), model_args (every constructor argument), num_classes,
                        num_features, pretrained_cfg (input size, mean / std, ...), modality ids, wrim_version,
@@ -8,7 +8,7 @@ A folder written by [`save_pretrained()`][wrim.save_pretrained] holds::
     model.safetensors  the state dict (wrim.models.save_weights)
     README.md          the model card (wrim.models.pretrained.model_card)
 
-[`from_pretrained()`][wrim.from_pretrained] (and ``create_model("hf-hub:org/name")`` /
+[`from_pretrained()`][wrim.models.from_pretrained] (and ``create_model("hf-hub:org/name")`` /
 ``create_model(name, pretrained_path=...)``) rebuild the model from ``config.json`` and load the weights strictly.
 Loading runs no code from the folder: the architecture must be a registered name, weights come only from
 safetensors, unknown keys are refused, numbers are bounded and every weight name and shape is checked against a
@@ -93,7 +93,7 @@ def save_pretrained(
 
 
 def pretrained_config(model: nn.Module, *, metrics: Mapping[str, Any] | None = None, config: Any = None) -> dict:
-    """The content of ``config.json`` for ``model`` (see [`save_pretrained()`][wrim.save_pretrained])."""
+    """The content of ``config.json`` for ``model`` (see [`save_pretrained()`][wrim.models.save_pretrained])."""
     model = _unwrap(model)
     init_args = getattr(model, "init_args", None)
     if not isinstance(init_args, dict):
@@ -181,7 +181,7 @@ def push_to_hub(
     token: str | None = None,
     commit_message: str = "Upload wrim model",
 ) -> str:
-    """Save ``model`` as [`save_pretrained()`][wrim.save_pretrained] does and upload the folder to the Hub.
+    """Save ``model`` as [`save_pretrained()`][wrim.models.save_pretrained] does and upload the folder to the Hub.
 
     Needs ``huggingface_hub`` (``pip install 'wrim[hub]'``) and a write token (``hf auth login`` or ``token=``).
     The repository is created when missing. Returns the URL of the commit.
@@ -203,7 +203,7 @@ def push_to_hub(
 
 
 def from_pretrained(path_or_repo_id: str | Path) -> nn.Module:
-    """Rebuild a model saved by [`save_pretrained()`][wrim.save_pretrained] and load its weights strictly.
+    """Rebuild a model saved by [`save_pretrained()`][wrim.models.save_pretrained] and load its weights strictly.
 
     Args:
         path_or_repo_id: the folder, or a Hub id ``"org/name"`` (``"hf-hub:org/name"`` too), downloaded with
@@ -224,9 +224,9 @@ def from_pretrained(path_or_repo_id: str | Path) -> nn.Module:
 def load_pretrained(
     source: str | Path, *, architecture: str | None = None, overrides: Mapping[str, Any] | None = None
 ) -> nn.Module:
-    """[`from_pretrained()`][wrim.from_pretrained] with ``create_model``'s checks: the saved ``architecture`` must be
-    the given one, and ``overrides`` (constructor arguments) must equal the saved ones except ``num_classes``,
-    whose classifiers are replaced after loading."""
+    """[`from_pretrained()`][wrim.models.from_pretrained] with ``create_model``'s checks: the saved
+    ``architecture`` must be the given one, and ``overrides`` (constructor arguments) must equal the saved ones
+    except ``num_classes``, whose classifiers are replaced after loading."""
     folder = _resolve_folder(source)
     info = read_config(folder)
     weights = _weights_file(folder)
@@ -460,7 +460,7 @@ def model_card(info: dict, load_id: str, notes: Sequence[str] = ()) -> str:
     """The README.md of a saved model: what it is, how to load it, the recipe, the metrics, data terms, BibTeX.
 
     Args:
-        info: the content of config.json ([`pretrained_config()`][wrim.models.pretrained.pretrained_config]).
+        info: the content of config.json (``pretrained_config()``).
         load_id: what the reader passes to ``wrim.from_pretrained`` (the folder or the Hub id).
         notes: further Markdown sections (e.g. the ONNX check of ``wrim export --onnx``).
     """
