@@ -4,6 +4,7 @@ card and ONNX checked against torch; an unfinished run or a folder that is no ru
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import pytest
@@ -16,6 +17,12 @@ from wrim.engine.cli import main
 from wrim.models import _registry, create_model
 
 MODALITIES = torch.tensor([0, 1, 1, 0])
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +59,9 @@ def test_export_best_loads_with_metrics_and_recipe(finished_run, tmp_path, capsy
     assert "name: wrimnet_test_tiny" in card and "epochs: 2" in card  # the recipe (config.yaml)
     info = json.loads((out / "config.json").read_text())
     assert info["architecture"] == "wrimnet_test_tiny" and info["recipe"]["epochs"] == 2
+    assert "output_dir" not in info["recipe"] and "root" not in info["recipe"]["data"]  # no local paths
+    assert str(finished_run.parent) not in card
+    assert all(oct(p.stat().st_mode & 0o044) == oct(0o044 & ~_umask()) for p in out.iterdir())  # readable to share
     assert info["metrics"]["synthetic mode=all shots=1"] == {**{k: final[k] for k in cells_keys}, "trials": 1}
 
 

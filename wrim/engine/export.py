@@ -100,12 +100,24 @@ def export_run(run_dir: str | Path, out: str | Path, *, checkpoint: str = "best"
     metrics = _run_metrics(recipe, final) if weights == final.get("weights") else None
     if metrics is None:
         print(f"note: final_metrics.json scores {final.get('weights')}, not {weights}: the card holds no metrics")
-    config = pretrained_config(model, metrics=metrics, config=recipe)
+    config = pretrained_config(model, metrics=metrics, config=_shareable(recipe))
     model.eval()
     with staged_folder(out) as folder:
         notes = [check_onnx(model, export_onnx(model, folder / "model.onnx"))] if onnx else []
         write_pretrained(model, folder, config, load_id=str(out), notes=notes)
     return Path(out)
+
+
+def _shareable(recipe: dict) -> dict:
+    """The run's config without this machine's paths (``output_dir``, ``run_name``, ``data.root``), which say
+    nothing about the recipe; ``model.pretrained_file`` keeps its file name only."""
+    recipe = {key: value for key, value in recipe.items() if key not in ("output_dir", "run_name")}
+    if isinstance(recipe.get("data"), dict):
+        recipe["data"] = {key: value for key, value in recipe["data"].items() if key != "root"}
+    model = recipe.get("model")
+    if isinstance(model, dict) and model.get("pretrained_file"):
+        recipe["model"] = {**model, "pretrained_file": Path(str(model["pretrained_file"])).name}
+    return recipe
 
 
 def _run_metrics(recipe: dict, final: dict) -> dict[str, dict[str, float]]:

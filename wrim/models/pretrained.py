@@ -142,6 +142,8 @@ def write_pretrained(model: nn.Module, folder: Path, info: dict, load_id: str, n
     (folder / CONFIG_NAME).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     save_weights(model, folder / WEIGHTS_NAME, metadata={"format": "pt"})
     (folder / CARD_NAME).write_text(model_card(info, load_id, notes), encoding="utf-8")
+    for name in (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME):
+        os.chmod(folder / name, umask_mode(0o666))  # safetensors writes 0600; the folder is meant to be shared
 
 
 @contextmanager
