@@ -282,8 +282,18 @@ def test_pickle_weights_are_never_loaded(tmp_path, saved) -> None:
         (lambda a: a.update(pretrained_file="/etc/passwd"), r"\['pretrained_file'\] would load weights from elsewhere"),
         (lambda a: a.update(backbone_kwargs={"checkpoint_path": "x.pth"}), r"backbone_kwargs.checkpoint_path"),
         (lambda a: a.update(backbone="hf-hub:evil/net"), r"backbone 'hf-hub:evil/net' is not a timm model name"),
+        (lambda a: a.update(trust_remote_code=True), r"model_args do not fit 'wrimnet_resnet18'.*trust_remote_code"),
     ],
-    ids=["num_classes", "img_size", "img_side", "local_parts", "pretrained_file", "checkpoint_path", "hub_backbone"],
+    ids=[
+        "num_classes",
+        "img_size",
+        "img_side",
+        "local_parts",
+        "pretrained_file",
+        "checkpoint_path",
+        "hub_backbone",
+        "unknown_argument",
+    ],
 )
 def test_hostile_model_args_are_refused_before_building(tmp_path, edit, message, saved) -> None:
     _, folder = saved
