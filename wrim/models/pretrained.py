@@ -240,9 +240,16 @@ def load_pretrained(
     kwargs = dict(info["model_args"])
     num_classes = _check_overrides(kwargs, dict(overrides or {}))
     header = _read_header(weights)
-    with torch.device("meta"):  # names and shapes only: nothing is allocated before they match
-        _check_weights(_build(info["architecture"], kwargs), header, weights)
-    model = _build(info["architecture"], kwargs)
+    try:
+        with torch.device("meta"):  # names and shapes only: nothing is allocated before they match
+            skeleton = _build(info["architecture"], kwargs)
+    except (NotImplementedError, RuntimeError):  # a backbone whose __init__ reads tensor values (older timm)
+        skeleton = None
+    if skeleton is not None:
+        _check_weights(skeleton, header, weights)
+    model = _build(info["architecture"], kwargs)  # within the bounded sizes of _check_model_args
+    if skeleton is None:
+        _check_weights(model, header, weights)
     from wrim.models.weights import load_weights
 
     load_weights(model, weights)
