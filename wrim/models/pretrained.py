@@ -12,7 +12,8 @@ A folder written by [`save_pretrained()`][wrim.models.save_pretrained] holds::
 ``create_model(name, pretrained_path=...)``) rebuild the model from ``config.json`` and load the weights strictly.
 Loading runs no code from the folder: the architecture must be a registered name, weights come only from
 safetensors, unknown keys are refused, numbers are bounded and every weight name and shape is checked against a
-model built on the meta device before anything is allocated ([D] docs/models.md, "Sharing a trained model").
+model built on the meta device before anything is allocated (or, for a backbone that cannot be built there, on the
+model once built, within the bounds) ([D] docs/models.md, "Sharing a trained model").
 """
 
 from __future__ import annotations
