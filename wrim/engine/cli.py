@@ -1,4 +1,4 @@
-"""The ``wrim`` command line: ``train``, ``eval``, ``search``, ``bench``, ``synth`` and ``check-data``.
+"""The ``wrim`` command line: ``train``, ``eval``, ``search``, ``bench``, ``synth``, ``check-data`` and ``export``.
 
 Usage:
 
@@ -17,6 +17,7 @@ wrim synth --out ./synthetic                  # write the synthetic set in SYSU-
 wrim check-data --dataset sysu --root /data/SYSU-MM01   # counts and files against the published statistics
 wrim search --checkpoint runs/synthetic-... --query q.jpg --query-modality infrared --gallery imgs/ \
     --gallery-modality visible                # ranking.csv and ranklist.png of the nearest gallery images
+wrim export runs/synthetic-... --out ./my-model --onnx  # a finished run as a shareable folder (wrim.engine.export)
 ```
 
 ``python -m wrim ...`` is the same program. A failure prints one line and exits with code 2 (the traceback with
@@ -50,6 +51,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``wrim`` command."""
     from wrim.engine.config import RESUME_OVERRIDABLE, list_configs
+    from wrim.engine.export import add_export_parser
     from wrim.engine.search import add_search_arguments
 
     parser = argparse.ArgumentParser(prog="wrim", description="WRIM-Net training, evaluation and benchmarks.")
@@ -125,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--no-decode", action="store_true", help="read the image files without decoding them")
     check.add_argument("--workers", type=int, default=None, help="threads reading the files (default: up to 8)")
+    add_export_parser(sub)
     return parser
 
 
@@ -383,8 +386,11 @@ def main(argv: list[str] | None = None) -> int:
         ``WRIM_DEBUG=1``), 130 after Ctrl-C.
     """
     args = build_parser().parse_args(argv)
+    from wrim.engine.export import run_export
+
     handlers = {"train": _train, "eval": _eval, "bench": _bench, "synth": _synth, "check-data": _check_data}
     handlers["search"] = _search
+    handlers["export"] = run_export
     debug = args.debug or os.environ.get("WRIM_DEBUG", "") not in ("", "0")
     try:
         return handlers[args.command](args)
