@@ -94,6 +94,8 @@ def build_model(config: ModelConfig, num_classes: int, img_size: tuple[int, int]
     kwargs = dict(config.kwargs)
     if weights and config.pretrained_file is not None:
         kwargs["pretrained_file"] = config.pretrained_file
+    if weights and config.pretrained_tag is not None:
+        kwargs["pretrained_tag"] = config.pretrained_tag
     pretrained = weights and config.pretrained
     with _hub_offline_if_unreachable(pretrained and config.pretrained_file is None):
         return create_model(

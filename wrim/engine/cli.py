@@ -1,4 +1,4 @@
-"""The ``wrim`` command line: ``train``, ``eval``, ``bench``, ``synth`` and ``check-data``.
+"""The ``wrim`` command line: ``train``, ``eval``, ``search``, ``bench``, ``synth``, ``check-data`` and ``export``.
 
 Usage:
 
@@ -17,6 +17,9 @@ wrim synth --out ./synthetic                  # write the synthetic set in SYSU-
 wrim check-data --dataset sysu --root /data/SYSU-MM01   # counts and files against the published statistics
 wrim check-data --dataset list --root /data/mine          # your own list.csv: rows, files and identities
 wrim train --import my_parts.py model.name=my_net data.dataset=my_data   # user code that registers parts
+wrim search --checkpoint runs/synthetic-... --query q.jpg --query-modality infrared --gallery imgs/ \
+    --gallery-modality visible                # ranking.csv and ranklist.png of the nearest gallery images
+wrim export runs/synthetic-... --out ./my-model --onnx  # a finished run as a shareable folder (wrim.engine.export)
 ```
 
 ``python -m wrim ...`` is the same program. A failure prints one line and exits with code 2 (the traceback with
@@ -26,7 +29,6 @@ wrim train --import my_parts.py model.name=my_net data.dataset=my_data   # user 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -72,7 +74,7 @@ def _add_import(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    from wrim.engine.config import list_configs
+    from wrim.engine.config import RESUME_OVERRIDABLE, list_configs
 
     train = sub.add_parser("train", help="train and evaluate a model from a config")
     train.add_argument(
@@ -85,7 +87,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         default=False,
         metavar="RUN_DIR",
         help="continue RUN_DIR (or output_dir/run_name, or the newest run of --config) with its saved config; only "
-        "epochs, eval.*, logging and data.num_workers may be overridden",
+        f"{', '.join(key + '*' if key.endswith('.') else key for key in RESUME_OVERRIDABLE)} may be overridden",
     )
     train.add_argument(
         "--dry-run",
@@ -107,12 +109,14 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     )
     ev.add_argument("--dataset", required=True, help="a registered dataset: synthetic, sysu, regdb, llcm, list, ...")
     ev.add_argument("--root", default=None, help="the dataset folder (not needed for synthetic)")
-    ev.add_argument("--trials", default=None, help="comma-separated gallery trials (default: the dataset's)")
+    ev.add_argument("--trials", default=None, help="comma-separated gallery trials (default: the run's)")
     ev.add_argument("--img-size", default=None, help="H,W (default: the training size from model.json)")
-    ev.add_argument("--batch-size", type=int, default=128)
+    ev.add_argument("--batch-size", type=int, default=None, help="images per forward pass (default: the run's)")
     ev.add_argument("--device", default="auto")
     ev.add_argument("--num-workers", type=int, default=2, help="DataLoader workers")
-    ev.add_argument("--flip", action="store_true", help="add the flipped image's embedding")
+    ev.add_argument("--flip", action=argparse.BooleanOptionalAction, help="add the flipped image (default: the run's)")
+    ev.add_argument("--amp", choices=["auto", "bf16", "fp16", "none"], help="autocast (default: the run's amp)")
+    ev.add_argument("--json", action="store_true", help="print the per-trial metrics, mean and std as JSON")
     ev.add_argument("--dataset-arg", action="append", default=[], metavar="key=value", help="e.g. trial=3 (RegDB)")
     ev.add_argument(
         "--gate-maps",
@@ -123,7 +127,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         "the checkpoint's run folder",
     )
     _add_import(ev)
-    ev.add_argument("protocol", nargs="*", metavar="key=value", help="protocol arguments, e.g. mode=indoor")
+    ev.add_argument("protocol", nargs="*", metavar="key=value", help="protocol arguments (default: the run's)")
     ev.set_defaults(handler=_eval)
 
 
@@ -140,6 +144,22 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--num-ids", type=int, default=None, help="number of identities (default: the dataset's)")
     synth.set_defaults(handler=_synth)
+
+
+def _add_search(sub: argparse._SubParsersAction) -> None:
+    from wrim.engine.search import add_search_arguments
+
+    search = sub.add_parser("search", help="rank a folder of images against query images with a run")
+    add_search_arguments(search)
+    _add_import(search)
+    search.set_defaults(handler=_search)
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    from wrim.engine.export import add_export_parser, run_export
+
+    add_export_parser(sub)  # wrim.engine.export owns its arguments
+    sub.choices["export"].set_defaults(handler=run_export)
 
 
 def _add_check_data(sub: argparse._SubParsersAction) -> None:
@@ -235,58 +255,26 @@ def _dry_run(config: Config) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    import torch
-
-    from wrim.engine.build import build_dataset
-    from wrim.engine.config import DataConfig
-    from wrim.engine.distributed import resolve_device
-    from wrim.evaluation import evaluate_protocol
+    from wrim.engine.evaluate import evaluate_checkpoint
 
     if args.gate_maps < 0:
         raise ValueError(f"--gate-maps must be a number of queries >= 1, got {args.gate_maps}")
     checkpoint, run_dir = _resolve_checkpoint(Path(args.checkpoint))
-    model, img_size, saved = _eval_model(checkpoint, run_dir, args.img_size)
-    device = resolve_device(args.device)
-    model.to(device).eval()
-    dataset_kwargs = dict(saved.get("data", {}).get("dataset_kwargs") or {}) if args.dataset == "synthetic" else {}
-    dataset_kwargs.update(_parse_pairs(args.dataset_arg))
-    dataset = build_dataset(DataConfig(dataset=args.dataset, root=args.root, dataset_kwargs=dataset_kwargs))
-    trials = [int(t) for t in args.trials.split(",")] if args.trials else None
-    with torch.no_grad():
-        result = evaluate_protocol(
-            model, dataset, trials=trials, img_size=img_size, batch_size=args.batch_size, device=device,
-            flip=args.flip, num_workers=args.num_workers, **_parse_pairs(args.protocol),
-        )  # fmt: skip
-    _print_metrics(f"{args.dataset} {checkpoint}", {k: float(v) for k, v in result.as_dict().items()})
+    report = evaluate_checkpoint(
+        checkpoint, run_dir, args.dataset, args.root,
+        trials=[int(t) for t in args.trials.split(",")] if args.trials else None,
+        img_size=_parse_img_size(args.img_size) if args.img_size else None, batch_size=args.batch_size,
+        device=args.device, flip=args.flip, amp=args.amp, num_workers=args.num_workers,
+        dataset_kwargs=_parse_pairs(args.dataset_arg), protocol=_parse_pairs(args.protocol) or None,
+    )  # fmt: skip
+    print(report.as_json() if args.json else report.format(), flush=True)
     if args.gate_maps:
-        split = dataset.test_split(trials[0] if trials else dataset.default_trials[0], **_parse_pairs(args.protocol))
+        model, dataset, img_size = report.model, report.dataset_object, report.img_size
+        split = dataset.test_split(report.trial_ids[0], **report.protocol)
+        device = next(model.parameters()).device
         path = _write_gate_maps(model, split, args.gate_maps, img_size, device, run_dir / "gate_maps.png")
         print(f"gate maps of {args.gate_maps} queries: {path}", flush=True)
     return 0
-
-
-def _eval_model(
-    checkpoint: Path, run_dir: Path, img_size_arg: str | None
-) -> tuple[torch.nn.Module, tuple[int, int], dict]:
-    """The run's model rebuilt by name (``model.json``, the saved ``model.kwargs``) with the checkpoint's weights,
-    its evaluation size and the run's saved config (a mapping, empty when absent)."""
-    from wrim.engine.build import build_model
-    from wrim.engine.config import ModelConfig, read_yaml
-    from wrim.models import load_weights
-
-    info = json.loads((run_dir / "model.json").read_text(encoding="utf-8"))
-    if info.get("model") is None:
-        raise ValueError(
-            f"{run_dir} trained a model object given to Trainer(model=...) ({info.get('class')}), which wrim eval "
-            "cannot rebuild: register its constructor with @wrim.register_model (and --import its module), or "
-            "evaluate from Python with wrim.evaluation.evaluate_protocol"
-        )
-    saved = read_yaml(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() else {}
-    kwargs = dict(saved.get("model", {}).get("kwargs") or {})
-    img_size = _parse_img_size(img_size_arg) if img_size_arg else tuple(info["img_size"])
-    model = build_model(ModelConfig(name=info["model"], kwargs=kwargs), info["num_classes"], img_size, weights=False)
-    load_weights(model, checkpoint)
-    return model, img_size, saved
 
 
 def _write_gate_maps(
@@ -357,6 +345,12 @@ def _resolve_checkpoint(path: Path) -> tuple[Path, Path]:
     return path, run_dir
 
 
+def _search(args: argparse.Namespace) -> int:
+    from wrim.engine.search import run_search
+
+    return run_search(args, *_resolve_checkpoint(Path(args.checkpoint)))
+
+
 def _bench(args: argparse.Namespace) -> int:
     import torch
 
@@ -421,7 +415,7 @@ def _check_data(args: argparse.Namespace) -> int:
 
 #: The subcommands, each a registration function that adds its parser and sets ``handler`` (a subcommand in its own
 #: module registers the same way: ``def add_parser(sub): p = sub.add_parser(...); p.set_defaults(handler=run)``).
-SUBCOMMANDS = (_add_train, _add_eval, _add_bench, _add_synth, _add_check_data)
+SUBCOMMANDS = (_add_train, _add_eval, _add_search, _add_bench, _add_synth, _add_check_data, _add_export)
 
 
 def main(argv: list[str] | None = None) -> int:

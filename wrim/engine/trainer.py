@@ -54,7 +54,7 @@ from wrim.engine.checkpoint import (
 from wrim.engine.config import Config, config_sha256, config_to_dict, save_config
 from wrim.engine.distributed import DistInfo, barrier, init_distributed, resolve_device, shutdown_distributed
 from wrim.engine.epoch import EpochLoop, NonFiniteLossError
-from wrim.engine.eval_model import EvalModel, plot_ranklist_png
+from wrim.engine.evaluate import EvalModel, amp_dtype, plot_ranklist_png
 from wrim.engine.logger import MetricsLogger, attach_run_log, plot_curves, show_progress
 from wrim.engine.resume import check_resume
 from wrim.engine.rundir import RunLock, choose_run_dir
@@ -281,10 +281,7 @@ class Trainer(EpochLoop):
         return run_dir
 
     def _amp_dtype(self) -> torch.dtype | None:
-        amp = self.config.amp
-        if amp == "auto":
-            return torch.bfloat16 if self.device.type == "cuda" else None
-        return {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}[amp]
+        return amp_dtype(self.config.amp, self.device)
 
     # ------------------------------------------------------------------ evaluation and checkpoints
 
