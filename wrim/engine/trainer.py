@@ -298,10 +298,11 @@ class Trainer(EpochLoop):
             trials: gallery trials to average; ``None`` = the dataset's default trials.
         """
         from wrim.evaluation import evaluate_protocol, extract_features
+        from wrim.evaluation.protocol import trial_splits
 
         cfg = self.config
         trial_ids = list(self.dataset.default_trials if trials is None else trials)
-        splits = [self.dataset.test_split(t, **cfg.eval.protocol) for t in trial_ids]
+        splits = trial_splits(self.dataset, trial_ids, cfg.eval.protocol)
         records = {r.path: r for split in splits for r in (*split.query, *split.gallery)}
         eval_model = EvalModel(self.net, self.device, self.amp_dtype, cfg.model.channels_last)
         with torch.no_grad():
