@@ -329,7 +329,10 @@ def write_results(experiments: list[Experiment], out: Path, heading: str) -> lis
     (out / "ablations.md").write_text(_markdown(summary, heading), encoding="utf-8")
     (out / "ablations.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     _write_csv(records, out / "ablations.csv")
-    plot_summary(summary, out / "ablations.png")
+    try:
+        plot_summary(summary, out / "ablations.png")
+    except ImportError:
+        print("no plot: matplotlib is missing (pip install 'wrim[train]')", flush=True)
     return summary
 
 
@@ -356,8 +359,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     Args:
         argv: command-line arguments (default ``sys.argv[1:]``).
     """
-    args = _parser().parse_args(argv)
-    experiments = _select(args.experiments)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        experiments = _select(args.experiments)
+        seeds = parse_seeds(args.seeds) if args.seeds else None
+    except ValueError as err:
+        parser.error(str(err))  # one line, exit 2
     if args.fast:
         experiments = [Experiment(e.title, e.variants[:2]) for e in experiments]
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
@@ -371,9 +379,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         common.append(f"device={args.device}")
     config = load_config(args.config, common)  # checks the config and the overrides before any run
     if not args.table_only:
-        seeds = parse_seeds(args.seeds) if args.seeds else [config.seed]
         for experiment in experiments:
-            for seed in seeds:  # interleaved: every variant of seed 0, then of seed 1, ...
+            for seed in seeds or [config.seed]:  # interleaved: every variant of seed 0, then of seed 1, ...
                 for variant in experiment.variants:
                     _load_or_run(args, common, variant, seed)
     heading = f"Ablations on {config.name} ({config.epochs} epoch(s) per run{', tiny --fast set' if args.fast else ''})"
