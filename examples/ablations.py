@@ -165,6 +165,14 @@ def _machine(device: str) -> dict[str, object]:
     return info
 
 
+def _cpu_seconds() -> float:
+    """CPU seconds used by this process and its finished children (the DataLoader workers), whatever else runs."""
+    import resource
+
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
 def _run(config_name: str, common: list[str], variant: Variant, seed: int, runs_dir: Path, result: Path) -> dict:
     """Trains ``variant`` with ``seed`` (resuming an interrupted run) and writes its result file."""
     from wrim.engine.checkpoint import checkpoint_exists
@@ -174,7 +182,7 @@ def _run(config_name: str, common: list[str], variant: Variant, seed: int, runs_
     config = load_config(config_name, overrides)
     run_dir = runs_dir / run_name
     resume = checkpoint_exists(run_dir, "any")
-    load_start, start = os.getloadavg(), time.perf_counter()
+    load_start, start, cpu_start = os.getloadavg(), time.perf_counter(), _cpu_seconds()
     trainer = Trainer(config, run_dir=run_dir if resume else None, resume=resume)
     fit = trainer.fit()
     record = {
@@ -187,6 +195,7 @@ def _run(config_name: str, common: list[str], variant: Variant, seed: int, runs_
         **{k: fit.metrics[k] for k in ("R1", "R5", "R10", "R20", "mAP", "mINP")},
         "best_epoch": fit.best_epoch,
         "time_s": round(time.perf_counter() - start, 1),
+        "cpu_s": round(_cpu_seconds() - cpu_start, 1),
         "resumed": resume,
         "load_avg_1min": [round(load_start[0], 2), round(os.getloadavg()[0], 2)],
         **_machine(str(trainer.device)),
@@ -290,7 +299,7 @@ def _markdown(summary: list[dict], heading: str) -> str:
 
 
 def _write_csv(records: list[dict], path: Path) -> None:
-    fields = ["variant", "label", "seed", *METRICS, "R5", "R10", "R20", "best_epoch", "time_s", "device"]
+    fields = ["variant", "label", "seed", *METRICS, "R5", "R10", "R20", "best_epoch", "time_s", "cpu_s", "device"]
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()

@@ -38,7 +38,9 @@ def test_study_writes_table_csv_json_and_plot(study):
     results = sorted(p.name for p in (out / "runs").glob("*.json"))
     assert results == ["triplet-seed0.json", "triplet-seed1.json", "wrim-seed0.json", "wrim-seed1.json"]
     for path in (out / "runs").glob("*.json"):
-        assert_metric_bounds(json.loads(path.read_text()), num_test_ids=6)  # --fast: num_test_ids 6
+        record = json.loads(path.read_text())
+        assert_metric_bounds(record, num_test_ids=6)  # --fast: num_test_ids 6
+        assert record["cpu_s"] > 0 and record["time_s"] > 0 and record["device"] == "cpu"
     table = (out / "ablations.md").read_text()
     assert (
         "## metric loss" in table and "| AICL / CMKIC (paper) | 2 |" in table and "| batch-hard triplet | 2 |" in table
