@@ -151,7 +151,7 @@ def _select(names: list[str] | None) -> list[Experiment]:
 
 
 def _machine(device: str) -> dict[str, object]:
-    """What ran it: the device, the CPU, the torch threads and the load average (other jobs share the CPU)."""
+    """What ran it: the device (and GPU name), the CPU, its core count and the torch threads."""
     import torch
 
     info: dict[str, object] = {
