@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wrim.data._registry import register_dataset
 from wrim.data.base import VIReIDDataset, list_images, relabel
 from wrim.data.records import ImageRecord, TestSplit
 from wrim.modality import INFRARED, VISIBLE
@@ -36,6 +37,7 @@ _LAYOUT = """\
       exp/rand_perm_cam.mat                      (optional: the official gallery permutations)"""
 
 
+@register_dataset("sysu")
 class SYSUMM01(VIReIDDataset):
     """SYSU-MM01 train set and its IR -> visible protocol (all-search / indoor-search, single- / multi-shot).
 
