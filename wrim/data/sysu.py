@@ -13,17 +13,21 @@ SYSU-MM01/
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 from pathlib import Path
 
 import numpy as np
 
+from wrim.data._registry import register_dataset
 from wrim.data.base import VIReIDDataset, list_images, relabel
 from wrim.data.records import ImageRecord, TestSplit
 from wrim.modality import INFRARED, VISIBLE
 
 __all__ = ["SYSUMM01", "read_rand_perm"]
+
+log = logging.getLogger("wrim")
 
 _LAYOUT = """\
     <root>/
@@ -33,6 +37,7 @@ _LAYOUT = """\
       exp/rand_perm_cam.mat                      (optional: the official gallery permutations)"""
 
 
+@register_dataset("sysu")
 class SYSUMM01(VIReIDDataset):
     """SYSU-MM01 train set and its IR -> visible protocol (all-search / indoor-search, single- / multi-shot).
 
@@ -71,7 +76,7 @@ class SYSUMM01(VIReIDDataset):
         root: the ``SYSU-MM01`` folder.
         rand_perm_file: the official ``rand_perm_cam.mat`` (github.com/wuancong/SYSU-MM01,
             ``evaluation/data_split/``); ``None`` uses ``<root>/exp/rand_perm_cam.mat`` when it exists; ``False``
-            always uses the AGW sampling. Reading it needs scipy (``pip install 'wrim[matlab]'``).
+            always uses the AGW sampling. Reading it needs scipy (the ``matlab`` extra).
     """
 
     name = "sysu"
@@ -102,8 +107,11 @@ class SYSUMM01(VIReIDDataset):
         if rand_perm_file is True:
             raise ValueError("rand_perm_file must be a path, None (auto: exp/rand_perm_cam.mat) or False; got True")
         self.rand_perm: dict[tuple[int, int], np.ndarray] | None = None
+        self.rand_perm_file: Path | None = None
         if rand_perm_file is not None and rand_perm_file is not False:
-            self.rand_perm = read_rand_perm(self._require(Path(rand_perm_file), "rand_perm_cam.mat file"))
+            self.rand_perm_file = self._require(Path(rand_perm_file), "rand_perm_cam.mat file")
+            self.rand_perm = read_rand_perm(self.rand_perm_file)
+        self._logged_galleries: set[tuple[str, int]] = set()
 
     @property
     def gallery_sampling(self) -> str:
@@ -162,6 +170,28 @@ class SYSUMM01(VIReIDDataset):
             gallery.extend(self._record(path, pid, cam) for path in picked)
         return TestSplit(query=query, gallery=gallery, protocol="sysu", trial=trial)
 
+    def describe_galleries(self, shots: int = 1) -> str:
+        """One line saying how the galleries of ``shots`` images are drawn (logged once per mode and shots)."""
+        if self.rand_perm is not None:
+            return f"the official rand_perm_cam.mat ({self.rand_perm_file}; trial t = its row t + 1)"
+        if shots == 1:
+            return (
+                "AGW / DEEN seeded sampling (random.Random(trial)), not the official rand_perm_cam.mat (give "
+                "rand_perm_file= or put it in exp/ for the official galleries)"
+            )
+        return (
+            "seeded random.sample of 10 images per id and camera: the multi-shot setting, NOT the official "
+            "multi-shot galleries (those need rand_perm_cam.mat: rand_perm_file= or exp/)"
+        )
+
+    def log_galleries(self, mode: str = "all", shots: int = 1) -> None:
+        """Log how the galleries of ``mode`` / ``shots`` are drawn, once per pair (evaluation calls it, not checks)."""
+        if (mode, shots) not in self._logged_galleries:
+            self._logged_galleries.add((mode, shots))
+            log.info(
+                "%s galleries (mode=%s, shots=%d): %s", type(self).__name__, mode, shots, self.describe_galleries(shots)
+            )
+
     def _official_pick(self, files: list[Path], pid: int, cam: int, trial: int, shots: int) -> list[Path]:
         """The first ``shots`` entries of ``rand_perm_cam{cam}{pid}(trial + 1, :)`` as images of ``files``."""
         perm = self.rand_perm.get((cam, pid))
@@ -186,13 +216,13 @@ def read_rand_perm(path: str | os.PathLike) -> dict[tuple[int, int], np.ndarray]
     permutation of the 1-based indices of that camera's images of that person (empty where the person is absent).
 
     Raises:
-        ImportError: scipy is not installed (``pip install 'wrim[matlab]'``).
+        ImportError: scipy is not installed (the ``matlab`` extra).
         ValueError: the file has no ``rand_perm_cam`` cell array.
     """
     try:
         from scipy.io import loadmat
     except ImportError as err:
-        raise ImportError("reading rand_perm_cam.mat needs scipy: pip install 'wrim[matlab]'") from err
+        raise ImportError("reading rand_perm_cam.mat needs scipy: pip install scipy (the matlab extra)") from err
     content = loadmat(str(path))
     cams = content.get("rand_perm_cam")
     if cams is None or cams.dtype != object:

@@ -1,4 +1,4 @@
-"""The ``wrim`` command line: ``train``, ``eval``, ``bench``, ``synth`` and ``check-data``.
+"""The ``wrim`` command line: ``train``, ``eval``, ``search``, ``bench``, ``synth``, ``check-data`` and ``export``.
 
 Usage:
 
@@ -15,6 +15,11 @@ wrim bench                                    # examples/benchmarks/bench_*.py (
 wrim bench layers losses                      # only bench_layers.py and bench_losses.py
 wrim synth --out ./synthetic                  # write the synthetic set in SYSU-MM01's layout
 wrim check-data --dataset sysu --root /data/SYSU-MM01   # counts and files against the published statistics
+wrim check-data --dataset list --root /data/mine          # your own list.csv: rows, files and identities
+wrim train --import my_parts.py model.name=my_net data.dataset=my_data   # user code that registers parts
+wrim search --checkpoint runs/synthetic-... --query q.jpg --query-modality infrared --gallery imgs/ \
+    --gallery-modality visible                # ranking.csv and ranklist.png of the nearest gallery images
+wrim export runs/synthetic-... --out ./my-model --onnx  # a finished run as a shareable folder (wrim.engine.export)
 ```
 
 ``python -m wrim ...`` is the same program. A failure prints one line and exits with code 2 (the traceback with
@@ -24,7 +29,6 @@ wrim check-data --dataset sysu --root /data/SYSU-MM01   # counts and files again
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -41,18 +45,36 @@ if TYPE_CHECKING:
     from wrim.data import TestSplit
     from wrim.engine.config import Config
 
-__all__ = ["build_parser", "main"]
+__all__ = ["SUBCOMMANDS", "build_parser", "main"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``wrim`` command."""
-    from wrim.engine.config import list_configs
-
+    """The argument parser of the ``wrim`` command: one registration function per subcommand (`SUBCOMMANDS`)."""
     parser = argparse.ArgumentParser(prog="wrim", description="WRIM-Net training, evaluation and benchmarks.")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error (or WRIM_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
+    for register in SUBCOMMANDS:
+        register(sub)
+    return parser
+
+
+def _add_import(parser: argparse.ArgumentParser) -> None:
+    """``--import MODULE`` (repeatable): user code that registers models and datasets (``wrim.engine.plugins``)."""
+    parser.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import a module (name on PYTHONPATH, or a .py path) that registers models / datasets; repeatable. "
+        "Modules of the 'wrim.plugins' entry points are imported without it",
+    )
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    from wrim.engine.config import RESUME_OVERRIDABLE, list_configs
 
     train = sub.add_parser("train", help="train and evaluate a model from a config")
     train.add_argument(
@@ -65,15 +87,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=False,
         metavar="RUN_DIR",
         help="continue RUN_DIR (or output_dir/run_name, or the newest run of --config) with its saved config; only "
-        "epochs, eval.*, logging and data.num_workers may be overridden",
+        f"{', '.join(key + '*' if key.endswith('.') else key for key in RESUME_OVERRIDABLE)} may be overridden",
     )
     train.add_argument(
         "--dry-run",
         action="store_true",
         help="print the resolved config and the model summary, build the optimiser and losses, do not train",
     )
+    _add_import(train)
     train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. optim.lr=0.01")
+    train.set_defaults(handler=_train)
 
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
     ev = sub.add_parser("eval", help="evaluate a checkpoint on a dataset's protocol")
     ev.add_argument(
         "--checkpoint",
@@ -81,14 +107,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="a run folder (its best checkpoint, else its last), <run>/best or <run>/last, or a checkpoint set's "
         "model.safetensors",
     )
-    ev.add_argument("--dataset", required=True, choices=["synthetic", "sysu", "regdb", "llcm"])
+    ev.add_argument("--dataset", required=True, help="a registered dataset: synthetic, sysu, regdb, llcm, list, ...")
     ev.add_argument("--root", default=None, help="the dataset folder (not needed for synthetic)")
-    ev.add_argument("--trials", default=None, help="comma-separated gallery trials (default: the dataset's)")
+    ev.add_argument("--trials", default=None, help="comma-separated gallery trials (default: the run's)")
     ev.add_argument("--img-size", default=None, help="H,W (default: the training size from model.json)")
-    ev.add_argument("--batch-size", type=int, default=128)
+    ev.add_argument("--batch-size", type=int, default=None, help="images per forward pass (default: the run's)")
     ev.add_argument("--device", default="auto")
     ev.add_argument("--num-workers", type=int, default=2, help="DataLoader workers")
-    ev.add_argument("--flip", action="store_true", help="add the flipped image's embedding")
+    ev.add_argument("--flip", action=argparse.BooleanOptionalAction, help="add the flipped image (default: the run's)")
+    ev.add_argument("--amp", choices=["auto", "bf16", "fp16", "none"], help="autocast (default: the run's amp)")
+    ev.add_argument("--json", action="store_true", help="print the per-trial metrics, mean and std as JSON")
     ev.add_argument("--dataset-arg", action="append", default=[], metavar="key=value", help="e.g. trial=3 (RegDB)")
     ev.add_argument(
         "--gate-maps",
@@ -98,28 +126,56 @@ def build_parser() -> argparse.ArgumentParser:
         help="write gate_maps.png (each MIIM's gate over N queries and a gallery image of the same person) into "
         "the checkpoint's run folder",
     )
-    ev.add_argument("protocol", nargs="*", metavar="key=value", help="protocol arguments, e.g. mode=indoor")
+    _add_import(ev)
+    ev.add_argument("protocol", nargs="*", metavar="key=value", help="protocol arguments (default: the run's)")
+    ev.set_defaults(handler=_eval)
 
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("bench", help="run the benchmarks in examples/benchmarks that apply to this machine")
     bench.add_argument("--all", action="store_true", help="run examples/benchmarks/run_all.sh instead")
     bench.add_argument("names", nargs="*", help="only these benchmarks, e.g. layers eval (default: every bench_*.py)")
+    bench.set_defaults(handler=_bench)
 
+
+def _add_synth(sub: argparse._SubParsersAction) -> None:
     synth = sub.add_parser("synth", help="write the synthetic VI-ReID set in SYSU-MM01's native layout")
     synth.add_argument("--out", required=True, help="the output folder")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--num-ids", type=int, default=None, help="number of identities (default: the dataset's)")
+    synth.set_defaults(handler=_synth)
 
+
+def _add_search(sub: argparse._SubParsersAction) -> None:
+    from wrim.engine.search import add_search_arguments
+
+    search = sub.add_parser("search", help="rank a folder of images against query images with a run")
+    add_search_arguments(search)
+    _add_import(search)
+    search.set_defaults(handler=_search)
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    from wrim.engine.export import add_export_parser, run_export
+
+    add_export_parser(sub)  # wrim.engine.export owns its arguments
+    sub.choices["export"].set_defaults(handler=run_export)
+
+
+def _add_check_data(sub: argparse._SubParsersAction) -> None:
     check = sub.add_parser(
         "check-data", help="check a dataset copy against the published statistics (exit 0 = matches, 1 = differs)"
     )
-    check.add_argument("--dataset", required=True, choices=["sysu", "regdb", "llcm"])
+    check.add_argument("--dataset", required=True, help="sysu, regdb, llcm or list (your own list.csv)")
     check.add_argument("--root", required=True, help="the dataset folder in its native layout")
     check.add_argument(
         "--expect", action="append", default=[], metavar="key=value", help="replace a published number, e.g. query=12"
     )
     check.add_argument("--no-decode", action="store_true", help="read the image files without decoding them")
     check.add_argument("--workers", type=int, default=None, help="threads reading the files (default: up to 8)")
-    return parser
+    check.add_argument("--dataset-arg", action="append", default=[], metavar="key=value", help="e.g. file=other.csv")
+    _add_import(check)
+    check.set_defaults(handler=_check_data)
 
 
 def _parse_pairs(items: list[str]) -> dict[str, object]:
@@ -139,7 +195,9 @@ def _print_metrics(title: str, metrics: dict[str, float]) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from wrim.engine.config import load_config
-    from wrim.engine.trainer import Trainer, resume_config, resume_folder
+    from wrim.engine.resume import resume_config
+    from wrim.engine.rundir import resume_folder
+    from wrim.engine.trainer import Trainer
 
     start = time.perf_counter()
     overrides = list(args.overrides)
@@ -160,37 +218,20 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-#: Training identities of the real datasets (the classifier size when ``--dry-run`` has no data.root to read).
-_NUM_CLASSES = {"sysu": 395, "regdb": 206, "llcm": 713}
-
-
 def _dry_run(config: Config) -> int:
-    """Prints the resolved config, builds the model (without weights), losses, optimiser and augmentation."""
-    import inspect
-
-    from wrim.data import SyntheticVIReID, TrainTransform
+    """Prints the resolved config, builds the dataset (when it can be read), the model (without weights), losses,
+    optimiser and augmentation, as training would (``wrim.engine.build``)."""
+    from wrim.data import TrainTransform, dataset_needs_root
+    from wrim.engine.build import build_dataset, build_loss, build_model, build_optimizer
     from wrim.engine.config import config_to_dict
-    from wrim.engine.optim import build_optimizer
-    from wrim.engine.trainer import build_dataset, build_loss
-    from wrim.models import create_model, summary
+    from wrim.models import summary
 
     data = config.data
-    if data.dataset == "synthetic":
-        default_ids = inspect.signature(SyntheticVIReID).parameters["num_ids"].default
-        num_classes = int(data.dataset_kwargs.get("num_ids", default_ids))
-    elif data.root is not None:
-        num_classes = build_dataset(data).num_classes  # also checks the folder's layout
-    else:
-        num_classes = _NUM_CLASSES[data.dataset]
     print(f"# resolved config {config.name!r}", flush=True)
     print(yaml.safe_dump(config_to_dict(config), sort_keys=False), end="", flush=True)
-    model = create_model(
-        config.model.name,
-        pretrained=False,
-        num_classes=num_classes,
-        img_size=tuple(data.img_size),
-        **config.model.kwargs,
-    )
+    readable = data.root is not None or not dataset_needs_root(data.dataset)
+    num_classes = build_dataset(data).num_classes if readable else None  # also checks the folder's layout
+    model = build_model(config.model, num_classes or 1, tuple(data.img_size), weights=False)
     build_loss(config.loss)
     optimizer = build_optimizer(model, config.optim)
     TrainTransform(
@@ -203,49 +244,34 @@ def _dry_run(config: Config) -> int:
     print(summary(model), flush=True)
     weights = "not loaded in a dry run" if config.model.pretrained or config.model.pretrained_file else "none"
     groups = ", ".join(f"{len(g['params'])} tensors at lr {g['lr']:g}" for g in optimizer.param_groups)
+    identities = f"{num_classes} identities" if readable else "1 identity here (no data.root: read when training)"
     print(
-        f"dry run of {config.name!r}: {config.model.name} for {num_classes} identities at "
-        f"{data.img_size[0]}x{data.img_size[1]}, backbone weights {weights}; {type(optimizer).__name__} "
-        f"({groups}, weight decay {config.optim.weight_decay:g}); loss {config.loss.metric}; no training",
+        f"dry run of {config.name!r}: {config.model.name} for {identities} at {data.img_size[0]}x{data.img_size[1]}, "
+        f"backbone weights {weights}; {type(optimizer).__name__} ({groups}, weight decay "
+        f"{config.optim.weight_decay:g}); loss {config.loss.metric}; no training",
         flush=True,
     )
     return 0
 
 
 def _eval(args: argparse.Namespace) -> int:
-    import torch
-
-    from wrim.engine.config import DataConfig, read_yaml
-    from wrim.engine.distributed import resolve_device
-    from wrim.engine.trainer import build_dataset
-    from wrim.evaluation import evaluate_protocol
-    from wrim.models import create_model, load_weights
+    from wrim.engine.evaluate import evaluate_checkpoint
 
     if args.gate_maps < 0:
         raise ValueError(f"--gate-maps must be a number of queries >= 1, got {args.gate_maps}")
     checkpoint, run_dir = _resolve_checkpoint(Path(args.checkpoint))
-    info = json.loads((run_dir / "model.json").read_text(encoding="utf-8"))
-    saved = read_yaml(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() else {}
-    model_kwargs = dict(saved.get("model", {}).get("kwargs") or {})
-    dataset_kwargs = dict(saved.get("data", {}).get("dataset_kwargs") or {}) if args.dataset == "synthetic" else {}
-    dataset_kwargs.update(_parse_pairs(args.dataset_arg))
-    img_size = _parse_img_size(args.img_size) if args.img_size else tuple(info["img_size"])
-    device = resolve_device(args.device)
-    model = create_model(
-        info["model"], pretrained=False, num_classes=info["num_classes"], img_size=img_size, **model_kwargs
-    )
-    load_weights(model, checkpoint)
-    model.to(device).eval()
-    dataset = build_dataset(DataConfig(dataset=args.dataset, root=args.root, dataset_kwargs=dataset_kwargs))
-    trials = [int(t) for t in args.trials.split(",")] if args.trials else None
-    with torch.no_grad():
-        result = evaluate_protocol(
-            model, dataset, trials=trials, img_size=img_size, batch_size=args.batch_size, device=device,
-            flip=args.flip, num_workers=args.num_workers, **_parse_pairs(args.protocol),
-        )  # fmt: skip
-    _print_metrics(f"{args.dataset} {checkpoint}", {k: float(v) for k, v in result.as_dict().items()})
+    report = evaluate_checkpoint(
+        checkpoint, run_dir, args.dataset, args.root,
+        trials=[int(t) for t in args.trials.split(",")] if args.trials else None,
+        img_size=_parse_img_size(args.img_size) if args.img_size else None, batch_size=args.batch_size,
+        device=args.device, flip=args.flip, amp=args.amp, num_workers=args.num_workers,
+        dataset_kwargs=_parse_pairs(args.dataset_arg), protocol=_parse_pairs(args.protocol) or None,
+    )  # fmt: skip
+    print(report.as_json() if args.json else report.format(), flush=True)
     if args.gate_maps:
-        split = dataset.test_split(trials[0] if trials else dataset.default_trials[0], **_parse_pairs(args.protocol))
+        model, dataset, img_size = report.model, report.dataset_object, report.img_size
+        split = dataset.test_split(report.trial_ids[0], **report.protocol)
+        device = next(model.parameters()).device
         path = _write_gate_maps(model, split, args.gate_maps, img_size, device, run_dir / "gate_maps.png")
         print(f"gate maps of {args.gate_maps} queries: {path}", flush=True)
     return 0
@@ -319,6 +345,12 @@ def _resolve_checkpoint(path: Path) -> tuple[Path, Path]:
     return path, run_dir
 
 
+def _search(args: argparse.Namespace) -> int:
+    from wrim.engine.search import run_search
+
+    return run_search(args, *_resolve_checkpoint(Path(args.checkpoint)))
+
+
 def _bench(args: argparse.Namespace) -> int:
     import torch
 
@@ -369,11 +401,21 @@ def _synth(args: argparse.Namespace) -> int:
 
 def _check_data(args: argparse.Namespace) -> int:
     from wrim.data.check import check_dataset
+    from wrim.data.list_dataset import check_list
 
-    expected = _parse_pairs(args.expect)
-    report = check_dataset(args.dataset, args.root, expected=expected, decode=not args.no_decode, workers=args.workers)
+    decode, extra = not args.no_decode, _parse_pairs(args.dataset_arg)
+    if args.dataset == "list":
+        report = check_list(args.root, decode=decode, workers=args.workers, **extra)
+    else:
+        expected = _parse_pairs(args.expect)
+        report = check_dataset(args.dataset, args.root, expected=expected, decode=decode, workers=args.workers)
     print(report.format(), flush=True)
     return 0 if report.ok else 1
+
+
+#: The subcommands, each a registration function that adds its parser and sets ``handler`` (a subcommand in its own
+#: module registers the same way: ``def add_parser(sub): p = sub.add_parser(...); p.set_defaults(handler=run)``).
+SUBCOMMANDS = (_add_train, _add_eval, _add_search, _add_bench, _add_synth, _add_check_data, _add_export)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -386,11 +428,14 @@ def main(argv: list[str] | None = None) -> int:
         The process exit code: 2 after any error (one line on stderr; the traceback with ``--debug`` or
         ``WRIM_DEBUG=1``), 130 after Ctrl-C.
     """
+    from wrim.engine.plugins import load_plugins
+
     args = build_parser().parse_args(argv)
-    handlers = {"train": _train, "eval": _eval, "bench": _bench, "synth": _synth, "check-data": _check_data}
     debug = args.debug or os.environ.get("WRIM_DEBUG", "") not in ("", "0")
     try:
-        return handlers[args.command](args)
+        if hasattr(args, "imports"):  # the commands that build models or datasets by name
+            load_plugins(args.imports)
+        return args.handler(args)
     except KeyboardInterrupt:
         print(f"wrim {args.command}: interrupted", file=sys.stderr)
         return 130
