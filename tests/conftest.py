@@ -1,22 +1,46 @@
-"""Shared test fixtures: device selection (``WRIM_TEST_DEVICE``), seeding and the CUDA marker."""
+"""Shared test fixtures: device selection (``WRIM_TEST_DEVICE``), seeding, the CUDA marker and the version markers.
+
+``@pytest.mark.needs(torch="2.4")`` skips a test of a feature that needs a newer dependency than wrim's floor, with
+the version in the reason; ``@pytest.mark.needs_compile`` skips where ``torch.compile`` cannot work with the
+installed versions (`wrim._versions.compile_unsupported_reason`).
+"""
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 
 import pytest
 import torch
 
+from wrim._versions import at_least, compile_unsupported_reason
+
 TEST_DEVICE = torch.device(os.environ.get("WRIM_TEST_DEVICE", "cpu"))
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "needs(**versions): skipped unless each package is at least that version")
+    config.addinivalue_line("markers", "needs_compile: skipped where torch.compile cannot work here")
+
+
+def _version_skip_reason(item: pytest.Item) -> str | None:
+    """Why ``item`` cannot run with the installed versions, or None."""
+    for marker in item.iter_markers("needs"):
+        for package, minimum in marker.kwargs.items():
+            installed = importlib.metadata.version(package)
+            if not at_least(installed, minimum):
+                return f"needs {package}>={minimum} (installed {installed})"
+    return compile_unsupported_reason() if item.get_closest_marker("needs_compile") else None
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if torch.cuda.is_available():
-        return
-    skip_cuda = pytest.mark.skip(reason="needs a CUDA GPU")
+    skip_cuda = None if torch.cuda.is_available() else pytest.mark.skip(reason="needs a CUDA GPU")
     for item in items:
-        if "cuda" in item.keywords:
+        if skip_cuda is not None and "cuda" in item.keywords:
             item.add_marker(skip_cuda)
+        reason = _version_skip_reason(item)
+        if reason is not None:
+            item.add_marker(pytest.mark.skip(reason=reason))
 
 
 @pytest.fixture(autouse=True)

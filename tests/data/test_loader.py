@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from wrim import INFRARED, VISIBLE
 from wrim.data import (
@@ -18,6 +20,7 @@ from wrim.data import (
     build_train_loader,
     read_image,
 )
+from wrim.data import loader as loader_module
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +35,39 @@ def test_read_image_formats(tmp_path: Path, write_image) -> None:
         assert img.shape == (3, 10, 6) and img.dtype == torch.uint8
         if gray:
             assert torch.equal(img[0], img[1]) and torch.equal(img[1], img[2])
+
+
+def test_torchvision_formats_follow_the_installed_version() -> None:
+    assert loader_module._torchvision_formats("0.18.1+cu121") == (".jpg", ".jpeg", ".png")
+    assert loader_module._torchvision_formats("0.19.0") == (".jpg", ".jpeg", ".png", ".gif")
+    assert loader_module._torchvision_formats("0.29.1") == (".jpg", ".jpeg", ".png", ".gif", ".webp")
+
+
+def test_read_image_on_the_floor_torchvision_path(tmp_path: Path, write_image, monkeypatch) -> None:
+    """torchvision 0.18 (the floor) decodes only a 1-D uint8 byte tensor, never a path, and no GIF / WebP: the
+    reader hands it the file's bytes and sends GIF / WebP to PIL; the pixels equal PIL's decoding."""
+    decoded, decode_image = [], loader_module.decode_image
+
+    def decode_image_0_18(data, mode):
+        if not (isinstance(data, torch.Tensor) and data.dtype == torch.uint8 and data.dim() == 1):
+            raise RuntimeError(f"Expected a value of type 'Tensor' for argument 'data' but found {type(data)}")
+        decoded.append(len(data))
+        return decode_image(data, mode=mode)
+
+    monkeypatch.setattr(loader_module, "decode_image", decode_image_0_18)
+    monkeypatch.setattr(loader_module, "_TORCHVISION_FORMATS", loader_module._torchvision_formats("0.18.1"))
+    for name in ("a.png", "b.gif", "c.webp", "d.jpg"):
+        path = write_image(tmp_path / name, 100, size=(10, 6))
+        expected = torch.from_numpy(np.asarray(Image.open(path).convert("RGB"))).permute(2, 0, 1)
+        image = read_image(path)
+        assert image.shape == (3, 10, 6) and image.dtype == torch.uint8
+        if name != "d.jpg":  # JPEG decoders may round differently
+            assert torch.equal(image, expected), name
+    assert decoded == [(tmp_path / "a.png").stat().st_size, (tmp_path / "d.jpg").stat().st_size]
+    empty = tmp_path / "e.png"
+    empty.write_bytes(b"")
+    with pytest.raises(UnreadableImageError, match="e.png"):
+        read_image(empty)
 
 
 def test_image_dataset_items(tiny: SyntheticVIReID) -> None:

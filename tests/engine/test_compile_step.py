@@ -46,6 +46,7 @@ def _step_fn(model: torch.nn.Module, loss_fn: torch.nn.Module, **kwargs):
     return step
 
 
+@pytest.mark.needs_compile
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["wrimnet_resnet50", "wrimnet_resnet18", "baseline_resnet50"])
 def test_model_step_has_no_graph_break(name: str) -> None:
@@ -72,6 +73,7 @@ def trainer(tmp_path_factory) -> Trainer:
     trainer._lock.release()
 
 
+@pytest.mark.needs_compile
 @pytest.mark.slow
 def test_trainer_step_is_one_graph_without_recompiles_and_equals_eager(trainer: Trainer) -> None:
     """Six batches (half/half, 3:1, all visible, all infrared, other orders and labels) through the compiled
@@ -118,6 +120,7 @@ def test_trainer_step_is_one_graph_without_recompiles_and_equals_eager(trainer: 
         net.float()
 
 
+@pytest.mark.needs_compile
 @pytest.mark.slow
 def test_trainer_split_step_does_not_recompile_for_sampler_batches(trainer: Trainer) -> None:
     """The trainer passes the host-counted ``num_visible``: the sampler's batches (always half/half, in any order,

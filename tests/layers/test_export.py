@@ -12,6 +12,7 @@ def _miim() -> MIIM:
     return MIIM(32, reduction=2, stride=2, num_heads=4, kv_pool=2).eval()
 
 
+@pytest.mark.needs_compile
 def test_compile_miim_fullgraph_matches_eager() -> None:
     module = MIIM(32, reduction=2, stride=2, num_heads=4)
     x = torch.randn(2, 32, 12, 6)
@@ -19,6 +20,7 @@ def test_compile_miim_fullgraph_matches_eager() -> None:
     torch.testing.assert_close(compiled(x), module(x), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.needs_compile
 def test_compile_modality_miim_mixed_orders_one_graph() -> None:
     module = ModalityMIIM(32, reduction=2, stride=2, num_heads=4)
     compiled = torch.compile(module, fullgraph=True, dynamic=False)

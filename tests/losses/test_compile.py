@@ -26,6 +26,7 @@ def test_unknown_modality_id_is_an_error_eagerly():
         AICLLoss()(p5, p4, labels, modalities=bad)
 
 
+@pytest.mark.needs_compile
 @pytest.mark.slow
 def test_cmkic_and_aicl_fullgraph_compile_match_eager_and_reject_unknown_ids():
     p5, p4, labels, modalities = _batch()

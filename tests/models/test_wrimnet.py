@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import timm
 import torch
 
 from wrim.layers import MIIM, ModalityMIIM
@@ -220,6 +221,7 @@ def test_timm_interface(resnet18) -> None:
     resnet18.reset_classifier(NUM_CLASSES)
 
 
+@pytest.mark.needs(timm="1.0.31")
 def test_grad_checkpointing_matches() -> None:
     model = WRIMNet("resnet18", num_classes=NUM_CLASSES, img_size=SIZE).train()
     images = _images()
@@ -233,6 +235,13 @@ def test_grad_checkpointing_matches() -> None:
         out.logits["p5_global"].logsumexp(1).mean().backward()
         grads.append(model.backbone.model.conv1.weight.grad.clone())
     torch.testing.assert_close(grads[0], grads[1], atol=1e-5, rtol=1e-4)
+
+
+def test_grad_checkpointing_before_timm_1_0_31_is_a_clear_error(resnet18, monkeypatch) -> None:
+    monkeypatch.setattr(timm, "__version__", "1.0.30")
+    with pytest.raises(ValueError, match=r"gradient checkpointing needs timm>=1.0.31 \(installed 1.0.30\)"):
+        resnet18.set_grad_checkpointing(True)
+    resnet18.set_grad_checkpointing(False)  # switching it off needs nothing
 
 
 def test_channels_last_and_bf16_autocast(resnet18) -> None:

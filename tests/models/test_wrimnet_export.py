@@ -95,6 +95,7 @@ def test_onnx_backbone_swapped_matches_torch(tmp_path, dynamo: bool) -> None:
     assert (_onnxruntime_embedding(path, images, MODALITIES) - expected).norm(dim=1).max() <= ONNX_TOLERANCE
 
 
+@pytest.mark.needs_compile
 @pytest.mark.slow
 def test_compile_fullgraph_train_and_eval() -> None:
     """No graph break anywhere (MIIM and ModalityMIIM included), in training and eval."""
@@ -109,6 +110,7 @@ def test_compile_fullgraph_train_and_eval() -> None:
         torch.testing.assert_close(compiled(images, MODALITIES), model(images, MODALITIES))
 
 
+@pytest.mark.needs_compile
 @pytest.mark.slow
 def test_compile_inductor_eval() -> None:
     model = _model().eval()

@@ -11,9 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torchvision
 from torch.utils.data import DataLoader, Dataset
-from torchvision.io import ImageReadMode, decode_image
+from torchvision.io import ImageReadMode, decode_image, read_file
 
+from wrim._versions import at_least
 from wrim.data.base import VIReIDDataset
 from wrim.data.records import ImageRecord
 from wrim.data.sampler import IdentityModalitySampler
@@ -23,14 +25,24 @@ __all__ = ["ImageDataset", "UnreadableImageError", "build_test_loader", "build_t
 
 log = logging.getLogger("wrim")
 
-_TORCHVISION_FORMATS = (".jpg", ".jpeg", ".png", ".gif", ".webp")
+
+def _torchvision_formats(version: str) -> tuple[str, ...]:
+    """The suffixes ``torchvision.io.decode_image`` decodes at torchvision ``version`` (GIF from 0.19, WebP from
+    0.20); the others are read through PIL."""
+    formats = (".jpg", ".jpeg", ".png")
+    formats += (".gif",) if at_least(version, "0.19") else ()
+    return formats + ((".webp",) if at_least(version, "0.20") else ())
+
+
+_TORCHVISION_FORMATS = _torchvision_formats(torchvision.__version__)
 
 
 def read_image(path: str | Path) -> torch.Tensor:
     """Decode an image file as a uint8 (3, H, W) RGB tensor; one-channel (infrared) images are replicated.
 
-    JPEG / PNG / GIF / WebP are decoded by ``torchvision.io``; other formats (RegDB's BMP) through PIL, which
-    torchvision already depends on.
+    JPEG / PNG (and GIF / WebP on torchvision >= 0.19 / 0.20) are decoded by ``torchvision.io`` from the file's
+    bytes (torchvision < 0.19 decodes only a byte tensor, not a path); other formats (RegDB's BMP) through PIL,
+    which torchvision already depends on.
 
     Raises:
         UnreadableImageError: the file is missing, empty, truncated or not an image (names the file and the reason).
@@ -38,7 +50,7 @@ def read_image(path: str | Path) -> torch.Tensor:
     path = Path(path)
     try:
         if path.suffix.lower() in _TORCHVISION_FORMATS:
-            return decode_image(str(path), mode=ImageReadMode.RGB)
+            return decode_image(read_file(str(path)), mode=ImageReadMode.RGB)  # bytes (N,) uint8 -> (3, H, W)
         from PIL import Image
 
         with Image.open(path) as img:

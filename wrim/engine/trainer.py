@@ -27,6 +27,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
+from wrim._versions import compile_if_supported
 from wrim.distributed import convert_sync_batchnorm
 from wrim.engine.build import (
     build_dataset,
@@ -206,7 +207,7 @@ class Trainer(EpochLoop):
             model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
         self.model = model
         # model.compile: the whole step (forward, losses, backward) as one graph, around the DDP-wrapped module
-        self._step = torch.compile(self.train_step) if cfg.model.compile else self.train_step
+        self._step = compile_if_supported(self.train_step) if cfg.model.compile else self.train_step
         if self.loss_fn is None:
             from wrim.models import WRIMNetOutput
 

@@ -37,6 +37,7 @@ from wrim.modality import INFRARED, VISIBLE
 __all__ = ["ModalityMIIM"]
 
 torch.fx.wrap("reweight")
+torch.fx.wrap("_per_modality_moments")  # one call in fx graphs: torch < 2.4 cannot trace promote_types(y.dtype)
 
 
 class ModalityMIIM(nn.Module):

@@ -42,6 +42,7 @@ import torch
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode
 
+from wrim._versions import at_least
 from wrim.models.weights import load_state_dict_file
 
 __all__ = ["StagedBackbone", "check_backbone_name"]
@@ -337,7 +338,10 @@ class StagedBackbone(nn.Module):
         return math.ceil(img_size[0] / reduction), math.ceil(img_size[1] / reduction)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """timm's gradient checkpointing of the feature extractor, where it has one."""
+        """timm's gradient checkpointing of the feature extractor, where it has one (timm >= 1.0.31: older timm
+        recomputes an in-place activation and the backward pass fails)."""
+        if enable and not at_least(timm.__version__, "1.0.31"):
+            raise ValueError(f"gradient checkpointing needs timm>=1.0.31 (installed {timm.__version__})")
         if not hasattr(self.model, "set_grad_checkpointing"):
             raise ValueError(f"backbone {self.name!r} ({type(self.model).__name__}) has no gradient checkpointing")
         self.model.set_grad_checkpointing(enable)
@@ -582,7 +586,10 @@ def _check_backbone_state(
     ignored, and so is the shape of a ViT's positional embedding (timm resizes it to ``img_size``).
     """
     kwargs = {key: value for key, value in timm_kwargs.items() if key not in ("pretrained", "pretrained_cfg_overlay")}
-    with torch.device("meta"):
+    try:
+        with torch.device("meta"):
+            reference = timm.create_model(name, **kwargs)
+    except (NotImplementedError, RuntimeError):  # a model calling .item() in __init__ (timm 1.0.20 and older: ViT)
         reference = timm.create_model(name, **kwargs)
     classifier = reference.pretrained_cfg.get("classifier") or ()
     classifier = (classifier,) if isinstance(classifier, str) else tuple(classifier)

@@ -11,12 +11,15 @@ which both copies compute their gate for the whole batch.
 
 from __future__ import annotations
 
+import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from wrim._versions import at_least
 from wrim.modality import VISIBLE
 from wrim.models.backbone import NUM_STAGES, _pair
 from wrim.models.wrimnet import WRIMNet
@@ -94,7 +97,9 @@ def summary(
             counts both copies' gates on the whole batch.
 
     Returns:
-        a [`ModelSummary`][wrim.models.ModelSummary] (print it for the table).
+        a [`ModelSummary`][wrim.models.ModelSummary] (print it for the table); on torch < 2.4, whose
+        ``FlopCounterMode`` also counts a MIIM inside the stage it is hooked to, the GFLOPs are ``nan`` (a warning
+        says so) and the parameters are counted as usual.
     """
     if not isinstance(model, WRIMNet):
         raise TypeError(f"summary expects a wrim WRIMNet; got {type(model).__name__}")
@@ -104,10 +109,15 @@ def summary(
     images = torch.zeros(len(ids), model.backbone.in_chans, height, width, device=param.device, dtype=param.dtype)
     was_training = model.training
     model.eval()
+    per_module = at_least(torch.__version__, "2.4")
+    if not per_module:
+        message = f"summary: FLOPs per row need torch>=2.4 (installed {torch.__version__}); GFLOPs are nan"
+        warnings.warn(message, stacklevel=2)
     try:
         with FlopCounterMode(display=False, depth=None) as counter:
             num_visible = int((ids == VISIBLE).sum()) if split_by_modality else None  # a host tensor
-            model(images, ids.to(param.device), num_visible=num_visible)
+            if per_module:
+                model(images, ids.to(param.device), num_visible=num_visible)
     finally:
         model.train(was_training)
     counts = {name: sum(ops.values()) for name, ops in counter.get_flop_counts().items()}
@@ -115,6 +125,8 @@ def summary(
     root = type(model).__name__
 
     def flops(modules) -> float:
+        if not per_module:
+            return math.nan
         return sum(counts.get(f"{root}.{names[id(module)]}", 0) for module in modules) / len(ids) / 1e9
 
     rows = []
