@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 
 from wrim.evaluation.flip import flip_average
 from wrim.evaluation.metrics import RankMetrics, evaluate, mean_metrics
 from wrim.evaluation.rerank import k_reciprocal_rerank
+from wrim.pairs import cosine_similarity_matrix
 
 if TYPE_CHECKING:
     from wrim.data import ImageRecord, VIReIDDataset
@@ -72,7 +72,7 @@ def pairwise_distance(query: torch.Tensor, gallery: torch.Tensor, distance: str 
         )
     query, gallery = query.float(), gallery.float()
     if distance == "cosine":
-        return 1.0 - F.normalize(query, dim=1) @ F.normalize(gallery, dim=1).T  # (Q, D) x (D, G) -> (Q, G)
+        return 1.0 - cosine_similarity_matrix(query, gallery)  # (Q, D), (G, D) -> (Q, G)
     return torch.cdist(query, gallery)
 
 

@@ -7,10 +7,11 @@ The ID loss is ``torch.nn.CrossEntropyLoss(label_smoothing=0.1)`` ([D], docs/pap
 """
 
 from wrim.losses.aicl import AICLLoss as AICLLoss
+from wrim.losses.base import BaseLoss as BaseLoss
 from wrim.losses.cmkic import CMKICLoss as CMKICLoss
 from wrim.losses.memory import CrossModalityMemory as CrossModalityMemory
 from wrim.losses.triplet import TripletLoss as TripletLoss
 from wrim.losses.triplet import WRTripletLoss as WRTripletLoss
 from wrim.losses.wrimnet_loss import WRIMNetLoss as WRIMNetLoss
 
-__all__ = ["AICLLoss", "CMKICLoss", "CrossModalityMemory", "TripletLoss", "WRIMNetLoss", "WRTripletLoss"]
+__all__ = ["AICLLoss", "BaseLoss", "CMKICLoss", "CrossModalityMemory", "TripletLoss", "WRIMNetLoss", "WRTripletLoss"]

@@ -60,7 +60,8 @@ class CrossModalityMemory(nn.Module):
                 "CrossModalityMemory needs a cross-modality miner (e.g. wrim.miners.CrossModalityKeyInstanceMiner): "
                 "the batch is in the memory too, and only cross-modality pairs never pair a sample with itself"
             )
-        if miner is None and "ref_modalities" not in inspect.signature(loss.forward).parameters:
+        takes_ref_modalities = "ref_modalities" in inspect.signature(loss.forward).parameters
+        if miner is None and not (takes_ref_modalities and getattr(loss, "takes_ref_emb", True)):
             raise ValueError(
                 f"{type(loss).__name__} cannot take ref_modalities=; give CrossModalityMemory a miner="
                 "wrim.miners.CrossModalityKeyInstanceMiner(...) to choose the pairs, or use wrim.losses.CMKICLoss"

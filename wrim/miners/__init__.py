@@ -10,5 +10,12 @@ from wrim.miners.base import BaseMiner as BaseMiner
 from wrim.miners.hardest_negative import HardestNegativeMiner as HardestNegativeMiner
 from wrim.miners.key_instance import CrossModalityKeyInstanceMiner as CrossModalityKeyInstanceMiner
 from wrim.miners.key_instance import KeyInstanceMiner as KeyInstanceMiner
+from wrim.miners.key_instance import key_instance_masks as key_instance_masks
 
-__all__ = ["BaseMiner", "CrossModalityKeyInstanceMiner", "HardestNegativeMiner", "KeyInstanceMiner"]
+__all__ = [
+    "BaseMiner",
+    "CrossModalityKeyInstanceMiner",
+    "HardestNegativeMiner",
+    "KeyInstanceMiner",
+    "key_instance_masks",
+]
