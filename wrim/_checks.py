@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+from torch.fx import _symbolic_trace
 
 from wrim.modality import INFRARED, VISIBLE
 
@@ -27,6 +28,7 @@ __all__ = [
     "check_nonnegative",
     "check_pair_batch",
     "check_temperature",
+    "checks_enabled",
     "compute_dtype",
     "missing_modalities_message",
     "no_positive_message",
@@ -38,10 +40,22 @@ SAMPLER_HINT = (
     "num_instances infrared)."
 )
 NO_POSITIVE_POLICIES: tuple[str, ...] = ("warn", "raise")
+# torch >= 2.6 tells symbolic tracing apart from export (whose fake tensors the checks handle)
+_is_symbolic_tracing = getattr(_symbolic_trace, "is_fx_symbolic_tracing", _symbolic_trace.is_fx_tracing)
 _BAD_ID_MESSAGE = (
     "{name} may only hold wrim.VISIBLE (0) or wrim.INFRARED (1); found {ids}. "
     "Map your dataset's camera/modality labels to 0/1 first."
 )
+
+
+def checks_enabled() -> bool:
+    """Whether eager input checks should run: not while ``torch.fx.symbolic_trace`` traces with proxies.
+
+    The layers' and models' checks compare shapes and types in Python; on an ``fx`` Proxy they would fail
+    (``bool(Proxy)``), so a traced graph carries no checks. TorchScript removes them on its own
+    (``torch.jit.is_scripting()`` branches).
+    """
+    return not _is_symbolic_tracing()
 
 
 def check_k(k: int, name: str = "k") -> int:

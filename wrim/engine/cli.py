@@ -215,8 +215,8 @@ def _dry_run(config: Config) -> int:
 def _eval(args: argparse.Namespace) -> int:
     import torch
 
+    from wrim.distributed import resolve_device
     from wrim.engine.config import DataConfig, read_yaml
-    from wrim.engine.distributed import resolve_device
     from wrim.engine.trainer import build_dataset
     from wrim.evaluation import evaluate_protocol
     from wrim.models import create_model, load_weights

@@ -117,7 +117,7 @@ class ModelConfig:
         pretrained_file: local backbone weights (.safetensors or .pth) instead of a download.
         kwargs: further keyword arguments for ``create_model`` (e.g. ``last_stride``, ``separate_stages``).
         sync_bn: under DDP, take every BatchNorm's training statistics over all ranks (torch's SyncBatchNorm on
-            CUDA, ``wrim.distributed.CrossRankBatchNorm`` on the CPU) and ModalityMIIM's per-modality statistics
+            CUDA, ``wrim.layers.CrossRankBatchNorm`` on the CPU) and ModalityMIIM's per-modality statistics
             too; ``false`` keeps per-rank statistics. No effect in one process.
         channels_last: keep weights and images in ``torch.channels_last`` memory format.
         compile: compile the whole training step (forward, losses, backward: ``Trainer.train_step``) with

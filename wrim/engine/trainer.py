@@ -43,7 +43,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
-from wrim.distributed import convert_sync_batchnorm
+from wrim.distributed import DistInfo, barrier, init_distributed, resolve_device, shutdown_distributed
 from wrim.engine.checkpoint import (
     atomic_write,
     capture_rng_state,
@@ -70,11 +70,11 @@ from wrim.engine.config import (
     save_config,
     structural_changes,
 )
-from wrim.engine.distributed import DistInfo, barrier, init_distributed, resolve_device, shutdown_distributed
 from wrim.engine.logger import MetricsLogger, plot_curves, show_progress
 from wrim.engine.optim import build_optimizer, build_scheduler
 from wrim.engine.rundir import RunLock, is_run_of, new_run_name
-from wrim.evaluation.flip import flip_average
+from wrim.flip import flip_average
+from wrim.layers.norm import convert_sync_batchnorm
 from wrim.modality import VISIBLE
 
 __all__ = [

@@ -1,6 +1,5 @@
 """Protocol-exact evaluation for VI-ReID: CMC / mAP / mINP as the field's reference code computes them."""
 
-from wrim.evaluation.flip import flip_average as flip_average
 from wrim.evaluation.metrics import PROTOCOLS as PROTOCOLS
 from wrim.evaluation.metrics import RankMetrics as RankMetrics
 from wrim.evaluation.metrics import camera_keep_mask as camera_keep_mask
@@ -13,6 +12,7 @@ from wrim.evaluation.protocol import extract_features as extract_features
 from wrim.evaluation.protocol import pairwise_distance as pairwise_distance
 from wrim.evaluation.rerank import k_reciprocal_rerank as k_reciprocal_rerank
 from wrim.evaluation.visualize import plot_ranklist as plot_ranklist
+from wrim.flip import flip_average as flip_average
 
 __all__ = [
     "DISTANCES",

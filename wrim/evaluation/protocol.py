@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from wrim.evaluation.flip import flip_average
 from wrim.evaluation.metrics import RankMetrics, evaluate, mean_metrics
 from wrim.evaluation.rerank import k_reciprocal_rerank
+from wrim.flip import flip_average
 from wrim.pairs import cosine_similarity_matrix
 
 if TYPE_CHECKING:
@@ -105,7 +105,7 @@ def extract_features(
         batch_size: images per forward pass.
         device: where the model runs; default its parameters' device (CPU for a parameter-free callable).
         flip: average with the embedding of the horizontally flipped image, renormalised
-            ([`wrim.evaluation.flip.flip_average()`][wrim.evaluation.flip_average]); a model with ``.embed(images,
+            ([`wrim.evaluation.flip_average()`][wrim.evaluation.flip_average]); a model with ``.embed(images,
             modalities, flip=True)`` (``WRIMNet``) does it itself. DEEN's unnormalised sum: docs/evaluation.md.
         num_workers: DataLoader workers.
         shard: under an active process group, embed only this rank's contiguous block of ``records``

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wrim.layers._tracing import checks_enabled
+from wrim._checks import checks_enabled
 from wrim.layers.config import use_fused_attn
 from wrim.layers.pos_embed import sincos_2d_pos_embed
 

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wrim.layers._tracing import checks_enabled
+from wrim._checks import checks_enabled
 from wrim.layers.gri import GRI, resolve_num_heads
 
 __all__ = ["COMBINES", "MIIM", "combine_output", "reweight"]

@@ -29,10 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wrim._checks import check_modalities, check_modality_split
-from wrim.evaluation.flip import flip_average
+from wrim._checks import check_modalities, check_modality_split, checks_enabled
+from wrim.flip import flip_average
 from wrim.layers import MIIM, ModalityMIIM
-from wrim.layers._tracing import checks_enabled
 from wrim.models._registry import register_model
 from wrim.models.backbone import NUM_STAGES, StagedBackbone, _pair
 from wrim.models.heads import EmbeddingHead
@@ -353,7 +352,7 @@ class WRIMNet(nn.Module):
         """The test embedding, optionally averaged with the horizontally flipped images'. Call ``eval()`` first.
 
         With ``flip`` the two embeddings are summed and normalised again ([D],
-        [`wrim.evaluation.flip.flip_average()`][wrim.evaluation.flip_average]; DEEN's unnormalised sum:
+        [`wrim.evaluation.flip_average()`][wrim.evaluation.flip_average]; DEEN's unnormalised sum:
         docs/evaluation.md).
 
         Args:
