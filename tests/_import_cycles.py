@@ -13,7 +13,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-_SHARED = {"wrim._checks", "wrim.modality", "wrim.version", "wrim._files"}  # private homes below every sub-package
+_SHARED = {"wrim._checks", "wrim._files", "wrim._plotting", "wrim.modality", "wrim.version"}  # private homes below every sub-package
 
 
 def _module_name(path: Path, root: Path) -> str:
