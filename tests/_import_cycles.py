@@ -13,7 +13,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-_SHARED = {"wrim._checks", "wrim._files", "wrim._plotting", "wrim.modality", "wrim.version"}  # private homes below every sub-package
+# private homes below every sub-package
+_SHARED = {"wrim._checks", "wrim._files", "wrim._plotting", "wrim.modality", "wrim.version"}
 
 
 def _module_name(path: Path, root: Path) -> str:
