@@ -237,21 +237,46 @@ class _Canvas:
 
 
 def _render(person: dict, cam: dict, rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """Render one image of ``person`` seen by camera ``cam``: (H, W, 3) RGB or (H, W, 1) IR, floats in 0..1."""
-    infrared = cam["infrared"]
+    """Render one image of ``person`` seen by camera ``cam``: (H, W, 3) RGB or (H, W, 1) IR, floats in 0..1.
+
+    The steps draw from ``rng`` in a fixed order (pose, background, stride, exposure): the images depend on it.
+    """
+    ys = np.arange(height, dtype=np.float32) + 0.5  # (H,)
+    xs = np.arange(width, dtype=np.float32) + 0.5  # (W,)
+    view, h_px, u, v = _pose(person, cam, rng, height, width, xs, ys)
+    canvas = _Canvas(_background(cam, rng, height, width), u, v, px=1.2 / h_px, infrared=cam["infrared"])
+    stride = rng.uniform(-0.02, 0.02)
+    backpack = person["acc"].get("backpack")
+    if backpack is not None and view != 1:  # seen behind the body
+        neck = 2 * person["head_r"] + 0.01
+        sh = person["shoulder"]
+        canvas.fill(canvas.box(-sh - 0.015, sh + 0.015, neck + 0.03, person["hip"] - 0.06), backpack)
+    _draw_legs(canvas, person, stride)
+    _draw_torso(canvas, person, view)
+    _draw_head(canvas, person, view)
+    return _expose(canvas.img, cam, rng, xs, ys)
+
+
+def _pose(
+    person: dict, cam: dict, rng: np.random.Generator, height: int, width: int, xs: np.ndarray, ys: np.ndarray
+) -> tuple[int, float, np.ndarray, np.ndarray]:
+    """The view (0 front, 1 back, 2 side), the body height in pixels and the body coordinates ``u`` (W,), ``v`` (H,)
+    of the pixel centres."""
     view = int(rng.choice(3, p=cam["views"]))  # 0 front, 1 back, 2 side
     h_px = height * cam["scale"] * person["stature"] * rng.uniform(0.95, 1.05)
     top = (height - h_px) * rng.uniform(0.3, 0.7)
     cx = width / 2 + rng.uniform(-0.06, 0.06) * width
     squeeze = rng.uniform(0.7, 0.8) if view == 2 else rng.uniform(0.95, 1.05)
-    ys = np.arange(height, dtype=np.float32) + 0.5  # (H,)
-    xs = np.arange(width, dtype=np.float32) + 0.5  # (W,)
     v = (ys - top) / h_px
     u = (xs - cx) / (h_px * squeeze * _STRETCH)
     if view == 2 and rng.random() < 0.5:
         u = -u
+    return view, h_px, u, v
 
-    # background: wall / floor split, clutter boxes
+
+def _background(cam: dict, rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """The scene behind the person, (H, W, C): a wall / floor split and up to two clutter boxes."""
+    infrared = cam["infrared"]
     ch = 1 if infrared else 3
     horizon = cam["horizon"] + rng.uniform(-0.05, 0.05)
     if infrared:
@@ -269,18 +294,13 @@ def _render(person: dict, cam: dict, rng: np.random.Generator, height: int, widt
         clutter = np.float32(rng.uniform(0.05, 0.45)) if infrared else _colour(rng)
         rows, cols = slice(int(max(y0, 0)), int(max(y1, 0))), slice(int(max(x0, 0)), int(max(x1, 0)))
         bg[rows, cols] = np.float32(0.75) * bg[rows, cols] + np.float32(0.25) * clutter
-    canvas = _Canvas(bg, u, v, px=1.2 / h_px, infrared=infrared)
+    return bg
 
-    p = person
-    hr, sh, wa, hip, lw, aw = p["head_r"], p["shoulder"], p["waist"], p["hip"], p["leg_w"], p["arm_w"]
-    neck, foot = 2 * hr + 0.01, 0.955
-    stride = rng.uniform(-0.02, 0.02)
-    acc = p["acc"]
-    backpack = acc.get("backpack")
-    if backpack is not None and view != 1:  # seen behind the body
-        canvas.fill(canvas.box(-sh - 0.015, sh + 0.015, neck + 0.03, hip - 0.06), backpack)
 
-    # legs: skin, then the lower garment, then shoes
+def _draw_legs(canvas: _Canvas, p: dict, stride: float) -> None:
+    """Legs: skin, then the lower garment (trousers, shorts or skirt), then shoes."""
+    wa, hip, lw = p["waist"], p["hip"], p["leg_w"]
+    foot = 0.955
     legs = [(-lw - 0.012 + stride, -0.012 + stride), (0.012 - stride, lw + 0.012 - stride)]
     for u0, u1 in legs:
         canvas.paint(canvas.box(u0, u1, hip, foot), p["skin"], p["skin_ir"])
@@ -298,24 +318,32 @@ def _render(person: dict, cam: dict, rng: np.random.Generator, height: int, widt
     for u0, u1 in legs:
         canvas.fill(canvas.box(u0 - 0.006, u1 + 0.01, foot - 0.025, foot + 0.02), p["shoes"])
 
-    # arms (skin, sleeves) and torso
+
+def _draw_torso(canvas: _Canvas, p: dict, view: int) -> None:
+    """Arms (skin, sleeves), neck and torso, then a backpack seen from the back (or its straps) and a bag."""
+    sh, wa, hip, aw = p["shoulder"], p["waist"], p["hip"], p["arm_w"]
+    neck = 2 * p["head_r"] + 0.01
     for side in (-1.0, 1.0):
         a0, a1 = (sh, sh + aw) if side > 0 else (-sh - aw, -sh)
         canvas.paint(canvas.box(a0, a1, neck + 0.02, hip + 0.01), p["skin"], p["skin_ir"])
         canvas.fill(canvas.box(a0 - 0.004, a1 + 0.004, neck + 0.015, p["sleeve"]), p["upper"])
     canvas.paint(canvas.box(-0.022, 0.022, neck - 0.02, neck + 0.03), p["skin"], p["skin_ir"])
     canvas.fill(canvas.trapezoid(sh, wa, neck + 0.012, hip + 0.01), p["upper"])
+    backpack = p["acc"].get("backpack")
     if backpack is not None and view == 1:
         canvas.fill(canvas.box(-sh * 0.8, sh * 0.8, neck + 0.04, hip - 0.08), backpack)
     elif backpack is not None and view == 0:  # straps
         for s in (-1, 1):
             canvas.fill(canvas.box(s * sh * 0.55 - 0.01, s * sh * 0.55 + 0.01, neck + 0.012, neck + 0.16), backpack)
-    bag = acc.get("bag")
+    bag = p["acc"].get("bag")
     if bag is not None:
         s = bag["side"] * (1 if view != 1 else -1)
         canvas.fill(canvas.box(s * sh - 0.05, s * sh + 0.05, hip - 0.07, hip + 0.05), bag)
 
-    # head: hair behind (long hair), face, hair cap, hat
+
+def _draw_head(canvas: _Canvas, p: dict, view: int) -> None:
+    """Head: hair behind (long hair), face (or the back of the head), hair cap, hat."""
+    hr = p["head_r"]
     ru = hr * 0.8
     if p["long_hair"]:
         canvas.paint(canvas.box(-ru * 1.1, ru * 1.1, hr, hr + 0.14), p["hair"], p["hair_ir"])
@@ -324,16 +352,18 @@ def _render(person: dict, cam: dict, rng: np.random.Generator, height: int, widt
     else:
         canvas.paint(canvas.ellipse(hr + 0.005, ru, hr), p["skin"], p["skin_ir"])
         canvas.paint(canvas.ellipse(hr + 0.005, ru, hr, v_max=hr * 0.75), p["hair"], p["hair_ir"])
-    hat = acc.get("hat")
+    hat = p["acc"].get("hat")
     if hat is not None:
         canvas.fill(canvas.box(-ru * 1.15, ru * 1.15, -0.01, hr * 0.6), hat)
 
-    # illumination, blur, noise
-    img = canvas.img
+
+def _expose(img: np.ndarray, cam: dict, rng: np.random.Generator, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """The camera's exposure of the painted scene (H, W, C): illumination, tint (RGB) or vignette (IR), blur, noise."""
+    height, width = len(ys), len(xs)
     xr, yr = xs / width - 0.5, ys / height - 0.5
     shade = 1 + rng.uniform(-0.25, 0.25) * xr[None, :] + rng.uniform(-0.2, 0.2) * yr[:, None]  # (H, W)
     gain = cam["gain"] * rng.uniform(0.9, 1.1)
-    if infrared:
+    if cam["infrared"]:
         vignette = 1 - 0.9 * (xr[None, :] ** 2 + 0.5 * yr[:, None] ** 2)
         img = img * (gain * shade * vignette)[..., None]
     else:
