@@ -46,7 +46,9 @@ def function_lengths(root: Path) -> list[tuple[str, int]]:
 
 def file_lengths(root: Path) -> list[tuple[str, int]]:
     """``(path, lines)`` for every module of ``root/wrim``."""
-    return [(p.relative_to(root).as_posix(), len(p.read_text().splitlines())) for p in sorted((root / "wrim").rglob("*.py"))]
+    return [
+        (p.relative_to(root).as_posix(), len(p.read_text().splitlines())) for p in sorted((root / "wrim").rglob("*.py"))
+    ]
 
 
 def over_limits(

@@ -2,7 +2,6 @@
 
 from wrim.data.base import VIReIDDataset as VIReIDDataset
 from wrim.data.check import DataCheckReport as DataCheckReport
-from wrim.data.check import check_counts as check_counts
 from wrim.data.check import check_dataset as check_dataset
 from wrim.data.llcm import LLCM as LLCM
 from wrim.data.loader import ImageDataset as ImageDataset
@@ -14,6 +13,7 @@ from wrim.data.records import ImageRecord as ImageRecord
 from wrim.data.records import TestSplit as TestSplit
 from wrim.data.regdb import RegDB as RegDB
 from wrim.data.sampler import IdentityModalitySampler as IdentityModalitySampler
+from wrim.data.statistics import check_counts as check_counts
 from wrim.data.synthetic import SyntheticVIReID as SyntheticVIReID
 from wrim.data.sysu import SYSUMM01 as SYSUMM01
 from wrim.data.transforms import TestTransform as TestTransform
