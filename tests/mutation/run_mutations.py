@@ -103,8 +103,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "rerank_noop",
         "evaluate_protocol(rerank=True): re-ranking does nothing",
         "wrim/evaluation/protocol.py",
-        "        if rerank:\n            dist = k_reciprocal_rerank(",
-        "        if rerank and False:\n            dist = k_reciprocal_rerank(",
+        "    if rerank:\n        dist = k_reciprocal_rerank(",
+        "    if rerank and False:\n        dist = k_reciprocal_rerank(",
         ("tests/evaluation/test_protocol.py",),
     ),
     Mutant(
