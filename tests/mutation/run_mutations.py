@@ -140,6 +140,14 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/miners/test_key_instance.py", "tests/losses/test_cmkic.py"),
     ),
     Mutant(
+        "bnneck_bias_trained",
+        "EmbeddingHead: the BNNeck bias trained by default instead of frozen at 0 ([D] freeze_bnneck_bias)",
+        "wrim/models/heads.py",
+        "freeze_bnneck_bias: bool = True,",
+        "freeze_bnneck_bias: bool = False,",
+        ("tests/test_decision_defaults.py",),
+    ),
+    Mutant(
         "sysu_camera_rule_dropped",
         "SYSU evaluation: the cam3 -> cam2 rule dropped",
         "wrim/evaluation/metrics.py",
