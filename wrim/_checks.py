@@ -1,9 +1,9 @@
-"""Argument and batch validators shared by wrim's layers, models, miners and losses (private; docs/losses.md).
+"""Argument and batch validators shared by wrim's layers, models, miners and losses (private; docs: Losses and miners).
 
 One home, below every sub-package: it imports only torch and `wrim.modality`'s ids. Checks of shapes and dtypes
 read only metadata. The value check of the modality ids never synchronises with an accelerator: it runs eagerly
 (``ValueError``) on CPU tensors, and as ``torch._assert_async`` on accelerator tensors and under ``torch.compile``,
-so that an unknown id is an error in every mode without a host sync in the training step ([D], docs/losses.md).
+so that an unknown id is an error in every mode without a host sync in the training step ([D], docs: Losses and miners).
 """
 
 from __future__ import annotations
@@ -192,7 +192,7 @@ def missing_modalities_message(owner: str, ref: bool = False) -> str:
         f"{owner} is cross-modality and needs modalities, a (B,) tensor with 0 = visible, 1 = infrared: pass it "
         "by keyword, e.g. loss(embeddings, labels, modalities=modalities) or miner(embeddings, labels, "
         "modalities=modalities). Inside pytorch-metric-learning's CrossBatchMemory use "
-        "wrim.losses.CrossModalityMemory (docs/losses.md)."
+        "wrim.losses.CrossModalityMemory (docs: Losses and miners)."
     )
 
 

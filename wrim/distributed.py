@@ -1,5 +1,5 @@
 r"""Distributed training's one home: the process group and the collectives that make N processes compute what one
-process computes on the whole batch (docs/training.md).
+process computes on the whole batch (docs: Training).
 
 - **process group**: ``torchrun --nproc_per_node=N -m wrim train ...`` sets ``RANK``, ``WORLD_SIZE``,
   ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``; `init_distributed()` reads them and starts the process group
@@ -10,7 +10,7 @@ process computes on the whole batch (docs/training.md).
 
 `is_distributed()` is the one answer to "is this a multi-process run?".
 
-[D] Gradient bookkeeping under DDP (docs/training.md#multi-gpu-and-multi-node-torchrun-ddp). Rank ``r`` holds
+[D] Gradient bookkeeping under DDP (docs: Training, section Multi-GPU and multi-node). Rank ``r`` holds
 the shard ``x_r`` of the global batch and DDP averages the parameter gradients of the per-rank losses. With
 `all_gather_with_grad()` every rank computes the same global metric loss ``M`` of all shards; its backward sums the
 incoming gradients over ranks, so rank ``r`` receives ``N`` times the gradient of ``M`` with respect to ``x_r``:

@@ -1,6 +1,6 @@
 """Pair masks shared by wrim's miners and losses: the one home of the (B, R) positive / negative masks.
 
-Public, for writing miners and losses (docs/extending.md); it sits below [`wrim.miners`][wrim.miners] and
+Public, for writing miners and losses (docs: Custom loss and miner); it sits below [`wrim.miners`][wrim.miners] and
 [`wrim.losses`][wrim.losses] and imports neither.
 
 Shape legend: ``B`` anchors (the batch), ``R`` reference samples (the batch itself unless ``ref_emb`` is given),

@@ -3,7 +3,7 @@
 Shapes: ``B`` images, ``C`` channels of a placement, ``h, w`` its MIIM token grid (``⌈H_k / s⌉ × ⌈W_k / s⌉``),
 ``N = h·w``.
 
-Every MIIM computes a gate ``G = σ(Linear_{C'→C}(F4))`` of shape (B, C, h, w) in (0, 1) (docs/paper.md, MIIM) and
+Every MIIM computes a gate ``G = σ(Linear_{C'→C}(F4))`` of shape (B, C, h, w) in (0, 1) (docs: The paper, MIIM) and
 re-weights its input with ``X ⊙ Up_s(G)``. ``capture_gates`` installs forward hooks on each MIIM's
 compression conv (the grid ``h × w``) and restore Linear (the gate logits), so one ordinary forward pass of the model
 fills in every gate; a separate (modality-specific) MIIM keeps, per sample, the gate of its modality's copy, as its

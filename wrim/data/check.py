@@ -370,7 +370,7 @@ def check_dataset(
 
     Args:
         dataset: ``"sysu"``, ``"regdb"`` or ``"llcm"``.
-        root: the dataset folder in its native layout (docs/datasets.md).
+        root: the dataset folder in its native layout (docs: Datasets and protocols).
         expected: numbers that replace published ones, by statistic key (a reduced copy, a test fixture).
         decode: decode every image with the loaders' decoder (``False``: only read the bytes, for hashing and
             zero-byte files).

@@ -48,7 +48,8 @@ class Statistic:
         key: the name used by overrides (``--expect key=value``), e.g. ``"train_visible"``.
         description: what is counted, and how wrim counts it.
         value: the published number.
-        source: where the number comes from (short; docs/datasets.md gives the full references).
+        source: where the number comes from (short; the full references: docs: Datasets and protocols, section
+            Checking a dataset copy).
         confirmed: ``False`` when no source could be read for the number: it is compared and shown, but a
             difference does not fail the check.
     """
@@ -60,7 +61,8 @@ class Statistic:
     confirmed: bool = True
 
 
-# Short source labels; docs/datasets.md#checking-a-dataset-copy gives the full references and what was not confirmed.
+# Short source labels; the full references, and what was not confirmed: docs: Datasets and protocols, section
+# Checking a dataset copy.
 _SYSU_README = "SYSU-MM01 README"  # github.com/wuancong/SYSU-MM01, "Evaluation Protocol"
 _SYSU_PAPER = "Wu'17, quoted"  # Wu et al. ICCV 2017 protocol as quoted by later papers (e.g. CycleTrans, Sec. V-A)
 _REGDB = "DEEN 5.1, Tab. 1"  # Nguyen et al. Sensors 2017, restated in DEEN (CVPR 2023) Sec. 5.1 and Table 1

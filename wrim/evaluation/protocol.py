@@ -106,7 +106,7 @@ def extract_features(
         device: where the model runs; default its parameters' device (CPU for a parameter-free callable).
         flip: average with the embedding of the horizontally flipped image, renormalised
             ([`wrim.evaluation.flip_average()`][wrim.evaluation.flip_average]); a model with ``.embed(images,
-            modalities, flip=True)`` (``WRIMNet``) does it itself. DEEN's unnormalised sum: docs/evaluation.md.
+            modalities, flip=True)`` (``WRIMNet``) does it itself. DEEN's unnormalised sum: docs: Evaluation.
         num_workers: DataLoader workers.
         shard: under an active process group, embed only this rank's contiguous block of ``records``
             (`wrim.distributed.shard_range`) and gather every rank's block in order, so extraction time falls as

@@ -3,7 +3,7 @@
 Shapes: ``B`` batch, ``C`` channels, ``H, W`` map size, ``h, w`` the MIIM's token grid; ``modalities: (B,)`` with
 ``wrim.VISIBLE = 0`` and ``wrim.INFRARED = 1``.
 
-docs/paper.md#separate-and-shared-miims ([P][N]): the shallow MIIMs are modality-specific - a visible and an
+docs: The paper, section Separate and shared MIIMs ([P][N]): the shallow MIIMs are modality-specific - a visible and an
 infrared copy with separate weights.
 [D] routing is by a per-sample ``modalities`` tensor, so any batch order and single-modality batches work.
 

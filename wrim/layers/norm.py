@@ -3,7 +3,7 @@ r"""Batch normalisation over every rank's batch, and the running-statistics upda
 [`CrossRankBatchNorm`][wrim.layers.CrossRankBatchNorm] (what
 [`convert_sync_batchnorm()`][wrim.layers.convert_sync_batchnorm] puts in place of a BatchNorm off CUDA) and
 [`ModalityMIIM`][wrim.layers.ModalityMIIM]'s per-modality statistics both update their buffers with
-[`update_running_stats()`][wrim.layers.norm.update_running_stats]; the cross-rank sums come from
+`update_running_stats()`; the cross-rank sums come from
 `wrim.distributed.all_reduce_with_grad`. The gradient bookkeeping under DDP is derived in `wrim.distributed`.
 
 Shape legend: ``B`` batch, ``C`` channels.

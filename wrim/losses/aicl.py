@@ -1,4 +1,4 @@
-r"""AICL: Auxiliary-Information-based Contrastive Learning of WRIM-Net (docs/paper.md#aicl).
+r"""AICL: Auxiliary-Information-based Contrastive Learning of WRIM-Net (docs: The paper, section AICL).
 
 [P] CMKIC is supplemented with auxiliary information from the shallower P4 stage. [D] wrim applies a loss (CMKIC by
 default) to the P5 and to the P4 projections and, optionally, chooses P5's key instances with P4 similarities:

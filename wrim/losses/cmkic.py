@@ -1,4 +1,4 @@
-r"""CMKIC: the Cross-Modality Key-Instance Contrastive loss of WRIM-Net (docs/paper.md#cmkic).
+r"""CMKIC: the Cross-Modality Key-Instance Contrastive loss of WRIM-Net (docs: The paper, section CMKIC).
 
 [P] For an anchor of one modality the positives are its *key instances*, the top-K least similar samples of the same
 identity in the other modality; the negatives are the samples of other identities in the other modality. [N] the
@@ -56,7 +56,7 @@ def _cmkic_from_masks(
 
 
 class CMKICLoss(BaseLoss):
-    r"""Cross-Modality Key-Instance Contrastive loss (WRIM-Net [P], exact form [D], docs/paper.md#cmkic).
+    r"""Cross-Modality Key-Instance Contrastive loss (WRIM-Net [P], exact form [D], docs: The paper, section CMKIC).
 
     $$
     L(i) = -\frac{1}{|P^K(i)|} \sum_{p \in P^K(i)}
@@ -73,7 +73,7 @@ class CMKICLoss(BaseLoss):
     Computed in float32 (float64 inputs stay float64) with autocast disabled.
 
     Called as pytorch-metric-learning calls its losses, ``loss(embeddings, labels, indices_tuple, ref_emb,
-    ref_labels)``, with the modality ids by keyword (docs/losses.md).
+    ref_labels)``, with the modality ids by keyword (docs: Losses and miners).
 
     Examples:
         >>> loss_fn = CMKICLoss(k=2, temperature=0.1)

@@ -1,4 +1,4 @@
-"""A cross-batch memory that also stores modality ids, for cross-modality losses and miners (docs/losses.md).
+"""A cross-batch memory that also stores modality ids, for cross-modality losses and miners (docs: Losses and miners).
 
 pytorch-metric-learning's ``CrossBatchMemory`` queues embeddings and labels and calls its loss as
 ``loss(embeddings, labels, indices_tuple, E_mem, L_mem)`` (and its miner as ``miner(embeddings, labels, E_mem,

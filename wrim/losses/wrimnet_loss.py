@@ -1,4 +1,4 @@
-r"""WRIMNetLoss: WRIM-Net's training objective, the ID loss on every head plus a metric loss (docs/losses.md).
+r"""WRIMNetLoss: WRIM-Net's training objective, the ID loss on every head plus a metric loss (docs: Losses and miners).
 
 [P] losses, [D] weights and label smoothing:
 

@@ -70,7 +70,7 @@ class KeyInstanceMiner(BaseMiner):
     def __init__(self, k: int = 2, cross_modality: bool = False) -> None:
         """
         Args:
-            k: number of key (least-similar) positives kept per anchor; [D] default 2 (docs/paper.md#cmkic).
+            k: number of key (least-similar) positives kept per anchor; [D] default 2 (docs: The paper, section CMKIC).
             cross_modality: pair only samples of different modalities; ``forward`` then needs ``modalities``.
         """
         super().__init__(cross_modality)

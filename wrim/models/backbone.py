@@ -3,8 +3,9 @@
 Shapes: ``B`` batch, ``C_k`` channels of stage ``k`` (1-based), ``H_k, W_k`` its map size, ``N`` tokens of a
 token-sequence backbone (prefix tokens first, then the ``h·w`` grid row by row).
 
-docs/paper.md#network [P][N]: WRIM-Net puts a MIIM after ResNet-50's layer1..layer4 and runs layer4 at stride 1.
-Any timm backbone is accepted, built once with ``timm.create_model(name, features_only=True)`` [D] (docs/models.md):
+docs: The paper, section Network [P][N]: WRIM-Net puts a MIIM after ResNet-50's layer1..layer4 and runs layer4 at
+stride 1.
+Any timm backbone is accepted, built once with ``timm.create_model(name, features_only=True)`` [D] (docs: Models):
 
 - **Taps.** The four stages end at four of the modules that timm's ``feature_info`` names: the last module of
   each of the last four resolutions (layer1..layer4 of a ResNet), or, for a single-resolution model (ViT, EVA,

@@ -3,7 +3,7 @@
 Shapes: ``B`` batch, ``C_k`` channels of stage ``k``, ``H_k, W_k`` its map, ``K`` identities, ``P`` projection
 width, ``D`` test embedding width (the sum of the embedded heads' widths).
 
-docs/paper.md#network:
+docs: The paper, section Network:
 
 ```text
 X_k  = Stage_k(X_{k-1})                              backbone stage k (Block1..Block4)      [P][N]
@@ -126,8 +126,8 @@ class WRIMNet(nn.Module):
                 0 for none.
             proj_dim: contrastive projection width ``P`` ([N]: 128).
             projection_heads: heads with a projection MLP; None = all. [N] gives every head one, but only the P5
-                and P4 global projections have a loss (CMKIC / AICL, docs/paper.md#losses), so by default the part heads
-                get none: no parameter without gradient (which DistributedDataParallel would reject). [D]
+                and P4 global projections have a loss (CMKIC / AICL, docs: The paper, section Losses), so by default
+                the part heads get none: no parameter without gradient (which DistributedDataParallel would reject). [D]
             embed_heads: heads whose BNNeck features form the test embedding, in order; None = all heads. [D]
             miim_kwargs: further [`MIIM`][wrim.layers.MIIM] arguments for every MIIM (e.g. ``out_norm``).
             backbone_kwargs: further ``timm.create_model`` arguments (e.g. ``drop_path_rate``).
@@ -332,7 +332,7 @@ class WRIMNet(nn.Module):
             num_visible: keyword-only; the batch's number of visible samples as a Python int (e.g. counted on the
                 host from the loader's CPU ids), in any order. Given, the images are stably sorted by modality at
                 the input and every output row is put back in the input order, so each ``ModalityMIIM`` copy
-                computes its gate once per sample of its own modality ([D], docs/layers.md); the values equal
+                computes its gate once per sample of its own modality ([D], docs: Layers); the values equal
                 those of ``num_visible=None``. A static size: ``torch.compile`` specialises on it.
 
         Returns:
@@ -353,7 +353,7 @@ class WRIMNet(nn.Module):
 
         With ``flip`` the two embeddings are summed and normalised again ([D],
         [`wrim.evaluation.flip_average()`][wrim.evaluation.flip_average]; DEEN's unnormalised sum:
-        docs/evaluation.md).
+        docs: Evaluation).
 
         Args:
             images: (B, 3, H, W) float images.
