@@ -127,8 +127,7 @@ class AICLLoss(nn.Module):
         """Validate ``forward``'s arguments once: the embeddings, and (for a wrim loss) the labels and ids it needs.
 
         Returns:
-            ``(p5_embeddings, p4_embeddings, labels, modalities)``, labels and ids as LongTensors for a wrim loss
-            (other losses check their own).
+            The four arguments, checked; the labels and ids as LongTensors when the loss is a wrim loss.
         """
         p5_embeddings = check_embeddings(p5_embeddings, name="p5_embeddings")
         p4_embeddings = check_embeddings(p4_embeddings, name="p4_embeddings")

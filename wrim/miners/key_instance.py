@@ -47,8 +47,7 @@ def key_instance_masks(
         exclude_self: the reference set is the batch itself (an anchor is not its own positive).
 
     Returns:
-        ``(pos, neg)``, each (B, R) bool: ``P^K(i)``, the ``k`` least similar positives (ties to the lower index),
-        and ``N(i)``, every negative.
+        The (B, R) bool masks ``P^K(i)`` (the ``k`` least similar positives; ties to the lower index) and ``N(i)``.
     """
     pos, neg = pair_masks(labels, ref_labels, modalities, ref_modalities, cross_modality, exclude_self)  # (B, R)
     return select_per_row(sim.detach(), pos, k, largest=False), neg
