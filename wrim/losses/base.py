@@ -31,13 +31,13 @@ class BaseLoss(nn.Module):
 
     Attributes:
         cross_modality: the loss pairs only samples of different modalities; ``forward`` then needs ``modalities``.
-        takes_ref_emb: the loss compares the batch with a reference set (``ref_emb``, e.g. a
+        takes_pairs: the loss takes mined pairs (``indices_tuple``) and a reference set (``ref_emb``, e.g. a
             [`CrossModalityMemory`][wrim.losses.CrossModalityMemory]); False for losses that choose their pairs
-            within the batch.
+            within the batch (``check_batch`` then refuses both).
     """
 
     cross_modality: bool = False
-    takes_ref_emb: bool = True
+    takes_pairs: bool = True
 
     def __init__(self, no_positive: str = "warn") -> None:
         """
@@ -93,13 +93,19 @@ class BaseLoss(nn.Module):
 
         Raises:
             TypeError: a tensor passed as ``indices_tuple`` (the modality ids belong in ``modalities=``).
-            ValueError: what `check_pair_batch` raises.
+            ValueError: pairs or a reference set given to a loss without ``takes_pairs``, or what
+                `check_pair_batch` raises.
         """
         name = type(self).__name__
         if isinstance(indices_tuple, torch.Tensor):
             raise TypeError(
                 f"{name}'s third positional argument is indices_tuple (pytorch-metric-learning's order); "
                 "pass the modality ids by keyword: loss(embeddings, labels, modalities=modalities)"
+            )
+        if not self.takes_pairs and (indices_tuple is not None or ref_emb is not None):
+            raise ValueError(
+                f"{name} chooses its own pairs within the batch and takes no indices_tuple / ref_emb. For mined pairs "
+                "or a memory use pytorch_metric_learning.losses.TripletMarginLoss or wrim.losses.CMKICLoss."
             )
         return check_pair_batch(
             name,

@@ -61,7 +61,7 @@ class CrossModalityMemory(nn.Module):
                 "the batch is in the memory too, and only cross-modality pairs never pair a sample with itself"
             )
         takes_ref_modalities = "ref_modalities" in inspect.signature(loss.forward).parameters
-        if miner is None and not (takes_ref_modalities and getattr(loss, "takes_ref_emb", True)):
+        if miner is None and not (takes_ref_modalities and getattr(loss, "takes_pairs", True)):
             raise ValueError(
                 f"{type(loss).__name__} cannot take ref_modalities=; give CrossModalityMemory a miner="
                 "wrim.miners.CrossModalityKeyInstanceMiner(...) to choose the pairs, or use wrim.losses.CMKICLoss"

@@ -30,34 +30,11 @@ __all__ = ["TripletLoss", "WRTripletLoss"]
 class _AGWBatchLoss(BaseLoss):
     """AGW's batch losses: they choose their own pairs within the batch (no ``indices_tuple``, no ``ref_emb``)."""
 
-    takes_ref_emb = False
+    takes_pairs = False
 
     def __init__(self, cross_modality: bool, no_positive: str) -> None:
         super().__init__(no_positive)
         self.cross_modality = bool(cross_modality)
-
-    def check_batch(
-        self,
-        embeddings: torch.Tensor,
-        labels: torch.Tensor | None,
-        indices_tuple: IndicesTuple | None,
-        ref_emb: torch.Tensor | None,
-        ref_labels: torch.Tensor | None,
-        modalities: torch.Tensor | None,
-        ref_modalities: torch.Tensor | None,
-    ) -> PairBatch:
-        """`BaseLoss.check_batch`, refusing pairs and a reference set.
-
-        Raises:
-            ValueError: ``indices_tuple`` or ``ref_emb`` given, or what `BaseLoss.check_batch` raises.
-        """
-        if indices_tuple is not None or ref_emb is not None:
-            raise ValueError(
-                f"{type(self).__name__} is AGW's batch loss: it chooses its own pairs within the batch and takes no "
-                "indices_tuple / ref_emb. For mined pairs or a memory use "
-                "pytorch_metric_learning.losses.TripletMarginLoss or wrim.losses.CMKICLoss."
-            )
-        return super().check_batch(embeddings, labels, None, None, ref_labels, modalities, ref_modalities)
 
     def _candidates(self, batch: PairBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """The embeddings in the compute dtype (B, D), the (B, B) positive and negative masks and the (B,) anchors
