@@ -1,4 +1,4 @@
-"""The ``wrim`` command line: ``train``, ``eval``, ``bench``, ``synth`` and ``check-data``.
+"""The ``wrim`` command line: ``train``, ``eval``, ``bench``, ``synth``, ``check-data`` and ``export``.
 
 Usage:
 
@@ -15,6 +15,7 @@ wrim bench                                    # examples/benchmarks/bench_*.py (
 wrim bench layers losses                      # only bench_layers.py and bench_losses.py
 wrim synth --out ./synthetic                  # write the synthetic set in SYSU-MM01's layout
 wrim check-data --dataset sysu --root /data/SYSU-MM01   # counts and files against the published statistics
+wrim export runs/synthetic-... --out ./my-model --onnx  # a finished run as a shareable folder (wrim.engine.export)
 ```
 
 ``python -m wrim ...`` is the same program. A failure prints one line and exits with code 2 (the traceback with
@@ -49,6 +50,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``wrim`` command."""
     from wrim.engine.config import list_configs
+    from wrim.engine.export import add_export_parser
 
     parser = argparse.ArgumentParser(prog="wrim", description="WRIM-Net training, evaluation and benchmarks.")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error (or WRIM_DEBUG=1)")
@@ -119,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--no-decode", action="store_true", help="read the image files without decoding them")
     check.add_argument("--workers", type=int, default=None, help="threads reading the files (default: up to 8)")
+    add_export_parser(sub)
     return parser
 
 
@@ -387,7 +390,10 @@ def main(argv: list[str] | None = None) -> int:
         ``WRIM_DEBUG=1``), 130 after Ctrl-C.
     """
     args = build_parser().parse_args(argv)
+    from wrim.engine.export import run_export
+
     handlers = {"train": _train, "eval": _eval, "bench": _bench, "synth": _synth, "check-data": _check_data}
+    handlers["export"] = run_export
     debug = args.debug or os.environ.get("WRIM_DEBUG", "") not in ("", "0")
     try:
         return handlers[args.command](args)

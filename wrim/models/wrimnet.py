@@ -32,6 +32,7 @@ from torch import nn
 from wrim._checks import check_modalities, check_modality_split, checks_enabled
 from wrim.flip import flip_average
 from wrim.layers import MIIM, ModalityMIIM
+from wrim.models._factory import records_init_args
 from wrim.models._registry import register_model
 from wrim.models.backbone import NUM_STAGES, StagedBackbone, _pair
 from wrim.models.heads import EmbeddingHead
@@ -69,6 +70,7 @@ class WRIMNet(nn.Module):
     L2-normalised test embedding. ``embed(images, modalities, flip=True)`` adds flip averaging.
     """
 
+    @records_init_args  # init_args: what save_pretrained writes to rebuild the model
     def __init__(
         self,
         backbone: str = "resnet50",
@@ -323,15 +325,16 @@ class WRIMNet(nn.Module):
         )
 
     def forward(
-        self, images: torch.Tensor, modalities: torch.Tensor | None = None, *, num_visible: int | None = None
+        self, images: torch.Tensor, modalities: torch.Tensor | None = None, num_visible: int | None = None
     ) -> WRIMNetOutput | torch.Tensor:
         """
         Args:
             images: (B, 3, H, W) float images.
             modalities: (B,) ids, 0 = visible, 1 = infrared.
-            num_visible: keyword-only; the batch's number of visible samples as a Python int (e.g. counted on the
-                host from the loader's CPU ids), in any order. Given, the images are stably sorted by modality at
-                the input and every output row is put back in the input order, so each ``ModalityMIIM`` copy
+            num_visible: the batch's number of visible samples as a Python int (e.g. counted on the host from the
+                loader's CPU ids; positional too, as torch.onnx.export(dynamo=False) passes it), in any order.
+                Given, the images are stably sorted by modality at the input and every output row is put back in the
+                input order, so each ``ModalityMIIM`` copy
                 computes its gate once per sample of its own modality ([D], docs: Layers); the values equal
                 those of ``num_visible=None``. A static size: ``torch.compile`` specialises on it.
 
