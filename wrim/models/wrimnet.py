@@ -445,9 +445,22 @@ def _per_stage(value: int | Sequence[int] | None, name: str, allow_none: bool = 
 # ----------------------------------------------------------------------------------------------- entrypoints
 
 
-def _create_wrimnet(pretrained: bool, defaults: dict, **kwargs) -> WRIMNet:
-    """A WRIMNet from an entrypoint's ``defaults``; every keyword of ``kwargs`` (``backbone`` too) overrides them."""
-    return WRIMNet(pretrained=pretrained, **dict(defaults, **kwargs))
+def _create_wrimnet(pretrained: bool, defaults: dict, pretrained_tag: str | None = None, **kwargs) -> WRIMNet:
+    """A WRIMNet from an entrypoint's ``defaults``; every keyword of ``kwargs`` (``backbone`` too) overrides them.
+
+    ``pretrained_tag`` picks timm's weights for the backbone (``"tv_in1k"``: ``resnet50.tv_in1k``, torchvision's
+    original ImageNet weights, which AGW / CAJ / DEEN start from; docs: Reproducing the paper, section Which weights).
+    """
+    kwargs = dict(defaults, **kwargs)
+    if pretrained_tag is not None:
+        base, _, tag = kwargs["backbone"].partition(".")
+        if tag and tag != pretrained_tag:
+            raise ValueError(
+                f"backbone {kwargs['backbone']!r} already names weights {tag!r}; pretrained_tag={pretrained_tag!r} "
+                "contradicts it: give one of the two"
+            )
+        kwargs["backbone"] = f"{base}.{pretrained_tag}"
+    return WRIMNet(pretrained=pretrained, **kwargs)
 
 
 _NO_MIIM = {"separate_stages": (), "shared_stages": ()}
