@@ -11,7 +11,9 @@ The steps are the ones of the paper (paper.md §1-3) on the synthetic VI-ReID se
 
 For real data swap step 1 for ``wrim.data.SYSUMM01("/path/to/SYSU-MM01")`` (or ``RegDB`` / ``LLCM``) and use
 ``"wrimnet_resnet50"`` with ``pretrained=True`` at 384x128; ``wrim train --config sysu`` does exactly that with
-checkpoints, logs, resume and DDP on top (``wrim.engine.Trainer``).
+checkpoints, logs, resume and DDP on top (``wrim.engine.Trainer``). Your own network, loss or data get the same
+guarantees through ``Trainer(config, model=..., loss=..., dataset=...)`` (docs/training.md, "Training your own
+network").
 
 Run::
 

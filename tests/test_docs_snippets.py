@@ -4,7 +4,7 @@ A block is executed in a fresh namespace, on the CPU, from a temporary working d
 ``tempfile`` folders and ``WRIM_CACHE``. A block may opt out only with the marker ``<!-- snippet: skip -->`` on the line
 right before its fence; that is reserved for blocks that need a real dataset or a GPU, and the number of such
 blocks is capped below. Global state a snippet may change (the fused-attention default, the model registry) is
-restored after each block.
+restored after each block (the model and dataset registries too).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import wrim
+from wrim.data import _registry as data_registry
 from wrim.models import _registry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,11 +75,13 @@ def snippet_env(tmp_path, monkeypatch):
     monkeypatch.setenv("WRIM_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # tempfile.mkdtemp() in a snippet lands here
     fused = wrim.use_fused_attn()
-    registry = dict(_registry._ENTRYPOINTS)
+    registry, datasets = dict(_registry._ENTRYPOINTS), dict(data_registry._DATASETS)
     yield tmp_path
     wrim.set_fused_attn(fused)
     _registry._ENTRYPOINTS.clear()
     _registry._ENTRYPOINTS.update(registry)
+    data_registry._DATASETS.clear()
+    data_registry._DATASETS.update(datasets)
 
 
 @pytest.mark.parametrize("snippet", SNIPPETS, ids=[s.id for s in SNIPPETS])

@@ -12,6 +12,7 @@ import pytest
 
 from wrim import INFRARED, VISIBLE
 from wrim.data import SYSUMM01, TestSplit
+from wrim.evaluation.protocol import trial_splits
 
 TRAIN, VAL, TEST = [1, 3], [2], [4, 5, 6, 12]
 
@@ -231,15 +232,17 @@ def test_rand_perm_cam_found_under_exp_and_switchable_off(sysu_root: Path) -> No
 def test_gallery_choice_is_logged_at_evaluation_time(sysu_root: Path, caplog: pytest.LogCaptureFixture) -> None:
     agw = SYSUMM01(sysu_root)
     with caplog.at_level(logging.INFO, logger="wrim"):
-        agw.test_split(0, shots=1)
-        agw.test_split(1, shots=1)  # once per mode and shots, not per trial
-        agw.test_split(0, shots=10)
+        agw.test_split(0, shots=1)  # reading a split (check-data, the trainer's protocol check) says nothing
+        assert "galleries" not in caplog.text
+        trial_splits(agw, [0, 1], {"shots": 1})  # what evaluate_protocol and the trainer's evaluation call
+        trial_splits(agw, [0], {"shots": 1})  # once per mode and shots, not per trial or evaluation
+        trial_splits(agw, [0], {"shots": 10})
     lines = [r.getMessage() for r in caplog.records if "galleries" in r.getMessage()]
     assert len(lines) == 2 and "AGW / DEEN seeded sampling" in lines[0] and "NOT the official" in lines[1]
     _write_rand_perm(sysu_root / "exp" / "rand_perm_cam.mat", seed=1)
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="wrim"):
-        SYSUMM01(sysu_root).test_split(0, mode="indoor", shots=1)  # the file found in exp/ changes single-shot too
+        trial_splits(SYSUMM01(sysu_root), [0], {"mode": "indoor", "shots": 1})  # the file in exp/ changes it too
     assert "(mode=indoor, shots=1): the official rand_perm_cam.mat" in caplog.text
 
 

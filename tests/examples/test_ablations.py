@@ -1,21 +1,120 @@
-"""Runs examples/ablations.py --fast: one variant per experiment next to the paper's setting, on a tiny set."""
+"""examples/ablations.py, the study runner: 2 variants x 2 seeds on the tiny --fast set, its statistics recomputed by
+hand from the per-run result files, a rerun that trains nothing, and the benchmark config's dry run."""
 
+import json
+import math
 import runpy
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
+
 from tests.metric_bounds import assert_metric_bounds
+from wrim.engine import load_config
 
-SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "ablations.py"
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "examples" / "ablations.py"
 
 
-def test_ablations_fast_writes_table(tmp_path):
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """CMKIC vs batch-hard triplet, seeds 0 and 1, one epoch each on the --fast set (4 runs)."""
+    out = tmp_path_factory.mktemp("study")
     main = runpy.run_path(str(SCRIPT))["main"]
-    rows = main(["--fast", "--out", str(tmp_path)])
-    assert len(rows) == 8  # 4 experiments x (paper, one variant)
-    assert len({r["run"] for r in rows}) == 5  # the paper's setting is trained once
-    for row in rows:  # --fast: num_test_ids 6
-        assert_metric_bounds({key: row[key] for key in row if key in ("R1", "mAP", "mINP")}, num_test_ids=6)
-    table = (tmp_path / "ablations.md").read_text()
-    for text in ("no MIIM (baseline)", "batch-hard triplet", "K = 1", "stride 1", "| R1 | mAP | mINP |"):
-        assert text in table
-    assert len([line for line in table.splitlines() if line.startswith("| ") and "---" not in line]) == 9
+    argv = ["--fast", "--experiments", "metric", "--seeds", "0,1", "--out", str(out)]
+    return main, argv, out, main(argv)
+
+
+def _hand_mean_std(values):
+    mean = sum(values) / len(values)
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def test_study_writes_table_csv_json_and_plot(study):
+    _, _, out, summary = study
+    for name in ("ablations.md", "ablations.json", "ablations.csv", "ablations.png"):
+        assert (out / name).stat().st_size > 0, name
+    results = sorted(p.name for p in (out / "runs").glob("*.json"))
+    assert results == ["triplet-seed0.json", "triplet-seed1.json", "wrim-seed0.json", "wrim-seed1.json"]
+    for path in (out / "runs").glob("*.json"):
+        record = json.loads(path.read_text())
+        assert_metric_bounds(record, num_test_ids=6)  # --fast: num_test_ids 6
+        assert record["cpu_s"] > 0 and record["time_s"] > 0 and record["device"] == "cpu"
+    table = (out / "ablations.md").read_text()
+    assert (
+        "## metric loss" in table and "| AICL / CMKIC (paper) | 2 |" in table and "| batch-hard triplet | 2 |" in table
+    )
+    assert json.loads((out / "ablations.json").read_text()) == json.loads(json.dumps(summary))
+    assert len((out / "ablations.csv").read_text().splitlines()) == 1 + 4
+
+
+def test_mean_std_and_paired_se_equal_a_hand_calculation(study):
+    _, _, out, summary = study
+    runs = {p.stem: json.loads(p.read_text()) for p in (out / "runs").glob("*.json")}
+    reference, triplet = summary[0]["rows"]
+    for metric in ("R1", "mAP", "mINP"):
+        ref_values = [runs[f"wrim-seed{s}"][metric] for s in (0, 1)]
+        values = [runs[f"triplet-seed{s}"][metric] for s in (0, 1)]
+        mean, std = _hand_mean_std(values)
+        assert triplet[f"{metric}_per_seed"] == values
+        assert triplet[f"{metric}_mean"] == pytest.approx(mean) and triplet[f"{metric}_std"] == pytest.approx(std)
+        d0, d1 = values[0] - ref_values[0], values[1] - ref_values[1]
+        assert triplet[f"{metric}_diff"] == pytest.approx((d0 + d1) / 2)
+        assert triplet[f"{metric}_diff_se"] == pytest.approx(abs(d0 - d1) / 2)  # sd of 2 values / sqrt(2)
+        assert triplet[f"{metric}_diff_n"] == 2 and reference[f"{metric}_diff"] == 0.0
+    row = f"| batch-hard triplet | 2 | {triplet['R1_mean']:.2f} ± {triplet['R1_std']:.2f} |"
+    assert row in (out / "ablations.md").read_text()
+
+
+def test_rerun_skips_finished_runs(study, capsys):
+    main, argv, out, summary = study
+    files = sorted((out / "runs").glob("*.json")) + sorted((out / "checkpoints").rglob("*"))
+    before = {p: p.stat().st_mtime_ns for p in files}
+    capsys.readouterr()
+    assert main(argv) == summary
+    printed = capsys.readouterr().out
+    assert printed.count("skip ") == 4 and "run wrim" not in printed
+    assert {p: p.stat().st_mtime_ns for p in files} == before
+
+
+def test_other_settings_in_the_same_folder_are_refused(study):
+    main, argv, out, _ = study
+    with pytest.raises(ValueError, match="use another --out"):
+        main([*argv, "--epochs", "2"])
+
+
+def test_old_experiment_names_and_bad_seeds(study, capsys):
+    main, _, out, _ = study
+    titles = ["MIIM placement", "metric loss", "key instances K", "block-1 spatial compression"]
+    summary = main(["--fast", "--table-only", "--out", str(out), "--experiments", *titles])
+    assert [block["experiment"] for block in summary] == titles
+    labels = {row["label"] for block in summary for row in block["rows"]}
+    assert {
+        "no MIIM (baseline)",
+        "block 1 only",
+        "AICL / CMKIC (paper)",
+        "K = 2 (default)",
+        "stride 4 (paper)",
+    } <= labels
+    for bad in (["--seeds", "0-x"], ["--experiments", "nosuch"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["--table-only", "--out", str(out), *bad])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert "error: --" in err[-1] and bad[0] in err[-1]  # argparse's usage, then one line naming the option
+
+
+def test_benchmark_config_is_native_128x64_with_the_default_recipe():
+    bench, default = load_config("synthetic_bench"), load_config("synthetic")
+    kwargs = bench.data.dataset_kwargs
+    assert list(bench.data.img_size) == kwargs["img_size"] and kwargs["img_size"][0] >= 128
+    assert kwargs["img_size"][1] >= 64  # rendered at the training size: nothing is upsampled
+    assert bench.model == default.model and bench.loss == default.loss and bench.optim == default.optim
+
+
+def test_benchmark_config_dry_runs():
+    cmd = [sys.executable, "-m", "wrim", "train", "--config", "synthetic_bench", "--dry-run"]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "dry run of 'synthetic_bench': wrimnet_resnet18 for 160 identities at 128x64" in done.stdout

@@ -1,8 +1,16 @@
-"""Datasets (SYSU-MM01, RegDB, LLCM, a synthetic set), the identity x modality sampler, transforms and loaders."""
+"""Datasets (SYSU-MM01, RegDB, LLCM, a synthetic set, your own list file) and their registry, the identity x
+modality sampler, transforms and loaders."""
 
+from wrim.data._registry import create_dataset as create_dataset
+from wrim.data._registry import dataset_entrypoint as dataset_entrypoint
+from wrim.data._registry import dataset_needs_root as dataset_needs_root
+from wrim.data._registry import is_dataset as is_dataset
+from wrim.data._registry import list_datasets as list_datasets
+from wrim.data._registry import register_dataset as register_dataset
 from wrim.data.base import VIReIDDataset as VIReIDDataset
 from wrim.data.check import DataCheckReport as DataCheckReport
 from wrim.data.check import check_dataset as check_dataset
+from wrim.data.list_dataset import ListDataset as ListDataset
 from wrim.data.llcm import LLCM as LLCM
 from wrim.data.loader import ImageDataset as ImageDataset
 from wrim.data.loader import UnreadableImageError as UnreadableImageError
@@ -26,6 +34,7 @@ __all__ = [
     "IdentityModalitySampler",
     "ImageDataset",
     "ImageRecord",
+    "ListDataset",
     "RegDB",
     "SyntheticVIReID",
     "TestSplit",
@@ -37,5 +46,11 @@ __all__ = [
     "build_train_loader",
     "check_counts",
     "check_dataset",
+    "create_dataset",
+    "dataset_entrypoint",
+    "dataset_needs_root",
+    "is_dataset",
+    "list_datasets",
     "read_image",
+    "register_dataset",
 ]

@@ -18,6 +18,7 @@ import random
 import re
 from pathlib import Path
 
+from wrim.data._registry import register_dataset
 from wrim.data.base import VIReIDDataset, list_images, relabel
 from wrim.data.records import ImageRecord, TestSplit
 from wrim.modality import INFRARED, VISIBLE
@@ -37,6 +38,7 @@ _VIS_CAMS = (1, 2, 3, 4, 5, 6, 7, 8, 9)
 _NIR_CAMS = (1, 2, 4, 5, 6, 7, 8, 9)
 
 
+@register_dataset("llcm")
 class LLCM(VIReIDDataset):
     """LLCM train set and DEEN's test protocol in both directions.
 

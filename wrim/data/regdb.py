@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 
+from wrim.data._registry import register_dataset
 from wrim.data.base import VIReIDDataset, relabel
 from wrim.data.records import ImageRecord, TestSplit
 from wrim.modality import INFRARED, VISIBLE
@@ -29,6 +30,7 @@ _LAYOUT = """\
 _VISIBLE_CAM, _THERMAL_CAM = 1, 2
 
 
+@register_dataset("regdb")
 class RegDB(VIReIDDataset):
     """RegDB: one of the ten random train / test splits, and its visible <-> thermal protocol.
 

@@ -32,6 +32,7 @@ import torch
 from torchvision.io import encode_jpeg
 
 from wrim._files import umask_mode
+from wrim.data._registry import register_dataset
 from wrim.data.pedestrian import INFRARED_CAMS, VISIBLE_CAMS, render, sample_camera, sample_identity
 from wrim.data.sysu import SYSUMM01
 
@@ -106,6 +107,7 @@ def generate(
     return manifest
 
 
+@register_dataset("synthetic")
 class SyntheticVIReID(SYSUMM01):
     """Procedurally rendered pedestrians in SYSU-MM01's native layout, read and evaluated as SYSU-MM01.
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wrim.data._registry import register_dataset
 from wrim.data.base import VIReIDDataset, list_images, relabel
 from wrim.data.records import ImageRecord, TestSplit
 from wrim.modality import INFRARED, VISIBLE
@@ -36,6 +37,7 @@ _LAYOUT = """\
       exp/rand_perm_cam.mat                      (optional: the official gallery permutations)"""
 
 
+@register_dataset("sysu")
 class SYSUMM01(VIReIDDataset):
     """SYSU-MM01 train set and its IR -> visible protocol (all-search / indoor-search, single- / multi-shot).
 
@@ -151,7 +153,6 @@ class SYSUMM01(VIReIDDataset):
             raise ValueError(f"mode must be 'all' or 'indoor', got {mode!r}")
         if shots not in (1, 10):
             raise ValueError(f"shots must be 1 (single-shot) or 10 (multi-shot), got {shots!r}")
-        self._log_galleries(mode, shots)
         ids = sorted(self.test_ids, key=lambda pid: f"{pid:04d}")  # the reference sorts the "%04d" strings
         query = self._collect(ids, self.infrared_cams)
         rng = random.Random(trial)
@@ -183,7 +184,8 @@ class SYSUMM01(VIReIDDataset):
             "multi-shot galleries (those need rand_perm_cam.mat: rand_perm_file= or exp/)"
         )
 
-    def _log_galleries(self, mode: str, shots: int) -> None:
+    def log_galleries(self, mode: str = "all", shots: int = 1) -> None:
+        """Log how the galleries of ``mode`` / ``shots`` are drawn, once per pair (evaluation calls it, not checks)."""
         if (mode, shots) not in self._logged_galleries:
             self._logged_galleries.add((mode, shots))
             log.info(

@@ -1,5 +1,8 @@
 """Training engine: typed configs, the training loop, checkpoints, logging, DDP and the ``wrim`` command line."""
 
+from wrim.engine.build import build_dataset as build_dataset
+from wrim.engine.build import build_loss as build_loss
+from wrim.engine.build import build_model as build_model
 from wrim.engine.checkpoint import load_checkpoint as load_checkpoint
 from wrim.engine.checkpoint import save_checkpoint as save_checkpoint
 from wrim.engine.config import Config as Config
@@ -19,7 +22,6 @@ from wrim.engine.optim import build_scheduler as build_scheduler
 from wrim.engine.trainer import NonFiniteLossError as NonFiniteLossError
 from wrim.engine.trainer import Trainer as Trainer
 from wrim.engine.trainer import TrainResult as TrainResult
-from wrim.engine.trainer import build_dataset as build_dataset
 
 __all__ = [
     "Config",
@@ -33,6 +35,8 @@ __all__ = [
     "Trainer",
     "apply_overrides",
     "build_dataset",
+    "build_loss",
+    "build_model",
     "build_optimizer",
     "build_scheduler",
     "config_from_dict",

@@ -15,6 +15,8 @@ wrim bench                                    # examples/benchmarks/bench_*.py (
 wrim bench layers losses                      # only bench_layers.py and bench_losses.py
 wrim synth --out ./synthetic                  # write the synthetic set in SYSU-MM01's layout
 wrim check-data --dataset sysu --root /data/SYSU-MM01   # counts and files against the published statistics
+wrim check-data --dataset list --root /data/mine          # your own list.csv: rows, files and identities
+wrim train --import my_parts.py model.name=my_net data.dataset=my_data   # user code that registers parts
 wrim search --checkpoint runs/synthetic-... --query q.jpg --query-modality infrared --gallery imgs/ \
     --gallery-modality visible                # ranking.csv and ranklist.png of the nearest gallery images
 wrim export runs/synthetic-... --out ./my-model --onnx  # a finished run as a shareable folder (wrim.engine.export)
@@ -43,20 +45,36 @@ if TYPE_CHECKING:
     from wrim.data import TestSplit
     from wrim.engine.config import Config
 
-__all__ = ["build_parser", "main"]
+__all__ = ["SUBCOMMANDS", "build_parser", "main"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``wrim`` command."""
-    from wrim.engine.config import RESUME_OVERRIDABLE, list_configs
-    from wrim.engine.export import add_export_parser
-    from wrim.engine.search import add_search_arguments
-
+    """The argument parser of the ``wrim`` command: one registration function per subcommand (`SUBCOMMANDS`)."""
     parser = argparse.ArgumentParser(prog="wrim", description="WRIM-Net training, evaluation and benchmarks.")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error (or WRIM_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
+    for register in SUBCOMMANDS:
+        register(sub)
+    return parser
+
+
+def _add_import(parser: argparse.ArgumentParser) -> None:
+    """``--import MODULE`` (repeatable): user code that registers models and datasets (``wrim.engine.plugins``)."""
+    parser.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import a module (name on PYTHONPATH, or a .py path) that registers models / datasets; repeatable. "
+        "Modules of the 'wrim.plugins' entry points are imported without it",
+    )
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    from wrim.engine.config import RESUME_OVERRIDABLE, list_configs
 
     train = sub.add_parser("train", help="train and evaluate a model from a config")
     train.add_argument(
@@ -76,8 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the resolved config and the model summary, build the optimiser and losses, do not train",
     )
+    _add_import(train)
     train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. optim.lr=0.01")
+    train.set_defaults(handler=_train)
 
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
     ev = sub.add_parser("eval", help="evaluate a checkpoint on a dataset's protocol")
     ev.add_argument(
         "--checkpoint",
@@ -85,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a run folder (its best checkpoint, else its last), <run>/best or <run>/last, or a checkpoint set's "
         "model.safetensors",
     )
-    ev.add_argument("--dataset", required=True, choices=["synthetic", "sysu", "regdb", "llcm"])
+    ev.add_argument("--dataset", required=True, help="a registered dataset: synthetic, sysu, regdb, llcm, list, ...")
     ev.add_argument("--root", default=None, help="the dataset folder (not needed for synthetic)")
     ev.add_argument("--trials", default=None, help="comma-separated gallery trials (default: the run's)")
     ev.add_argument("--img-size", default=None, help="H,W (default: the training size from model.json)")
@@ -104,31 +126,56 @@ def build_parser() -> argparse.ArgumentParser:
         help="write gate_maps.png (each MIIM's gate over N queries and a gallery image of the same person) into "
         "the checkpoint's run folder",
     )
+    _add_import(ev)
     ev.add_argument("protocol", nargs="*", metavar="key=value", help="protocol arguments (default: the run's)")
+    ev.set_defaults(handler=_eval)
 
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("bench", help="run the benchmarks in examples/benchmarks that apply to this machine")
     bench.add_argument("--all", action="store_true", help="run examples/benchmarks/run_all.sh instead")
     bench.add_argument("names", nargs="*", help="only these benchmarks, e.g. layers eval (default: every bench_*.py)")
+    bench.set_defaults(handler=_bench)
 
+
+def _add_synth(sub: argparse._SubParsersAction) -> None:
     synth = sub.add_parser("synth", help="write the synthetic VI-ReID set in SYSU-MM01's native layout")
     synth.add_argument("--out", required=True, help="the output folder")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--num-ids", type=int, default=None, help="number of identities (default: the dataset's)")
+    synth.set_defaults(handler=_synth)
 
-    add_search_arguments(sub.add_parser("search", help="rank a folder of images against query images with a run"))
 
+def _add_search(sub: argparse._SubParsersAction) -> None:
+    from wrim.engine.search import add_search_arguments
+
+    search = sub.add_parser("search", help="rank a folder of images against query images with a run")
+    add_search_arguments(search)
+    _add_import(search)
+    search.set_defaults(handler=_search)
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    from wrim.engine.export import add_export_parser, run_export
+
+    add_export_parser(sub)  # wrim.engine.export owns its arguments
+    sub.choices["export"].set_defaults(handler=run_export)
+
+
+def _add_check_data(sub: argparse._SubParsersAction) -> None:
     check = sub.add_parser(
         "check-data", help="check a dataset copy against the published statistics (exit 0 = matches, 1 = differs)"
     )
-    check.add_argument("--dataset", required=True, choices=["sysu", "regdb", "llcm"])
+    check.add_argument("--dataset", required=True, help="sysu, regdb, llcm or list (your own list.csv)")
     check.add_argument("--root", required=True, help="the dataset folder in its native layout")
     check.add_argument(
         "--expect", action="append", default=[], metavar="key=value", help="replace a published number, e.g. query=12"
     )
     check.add_argument("--no-decode", action="store_true", help="read the image files without decoding them")
     check.add_argument("--workers", type=int, default=None, help="threads reading the files (default: up to 8)")
-    add_export_parser(sub)
-    return parser
+    check.add_argument("--dataset-arg", action="append", default=[], metavar="key=value", help="e.g. file=other.csv")
+    _add_import(check)
+    check.set_defaults(handler=_check_data)
 
 
 def _parse_pairs(items: list[str]) -> dict[str, object]:
@@ -148,7 +195,9 @@ def _print_metrics(title: str, metrics: dict[str, float]) -> None:
 
 def _train(args: argparse.Namespace) -> int:
     from wrim.engine.config import load_config
-    from wrim.engine.trainer import Trainer, resume_config, resume_folder
+    from wrim.engine.resume import resume_config
+    from wrim.engine.rundir import resume_folder
+    from wrim.engine.trainer import Trainer
 
     start = time.perf_counter()
     overrides = list(args.overrides)
@@ -169,37 +218,20 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-#: Training identities of the real datasets (the classifier size when ``--dry-run`` has no data.root to read).
-_NUM_CLASSES = {"sysu": 395, "regdb": 206, "llcm": 713}
-
-
 def _dry_run(config: Config) -> int:
-    """Prints the resolved config, builds the model (without weights), losses, optimiser and augmentation."""
-    import inspect
-
-    from wrim.data import SyntheticVIReID, TrainTransform
+    """Prints the resolved config, builds the dataset (when it can be read), the model (without weights), losses,
+    optimiser and augmentation, as training would (``wrim.engine.build``)."""
+    from wrim.data import TrainTransform, dataset_needs_root
+    from wrim.engine.build import build_dataset, build_loss, build_model, build_optimizer
     from wrim.engine.config import config_to_dict
-    from wrim.engine.optim import build_optimizer
-    from wrim.engine.trainer import build_dataset, build_loss
-    from wrim.models import create_model, summary
+    from wrim.models import summary
 
     data = config.data
-    if data.dataset == "synthetic":
-        default_ids = inspect.signature(SyntheticVIReID).parameters["num_ids"].default
-        num_classes = int(data.dataset_kwargs.get("num_ids", default_ids))
-    elif data.root is not None:
-        num_classes = build_dataset(data).num_classes  # also checks the folder's layout
-    else:
-        num_classes = _NUM_CLASSES[data.dataset]
     print(f"# resolved config {config.name!r}", flush=True)
     print(yaml.safe_dump(config_to_dict(config), sort_keys=False), end="", flush=True)
-    model = create_model(
-        config.model.name,
-        pretrained=False,
-        num_classes=num_classes,
-        img_size=tuple(data.img_size),
-        **config.model.kwargs,
-    )
+    readable = data.root is not None or not dataset_needs_root(data.dataset)
+    num_classes = build_dataset(data).num_classes if readable else None  # also checks the folder's layout
+    model = build_model(config.model, num_classes or 1, tuple(data.img_size), weights=False)
     build_loss(config.loss)
     optimizer = build_optimizer(model, config.optim)
     TrainTransform(
@@ -212,10 +244,11 @@ def _dry_run(config: Config) -> int:
     print(summary(model), flush=True)
     weights = "not loaded in a dry run" if config.model.pretrained or config.model.pretrained_file else "none"
     groups = ", ".join(f"{len(g['params'])} tensors at lr {g['lr']:g}" for g in optimizer.param_groups)
+    identities = f"{num_classes} identities" if readable else "1 identity here (no data.root: read when training)"
     print(
-        f"dry run of {config.name!r}: {config.model.name} for {num_classes} identities at "
-        f"{data.img_size[0]}x{data.img_size[1]}, backbone weights {weights}; {type(optimizer).__name__} "
-        f"({groups}, weight decay {config.optim.weight_decay:g}); loss {config.loss.metric}; no training",
+        f"dry run of {config.name!r}: {config.model.name} for {identities} at {data.img_size[0]}x{data.img_size[1]}, "
+        f"backbone weights {weights}; {type(optimizer).__name__} ({groups}, weight decay "
+        f"{config.optim.weight_decay:g}); loss {config.loss.metric}; no training",
         flush=True,
     )
     return 0
@@ -368,11 +401,21 @@ def _synth(args: argparse.Namespace) -> int:
 
 def _check_data(args: argparse.Namespace) -> int:
     from wrim.data.check import check_dataset
+    from wrim.data.list_dataset import check_list
 
-    expected = _parse_pairs(args.expect)
-    report = check_dataset(args.dataset, args.root, expected=expected, decode=not args.no_decode, workers=args.workers)
+    decode, extra = not args.no_decode, _parse_pairs(args.dataset_arg)
+    if args.dataset == "list":
+        report = check_list(args.root, decode=decode, workers=args.workers, **extra)
+    else:
+        expected = _parse_pairs(args.expect)
+        report = check_dataset(args.dataset, args.root, expected=expected, decode=decode, workers=args.workers)
     print(report.format(), flush=True)
     return 0 if report.ok else 1
+
+
+#: The subcommands, each a registration function that adds its parser and sets ``handler`` (a subcommand in its own
+#: module registers the same way: ``def add_parser(sub): p = sub.add_parser(...); p.set_defaults(handler=run)``).
+SUBCOMMANDS = (_add_train, _add_eval, _add_search, _add_bench, _add_synth, _add_check_data, _add_export)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -385,15 +428,14 @@ def main(argv: list[str] | None = None) -> int:
         The process exit code: 2 after any error (one line on stderr; the traceback with ``--debug`` or
         ``WRIM_DEBUG=1``), 130 after Ctrl-C.
     """
-    args = build_parser().parse_args(argv)
-    from wrim.engine.export import run_export
+    from wrim.engine.plugins import load_plugins
 
-    handlers = {"train": _train, "eval": _eval, "bench": _bench, "synth": _synth, "check-data": _check_data}
-    handlers["search"] = _search
-    handlers["export"] = run_export
+    args = build_parser().parse_args(argv)
     debug = args.debug or os.environ.get("WRIM_DEBUG", "") not in ("", "0")
     try:
-        return handlers[args.command](args)
+        if hasattr(args, "imports"):  # the commands that build models or datasets by name
+            load_plugins(args.imports)
+        return args.handler(args)
     except KeyboardInterrupt:
         print(f"wrim {args.command}: interrupted", file=sys.stderr)
         return 130

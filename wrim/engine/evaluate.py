@@ -11,17 +11,29 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from wrim.flip import flip_average
 
-__all__ = ["AMP_CHOICES", "CheckpointEvaluation", "EvalModel", "amp_dtype", "evaluate_checkpoint", "load_run_model"]
+if TYPE_CHECKING:
+    from wrim.data import TestSplit
+
+__all__ = [
+    "AMP_CHOICES",
+    "CheckpointEvaluation",
+    "EvalModel",
+    "amp_dtype",
+    "evaluate_checkpoint",
+    "load_run_model",
+    "plot_ranklist_png",
+]
 
 #: The values of the ``amp`` config key and of ``wrim eval --amp``.
 AMP_CHOICES: tuple[str, ...] = ("auto", "bf16", "fp16", "none")
@@ -206,8 +218,8 @@ def evaluate_checkpoint(
         num_workers: DataLoader workers; dataset_kwargs: dataset constructor arguments (added to the run's).
         protocol: protocol arguments (e.g. ``mode="indoor"``), replacing the run's ``eval.protocol``.
     """
+    from wrim.engine.build import build_dataset
     from wrim.engine.config import DataConfig
-    from wrim.engine.trainer import build_dataset
     from wrim.evaluation import evaluate_protocol
 
     _, _, run = _run_settings(run_dir, dataset)
@@ -267,8 +279,10 @@ def load_run_model(
         An [`EvalModel`][wrim.engine.evaluate.EvalModel] (``.net`` the network, ``.img_size`` the size it expects).
     """
     from wrim.distributed import resolve_device
+    from wrim.engine.build import build_model
     from wrim.engine.checkpoint import checkpoint_exists, load_checkpoint
-    from wrim.models import create_model, load_weights
+    from wrim.engine.config import ModelConfig
+    from wrim.models import load_weights
 
     run_dir = Path(run_dir)
     if checkpoint is None:
@@ -280,8 +294,33 @@ def load_run_model(
     dtype = amp_dtype(run["amp"] if amp is None else amp, torch_device)
     model_kwargs = dict(saved.get("model", {}).get("kwargs") or {})
     num_classes = info["num_classes"]
-    net = create_model(info["model"], pretrained=False, num_classes=num_classes, img_size=img_size, **model_kwargs)
+    if info.get("model") is None:
+        raise ValueError(
+            f"{run_dir} trained a model object given to Trainer(model=...) ({info.get('class')}), which cannot be "
+            "rebuilt by name: register its constructor with @wrim.register_model (and --import its module), or "
+            "evaluate it from Python with wrim.evaluation.evaluate_protocol"
+        )
+    config = ModelConfig(name=info["model"], kwargs=model_kwargs)
+    net = build_model(config, num_classes, img_size, weights=False)
     load_weights(net, checkpoint)
     memory_format = torch.channels_last if run["channels_last"] else torch.preserve_format
     net = net.to(torch_device, memory_format=memory_format).eval()
     return EvalModel(net, torch_device, dtype, run["channels_last"], img_size=img_size)
+
+
+def plot_ranklist_png(
+    split: TestSplit, features: dict[str, torch.Tensor], path: Path, img_size: tuple[int, int]
+) -> None:
+    """Writes the rank list of ``split`` (from its embedded ``features``, by image path) to ``path``; skipped, with a
+    log line, without matplotlib."""
+    from wrim.evaluation import pairwise_distance, plot_ranklist
+
+    query = torch.stack([features[r.path] for r in split.query])  # (Q, D)
+    gallery = torch.stack([features[r.path] for r in split.gallery])  # (G, D)
+    try:
+        plot_ranklist(
+            pairwise_distance(query, gallery), split.query, split.gallery, path, protocol=split.protocol,
+            img_size=img_size,
+        )  # fmt: skip
+    except ImportError:
+        logging.getLogger("wrim").info("matplotlib not installed: skipping ranklist.png (pip install 'wrim[train]')")

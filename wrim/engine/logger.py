@@ -127,3 +127,21 @@ def plot_curves(records: list[dict[str, Any]], path: str | Path) -> bool:
     ax.set_title("training curves")
     save_figure(fig, path, dpi=120)
     return True
+
+
+def attach_run_log(run_dir: Path) -> list[logging.Handler]:
+    """Sends the ``wrim`` logger's INFO lines to ``<run_dir>/train.log`` and (unless a handler already does) to
+    stderr; returns the handlers added, for the caller to remove and close."""
+    log = logging.getLogger("wrim")
+    log.setLevel(logging.INFO)
+    fmt = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
+    file_handler = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
+    file_handler.setFormatter(fmt)
+    handlers: list[logging.Handler] = [file_handler]
+    if not any(isinstance(h, logging.StreamHandler) and h.stream is sys.stderr for h in log.handlers):
+        console = logging.StreamHandler(sys.stderr)
+        console.setFormatter(fmt)
+        handlers.append(console)
+    for h in handlers:
+        log.addHandler(h)
+    return handlers

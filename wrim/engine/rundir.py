@@ -12,6 +12,10 @@ import os
 import re
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from wrim.engine.config import Config
 
 __all__ = ["RunLock", "RunLockedError", "is_run_of", "new_run_name"]
 
@@ -89,3 +93,37 @@ class RunLock:
             import fcntl  # noqa: F401
         except ImportError:
             self.path.unlink(missing_ok=True)
+
+
+def find_latest_run(output_dir: str | Path, name: str) -> Path | None:
+    """The newest ``<output_dir>/<name>-<timestamp>-<pid>`` run folder (exact name, not a prefix) with a checkpoint."""
+    from wrim.engine.checkpoint import checkpoint_exists
+
+    folder = Path(output_dir)
+    runs = (
+        [p for p in folder.iterdir() if is_run_of(p, name) and checkpoint_exists(p, "last")] if folder.is_dir() else []
+    )
+    return max(runs, key=lambda p: (p / "last.json").stat().st_mtime) if runs else None
+
+
+def resume_folder(config: Config, run_dir: str | Path | None) -> Path:
+    """The folder ``--resume`` continues: ``run_dir``, else ``output_dir/run_name``, else the config's newest run."""
+    if run_dir is not None:
+        return Path(run_dir)
+    if config.run_name is not None:
+        return Path(config.output_dir) / config.run_name
+    found = find_latest_run(config.output_dir, config.name)
+    if found is None:
+        raise ValueError(f"--resume: no run of config {config.name!r} with a checkpoint in {config.output_dir!r}")
+    return found
+
+
+def choose_run_dir(config: Config, requested: Path | None, resume: bool) -> Path:
+    """The run folder: the resumed one, ``requested``, ``output_dir/run_name`` or a new ``output_dir/<name>-...``."""
+    if resume:
+        return resume_folder(config, requested)
+    if requested is not None:
+        return requested
+    if config.run_name is not None:
+        return Path(config.output_dir) / config.run_name
+    return Path(config.output_dir) / new_run_name(config.name)

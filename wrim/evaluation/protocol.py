@@ -152,6 +152,19 @@ def extract_features(
     return torch.cat(feats)
 
 
+def trial_splits(dataset: VIReIDDataset, trial_ids: list[int], protocol: dict) -> list[TestSplit]:
+    """Each trial's ``dataset.test_split(trial, **protocol)``, logging first how the galleries are drawn.
+
+    A reader with a choice of galleries (SYSU-MM01: the official ``rand_perm_cam.mat`` or seeded sampling) says
+    which one this evaluation uses through its ``log_galleries(mode, shots)``, once per mode and shots; checks that
+    read a split for its counts stay silent.
+    """
+    log_galleries = getattr(dataset, "log_galleries", None)
+    if log_galleries is not None:
+        log_galleries(protocol.get("mode", "all"), protocol.get("shots", 1))
+    return [dataset.test_split(trial, **protocol) for trial in trial_ids]
+
+
 def evaluate_protocol(
     model_or_features: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | Mapping[str, torch.Tensor],
     dataset: VIReIDDataset,
@@ -204,7 +217,7 @@ def evaluate_protocol(
     trial_ids = list(dataset.default_trials if trials is None else trials)
     if not trial_ids:
         raise ValueError(f"no trials to evaluate: pass trials=... ({type(dataset).__name__} has no default_trials)")
-    splits = [dataset.test_split(trial, **protocol) for trial in trial_ids]
+    splits = trial_splits(dataset, trial_ids, protocol)
 
     # Every image used by any trial, once (the query set is shared by all trials, galleries overlap).
     unique: dict[str, ImageRecord] = {}

@@ -1,0 +1,222 @@
+"""One place that turns a [`Config`][wrim.engine.Config] into the parts of a run.
+
+Everything that builds the dataset, the model, the loss, the optimiser, the schedule and the training loader from a
+config lives here, and ``Trainer``, ``wrim train --dry-run`` and ``wrim eval`` all build through it ([D]): a change
+of how a part is built is then a change in one function. The number of classes always comes from the dataset
+object (``dataset.num_classes``), never from a table.
+
+| part | built by | from |
+|---|---|---|
+| dataset | `build_dataset()` | ``data.dataset`` (a registered name), ``data.root``, ``data.dataset_kwargs`` |
+| model | `build_model()` | ``model.name`` (a registered entrypoint), ``model.kwargs``, ``data.img_size`` |
+| loss | `build_loss()` | ``loss.*``: ``WRIMNetLoss`` (ID loss on every head + the metric term) |
+| optimiser, schedule | ``build_optimizer`` / ``build_scheduler`` (``wrim.engine.optim``) | ``optim.*`` |
+| loader | `build_loader()` | ``data.*``, ``seed`` and the process's rank |
+
+A registered model entrypoint is called as ``entrypoint(pretrained=..., num_classes=..., img_size=(H, W),
+**model.kwargs)`` (plus ``pretrained_file=`` when ``model.pretrained_file`` is set), exactly as the built-in ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import socket
+import urllib.parse
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from wrim.engine.config import Config, DataConfig, LossConfig, ModelConfig
+from wrim.engine.optim import build_optimizer, build_scheduler
+
+if TYPE_CHECKING:
+    from wrim.data import VIReIDDataset
+    from wrim.distributed import DistInfo
+
+__all__ = [
+    "build_dataset",
+    "build_loader",
+    "build_loss",
+    "build_model",
+    "build_optimizer",
+    "build_scheduler",
+    "check_parts",
+    "seed_everything",
+]
+
+log = logging.getLogger("wrim")
+
+
+def seed_everything(seed: int) -> None:
+    """Seeds python's ``random``, numpy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 (legacy code and augmentations use the global state)
+    torch.manual_seed(seed)
+
+
+def build_dataset(config: DataConfig) -> VIReIDDataset:
+    """The dataset registered as ``config.dataset`` (``wrim.data.list_datasets()``), built from ``config.root`` and
+    ``config.dataset_kwargs``.
+
+    Raises:
+        ValueError: an unknown name (the registered ones listed) or a dataset that needs ``data.root`` without it.
+    """
+    from wrim.data import create_dataset
+
+    return create_dataset(config.dataset, config.root, **config.dataset_kwargs)
+
+
+def build_model(config: ModelConfig, num_classes: int, img_size: tuple[int, int], weights: bool = True) -> nn.Module:
+    """The registered model ``config.name`` for ``num_classes`` identities at ``img_size``.
+
+    Args:
+        config: the model section (``name``, ``pretrained``, ``pretrained_file``, ``kwargs``).
+        num_classes: the classifier size: ``dataset.num_classes``.
+        img_size: (H, W) of the training images.
+        weights: load the backbone weights ``config`` asks for; ``False`` builds without them (a dry run, or a
+            model whose trained weights are loaded next).
+
+    Raises:
+        ValueError: an unknown name (the registered ones listed, and how to add one).
+    """
+    from wrim.models import create_model, is_model, list_models
+
+    if not is_model(config.name):
+        raise ValueError(
+            f"unknown model {config.name!r}; registered: {', '.join(list_models())}. Add one with "
+            "@wrim.register_model in a module loaded by --import MODULE (or a 'wrim.plugins' entry point)"
+        )
+    kwargs = dict(config.kwargs)
+    if weights and config.pretrained_file is not None:
+        kwargs["pretrained_file"] = config.pretrained_file
+    if weights and config.pretrained_tag is not None:
+        kwargs["pretrained_tag"] = config.pretrained_tag
+    pretrained = weights and config.pretrained
+    with _hub_offline_if_unreachable(pretrained and config.pretrained_file is None):
+        return create_model(
+            config.name, pretrained=pretrained, num_classes=num_classes, img_size=tuple(img_size), **kwargs
+        )
+
+
+def build_loss(config: LossConfig) -> nn.Module:
+    """The training objective of ``loss.*``: ID loss on every head plus the metric term (``wrim.losses``)."""
+    from wrim.losses import WRIMNetLoss
+
+    return WRIMNetLoss(
+        _metric_loss(config),
+        id_weight=config.id_weight,
+        metric_weight=config.metric_weight,
+        label_smoothing=config.label_smoothing,
+        gather_across_ranks=config.gather_across_ranks,
+    )
+
+
+def _metric_loss(config: LossConfig) -> nn.Module | None:
+    """The metric term selected by ``loss.metric``, from plain arguments (``wrim.losses``).
+
+    ``"aicl"``: the paper's AICL (CMKIC on P5 + ``p4_weight`` * CMKIC on P4); ``"triplet"`` / ``"wr_triplet"``: the
+    same two-stage sum with a batch-hard / weighted-regularisation triplet loss (the "CMKIC vs triplet" ablation);
+    ``"none"``: no metric term.
+    """
+    from wrim import losses
+
+    if config.metric == "none":
+        return None
+    if config.metric == "aicl":
+        loss = losses.CMKICLoss(k=config.k, temperature=config.temperature)
+    elif config.metric == "triplet":
+        loss = losses.TripletLoss(margin=config.margin, cross_modality=config.cross_modality)
+    else:
+        loss = losses.WRTripletLoss(cross_modality=config.cross_modality)
+    return losses.AICLLoss(
+        loss,
+        p5_weight=config.p5_weight,
+        p4_weight=config.p4_weight,
+        p5_keys_from_p4=config.p5_keys_from_p4 and config.metric == "aicl",
+    )
+
+
+def build_loader(
+    dataset: VIReIDDataset, config: Config, dist: DistInfo, pin_memory: bool = False
+) -> torch.utils.data.DataLoader:
+    """The training loader: the identity x modality sampler over this process's share of the identities.
+
+    The workers start afresh every epoch (``persistent_workers=False``) from a generator the trainer seeds by
+    (seed, epoch, rank); the augmentations themselves are seeded per sample by the sampler.
+    """
+    from wrim.data import build_train_loader
+
+    data = config.data
+    base = build_train_loader(
+        dataset,
+        img_size=data.img_size,
+        num_ids=data.num_ids,
+        num_instances=data.num_instances,
+        num_workers=data.num_workers,
+        seed=config.seed,
+        channel_aug=data.channel_aug,
+        random_erasing=data.random_erasing,
+        exchange_prob=data.exchange_prob,
+        channel_gray=data.channel_gray,
+        rank=dist.rank if dist.distributed else None,
+        world_size=dist.world_size if dist.distributed else None,
+        skip_bad_images=data.skip_bad_images,
+    )
+    return torch.utils.data.DataLoader(
+        base.dataset,
+        batch_sampler=base.batch_sampler,
+        num_workers=data.num_workers,
+        pin_memory=pin_memory,
+        persistent_workers=False,
+    )
+
+
+def check_parts(model: Any, loss: Any, dataset: Any) -> None:
+    """Checks the types of parts given to ``Trainer`` (a wrong one fails there, not deep inside the first step).
+
+    Raises:
+        TypeError: a model that is not an ``nn.Module``, a loss that is not callable, or a dataset that is not a
+            ``wrim.data.VIReIDDataset``.
+    """
+    from wrim.data import VIReIDDataset
+
+    if model is not None and not isinstance(model, nn.Module):
+        raise TypeError(f"Trainer(model=...) must be a torch.nn.Module, got {type(model).__name__}")
+    if loss is not None and not callable(loss):
+        raise TypeError(f"Trainer(loss=...) must be callable as loss(outputs, labels, modalities=...), got {loss!r}")
+    if dataset is not None and not isinstance(dataset, VIReIDDataset):
+        raise TypeError(
+            f"Trainer(dataset=...) must be a wrim.data.VIReIDDataset (e.g. wrim.data.ListDataset), got "
+            f"{type(dataset).__name__}"
+        )
+
+
+@contextlib.contextmanager
+def _hub_offline_if_unreachable(download: bool) -> Iterator[None]:
+    """One 3 s probe of the Hugging Face hub before timm downloads weights: when it is unreachable, the hub client is
+    put in offline mode (cached weights still load; missing ones fail at once with the message naming
+    ``model.pretrained_file``) instead of retrying for about a minute."""
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        constants = None
+    if not download or constants is None or constants.HF_HUB_OFFLINE:
+        yield
+        return
+    host = urllib.parse.urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=3).close()
+    except OSError as err:
+        log.warning("%s is unreachable (%s): only locally cached pretrained weights can be used", host, err)
+        constants.HF_HUB_OFFLINE = True
+        try:
+            yield
+        finally:
+            constants.HF_HUB_OFFLINE = False
+        return
+    yield

@@ -1,0 +1,117 @@
+"""Resuming a run: the config it continues with and the resume checks (``wrim.engine.rundir`` finds the folder).
+
+A resume continues only the run it was asked to continue. `check_resume()` holds
+the three checks, in order: the given config against the run's ``config.yaml`` (only resumable keys may change),
+the checkpoint's own config against ``config.yaml``, and the model's parameter names and shapes against the
+checkpoint's weights. Each failure is one line naming the first difference.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from safetensors import safe_open
+from torch import nn
+
+from wrim.engine.checkpoint import checkpoint_exists
+from wrim.engine.config import Config, apply_overrides, config_diff, config_from_dict, load_config, structural_changes
+
+__all__ = ["check_resume", "first_weight_difference", "resume_config"]
+
+log = logging.getLogger("wrim")
+
+
+def resume_config(run_dir: str | Path, overrides: list[str] | None = None) -> Config:
+    """The saved config of a run folder with ``overrides`` applied; only resumable keys may change.
+
+    Args:
+        run_dir: the run folder (holds ``config.yaml``).
+        overrides: ``key=value`` strings; allowed keys are listed in ``wrim.engine.config.RESUME_OVERRIDABLE``
+            (``epochs``, ``eval.*``, logging, ``data.num_workers``, ...).
+
+    Raises:
+        ValueError: no checkpoint or no saved config, or an override that changes the run's structure (every
+            difference listed).
+    """
+    if not checkpoint_exists(run_dir, "any"):
+        raise ValueError(f"--resume: {str(run_dir)!r} holds no checkpoint to resume from")
+    saved = _saved_config(Path(run_dir))
+    config = apply_overrides(saved, overrides or [])
+    check_resume(run_dir, config)
+    return config
+
+
+def _saved_config(run_dir: Path) -> Config:
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise ValueError(f"--resume: {str(path)!r} is missing; is {str(run_dir)!r} a wrim run folder?")
+    return load_config(path)
+
+
+def _format_changes(changes: dict[str, tuple[Any, Any]]) -> str:
+    return ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changes.items())
+
+
+def check_resume(
+    run_dir: str | Path, config: Config, state: dict[str, Any] | None = None, model: nn.Module | None = None
+) -> None:
+    """The three resume checks; once all three pass (``state`` given), the resumable changes are logged.
+
+    Args:
+        run_dir: the run folder.
+        config: the config the run continues with.
+        state: the loaded checkpoint state (``load_checkpoint``): its config is checked against ``config.yaml``.
+        model: the model about to receive the checkpoint's weights: its names and shapes are checked.
+
+    Raises:
+        ValueError: a structural config change, a checkpoint written with another config, or a model whose
+            parameters differ from the checkpoint's (one line, the first difference named).
+    """
+    run_dir = Path(run_dir)
+    saved = _saved_config(run_dir)
+    changes = structural_changes(saved, config)
+    if changes:
+        raise ValueError(
+            f"--resume cannot change the run's structure ({_format_changes(changes)}); start a new run for that"
+        )
+    if state is None:
+        return
+    changes = structural_changes(config_from_dict(state["config"]), config)
+    if changes:
+        raise ValueError(
+            f"{state['checkpoint_set']} was written with another config than {run_dir}/config.yaml "
+            f"({_format_changes(changes)}); restore config.yaml or start a new run"
+        )
+    if model is not None:
+        weights = Path(state["checkpoint_set"]) / "model.safetensors"
+        difference = first_weight_difference(model, weights)
+        if difference is not None:
+            raise ValueError(
+                f"--resume: the model does not match {weights}: {difference}; build the model the run was trained "
+                "with (same class, arguments and number of identities) or start a new run"
+            )
+    for key, (old, new) in config_diff(saved, config).items():
+        if key != "progress":
+            log.info("resume: %s changed from %r to %r", key, old, new)
+
+
+def first_weight_difference(model: nn.Module, path: str | Path) -> str | None:
+    """The first tensor whose name or shape differs between ``model.state_dict()`` and a ``.safetensors`` file (in
+    the model's order, then the file's), with the count of differences; ``None`` when they match."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    with safe_open(str(path), framework="pt") as file:
+        found = {k: tuple(file.get_slice(k).get_shape()) for k in file.keys()}  # noqa: SIM118 (not a dict)
+    differences = [
+        f"{k!r} has shape {found[k]} in the checkpoint, {shape} in the model"
+        if k in found
+        else f"{k!r} is in the model, not in the checkpoint"
+        for k, shape in expected.items()
+        if found.get(k) != shape
+    ]
+    differences += [f"{k!r} is in the checkpoint, not in the model" for k in found if k not in expected]
+    if not differences:
+        return None
+    more = f" ({len(differences)} differences in all)" if len(differences) > 1 else ""
+    return differences[0] + more
