@@ -11,8 +11,8 @@ import torch.distributed as dist
 from torch import nn
 
 from wrim import INFRARED, VISIBLE
-from wrim.distributed import all_reduce_with_grad, convert_sync_batchnorm
-from wrim.layers import ModalityMIIM
+from wrim.distributed import all_reduce_with_grad
+from wrim.layers import ModalityMIIM, convert_sync_batchnorm
 from wrim.losses import AICLLoss, CMKICLoss, TripletLoss, WRIMNetLoss
 
 WORLD = 2

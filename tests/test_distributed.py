@@ -15,15 +15,8 @@ import torch.multiprocessing as mp
 from torch import nn
 
 from tests import _ddp_equality as ddp
-from wrim.distributed import (
-    CrossRankBatchNorm,
-    all_gather_with_grad,
-    all_reduce_with_grad,
-    convert_sync_batchnorm,
-    gather_shards,
-    shard_range,
-)
-from wrim.layers import ModalityMIIM
+from wrim.distributed import all_gather_with_grad, all_reduce_with_grad, gather_shards, shard_range
+from wrim.layers import CrossRankBatchNorm, ModalityMIIM, convert_sync_batchnorm
 
 
 def _spawn(tmp_path, scenario):

@@ -88,3 +88,15 @@ def test_png_is_written(model, batch, tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="both modalities"):
         plot_gate_maps(images[::2], {k: v[::2] for k, v in maps.items()}, modalities[::2])
+
+
+def test_plot_curves_writes_a_png_without_touching_pyplot(tmp_path) -> None:
+    import matplotlib
+
+    from wrim.engine.logger import plot_curves
+
+    backend = matplotlib.get_backend()
+    records = [{"epoch": 1, "loss": 3.0}, {"epoch": 2, "loss": 2.0, "R1": 10.0, "mAP": 8.0}]
+    assert plot_curves(records, tmp_path / "runs" / "curves.png")
+    assert (tmp_path / "runs" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert matplotlib.get_backend() == backend  # the object API: no pyplot backend switch

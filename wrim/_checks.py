@@ -1,24 +1,24 @@
-"""Argument and batch validators shared by wrim's layers, models, miners and losses (private; docs/losses.md).
+"""Argument and batch validators shared by wrim's layers, models, miners and losses (private; docs: Losses and miners).
 
 One home, below every sub-package: it imports only torch and `wrim.modality`'s ids. Checks of shapes and dtypes
 read only metadata. The value check of the modality ids never synchronises with an accelerator: it runs eagerly
 (``ValueError``) on CPU tensors, and as ``torch._assert_async`` on accelerator tensors and under ``torch.compile``,
-so that an unknown id is an error in every mode without a host sync in the training step ([D], docs/losses.md).
+so that an unknown id is an error in every mode without a host sync in the training step ([D], docs: Losses and miners).
 """
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
+from torch.fx import _symbolic_trace
 
 from wrim.modality import INFRARED, VISIBLE
 
 __all__ = [
     "NO_POSITIVE_POLICIES",
     "SAMPLER_HINT",
-    "check_any_anchor",
+    "PairBatch",
     "check_embeddings",
     "check_k",
     "check_labels",
@@ -26,7 +26,9 @@ __all__ = [
     "check_modality_split",
     "check_no_positive",
     "check_nonnegative",
+    "check_pair_batch",
     "check_temperature",
+    "checks_enabled",
     "compute_dtype",
     "missing_modalities_message",
     "no_positive_message",
@@ -38,10 +40,22 @@ SAMPLER_HINT = (
     "num_instances infrared)."
 )
 NO_POSITIVE_POLICIES: tuple[str, ...] = ("warn", "raise")
+# torch >= 2.6 tells symbolic tracing apart from export (whose fake tensors the checks handle)
+_is_symbolic_tracing = getattr(_symbolic_trace, "is_fx_symbolic_tracing", _symbolic_trace.is_fx_tracing)
 _BAD_ID_MESSAGE = (
     "{name} may only hold wrim.VISIBLE (0) or wrim.INFRARED (1); found {ids}. "
     "Map your dataset's camera/modality labels to 0/1 first."
 )
+
+
+def checks_enabled() -> bool:
+    """Whether eager input checks should run: not while ``torch.fx.symbolic_trace`` traces with proxies.
+
+    The layers' and models' checks compare shapes and types in Python; on an ``fx`` Proxy they would fail
+    (``bool(Proxy)``), so a traced graph carries no checks. TorchScript removes them on its own
+    (``torch.jit.is_scripting()`` branches).
+    """
+    return not _is_symbolic_tracing()
 
 
 def check_k(k: int, name: str = "k") -> int:
@@ -178,7 +192,7 @@ def missing_modalities_message(owner: str, ref: bool = False) -> str:
         f"{owner} is cross-modality and needs modalities, a (B,) tensor with 0 = visible, 1 = infrared: pass it "
         "by keyword, e.g. loss(embeddings, labels, modalities=modalities) or miner(embeddings, labels, "
         "modalities=modalities). Inside pytorch-metric-learning's CrossBatchMemory use "
-        "wrim.losses.CrossModalityMemory (docs/losses.md)."
+        "wrim.losses.CrossModalityMemory (docs: Losses and miners)."
     )
 
 
@@ -204,22 +218,81 @@ def no_positive_message(loss_name: str, labels: torch.Tensor, modalities: torch.
     )
 
 
-def check_any_anchor(valid: torch.Tensor, loss: torch.nn.Module, message: Callable[[], str]) -> None:
-    """Apply ``loss.no_positive`` to a batch whose (B,) ``valid`` mask marks the anchors that contribute.
+class PairBatch(NamedTuple):
+    """A validated miner or loss batch: what `check_pair_batch` hands to the computation.
 
-    ``"raise"``: every eager call checks (one host sync; for debugging a sampler) and raises ``ValueError``; under
-    ``torch.compile`` the check is ``torch._assert_async``. ``"warn"`` (default): the loss of an empty batch is 0;
-    the first eager call of the module checks once and warns, later calls never synchronise.
+    Attributes:
+        embeddings: (B, D) anchors.
+        labels: (B,) LongTensor on the anchors' device, or None (a loss given only an ``indices_tuple``).
+        ref_emb: (R, D) reference embeddings, or None when the batch is its own reference set.
+        ref_labels: (R,) LongTensor (the anchors' labels when ``ref_emb`` is None), or None.
+        modalities: (B,) LongTensor of ids, or None.
+        ref_modalities: (R,) LongTensor of ids (the anchors' when ``ref_emb`` is None), or None.
     """
-    if loss.no_positive == "raise":
-        if torch.compiler.is_compiling():
-            torch._assert_async(valid.any(), f"{type(loss).__name__}: no anchor has a usable positive")
-        elif not bool(valid.any()):
-            raise ValueError(message())
-    elif not torch.compiler.is_compiling() and not loss._checked_once:
-        loss._checked_once = True
-        if not bool(valid.any()):
-            warnings.warn(
-                f"{message()} The loss is 0 for such a batch (warned once; no_positive='raise' checks every batch).",
-                stacklevel=3,
-            )
+
+    embeddings: torch.Tensor
+    labels: torch.Tensor | None
+    ref_emb: torch.Tensor | None
+    ref_labels: torch.Tensor | None
+    modalities: torch.Tensor | None
+    ref_modalities: torch.Tensor | None
+
+
+def check_pair_batch(
+    owner: str,
+    embeddings: torch.Tensor,
+    labels: torch.Tensor | None,
+    ref_emb: torch.Tensor | None,
+    ref_labels: torch.Tensor | None,
+    modalities: torch.Tensor | None,
+    ref_modalities: torch.Tensor | None,
+    *,
+    mines: bool,
+    need_modalities: bool,
+) -> PairBatch:
+    """Validate the arguments of pytorch-metric-learning's miner / loss call once: the one home of these checks.
+
+    Args:
+        owner: the caller's name for messages, e.g. ``"CMKICLoss"``.
+        embeddings, labels, ref_emb, ref_labels, modalities, ref_modalities: as given to ``forward``.
+        mines: the caller chooses its pairs from the labels (a miner, a loss without ``indices_tuple``): ``labels``
+            (and ``ref_labels`` with ``ref_emb``) are required; otherwise they are checked when given.
+        need_modalities: ``modalities`` are required (and, when the caller mines, ``ref_modalities`` with
+            ``ref_emb``).
+
+    Returns:
+        The validated batch, ids and labels as LongTensors on the device of ``embeddings``.
+
+    Raises:
+        TypeError: a non-tensor, a float label or id tensor.
+        ValueError: mismatched lengths or dims, a missing required argument, ``ref_*`` without ``ref_emb``.
+    """
+    embeddings = check_embeddings(embeddings)
+    batch, device = embeddings.shape[0], embeddings.device
+    if labels is None and mines:
+        raise ValueError(f"{owner} needs labels, one identity label per embedding")
+    if labels is not None:
+        labels = check_labels(labels, batch).to(device)
+    if modalities is None and need_modalities:
+        raise ValueError(missing_modalities_message(owner))
+    if modalities is not None:
+        modalities = check_modalities(modalities, batch).to(device)
+    if ref_emb is None:
+        if ref_labels is not None or ref_modalities is not None:
+            raise ValueError("ref_labels / ref_modalities were given without ref_emb; pass ref_emb too")
+        return PairBatch(embeddings, labels, None, labels, modalities, modalities)
+    ref_emb = check_embeddings(ref_emb, name="ref_emb")
+    if ref_emb.shape[1] != embeddings.shape[1]:
+        raise ValueError(
+            f"ref_emb has dim {ref_emb.shape[1]} but embeddings have dim {embeddings.shape[1]}; they must match"
+        )
+    refs = ref_emb.shape[0]
+    if ref_labels is None and mines:
+        raise ValueError("ref_emb was given without ref_labels; pass one label per reference embedding")
+    if ref_labels is not None:
+        ref_labels = check_labels(ref_labels, refs, name="ref_labels").to(device)
+    if ref_modalities is None and need_modalities and mines:
+        raise ValueError(missing_modalities_message(owner, ref=True))
+    if ref_modalities is not None:
+        ref_modalities = check_modalities(ref_modalities, refs, name="ref_modalities").to(device)
+    return PairBatch(embeddings, labels, ref_emb, ref_labels, modalities, ref_modalities)

@@ -1,10 +1,16 @@
-r"""Cross-rank collectives: N processes compute what one process computes on the whole batch (docs/training.md).
+r"""Distributed training's one home: the process group and the collectives that make N processes compute what one
+process computes on the whole batch (docs: Training).
 
-Process-group setup (``torchrun``, ``RANK``/``WORLD_SIZE``) lives in `wrim.engine.distributed`; this module holds
-the pieces the losses, layers and evaluation use. Every function is a no-op without an initialised process group
-(a single process), so losses and layers stay usable anywhere.
+- **process group**: ``torchrun --nproc_per_node=N -m wrim train ...`` sets ``RANK``, ``WORLD_SIZE``,
+  ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``; `init_distributed()` reads them and starts the process group
+  with NCCL on CUDA and gloo on the CPU (a single-process `DistInfo` without them).
+- **collectives**: `all_gather_with_grad()`, `all_reduce_with_grad()`, `gather_shards()`, `shard_range()`, used by
+  the losses, the layers (``wrim.layers.CrossRankBatchNorm``, ``ModalityMIIM``) and the evaluation. Each is a
+  no-op without an initialised process group (a single process), so losses and layers stay usable anywhere.
 
-[D] Gradient bookkeeping under DDP (docs/training.md#multi-gpu-and-multi-node-torchrun-ddp). Rank ``r`` holds
+`is_distributed()` is the one answer to "is this a multi-process run?".
+
+[D] Gradient bookkeeping under DDP (docs: Training, section Multi-GPU and multi-node). Rank ``r`` holds
 the shard ``x_r`` of the global batch and DDP averages the parameter gradients of the per-rank losses. With
 `all_gather_with_grad()` every rank computes the same global metric loss ``M`` of all shards; its backward sums the
 incoming gradients over ranks, so rank ``r`` receives ``N`` times the gradient of ``M`` with respect to ``x_r``:
@@ -17,28 +23,32 @@ $$
 
 so the DDP average is exactly the single-process gradient and no loss scaling is needed (pytorch-metric-learning's
 ``DistributedLossWrapper`` instead keeps gradient on the local rows only and multiplies the loss by N). The same
-argument holds for the all-reduced batch-norm sums of `CrossRankBatchNorm` and ``ModalityMIIM``. A per-sample mean
-computed per rank (the ID cross-entropy) averages to the global mean when every rank holds the same number of
-samples, which `wrim.data.IdentityModalitySampler` guarantees.
+argument holds for the all-reduced batch-norm sums of ``wrim.layers.CrossRankBatchNorm`` and ``ModalityMIIM``. A
+per-sample mean computed per rank (the ID cross-entropy) averages to the global mean when every rank holds the same
+number of samples, which `wrim.data.IdentityModalitySampler` guarantees.
 
 Shape legend: ``n`` rows on this rank, ``N`` ranks, ``D`` feature size, ``C`` channels.
 """
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
+
 import torch
 import torch.distributed as dist
-from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
 __all__ = [
-    "CrossRankBatchNorm",
+    "DistInfo",
     "all_gather_with_grad",
     "all_reduce_with_grad",
-    "convert_sync_batchnorm",
+    "barrier",
     "gather_shards",
+    "init_distributed",
     "is_distributed",
+    "resolve_device",
     "shard_range",
+    "shutdown_distributed",
 ]
 
 
@@ -136,105 +146,76 @@ def gather_shards(x: torch.Tensor, total: int) -> torch.Tensor:
     return torch.cat([part[:size] for part, size in zip(parts, sizes)])  # (total, D)
 
 
-class CrossRankBatchNorm(_BatchNorm):
-    r"""BatchNorm whose training statistics are taken over every rank's batch (any device, gloo or NCCL).
+# ---------------------------------------------------------------------------------------------- process group
 
-    [D] In training under an active process group, per channel ``c`` (two all-reduces with gradient; the second
-    pass keeps the variance numerically sound):
 
-    $$
-    n = \sum_r n_r,\quad \mu_c = \frac{1}{n} \sum_r \sum_{i \in r} x_{ic},\quad
-    \sigma^2_c = \frac{1}{n} \sum_r \sum_{i \in r} (x_{ic} - \mu_c)^2,\quad
-    y_{ic} = \gamma_c \frac{x_{ic} - \mu_c}{\sqrt{\sigma^2_c + \epsilon}} + \beta_c
-    $$
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process sits in the job.
 
-    and the running statistics are updated with μ and the unbiased σ² n / (n − 1), as one BatchNorm
-    over the concatenated batch would (so every rank keeps the same buffers). Evaluation, or training without a
-    process group, is plain ``F.batch_norm``. Statistics are computed in at least float32. On CUDA prefer torch's
-    ``nn.SyncBatchNorm`` (what `convert_sync_batchnorm()` picks); this class exists because SyncBatchNorm does not
-    run on the CPU.
-
-    Shapes: ``(B, C)`` or ``(B, C, *)`` -> same.
+    Args:
+        rank: global rank (0 writes files and evaluates).
+        world_size: number of processes.
+        local_rank: rank on this node (selects the CUDA device).
     """
 
-    def _check_input_dim(self, x: torch.Tensor) -> None:
-        if x.dim() < 2:
-            raise ValueError(f"CrossRankBatchNorm expects (B, C) or (B, C, ...) input; got shape {tuple(x.shape)}")
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Normalise ``x`` (B, C, *) -> (B, C, *) with the global batch statistics in training."""
-        self._check_input_dim(x)
-        if not (self.training and is_distributed()):
-            return super().forward(x)
-        dims = [d for d in range(x.dim()) if d != 1]
-        shape = [1, -1] + [1] * (x.dim() - 2)
-        x32 = x.to(torch.promote_types(x.dtype, torch.float32))  # (B, C, *)
-        count = x32.new_full((1,), x.numel() // x.shape[1])  # (1,) elements per channel on this rank
-        stats = all_reduce_with_grad(torch.cat([x32.sum(dims), count]))  # (C + 1,)
-        total, mean = stats[-1], stats[:-1] / stats[-1]  # (), (C,)
-        centered = x32 - mean.view(shape)  # (B, C, *)
-        var = all_reduce_with_grad(centered.square().sum(dims)) / total  # (C,) biased
-        if self.track_running_stats and self.running_mean is not None:
-            _update_running_stats(self, mean, var, total)
-        y = centered * torch.rsqrt(var + self.eps).view(shape)  # (B, C, *)
-        if self.affine:
-            y = y * self.weight.view(shape) + self.bias.view(shape)
-        return y.to(x.dtype)
+    @property
+    def distributed(self) -> bool:
+        """Whether more than one process takes part: `is_distributed()`, the one test."""
+        return is_distributed()
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this is rank 0."""
+        return self.rank == 0
 
 
-@torch.no_grad()
-def _update_running_stats(norm: _BatchNorm, mean: torch.Tensor, var: torch.Tensor, count: torch.Tensor) -> None:
-    """Update ``norm``'s running mean / var from one batch's moments as torch's BatchNorm does.
+def resolve_device(device: str, local_rank: int = 0) -> torch.device:
+    """``"auto"`` becomes ``cuda:<local_rank>`` when CUDA is available, else ``cpu``; others pass through.
 
-    ``mean`` and the biased ``var`` are (C,), ``count`` () the elements per channel they were taken over (all ranks'
-    when the moments are global); the running variance takes the unbiased ``var · n / (n - 1)``, ``momentum=None``
-    is the cumulative average. A ``count`` of 0 (a modality absent from the batch, see ``ModalityMIIM``) leaves
-    every buffer unchanged. No host synchronisation.
+    Raises:
+        ValueError: CUDA requested on a machine without it.
     """
-    present = count > 0
-    elements = count.to(var.dtype)
-    unbiased = var * elements / (elements - 1).clamp(min=1)
-    norm.num_batches_tracked.add_(present.long())
-    momentum = norm.momentum
-    if momentum is None:  # cumulative average
-        momentum = (1.0 / norm.num_batches_tracked.clamp(min=1)).to(norm.running_mean.dtype)
-    new_mean = torch.lerp(norm.running_mean, mean.to(norm.running_mean.dtype), momentum)
-    new_var = torch.lerp(norm.running_var, unbiased.to(norm.running_var.dtype), momentum)
-    norm.running_mean.copy_(torch.where(present, new_mean, norm.running_mean))
-    norm.running_var.copy_(torch.where(present, new_var, norm.running_var))
+    if device == "auto":
+        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} but CUDA is not available; use device=cpu or device=auto")
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device(f"cuda:{local_rank}")
+    return dev
 
 
-def _cross_rank_copy(bn: _BatchNorm) -> CrossRankBatchNorm:
-    new = CrossRankBatchNorm(bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats)
-    new.to(device=bn.running_mean.device if bn.running_mean is not None else None)
-    with torch.no_grad():
-        if bn.affine:
-            new.weight, new.bias = bn.weight, bn.bias
-        if bn.track_running_stats:
-            new.running_mean, new.running_var = bn.running_mean, bn.running_var
-            new.num_batches_tracked = bn.num_batches_tracked
-    new.train(bn.training)
-    return new
+def init_distributed(device: torch.device) -> DistInfo:
+    """Starts the process group when ``WORLD_SIZE > 1`` (set by torchrun), else returns a single-process info.
 
-
-def convert_sync_batchnorm(module: nn.Module, device: torch.device | str) -> nn.Module:
-    """Make every BatchNorm of ``module`` use statistics over all ranks (the cross-rank part of ``model.sync_bn``).
-
-    On CUDA the BatchNorm layers become torch's ``nn.SyncBatchNorm``; elsewhere `CrossRankBatchNorm`. Every
-    ``wrim.layers.ModalityMIIM`` gets ``sync_stats = True`` (per-modality statistics over all ranks). Returns the
-    converted module (the same object when only attributes changed); a no-op for the statistics in a single process.
+    Args:
+        device: this process's device; CUDA selects NCCL (and ``torch.cuda.set_device``), CPU selects gloo.
     """
-    from wrim.layers.modality_miim import ModalityMIIM
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return DistInfo()
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend=backend, rank=rank, world_size=world_size)
+    return DistInfo(rank=rank, world_size=world_size, local_rank=local_rank)
 
-    for sub in module.modules():
-        if isinstance(sub, ModalityMIIM):
-            sub.sync_stats = True
-    if torch.device(device).type == "cuda":
-        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
-    if isinstance(module, _BatchNorm) and not isinstance(module, (nn.SyncBatchNorm, CrossRankBatchNorm)):
-        return _cross_rank_copy(module)
-    for name, child in module.named_children():
-        converted = convert_sync_batchnorm(child, device)
-        if converted is not child:
-            setattr(module, name, converted)
-    return module
+
+def barrier(info: DistInfo) -> None:
+    """Waits for every process (no-op in a single process)."""
+    if info.distributed:
+        dist.barrier()
+
+
+def shutdown_distributed(info: DistInfo) -> None:
+    """Destroys the process group started by `init_distributed()`."""
+    if info.distributed and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,6 +1,6 @@
 """Pair masks shared by wrim's miners and losses: the one home of the (B, R) positive / negative masks.
 
-Public, for writing miners and losses (docs/extending.md); it sits below [`wrim.miners`][wrim.miners] and
+Public, for writing miners and losses (docs: Custom loss and miner); it sits below [`wrim.miners`][wrim.miners] and
 [`wrim.losses`][wrim.losses] and imports neither.
 
 Shape legend: ``B`` anchors (the batch), ``R`` reference samples (the batch itself unless ``ref_emb`` is given),
@@ -30,18 +30,18 @@ IndicesTuple = tuple[torch.Tensor, ...]
 _ARGMIN_MAX_K = 8  # up to this k, select_per_row uses k argmin passes instead of a full sort
 
 
-def cosine_similarity_matrix(embeddings: torch.Tensor, ref_emb: torch.Tensor) -> torch.Tensor:
-    """Cosine similarity of every anchor with every reference sample.
+def cosine_similarity_matrix(embeddings: torch.Tensor, ref_emb: torch.Tensor | None = None) -> torch.Tensor:
+    """Cosine similarity of every anchor with every reference sample: wrim's one cosine similarity.
 
     Args:
         embeddings: anchors, (B, D).
-        ref_emb: reference samples, (R, D).
+        ref_emb: reference samples, (R, D); None (or ``embeddings`` itself) for the batch against itself.
 
     Returns:
         (B, R) similarities ``s_ij = z_i . z_j`` of the L2-normalised rows.
     """
     z = F.normalize(embeddings, dim=1)  # (B, D)
-    ref_z = z if ref_emb is embeddings else F.normalize(ref_emb, dim=1)  # (R, D)
+    ref_z = z if ref_emb is None or ref_emb is embeddings else F.normalize(ref_emb, dim=1)  # (R, D)
     return z @ ref_z.T  # (B, D) @ (D, R) -> (B, R)
 
 

@@ -3,7 +3,7 @@
 Shapes: ``B`` images, ``C`` channels of a placement, ``h, w`` its MIIM token grid (``⌈H_k / s⌉ × ⌈W_k / s⌉``),
 ``N = h·w``.
 
-Every MIIM computes a gate ``G = σ(Linear_{C'→C}(F4))`` of shape (B, C, h, w) in (0, 1) (docs/paper.md, MIIM) and
+Every MIIM computes a gate ``G = σ(Linear_{C'→C}(F4))`` of shape (B, C, h, w) in (0, 1) (docs: The paper, MIIM) and
 re-weights its input with ``X ⊙ Up_s(G)``. ``capture_gates`` installs forward hooks on each MIIM's
 compression conv (the grid ``h × w``) and restore Linear (the gate logits), so one ordinary forward pass of the model
 fills in every gate; a separate (modality-specific) MIIM keeps, per sample, the gate of its modality's copy, as its
@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from wrim._checks import check_modalities
+from wrim._plotting import new_figure, save_figure
 from wrim.layers import MIIM, ModalityMIIM
 from wrim.modality import INFRARED, VISIBLE
 
@@ -173,11 +174,6 @@ def plot_gate_maps(
         ImportError: matplotlib is not installed (``pip install 'wrim[train]'``).
         ValueError: the batch has no visible / infrared pair, or ``maps`` do not match the images.
     """
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError as err:
-        raise ImportError("plot_gate_maps needs matplotlib: pip install 'wrim[train]'") from err
     modalities = check_modalities(modalities, images.shape[0]).cpu()
     visible = (modalities == VISIBLE).nonzero().flatten().tolist()
     infrared = (modalities == INFRARED).nonzero().flatten().tolist()
@@ -192,8 +188,7 @@ def plot_gate_maps(
     pictures = pictures.clamp(0, 1).permute(0, 2, 3, 1).numpy()  # (B, H, W, 3)
     names = list(maps)
     cols = 2 * (1 + len(names))
-    fig = Figure(figsize=(1.1 * cols, 2.3 * rows))
-    FigureCanvasAgg(fig)
+    fig = new_figure("plot_gate_maps", (1.1 * cols, 2.3 * rows))
     axes = fig.subplots(rows, cols, squeeze=False)
     for row in range(rows):
         for side, index in enumerate((visible[row], infrared[row])):
@@ -212,8 +207,8 @@ def plot_gate_maps(
                 ax.set_title(name, fontsize=7)
     for ax in axes.flat:
         ax.axis("off")
-    fig.tight_layout()
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=120)
+    if path is None:
+        fig.tight_layout()
+    else:
+        save_figure(fig, path, dpi=120)
     return fig

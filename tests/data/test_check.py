@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from wrim.data import LLCM, SYSUMM01, RegDB, check_counts, check_dataset
-from wrim.data.check import PUBLISHED_STATISTICS
+from wrim.data.statistics import PUBLISHED_STATISTICS
 from wrim.engine.cli import main
 
 _seed = iter(range(10_000))
@@ -144,6 +144,84 @@ def test_sysu_extra_id(sysu_root: Path) -> None:
     n_visible = SYSU_EXPECTED["train_visible"]
     assert f"train_visible: expected {n_visible}, found {n_visible + 1}" in diffs
     assert not report.problems
+
+
+def _write_rand_perm(root: Path, num_ids: int, trials: int = 10) -> None:
+    """An official-format ``exp/rand_perm_cam.mat``: per camera and id, one permutation of its images per trial."""
+    from scipy.io import savemat
+
+    rng = np.random.default_rng(0)
+    cams = np.empty((1, 6), dtype=object)
+    for cam in range(1, 7):
+        per_id = np.empty((1, num_ids), dtype=object)
+        for pid in range(1, num_ids + 1):
+            folder = root / f"cam{cam}" / f"{pid:04d}"
+            n = len(list(folder.iterdir())) if folder.is_dir() else 0
+            per_id[0, pid - 1] = np.stack([rng.permutation(n) + 1.0 for _ in range(trials)]) if n else np.zeros((0, 0))
+        cams[0, cam - 1] = per_id
+    savemat(root / "exp" / "rand_perm_cam.mat", {"rand_perm_cam": cams})
+
+
+def test_sysu_one_camera_ids_of_the_official_file_are_notes(sysu_root: Path) -> None:
+    """The published dataset has id folders in no id list (ids seen by one camera), and its rand_perm_cam.mat lists
+    them: notes that say so, exit 0."""
+    pytest.importorskip("scipy")
+    _noise(sysu_root / "cam5" / "0007" / "0001.jpg")
+    _noise(sysu_root / "cam3" / "0008" / "0001.jpg", gray=True)
+    _write_rand_perm(sysu_root, num_ids=8)
+    report = check_dataset("sysu", sysu_root, expected=SYSU_EXPECTED)
+    assert report.ok, report.format()
+    notes = _problems(report)["unlisted"]
+    assert [n.split(" ")[0] for n in notes] == ["cam5/0007/", "cam3/0008/"]  # visible cameras first
+    assert all("rand_perm_cam.mat lists it: a folder of the published dataset" in n for n in notes)
+    expect = [arg for key, value in SYSU_EXPECTED.items() for arg in ("--expect", f"{key}={value}")]
+    assert main(["check-data", "--dataset", "sysu", "--root", str(sysu_root), "--no-decode", *expect]) == 0
+
+
+def _split(total: int, parts: int) -> list[int]:
+    base, extra = divmod(total, parts)
+    return [base + (i < extra) for i in range(parts)]
+
+
+@pytest.mark.slow
+def test_sysu_real_layout_copy_with_the_published_numbers_passes(tmp_path: Path, capsys) -> None:
+    """A full-size copy in SYSU-MM01's real layout: ids 1..533, 491 of them listed (296 train, 99 val, 96 test), the
+    other 42 in one camera each and in rand_perm_cam.mat; the published totals (22,258 / 11,909 train images, 3,803
+    queries, 301 / 112 gallery folders). No --expect: ``wrim check-data`` must exit 0 with 42 notes.
+
+    The per-camera split of the totals is ours (no per-camera count is published in the sources we could read);
+    the files are distinct byte strings, so the check runs with --no-decode.
+    """
+    pytest.importorskip("scipy")
+    root = tmp_path / "SYSU-MM01"
+    order = np.random.default_rng(0).permutation(np.arange(1, 534)).tolist()
+    listed, unlisted = sorted(order[:491]), sorted(order[491:])
+    train, val, test = listed[:296], listed[296:395], listed[395:]
+    files: dict[tuple[int, int], int] = {}
+    visible, infrared = _split(22258, 395 * 4), _split(11909, 395 * 2)
+    for k, pid in enumerate(train + val):
+        files.update({(cam, pid): visible[4 * k + j] for j, cam in enumerate(VIS)})
+        files.update({(cam, pid): infrared[2 * k + j] for j, cam in enumerate(IR)})
+    queries = _split(3803, 96 * 2)
+    for k, pid in enumerate(test):
+        files.update({(cam, pid): queries[2 * k + j] for j, cam in enumerate(IR)})
+    indoor = [(cam, pid) for pid in test for cam in (1, 2)][:112]
+    outdoor = [(cam, pid) for pid in test for cam in (4, 5)][: 301 - 112]
+    files.update({pair: 12 for pair in indoor + outdoor})
+    files.update({(k % 6 + 1, pid): 5 for k, pid in enumerate(unlisted)})
+    for (cam, pid), count in files.items():
+        folder = root / f"cam{cam}" / f"{pid:04d}"
+        folder.mkdir(parents=True)
+        for i in range(count):
+            (folder / f"{i + 1:04d}.jpg").write_bytes(f"{cam}/{pid}/{i}".encode())
+    (root / "exp").mkdir()
+    for name, ids in (("train", train), ("val", val), ("test", test)):
+        (root / "exp" / f"{name}_id.txt").write_text(",".join(map(str, ids)) + "\n")
+    _write_rand_perm(root, num_ids=533)
+    assert main(["check-data", "--dataset", "sysu", "--root", str(root), "--no-decode"]) == 0
+    out = capsys.readouterr().out
+    assert "notes (do not fail the check) (42):" in out and "OK: the copy matches" in out
+    assert out.count("a folder of the published dataset") == 42
 
 
 def test_sysu_duplicated_image_and_stray_file(sysu_root: Path) -> None:

@@ -12,7 +12,7 @@ from torch import nn
 
 from tests import _ddp_equality as ddp
 from tests.engine._user_network import ResNetMIIM
-from wrim.distributed import convert_sync_batchnorm
+from wrim.layers import convert_sync_batchnorm
 from wrim.losses import AICLLoss, CMKICLoss, WRIMNetLoss
 
 

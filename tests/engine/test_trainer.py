@@ -59,10 +59,10 @@ def test_nan_loss_stops_with_clear_error_and_keeps_last_checkpoint(tmp_path, mon
     from wrim.losses import AICLLoss
 
     calls = {"n": 0}
-    original = AICLLoss.forward
+    original = AICLLoss.compute_loss  # what WRIMNetLoss calls after checking its input once
 
-    def poisoned(self, p5, p4, labels, *, modalities=None):
-        total = original(self, p5, p4, labels, modalities=modalities)
+    def poisoned(self, p5, p4, labels, modalities):
+        total = original(self, p5, p4, labels, modalities)
         calls["n"] += 1
         if calls["n"] > trainer.iters_per_epoch + 2:  # the third step of the second epoch
             self.terms = dict(self.terms, cmkic_p5=self.terms["cmkic_p5"] * float("nan"))
@@ -71,7 +71,7 @@ def test_nan_loss_stops_with_clear_error_and_keeps_last_checkpoint(tmp_path, mon
 
     cfg = load_config("synthetic", tiny_overrides(tmp_path, "nan", "epochs=3", "data.num_workers=0", "eval.every=0"))
     trainer = Trainer(cfg)
-    monkeypatch.setattr(AICLLoss, "forward", poisoned)
+    monkeypatch.setattr(AICLLoss, "compute_loss", poisoned)
     with pytest.raises(NonFiniteLossError, match=r"epoch 2, step 2 .*cmkic_p5 = nan.*after epoch 1"):
         trainer.fit()
     state = load_checkpoint(tmp_path / "nan", "last")

@@ -9,7 +9,6 @@ from wrim.data._registry import list_datasets as list_datasets
 from wrim.data._registry import register_dataset as register_dataset
 from wrim.data.base import VIReIDDataset as VIReIDDataset
 from wrim.data.check import DataCheckReport as DataCheckReport
-from wrim.data.check import check_counts as check_counts
 from wrim.data.check import check_dataset as check_dataset
 from wrim.data.list_dataset import ListDataset as ListDataset
 from wrim.data.llcm import LLCM as LLCM
@@ -22,6 +21,7 @@ from wrim.data.records import ImageRecord as ImageRecord
 from wrim.data.records import TestSplit as TestSplit
 from wrim.data.regdb import RegDB as RegDB
 from wrim.data.sampler import IdentityModalitySampler as IdentityModalitySampler
+from wrim.data.statistics import check_counts as check_counts
 from wrim.data.synthetic import SyntheticVIReID as SyntheticVIReID
 from wrim.data.sysu import SYSUMM01 as SYSUMM01
 from wrim.data.transforms import TestTransform as TestTransform

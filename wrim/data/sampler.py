@@ -44,7 +44,7 @@ class IdentityModalitySampler(torch.utils.data.Sampler[list[int]]):
     So N ranks x ``num_ids`` identities yield exactly the samples of one process with ``N * num_ids`` identities
     (each rank's batch is the visible and infrared block of its identities; one process holds all visible blocks
     first). When N does not divide the single-process ``num_ids``, no split reproduces it: choose ``num_ids`` per
-    rank so that ``N * num_ids`` is the global batch you want (docs/training.md). Call
+    rank so that ``N * num_ids`` is the global batch you want (docs: Training). Call
     [`set_epoch()`][wrim.data.IdentityModalitySampler.set_epoch] before each epoch to get a new permutation (as with
     ``DistributedSampler``).
 

@@ -36,7 +36,7 @@ from wrim.engine.optim import build_optimizer, build_scheduler
 
 if TYPE_CHECKING:
     from wrim.data import VIReIDDataset
-    from wrim.engine.distributed import DistInfo
+    from wrim.distributed import DistInfo
 
 __all__ = [
     "build_dataset",

@@ -11,7 +11,7 @@ A run folder holds its checkpoints as *sets*::
 
 A set is written into ``checkpoints/.tmp-*``, every file and the folder are fsync-ed, and the folder is renamed to
 its final name; only then is the pointer replaced (``os.replace`` of a fsync-ed temporary file, atomic on POSIX and
-Windows). A stop at any moment therefore leaves the previous pointer and its set intact ([D] docs/training.md,
+Windows). A stop at any moment therefore leaves the previous pointer and its set intact ([D] docs: Training,
 "Checkpoints"). Loading checks the manifest (sizes and digests); a damaged ``last`` set is skipped with a warning
 for the newest complete one. The newest ``keep`` sets are kept, plus the sets the pointers name. A full disk is
 reported with the mount point, the bytes needed and the bytes free.

@@ -28,9 +28,9 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
+from wrim.distributed import DistInfo
 from wrim.engine.checkpoint import checkpoint_exists
 from wrim.engine.config import Config
-from wrim.engine.distributed import DistInfo
 from wrim.engine.logger import MetricsLogger, show_progress
 from wrim.modality import VISIBLE
 

@@ -3,8 +3,8 @@
 The trainer's evaluations (each epoch's and the final one written to ``final_metrics.json``) and ``wrim eval`` embed
 images through the same [`EvalModel`][wrim.engine.evaluate.EvalModel]: the run's ``amp`` setting ([D] bf16 autocast
 on CUDA, fp32 on the CPU, as in training) and memory format. ``wrim eval`` reads them from the run's saved
-``config.yaml``, so both print the same numbers for the same weights, trials and protocol (docs/evaluation.md,
-"Evaluating a checkpoint").
+``config.yaml``, so both print the same numbers for the same weights, trials and protocol (docs: Evaluation, section
+Using a trained checkpoint).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from wrim.evaluation.flip import flip_average
+from wrim.flip import flip_average
 
 if TYPE_CHECKING:
     from wrim.data import TestSplit
@@ -278,10 +278,10 @@ def load_run_model(
     Returns:
         An [`EvalModel`][wrim.engine.evaluate.EvalModel] (``.net`` the network, ``.img_size`` the size it expects).
     """
+    from wrim.distributed import resolve_device
     from wrim.engine.build import build_model
     from wrim.engine.checkpoint import checkpoint_exists, load_checkpoint
     from wrim.engine.config import ModelConfig
-    from wrim.engine.distributed import resolve_device
     from wrim.models import load_weights
 
     run_dir = Path(run_dir)

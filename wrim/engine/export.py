@@ -9,8 +9,8 @@ The run's checkpoint set (``best.json`` / ``last.json``), its ``config.yaml`` (t
 config.json) and ``final_metrics.json`` (in the card, when they score the exported weights) go into one folder,
 written beside ``--out`` and renamed into place. ``--onnx`` adds ``model.onnx`` from torch's TorchScript exporter
 (``dynamo=False``: no onnxscript needed, the default exporter of torch < 2.9) with a dynamic batch axis, and checks
-it with onnxruntime against torch; the largest difference goes into the model card ([D] docs/models.md, "Sharing a
-trained model").
+it with onnxruntime against torch; the largest difference goes into the model card ([D] docs: Models, section
+Sharing a trained model).
 
 **Bound of the ONNX check** ([D]). The embedding ``e`` has unit L2 norm. onnxruntime and torch compute the same
 float32 operations, but sum in other orders (other GEMM / convolution blocking, BatchNorm folded into the

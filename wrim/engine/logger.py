@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from wrim._plotting import INSTALL_HINT, new_figure, save_figure
+
 __all__ = ["MetricsLogger", "plot_curves", "show_progress"]
 
 log = logging.getLogger("wrim")
@@ -107,14 +109,11 @@ def plot_curves(records: list[dict[str, Any]], path: str | Path) -> bool:
         ``False`` (and logs why) when matplotlib is not installed, else ``True``.
     """
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        fig = new_figure("plot_curves", (6, 3.5))
     except ImportError:
-        log.info("matplotlib not installed: skipping %s (pip install 'wrim[train]')", path)
+        log.info("matplotlib not installed: skipping %s (%s)", path, INSTALL_HINT)
         return False
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax = fig.subplots()
     epochs = [r["epoch"] for r in records]
     ax.plot(epochs, [r["loss"] for r in records], "o-", color="tab:blue", label="loss")
     ax.set_xlabel("epoch")
@@ -126,9 +125,7 @@ def plot_curves(records: list[dict[str, Any]], path: str | Path) -> bool:
         ax2.plot([r["epoch"] for r in evaluated], [r["mAP"] for r in evaluated], "^--", color="tab:orange")
         ax2.set_ylabel("R1 (solid) / mAP (dashed), %", color="tab:red")
     ax.set_title("training curves")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
     return True
 
 

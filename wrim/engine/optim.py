@@ -1,4 +1,4 @@
-"""Optimisers and schedules of the field: SGD or Adam + warmup/step (AGW, BoT; docs/training.md) or AdamW + cosine.
+"""Optimisers and schedules of the field: SGD or Adam + warmup/step (AGW, BoT; docs: Training) or AdamW + cosine.
 
 The schedule is a ``LambdaLR`` stepped once per iteration. Its factor is a function of the fractional epoch
 ``t = iteration / iters_per_epoch``:

@@ -3,7 +3,7 @@
 A fresh run is called ``<name>-<UTC date>-<time>-<microseconds>-<pid>`` (two runs started in the same second, even
 from one process, get different folders). `RunLock` holds ``<run>/.lock`` with ``fcntl.flock`` where it
 exists (released by the kernel when the process dies, even by SIGKILL), else by creating it with ``O_EXCL``; the
-file names the holder's pid, which a second run prints before exiting ([D] docs/training.md, "Run folder").
+file names the holder's pid, which a second run prints before exiting ([D] docs: Training, "Run folder").
 """
 
 from __future__ import annotations

@@ -83,11 +83,11 @@ class ModelConfig:
         pretrained: ask timm for ImageNet backbone weights (needs internet).
         pretrained_tag: which of timm's weights for the backbone, e.g. ``tv_in1k`` (torchvision's original ImageNet
             weights, the start of AGW, CAJ and DEEN: [D] in the paper configs); ``None`` = timm's default tag
-            (``a1_in1k`` for ``resnet50``). See docs/reproducing.md, "Which weights".
+            (``a1_in1k`` for ``resnet50``). See docs: Reproducing the paper, section Which weights.
         pretrained_file: local backbone weights (.safetensors or .pth) instead of a download.
         kwargs: further keyword arguments for ``create_model`` (e.g. ``last_stride``, ``separate_stages``).
         sync_bn: under DDP, take every BatchNorm's training statistics over all ranks (torch's SyncBatchNorm on
-            CUDA, ``wrim.distributed.CrossRankBatchNorm`` on the CPU) and ModalityMIIM's per-modality statistics
+            CUDA, ``wrim.layers.CrossRankBatchNorm`` on the CPU) and ModalityMIIM's per-modality statistics
             too; ``false`` keeps per-rank statistics. No effect in one process.
         channels_last: keep weights and images in ``torch.channels_last`` memory format.
         compile: compile the whole training step (forward, losses, backward: ``Trainer.train_step``) with

@@ -8,7 +8,7 @@ wrim search --checkpoint runs/sysu-... --query night/ --query-modality infrared 
 writes ``search/ranking.csv`` (``query,rank,gallery,distance``, the ``--top`` nearest gallery images of every query)
 and ``search/ranklist.png`` (each query beside its nearest gallery images; frames are green / red only when the
 images sit in folders named by identity, e.g. ``0001/``). Every image needs its modality: a folder of one
-modality is the usual case (docs/evaluation.md, "Searching a gallery").
+modality is the usual case (docs: Evaluation, section Using a trained checkpoint).
 """
 
 from __future__ import annotations

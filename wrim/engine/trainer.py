@@ -28,7 +28,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from wrim._versions import compile_if_supported
-from wrim.distributed import convert_sync_batchnorm
+from wrim.distributed import DistInfo, barrier, init_distributed, resolve_device, shutdown_distributed
 from wrim.engine.build import (
     build_dataset,
     build_loader,
@@ -53,12 +53,12 @@ from wrim.engine.checkpoint import (
     save_checkpoint,
 )
 from wrim.engine.config import Config, config_sha256, config_to_dict, save_config
-from wrim.engine.distributed import DistInfo, barrier, init_distributed, resolve_device, shutdown_distributed
 from wrim.engine.epoch import EpochLoop, NonFiniteLossError
 from wrim.engine.evaluate import EvalModel, amp_dtype, plot_ranklist_png
 from wrim.engine.logger import MetricsLogger, attach_run_log, plot_curves, show_progress
 from wrim.engine.resume import check_resume
 from wrim.engine.rundir import RunLock, choose_run_dir
+from wrim.layers import convert_sync_batchnorm
 
 if TYPE_CHECKING:
     from wrim.data import VIReIDDataset
@@ -89,7 +89,7 @@ class Trainer(EpochLoop):
     """Trains and evaluates one run described by a [`Config`][wrim.engine.Config], from parts given or built.
 
     A part left ``None`` is built from the config by ``wrim.engine.build`` (as ``wrim train`` does). A given part
-    replaces it; the contract (docs/training.md, "Training your own network"):
+    replaces it; the contract (docs: Training, section Training your own network):
 
     - ``model``: any ``nn.Module`` called as ``model(images, modalities)`` ((B, 3, H, W), (B,)); in training mode it
       returns what ``loss`` consumes (a ``WRIMNetOutput`` for the default loss), in eval mode the (B, D)

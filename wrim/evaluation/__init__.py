@@ -1,6 +1,5 @@
 """Protocol-exact evaluation for VI-ReID: CMC / mAP / mINP as the field's reference code computes them."""
 
-from wrim.evaluation.flip import flip_average as flip_average
 from wrim.evaluation.metrics import PROTOCOLS as PROTOCOLS
 from wrim.evaluation.metrics import RankMetrics as RankMetrics
 from wrim.evaluation.metrics import camera_keep_mask as camera_keep_mask
@@ -16,6 +15,7 @@ from wrim.evaluation.search import FolderEmbeddings as FolderEmbeddings
 from wrim.evaluation.search import embed_folder as embed_folder
 from wrim.evaluation.search import rank_gallery as rank_gallery
 from wrim.evaluation.visualize import plot_ranklist as plot_ranklist
+from wrim.flip import flip_average as flip_average
 
 __all__ = [
     "DISTANCES",

@@ -38,7 +38,7 @@ stable-sorted (O(Q G log G)).
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -245,14 +245,30 @@ def evaluate(
         TypeError: inputs that are not tensors / arrays, non-integer cameras, float ids, or string ids on one side
             only.
     """
+    max_rank = _check_options(protocol, cmc, max_rank)
+    dist = _check_distmat(distmat)
+    q_ids, g_ids, q_cams, g_cams = _check_labels(dist, query_ids, gallery_ids, query_cams, gallery_cams, protocol)
+    rank_len = min(max_rank, dist.shape[1])
+    dedup = cmc == "reference" and protocol != "regdb"
+    scores = _Scores(rank_len, dist.device)
+    for ranks in _rank_chunks(dist, q_ids, g_ids, q_cams, g_cams, protocol, dedup, chunk_size):
+        scores.add(*ranks)
+    return scores.result(protocol)
+
+
+def _check_options(protocol: str, cmc: str, max_rank: int) -> int:
+    """Validate ``evaluate``'s options; returns ``max_rank`` as a Python int."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS}")
     if cmc not in _CMC_KINDS:
         raise ValueError(f"unknown cmc {cmc!r}; choose one of {_CMC_KINDS}")
     if isinstance(max_rank, bool) or not isinstance(max_rank, numbers.Integral) or max_rank < 1:
         raise ValueError(f"max_rank must be a positive int; got {max_rank!r}")
-    max_rank = int(max_rank)  # numpy integers too
+    return int(max_rank)  # numpy integers too
 
+
+def _check_distmat(distmat: Any) -> torch.Tensor:
+    """The (Q, G) distance matrix as a tensor: real, non-empty, without NaN; half precision read as float32."""
     dist = _to_tensor(distmat, "distmat", None)
     if dist.dim() != 2:
         raise ValueError(f"distmat must be a (num_query, num_gallery) matrix; got shape {tuple(dist.shape)}")
@@ -260,43 +276,60 @@ def evaluate(
         raise TypeError(f"distmat must hold real distances; got dtype {dist.dtype}")
     if dist.dtype in (torch.float16, torch.bfloat16):
         dist = dist.float()  # exact, order-preserving; CPU sort kernels are fastest in float32
-    num_q, num_g = dist.shape
-    if num_q == 0 or num_g == 0:
+    if dist.shape[0] == 0 or dist.shape[1] == 0:
         raise ValueError(f"distmat is empty (shape {tuple(dist.shape)}); need at least one query and gallery image")
     if dist.dtype.is_floating_point and bool(torch.isnan(dist).any()):
         raise ValueError("distmat contains NaN; check the features (e.g. a zero vector L2-normalised)")
-    device = dist.device
+    return dist
 
+
+def _check_labels(
+    dist: torch.Tensor, query_ids: Any, gallery_ids: Any, query_cams: Any, gallery_cams: Any, protocol: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """``(q_ids, g_ids, q_cams, g_cams)`` on ``dist``'s device, (Q,) / (G,); the cameras are None for ``"regdb"``."""
+    num_q, num_g = dist.shape
+    device = dist.device
     query_ids, gallery_ids = _label_codes(query_ids, gallery_ids)
     q_ids = _ids(query_ids, "query_ids", num_q, "row", device)
     g_ids = _ids(gallery_ids, "gallery_ids", num_g, "column", device)
     if protocol == "regdb":
-        q_cams = g_cams = None
-    else:
-        if query_cams is None or gallery_cams is None:
-            raise ValueError(f'protocol="{protocol}" needs query_cams and gallery_cams; only "regdb" ignores cameras')
-        q_cams = _ids(query_cams, "query_cams", num_q, "row", device)
-        g_cams = _ids(gallery_cams, "gallery_cams", num_g, "column", device)
+        return q_ids, g_ids, None, None
+    if query_cams is None or gallery_cams is None:
+        raise ValueError(f'protocol="{protocol}" needs query_cams and gallery_cams; only "regdb" ignores cameras')
+    q_cams = _ids(query_cams, "query_cams", num_q, "row", device)
+    g_cams = _ids(gallery_cams, "gallery_cams", num_g, "column", device)
+    return q_ids, g_ids, q_cams, g_cams
 
-    rank_len = min(max_rank, num_g)
-    dedup = cmc == "reference" and protocol != "regdb"
+
+def _rank_chunks(
+    dist: torch.Tensor,
+    q_ids: torch.Tensor,
+    g_ids: torch.Tensor,
+    q_cams: torch.Tensor | None,
+    g_cams: torch.Tensor | None,
+    protocol: str,
+    dedup: bool,
+    chunk_size: int | None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+    """The ranking part of ``evaluate``: per chunk of queries, ``(pos_rank, num_rel, dedup_rank)``.
+
+    ``pos_rank`` (q, M): the 0-based ranks of each query's matches after the camera rule, in rank order (M, the most
+    gallery images of one identity, bounds the matches); ``num_rel`` (q,): how many; ``dedup_rank`` (q,): the rank
+    of the first match in the de-duplicated list (None without ``dedup``).
+    """
+    num_q, num_g = dist.shape
     uniq_ids, g_compact = torch.unique(g_ids, return_inverse=True)  # (P,), (G,)
     q_compact = torch.searchsorted(uniq_ids, q_ids).clamp_(max=uniq_ids.numel() - 1)  # (Q,) right where present
     max_pos = int(torch.bincount(g_compact).max())  # most gallery images of one identity: bound on matches per query
     by_count = max_pos <= _COUNT_MAX_POSITIVES and dist.dtype in (torch.float32, torch.int32, torch.int16, torch.int8)
-
     if chunk_size is None:
         chunk_size = max(1, (4 * _CHUNK_ELEMENTS // (num_g * (max_pos + 1))) if by_count else _CHUNK_ELEMENTS // num_g)
     elif chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1; got {chunk_size}")
-
-    cmc_counts = torch.zeros(rank_len + 1, dtype=torch.long, device=device)
-    ap_parts, inp_parts = [], []
-    slots = torch.arange(max_pos, device=device)
+    ranker = _ranks_by_count if by_count else _ranks_by_sort
     for start in range(0, num_q, chunk_size):
         stop = min(start + chunk_size, num_q)
-        ranker = _ranks_by_count if by_count else _ranks_by_sort
-        pos_rank, num_rel, dedup_rank = ranker(
+        yield ranker(
             dist[start:stop],
             q_ids[start:stop],
             None if q_cams is None else q_cams[start:stop],
@@ -306,30 +339,47 @@ def evaluate(
             max_pos,
             (g_compact, q_compact[start:stop], uniq_ids.numel()) if dedup else None,
         )
+
+
+class _Scores:
+    """The scoring part of ``evaluate``: CMC counts, AP and INP accumulated over chunks of ranked queries."""
+
+    def __init__(self, rank_len: int, device: torch.device) -> None:
+        self.rank_len = rank_len
+        self.cmc_counts = torch.zeros(rank_len + 1, dtype=torch.long, device=device)
+        self.ap_parts: list[torch.Tensor] = []
+        self.inp_parts: list[torch.Tensor] = []
+
+    def add(self, pos_rank: torch.Tensor, num_rel: torch.Tensor, dedup_rank: torch.Tensor | None) -> None:
+        """Score one chunk (``_rank_chunks``' output); queries without a match are skipped, as the reference does."""
         valid = num_rel > 0
         if not bool(valid.any()):
-            continue
+            return
         # AP = mean over matches m (0-based, in rank order) of (m + 1) / (rank_m + 1); INP = |rel| / (last rank + 1)
+        slots = torch.arange(pos_rank.shape[1], device=pos_rank.device)  # (M,)
         in_use = slots < num_rel[:, None]  # (q, M)
         precision = (slots + 1).double() / (pos_rank + 1).double()  # (q, M)
         ap = torch.where(in_use, precision, 0.0).sum(1) / num_rel.clamp(min=1)
         last = pos_rank.gather(1, (num_rel - 1).clamp(min=0)[:, None]).squeeze(1)  # (q,)
         inp = num_rel.double() / (last + 1).double()
-        ap_parts.append(ap[valid])
-        inp_parts.append(inp[valid])
+        self.ap_parts.append(ap[valid])
+        self.inp_parts.append(inp[valid])
         hit_rank = pos_rank[:, 0] if dedup_rank is None else dedup_rank
-        cmc_counts += torch.bincount(hit_rank[valid].clamp(max=rank_len), minlength=rank_len + 1)
+        self.cmc_counts += torch.bincount(hit_rank[valid].clamp(max=self.rank_len), minlength=self.rank_len + 1)
 
-    if not ap_parts:
-        raise ValueError(
-            "no query has a matching gallery image left after the camera rule "
-            f'(protocol="{protocol}"): every query identity is absent from the gallery. '
-            "Check that query_ids and gallery_ids use the same identity labels and that the protocol is right."
-        )
-    ap_all = torch.cat(ap_parts)
-    num_valid = ap_all.numel()
-    curve = cmc_counts[:rank_len].cumsum(0).cpu().to(torch.float32) / torch.tensor(num_valid, dtype=torch.float32)
-    return RankMetrics(cmc=curve, mAP=float(ap_all.mean()), mINP=float(torch.cat(inp_parts).mean()))
+    def result(self, protocol: str) -> RankMetrics:
+        """The CMC curve (over the valid queries), mAP and mINP."""
+        if not self.ap_parts:
+            raise ValueError(
+                "no query has a matching gallery image left after the camera rule "
+                f'(protocol="{protocol}"): every query identity is absent from the gallery. '
+                "Check that query_ids and gallery_ids use the same identity labels and that the protocol is right."
+            )
+        ap_all = torch.cat(self.ap_parts)
+        num_valid = ap_all.numel()
+        counts = self.cmc_counts[: self.rank_len].cumsum(0).cpu().to(torch.float32)
+        curve = counts / torch.tensor(num_valid, dtype=torch.float32)
+        return RankMetrics(cmc=curve, mAP=float(ap_all.mean()), mINP=float(torch.cat(self.inp_parts).mean()))
 
 
 def _slot_matrix(raw: torch.Tensor, values: torch.Tensor, max_pos: int, fill: int) -> torch.Tensor:

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 
-from wrim.evaluation.flip import flip_average
 from wrim.evaluation.metrics import RankMetrics, evaluate, mean_metrics
 from wrim.evaluation.rerank import k_reciprocal_rerank
+from wrim.flip import flip_average
+from wrim.pairs import cosine_similarity_matrix
 
 if TYPE_CHECKING:
     from wrim.data import ImageRecord, TestSplit, VIReIDDataset
@@ -72,7 +72,7 @@ def pairwise_distance(query: torch.Tensor, gallery: torch.Tensor, distance: str 
         )
     query, gallery = query.float(), gallery.float()
     if distance == "cosine":
-        return 1.0 - F.normalize(query, dim=1) @ F.normalize(gallery, dim=1).T  # (Q, D) x (D, G) -> (Q, G)
+        return 1.0 - cosine_similarity_matrix(query, gallery)  # (Q, D), (G, D) -> (Q, G)
     return torch.cdist(query, gallery)
 
 
@@ -105,8 +105,8 @@ def extract_features(
         batch_size: images per forward pass.
         device: where the model runs; default its parameters' device (CPU for a parameter-free callable).
         flip: average with the embedding of the horizontally flipped image, renormalised
-            ([`wrim.evaluation.flip.flip_average()`][wrim.evaluation.flip_average]); a model with ``.embed(images,
-            modalities, flip=True)`` (``WRIMNet``) does it itself. DEEN's unnormalised sum: docs/evaluation.md.
+            ([`wrim.evaluation.flip_average()`][wrim.evaluation.flip_average]); a model with ``.embed(images,
+            modalities, flip=True)`` (``WRIMNet``) does it itself. DEEN's unnormalised sum: docs: Evaluation.
         num_workers: DataLoader workers.
         shard: under an active process group, embed only this rank's contiguous block of ``records``
             (`wrim.distributed.shard_range`) and gather every rank's block in order, so extraction time falls as
@@ -224,54 +224,72 @@ def evaluate_protocol(
     for split in splits:
         for record in (*split.query, *split.gallery):
             unique.setdefault(record.path, record)
+    feats = _embed_all(model_or_features, unique, img_size, batch_size, device, flip, num_workers)  # (N, D)
     index = {path: i for i, path in enumerate(unique)}
+    results = [_score_split(feats, index, split, distance, rerank, max_rank, cmc) for split in splits]
+    return ProtocolResult(mean=mean_metrics(results), trials=results, trial_ids=trial_ids)
 
+
+def _embed_all(
+    model_or_features: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | Mapping[str, torch.Tensor],
+    records: Mapping[str, ImageRecord],
+    img_size: tuple[int, int],
+    batch_size: int,
+    device: torch.device | str | None,
+    flip: bool,
+    num_workers: int,
+) -> torch.Tensor:
+    """The (N, D) embeddings of ``records`` (by path, in order): looked up in a mapping or computed by a model."""
     if isinstance(model_or_features, Mapping):
-        missing = [path for path in unique if path not in model_or_features]
+        missing = [path for path in records if path not in model_or_features]
         if missing:
             raise ValueError(
-                f"the feature mapping lacks {len(missing)} of the {len(unique)} images the protocol uses, "
+                f"the feature mapping lacks {len(missing)} of the {len(records)} images the protocol uses, "
                 f"e.g. '{missing[0]}'; key it by ImageRecord.path"
             )
-        feats = torch.stack([torch.as_tensor(model_or_features[path]).float().flatten() for path in unique])
-        if device is not None:
-            feats = feats.to(device)
-    elif callable(model_or_features):
-        feats = extract_features(
+        feats = torch.stack([torch.as_tensor(model_or_features[path]).float().flatten() for path in records])
+        return feats if device is None else feats.to(device)
+    if callable(model_or_features):
+        return extract_features(
             model_or_features,
-            list(unique.values()),
+            list(records.values()),
             img_size=img_size,
             batch_size=batch_size,
             device=device,
             flip=flip,
             num_workers=num_workers,
         )  # (N, D)
-    else:
-        raise TypeError(
-            "model_or_features must be a model (images, modalities) -> (B, D) or a mapping path -> feature; "
-            f"got {type(model_or_features).__name__}"
-        )
+    raise TypeError(
+        "model_or_features must be a model (images, modalities) -> (B, D) or a mapping path -> feature; "
+        f"got {type(model_or_features).__name__}"
+    )
 
-    results = []
-    for split in splits:
-        q_idx = torch.tensor([index[r.path] for r in split.query], device=feats.device)
-        g_idx = torch.tensor([index[r.path] for r in split.gallery], device=feats.device)
-        q_feat, g_feat = feats[q_idx], feats[g_idx]  # (Q, D), (G, D)
-        dist = pairwise_distance(q_feat, g_feat, distance)  # (Q, G)
-        if rerank:
-            dist = k_reciprocal_rerank(
-                dist, pairwise_distance(q_feat, q_feat, distance), pairwise_distance(g_feat, g_feat, distance)
-            )
-        results.append(
-            evaluate(
-                dist,
-                [r.pid for r in split.query],
-                [r.pid for r in split.gallery],
-                [r.camid for r in split.query],
-                [r.camid for r in split.gallery],
-                protocol=split.protocol,
-                max_rank=max_rank,
-                cmc=cmc,
-            )
+
+def _score_split(
+    feats: torch.Tensor,
+    index: Mapping[str, int],
+    split: TestSplit,
+    distance: str,
+    rerank: bool,
+    max_rank: int,
+    cmc: str,
+) -> RankMetrics:
+    """One trial: the query / gallery rows of ``feats`` (N, D), their distances (re-ranked if asked), the metrics."""
+    q_idx = torch.tensor([index[r.path] for r in split.query], device=feats.device)
+    g_idx = torch.tensor([index[r.path] for r in split.gallery], device=feats.device)
+    q_feat, g_feat = feats[q_idx], feats[g_idx]  # (Q, D), (G, D)
+    dist = pairwise_distance(q_feat, g_feat, distance)  # (Q, G)
+    if rerank:
+        dist = k_reciprocal_rerank(
+            dist, pairwise_distance(q_feat, q_feat, distance), pairwise_distance(g_feat, g_feat, distance)
         )
-    return ProtocolResult(mean=mean_metrics(results), trials=results, trial_ids=trial_ids)
+    return evaluate(
+        dist,
+        [r.pid for r in split.query],
+        [r.pid for r in split.gallery],
+        [r.camid for r in split.query],
+        [r.camid for r in split.gallery],
+        protocol=split.protocol,
+        max_rank=max_rank,
+        cmc=cmc,
+    )

@@ -63,6 +63,29 @@ def k_reciprocal_rerank(
     Returns:
         (Q, G) float32 re-ranked distances on the inputs' device.
     """
+    num_q, num_g = _check_inputs(q_g_dist, q_q_dist, g_g_dist, k1, k2, lambda_value)
+    num = num_q + num_g
+    k1 = min(k1, num - 1)
+    k2 = min(k2, num)
+    dist = torch.cat([torch.cat([q_q_dist, q_g_dist], 1), torch.cat([q_g_dist.T, g_g_dist], 1)], 0).float()  # (N, N)
+    dist = dist.pow(2)
+    dist = (dist / dist.amax(0, keepdim=True).clamp_min(torch.finfo(dist.dtype).tiny)).T  # column-normalised
+    neighbours = torch.topk(dist, max(k1 + 1, k2), dim=1, largest=False).indices  # (N, max(K, k2)), nearest first
+    expanded = _expanded_neighbourhoods(neighbours, k1, num)  # (N, N) R*(i)
+    weights = torch.where(expanded, torch.exp(-dist), 0.0)  # (N, N)
+    vec = weights / weights.sum(1, keepdim=True)  # (N, N) V, rows sum to 1
+    if k2 > 1:
+        qe_idx = neighbours[:, :k2]  # (N, k2)
+        step = max(1, _GATHER_ELEMENTS // (k2 * num))
+        vec = torch.cat([vec[qe_idx[s : s + step]].mean(1) for s in range(0, num, step)])  # (N, N)
+    jaccard = _jaccard_distance(vec[:num_q], vec[num_q:])  # (Q, G)
+    return jaccard * (1.0 - lambda_value) + dist[:num_q, num_q:] * lambda_value
+
+
+def _check_inputs(
+    q_g_dist: torch.Tensor, q_q_dist: torch.Tensor, g_g_dist: torch.Tensor, k1: int, k2: int, lambda_value: float
+) -> tuple[int, int]:
+    """Validate `k_reciprocal_rerank`'s arguments; returns ``(Q, G)``."""
     if q_g_dist.dim() != 2:
         raise ValueError(f"q_g_dist must be (Q, G); got shape {tuple(q_g_dist.shape)}")
     num_q, num_g = q_g_dist.shape
@@ -71,23 +94,24 @@ def k_reciprocal_rerank(
             f"q_q_dist must be ({num_q}, {num_q}) and g_g_dist ({num_g}, {num_g}) to match q_g_dist; got "
             f"{tuple(q_q_dist.shape)} and {tuple(g_g_dist.shape)}"
         )
-    num = num_q + num_g
     if k1 < 1 or k2 < 1:
         raise ValueError(f"k1 and k2 must be >= 1; got k1={k1}, k2={k2}")
     if not 0.0 <= lambda_value <= 1.0:
         raise ValueError(f"lambda_value must be in [0, 1]; got {lambda_value}")
-    k1 = min(k1, num - 1)
-    k2 = min(k2, num)
+    return num_q, num_g
+
+
+def _expanded_neighbourhoods(neighbours: torch.Tensor, k1: int, num: int) -> torch.Tensor:
+    """R*(i): R(i, k1) plus each candidate's R(c, k1 / 2) that overlaps R(i, k1) by more than 2/3. (N, N) bool.
+
+    Args:
+        neighbours: (N, >= k1 + 1) indices, nearest first.
+        k1: the (clipped) neighbourhood size.
+        num: N, queries and gallery together.
+    """
     half = min(round(k1 / 2), num - 1)  # round half to even, as numpy's around
-
-    dist = torch.cat([torch.cat([q_q_dist, q_g_dist], 1), torch.cat([q_g_dist.T, g_g_dist], 1)], 0).float()  # (N, N)
-    dist = dist.pow(2)
-    dist = (dist / dist.amax(0, keepdim=True).clamp_min(torch.finfo(dist.dtype).tiny)).T  # column-normalised
-    neighbours = torch.topk(dist, max(k1 + 1, k2), dim=1, largest=False).indices  # (N, max(K, k2)), nearest first
-
     recip = _reciprocal(neighbours[:, : k1 + 1], num)  # (N, N) R(i, k1)
     recip_half = _reciprocal(neighbours[:, : half + 1], num)  # (N, N) R(i, k1 / 2)
-
     # Candidates c in R(i, k1) and each candidate's R(c, k1 / 2), as padded index lists.
     cand = neighbours[:, : k1 + 1]  # (N, K)
     cand_ok = recip.gather(1, cand)  # (N, K)
@@ -99,26 +123,23 @@ def k_reciprocal_rerank(
     overlap = in_recip.sum(-1, dtype=torch.int32).double()  # (N, K)
     size = members_ok.sum(-1, dtype=torch.int32).double()  # (N, K)
     accept = cand_ok & (overlap > (2.0 / 3.0) * size)  # (N, K)
-
     expanded = recip.clone()  # (N, N) R*(i)
     add = accept[:, :, None] & members_ok  # (N, K, H)
-    rows = torch.arange(num, device=dist.device)[:, None, None].expand_as(members)
+    rows = torch.arange(num, device=neighbours.device)[:, None, None].expand_as(members)
     expanded[rows[add], members[add]] = True
+    return expanded
 
-    weights = torch.where(expanded, torch.exp(-dist), 0.0)  # (N, N)
-    vec = weights / weights.sum(1, keepdim=True)  # (N, N) V, rows sum to 1
-    if k2 > 1:
-        qe_idx = neighbours[:, :k2]  # (N, k2)
-        step = max(1, _GATHER_ELEMENTS // (k2 * num))
-        vec = torch.cat([vec[qe_idx[s : s + step]].mean(1) for s in range(0, num, step)])  # (N, N)
 
-    # Jaccard: sum_k min(V_ik, V_jk) over the non-zeros of each gallery row (min with 0 adds nothing).
-    vec_q, vec_g = vec[:num_q], vec[num_q:]  # (Q, N), (G, N)
+def _jaccard_distance(vec_q: torch.Tensor, vec_g: torch.Tensor) -> torch.Tensor:
+    """``1 - |V_q ∩ V_g| / |V_q ∪ V_g|`` with fuzzy sets, (Q, N), (G, N) -> (Q, G).
+
+    ``sum_k min(V_ik, V_jk)`` runs over the non-zeros of each gallery row (a min with 0 adds nothing).
+    """
+    num_q, num_g = vec_q.shape[0], vec_g.shape[0]
     nnz = int((vec_g > 0).sum(1).max())
     g_val, g_idx = torch.topk(vec_g, max(nnz, 1), dim=1)  # (G, s)
     step = max(1, _GATHER_ELEMENTS // (num_g * g_idx.shape[1]))
     overlap_min = torch.cat(
         [torch.minimum(vec_q[s : s + step][:, g_idx], g_val).sum(-1) for s in range(0, num_q, step)]
     )  # (Q, G, s) -> (Q, G)
-    jaccard = 1.0 - overlap_min / (2.0 - overlap_min)
-    return jaccard * (1.0 - lambda_value) + dist[:num_q, num_q:] * lambda_value
+    return 1.0 - overlap_min / (2.0 - overlap_min)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from wrim._plotting import new_figure, save_figure
 from wrim.evaluation.metrics import PROTOCOLS, camera_keep_mask
 
 if TYPE_CHECKING:
@@ -67,14 +68,32 @@ def plot_ranklist(
     Returns:
         The written path.
     """
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError as err:
-        raise ImportError(
-            'plot_ranklist needs matplotlib: pip install "wrim[train]" (or pip install matplotlib)'
-        ) from err
+    rows, ranked = _ranked_rows(distmat, query, gallery, protocol, topk, query_indices, num_queries)
+    cols = topk + 1
+    height, width = img_size
+    fig = new_figure("plot_ranklist", (cols * 1.3 * width / height + 0.4, len(rows) * 1.6 + 0.2))
+    axes = fig.subplots(len(rows), cols, squeeze=False)
+    for row, (q_index, g_indices) in enumerate(zip(rows, ranked)):
+        q_rec = query[q_index]
+        panels = [(q_rec, f"query\nid {q_rec.pid} cam {q_rec.camid}", _QUERY)]
+        for rank, (g_index, distance) in enumerate(g_indices, 1):
+            g_rec = gallery[g_index]
+            colour = _CORRECT if g_rec.pid == q_rec.pid else _WRONG
+            panels.append((g_rec, f"{rank}: id {g_rec.pid} c{g_rec.camid}\n{distance:.3f}", colour))
+        _draw_row(axes[row], panels, img_size)
+    return save_figure(fig, path, dpi=100)
 
+
+def _ranked_rows(
+    distmat: torch.Tensor | np.ndarray,
+    query: Sequence[ImageRecord],
+    gallery: Sequence[ImageRecord],
+    protocol: str,
+    topk: int,
+    query_indices: Sequence[int] | None,
+    num_queries: int,
+) -> tuple[list[int], list[list[tuple[int, float]]]]:
+    """The drawn query rows and, for each, its ``topk`` gallery ``(index, distance)`` after the camera rule."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS}")
     dist = torch.as_tensor(distmat).detach().float().cpu()
@@ -90,42 +109,30 @@ def plot_ranklist(
     rows = [int(i) for i in query_indices]
     if not rows or any(not 0 <= i < len(query) for i in rows):
         raise ValueError(f"query_indices must be non-empty rows in [0, {len(query)}); got {list(query_indices)}")
-
     g_ids = torch.tensor([r.pid for r in gallery])
     g_cams = torch.tensor([r.camid for r in gallery])
     q_ids = torch.tensor([query[i].pid for i in rows])
     q_cams = torch.tensor([query[i].camid for i in rows])
     order = torch.argsort(dist[rows], dim=1, stable=True)  # (n, G)
     keep = camera_keep_mask(protocol, q_ids, q_cams, g_ids[order], g_cams[order])
-    cols = topk + 1
-    height, width = img_size
-    fig = Figure(figsize=(cols * 1.3 * width / height + 0.4, len(rows) * 1.6 + 0.2))
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(len(rows), cols, squeeze=False)
+    ranked = []
     for row, q_index in enumerate(rows):
-        ranked = order[row] if keep is None else order[row][keep[row]]
-        q_rec = query[q_index]
-        panels = [(q_rec, f"query\nid {q_rec.pid} cam {q_rec.camid}", _QUERY)]
-        for rank, g_index in enumerate(ranked[:topk].tolist(), 1):
-            g_rec = gallery[g_index]
-            colour = _CORRECT if g_rec.pid == q_rec.pid else _WRONG
-            title = f"{rank}: id {g_rec.pid} c{g_rec.camid}\n{float(dist[q_index, g_index]):.3f}"
-            panels.append((g_rec, title, colour))
-        for col in range(cols):
-            ax = axes[row][col]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if col >= len(panels):
-                ax.set_axis_off()
-                continue
-            rec, title, colour = panels[col]
-            ax.imshow(_load(rec.path, img_size))
-            ax.set_title(title, fontsize=6, color=colour)
-            for spine in ax.spines.values():
-                spine.set_edgecolor(colour)
-                spine.set_linewidth(3)
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100, format="png")
-    return out
+        kept = order[row] if keep is None else order[row][keep[row]]
+        ranked.append([(g, float(dist[q_index, g])) for g in kept[:topk].tolist()])
+    return rows, ranked
+
+
+def _draw_row(axes: Sequence, panels: list[tuple[ImageRecord, str, str]], img_size: tuple[int, int]) -> None:
+    """One figure row: each panel's image, title and frame colour; axes beyond the panels are hidden."""
+    for col, ax in enumerate(axes):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if col >= len(panels):
+            ax.set_axis_off()
+            continue
+        rec, title, colour = panels[col]
+        ax.imshow(_load(rec.path, img_size))
+        ax.set_title(title, fontsize=6, color=colour)
+        for spine in ax.spines.values():
+            spine.set_edgecolor(colour)
+            spine.set_linewidth(3)

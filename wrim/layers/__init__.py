@@ -1,9 +1,21 @@
-"""Building blocks: MIIM, ModalityMIIM, GRI, the 2-D sine-cosine encoding and the fused-attention switch."""
+"""Building blocks: MIIM, ModalityMIIM, GRI, the 2-D sine-cosine encoding, the fused-attention switch and the
+cross-rank BatchNorm."""
 
 from wrim.layers.config import set_fused_attn, use_fused_attn
 from wrim.layers.gri import GRI
 from wrim.layers.miim import MIIM, reweight
 from wrim.layers.modality_miim import ModalityMIIM
+from wrim.layers.norm import CrossRankBatchNorm, convert_sync_batchnorm
 from wrim.layers.pos_embed import sincos_2d_pos_embed
 
-__all__ = ["GRI", "MIIM", "ModalityMIIM", "reweight", "set_fused_attn", "sincos_2d_pos_embed", "use_fused_attn"]
+__all__ = [
+    "GRI",
+    "MIIM",
+    "CrossRankBatchNorm",
+    "ModalityMIIM",
+    "convert_sync_batchnorm",
+    "reweight",
+    "set_fused_attn",
+    "sincos_2d_pos_embed",
+    "use_fused_attn",
+]

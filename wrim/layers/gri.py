@@ -3,8 +3,8 @@
 Shapes: ``B`` batch, ``C`` channels of the compressed map (``dim``), ``h, w`` its grid, ``N = h·w`` query tokens,
 ``M`` key/value tokens (``N``, or the ``kv_pool``-pooled grid), ``H`` heads, ``d = C / H`` head dim.
 
-docs/paper.md#gri ([P][N]): ``F4 = GRI(Q = F2, K = F3, V = F3)`` where ``F2`` is the compressed map and ``F3`` its
-average-pooled version. With tokens ``T = flatten(F2) + P`` (``P`` the 2-D sine-cosine encoding, [D]) and
+docs: The paper, section GRI ([P][N]): ``F4 = GRI(Q = F2, K = F3, V = F3)`` where ``F2`` is the compressed map and
+``F3`` its average-pooled version. With tokens ``T = flatten(F2) + P`` (``P`` the 2-D sine-cosine encoding, [D]) and
 ``T3 = flatten(AvgPool_k(F2 + P))`` (``k = kv_pool``; ``k = 1`` means ``T3 = T``, [D]):
 
 ```text
@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wrim.layers._tracing import checks_enabled
+from wrim._checks import checks_enabled
 from wrim.layers.config import use_fused_attn
 from wrim.layers.pos_embed import sincos_2d_pos_embed
 
@@ -70,7 +70,7 @@ def resolve_num_heads(dim: int, num_heads: int | None, context: str = "") -> int
 
 
 class GRI(nn.Module):
-    """Global Region Interaction (docs/paper.md#gri): attention over the region tokens of a feature map."""
+    """Global Region Interaction (docs: The paper, section GRI): attention over the region tokens of a feature map."""
 
     fused_attn: Final[bool]
 

@@ -3,7 +3,7 @@
 Shapes: ``B`` batch, ``C`` input channels, ``H, W`` input size, ``r`` channel reduction, ``s`` spatial stride,
 ``C' = C / r``, ``h = ⌈H / s⌉``, ``w = ⌈W / s⌉``, ``N = h·w`` region tokens.
 
-docs/paper.md#miim ("MIIM = Spatial-Channel Compression → GRI → Spatial-Channel Restore"):
+docs: The paper, section MIIM ("MIIM = Spatial-Channel Compression → GRI → Spatial-Channel Restore"):
 
 ```text
 F2  = Conv_{s×s, stride s}(X)                       SCC: C → C', H×W → h×w        [P][N]
@@ -19,7 +19,7 @@ block) or ``"gate"`` ``Out = γ ⊙ BN(X ⊙ G)`` (re-weighting only, no residua
 ``γ`` is 1 (the paper's form) unless ``init_values`` is given: then it is a learnable per-channel scale
 initialised to ``init_values`` (LayerScale, Touvron et al. 2021) [D]. ``init_values=0`` makes a fresh MIIM the
 identity, so inserting it into a pretrained network leaves that network's outputs unchanged at step 0
-(docs/layers.md, "Inserting MIIM into a pretrained network").
+(docs: Layers, "Inserting MIIM into a pretrained network").
 
 The gate re-weights the input in space and channel at once. The nearest upsampling ``Up_s`` is never materialised
 when ``s`` divides ``H`` and ``W``: the (h, w) gate broadcasts over s×s blocks of a view of ``X``.
@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wrim.layers._tracing import checks_enabled
+from wrim._checks import checks_enabled
 from wrim.layers.gri import GRI, resolve_num_heads
 
 __all__ = ["COMBINES", "MIIM", "combine_output", "reweight"]
@@ -88,7 +88,10 @@ torch.fx.wrap("pad_to_multiple")
 
 
 class MIIM(nn.Module):
-    """Multi-dimension Interactive Information Mining block (docs/paper.md#miim): (B, C, H, W) -> (B, C, H, W)."""
+    """Multi-dimension Interactive Information Mining block (docs: The paper, section MIIM).
+
+    Shapes: (B, C, H, W) -> (B, C, H, W).
+    """
 
     __jit_unused_properties__ = ["fused_attn"]  # a Python property over ``gri.fused_attn``
 

@@ -3,7 +3,7 @@
 Shapes: ``B`` batch, ``C`` channels, ``H, W`` map size, ``h, w`` the MIIM's token grid; ``modalities: (B,)`` with
 ``wrim.VISIBLE = 0`` and ``wrim.INFRARED = 1``.
 
-docs/paper.md#separate-and-shared-miims ([P][N]): the shallow MIIMs are modality-specific - a visible and an
+docs: The paper, section Separate and shared MIIMs ([P][N]): the shallow MIIMs are modality-specific - a visible and an
 infrared copy with separate weights.
 [D] routing is by a per-sample ``modalities`` tensor, so any batch order and single-modality batches work.
 
@@ -28,10 +28,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from wrim._checks import check_modalities, check_modality_split
-from wrim.distributed import _update_running_stats, all_reduce_with_grad
-from wrim.layers._tracing import checks_enabled
+from wrim._checks import check_modalities, check_modality_split, checks_enabled
+from wrim.distributed import all_reduce_with_grad
 from wrim.layers.miim import MIIM, combine_output, reweight
+from wrim.layers.norm import update_running_stats
 from wrim.modality import INFRARED, VISIBLE
 
 __all__ = ["ModalityMIIM"]
@@ -55,7 +55,7 @@ class ModalityMIIM(nn.Module):
         self.infrared = MIIM(channels, **kwargs)
         self.channels = channels
         self.stride = self.visible.stride
-        self.sync_stats = False  # per-modality statistics over all ranks (wrim.distributed.convert_sync_batchnorm)
+        self.sync_stats = False  # per-modality statistics over all ranks (wrim.layers.convert_sync_batchnorm)
 
     def branch(self, modality: int) -> MIIM:
         """The MIIM copy of one modality (``wrim.VISIBLE`` or ``wrim.INFRARED``)."""
@@ -131,7 +131,7 @@ class ModalityMIIM(nn.Module):
             mean, var, counts = _per_modality_moments(y, modalities, self.sync_stats and self.training)
             if self.training and norms[0].track_running_stats:
                 for index, norm in enumerate(norms):  # indexed, not iterated: fx traces this too
-                    _update_running_stats(norm, mean[index], var[index], counts[index])  # unchanged when count is 0
+                    update_running_stats(norm, mean[index], var[index], counts[index])  # unchanged when count is 0
         else:
             mean = torch.stack([norm.running_mean for norm in norms])  # (2, C)
             var = torch.stack([norm.running_var for norm in norms])

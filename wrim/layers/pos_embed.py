@@ -9,8 +9,8 @@ For a token at row ``y`` and column ``x`` and frequency index ``i = 0 .. q - 1``
 
 (the MAE / ViT-MoCo-v3 form). When ``C`` is a multiple of 4 this is exactly that form; otherwise the table is built
 for ``4q`` columns and its last ``4q - C`` columns (the highest ``cos(y·ω)`` frequencies) are cut [D], so any token
-width gets an encoding. docs/paper.md#gri [D]: GRI's positional encoding is this fixed, parameter-free encoding (the
-module list in [N] shows no positional parameters).
+width gets an encoding. docs: The paper, section GRI [D]: GRI's positional encoding is this fixed, parameter-free
+encoding (the module list in [N] shows no positional parameters).
 """
 
 import torch

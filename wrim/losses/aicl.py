@@ -1,4 +1,4 @@
-r"""AICL: Auxiliary-Information-based Contrastive Learning of WRIM-Net (docs/paper.md#aicl).
+r"""AICL: Auxiliary-Information-based Contrastive Learning of WRIM-Net (docs: The paper, section AICL).
 
 [P] CMKIC is supplemented with auxiliary information from the shallower P4 stage. [D] wrim applies a loss (CMKIC by
 default) to the P5 and to the P4 projections and, optionally, chooses P5's key instances with P4 similarities:
@@ -18,7 +18,8 @@ import re
 import torch
 from torch import nn
 
-from wrim._checks import check_embeddings, check_nonnegative
+from wrim._checks import PairBatch, check_embeddings, check_nonnegative
+from wrim.losses.base import BaseLoss
 from wrim.losses.cmkic import CMKICLoss
 
 __all__ = ["AICLLoss"]
@@ -114,6 +115,20 @@ class AICLLoss(nn.Module):
         Raises:
             ValueError: mismatched lengths, or what the loss raises.
         """
+        return self.compute_loss(*self.check_inputs(p5_embeddings, p4_embeddings, labels, modalities))
+
+    def check_inputs(
+        self,
+        p5_embeddings: torch.Tensor,
+        p4_embeddings: torch.Tensor,
+        labels: torch.Tensor,
+        modalities: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Validate ``forward``'s arguments once: the embeddings, and (for a wrim loss) the labels and ids it needs.
+
+        Returns:
+            The four arguments, checked; the labels and ids as LongTensors when the loss is a wrim loss.
+        """
         p5_embeddings = check_embeddings(p5_embeddings, name="p5_embeddings")
         p4_embeddings = check_embeddings(p4_embeddings, name="p4_embeddings")
         if p4_embeddings.shape[0] != p5_embeddings.shape[0]:
@@ -121,13 +136,40 @@ class AICLLoss(nn.Module):
                 f"p5_embeddings and p4_embeddings must describe the same batch; got {p5_embeddings.shape[0]} and "
                 f"{p4_embeddings.shape[0]} rows"
             )
-        kwargs = {} if modalities is None else {"modalities": modalities}
-        p4_term = self.loss(p4_embeddings, labels, **kwargs)  # (B, D4) -> ()
-        if self.p5_keys_from_p4:
-            kwargs["key_embeddings"] = p4_embeddings
-        p5_term = self.loss(p5_embeddings, labels, **kwargs)  # (B, D5) -> ()
+        if isinstance(self.loss, BaseLoss):
+            batch = self.loss.check_batch(p5_embeddings, labels, None, None, None, modalities, None)
+            labels, modalities = batch.labels, batch.modalities
+        return p5_embeddings, p4_embeddings, labels, modalities
+
+    def compute_loss(
+        self,
+        p5_embeddings: torch.Tensor,
+        p4_embeddings: torch.Tensor,
+        labels: torch.Tensor,
+        modalities: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """The weighted sum for what `check_inputs` returned (a wrim loss is not validated again); sets ``terms``."""
+        p4_term = self._term(p4_embeddings, labels, modalities, None)  # (B, D4) -> ()
+        keys = p4_embeddings if self.p5_keys_from_p4 else None
+        p5_term = self._term(p5_embeddings, labels, modalities, keys)  # (B, D5) -> ()
         self.terms = {self._names[0]: p5_term.detach(), self._names[1]: p4_term.detach()}
         return self.p5_weight * p5_term + self.p4_weight * p4_term
+
+    def _term(
+        self,
+        embeddings: torch.Tensor,
+        labels: torch.Tensor,
+        modalities: torch.Tensor | None,
+        key_embeddings: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """One stage's loss: a wrim loss through its unchecked path, any other loss through its call."""
+        kwargs = {} if key_embeddings is None else {"key_embeddings": key_embeddings}
+        if isinstance(self.loss, BaseLoss):
+            batch = PairBatch(embeddings, labels, None, labels, modalities, modalities)
+            return self.loss.compute_loss(batch, None, **kwargs)
+        if modalities is not None:
+            kwargs["modalities"] = modalities
+        return self.loss(embeddings, labels, **kwargs)
 
     def extra_repr(self) -> str:
         return f"p5_weight={self.p5_weight}, p4_weight={self.p4_weight}, p5_keys_from_p4={self.p5_keys_from_p4}"

@@ -1,4 +1,4 @@
-r"""CMKIC: the Cross-Modality Key-Instance Contrastive loss of WRIM-Net (docs/paper.md#cmkic).
+r"""CMKIC: the Cross-Modality Key-Instance Contrastive loss of WRIM-Net (docs: The paper, section CMKIC).
 
 [P] For an anchor of one modality the positives are its *key instances*, the top-K least similar samples of the same
 identity in the other modality; the negatives are the samples of other identities in the other modality. [N] the
@@ -23,22 +23,12 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from wrim._checks import (
-    check_any_anchor,
-    check_embeddings,
-    check_k,
-    check_labels,
-    check_modalities,
-    check_no_positive,
-    check_temperature,
-    compute_dtype,
-    missing_modalities_message,
-    no_positive_message,
-)
+from wrim._checks import PairBatch, check_embeddings, check_k, check_temperature, compute_dtype, no_positive_message
+from wrim.losses.base import BaseLoss
+from wrim.miners.key_instance import key_instance_masks
 from wrim.modality import INFRARED, VISIBLE
-from wrim.pairs import IndicesTuple, pair_masks, pairs_to_masks, select_per_row
+from wrim.pairs import IndicesTuple, cosine_similarity_matrix, pairs_to_masks
 
 __all__ = ["CMKICLoss"]
 
@@ -65,8 +55,8 @@ def _cmkic_from_masks(
     return total, valid
 
 
-class CMKICLoss(nn.Module):
-    r"""Cross-Modality Key-Instance Contrastive loss (WRIM-Net [P], exact form [D], docs/paper.md#cmkic).
+class CMKICLoss(BaseLoss):
+    r"""Cross-Modality Key-Instance Contrastive loss (WRIM-Net [P], exact form [D], docs: The paper, section CMKIC).
 
     $$
     L(i) = -\frac{1}{|P^K(i)|} \sum_{p \in P^K(i)}
@@ -83,12 +73,14 @@ class CMKICLoss(nn.Module):
     Computed in float32 (float64 inputs stay float64) with autocast disabled.
 
     Called as pytorch-metric-learning calls its losses, ``loss(embeddings, labels, indices_tuple, ref_emb,
-    ref_labels)``, with the modality ids by keyword (docs/losses.md).
+    ref_labels)``, with the modality ids by keyword (docs: Losses and miners).
 
     Examples:
         >>> loss_fn = CMKICLoss(k=2, temperature=0.1)
         >>> loss = loss_fn(projections, labels, modalities=modalities)  # (B, D), (B,), (B,) -> ()
     """
+
+    cross_modality = True  # modalities are always required: the two directions V->I and I->V
 
     def __init__(self, k: int = 2, temperature: float = 0.1, no_positive: str = "warn") -> None:
         """
@@ -99,11 +91,9 @@ class CMKICLoss(nn.Module):
                 call checks; later calls never synchronise with the device), ``"raise"`` raises ``ValueError`` on
                 every such batch (one host sync per call).
         """
-        super().__init__()
+        super().__init__(no_positive)
         self.k = check_k(k)
         self.temperature = check_temperature(temperature)
-        self.no_positive = check_no_positive(no_positive)
-        self._checked_once = False
 
     def forward(
         self,
@@ -138,65 +128,41 @@ class CMKICLoss(nn.Module):
             ValueError: missing ``modalities``, mismatched lengths, or (``no_positive="raise"``) a batch in which
                 no anchor has a cross-modality positive.
         """
-        embeddings = check_embeddings(embeddings)
-        batch, device = embeddings.shape[0], embeddings.device
-        if isinstance(indices_tuple, torch.Tensor):
-            raise TypeError(
-                "CMKICLoss's third positional argument is indices_tuple (pytorch-metric-learning's order); "
-                "pass the modality ids by keyword: loss(embeddings, labels, modalities=modalities)"
-            )
-        if modalities is None:
-            raise ValueError(missing_modalities_message("CMKICLoss"))
-        modalities = check_modalities(modalities, batch).to(device)
-        if labels is None and indices_tuple is None:
-            raise ValueError("CMKICLoss needs labels (to mine the key instances) or an indices_tuple of pairs")
-        if labels is not None:
-            labels = check_labels(labels, batch).to(device)
-        mine = indices_tuple is None
-        if ref_emb is None:
-            if ref_labels is not None or ref_modalities is not None:
-                raise ValueError("ref_labels / ref_modalities were given without ref_emb; pass ref_emb too")
-            ref_labels, ref_modalities = labels, modalities
-        else:
-            ref_emb = check_embeddings(ref_emb, name="ref_emb")
-            if ref_emb.shape[1] != embeddings.shape[1]:
-                raise ValueError(
-                    f"ref_emb has dim {ref_emb.shape[1]}, embeddings {embeddings.shape[1]}; they must match"
-                )
-            if key_embeddings is not None:
-                raise ValueError("key_embeddings cannot be combined with ref_emb: the keys must index the batch itself")
-            if mine and ref_labels is None:
-                raise ValueError("ref_emb was given without ref_labels; pass one label per reference embedding")
-            if mine and ref_modalities is None:
-                raise ValueError(missing_modalities_message("CMKICLoss", ref=True))
-            if mine:
-                ref_labels = check_labels(ref_labels, ref_emb.shape[0], name="ref_labels").to(device)
-                ref_modalities = check_modalities(ref_modalities, ref_emb.shape[0], name="ref_modalities").to(device)
+        batch = self.check_batch(embeddings, labels, indices_tuple, ref_emb, ref_labels, modalities, ref_modalities)
         if key_embeddings is not None:
+            if ref_emb is not None:
+                raise ValueError("key_embeddings cannot be combined with ref_emb: the keys must index the batch itself")
             key_embeddings = check_embeddings(key_embeddings, name="key_embeddings")
-            if key_embeddings.shape[0] != batch:
+            if key_embeddings.shape[0] != batch.embeddings.shape[0]:
                 raise ValueError(
-                    f"key_embeddings must have {batch} rows, one per embedding; got {key_embeddings.shape[0]}"
+                    f"key_embeddings must have {batch.embeddings.shape[0]} rows, one per embedding; "
+                    f"got {key_embeddings.shape[0]}"
                 )
+        return self.compute_loss(batch, indices_tuple, key_embeddings=key_embeddings)
+
+    def compute_loss(
+        self, batch: PairBatch, indices_tuple: IndicesTuple | None = None, key_embeddings: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The loss of a validated batch (see `BaseLoss.compute_loss`); ``key_embeddings`` as in ``forward``."""
+        embeddings, modalities = batch.embeddings, batch.modalities
+        device = embeddings.device
         with torch.autocast(device_type=device.type, enabled=False):
             dtype = compute_dtype(embeddings)
-            z = F.normalize(embeddings.to(dtype), dim=1)  # (B, D)
-            ref_z = z if ref_emb is None else F.normalize(ref_emb.to(dtype), dim=1)  # (R, D)
-            sim = z @ ref_z.T  # (B, D) @ (D, R) -> (B, R)
-            if mine:
+            ref = None if batch.ref_emb is None else batch.ref_emb.to(dtype)
+            sim = cosine_similarity_matrix(embeddings.to(dtype), ref)  # (B, D), (R, D) -> (B, R)
+            if indices_tuple is None:  # mine the key instances
                 key_sim = sim  # (B, R)
                 if key_embeddings is not None:
-                    zk = F.normalize(key_embeddings.to(compute_dtype(key_embeddings)), dim=1)  # (B, Dk)
-                    key_sim = zk @ zk.T  # (B, B)
-                pos, neg = pair_masks(
-                    labels, ref_labels, modalities, ref_modalities, True, exclude_self=ref_emb is None
-                )
-                pos = select_per_row(key_sim.detach(), pos, self.k, largest=False)  # (B, R) key instances
+                    key_sim = cosine_similarity_matrix(key_embeddings.to(compute_dtype(key_embeddings)))  # (B, B)
+                pos, neg = key_instance_masks(
+                    key_sim, batch.labels, batch.ref_labels, modalities, batch.ref_modalities, self.k, True, ref is None
+                )  # (B, R) each: the key instances and all cross-modality negatives
             else:
-                pos, neg = pairs_to_masks(indices_tuple, batch, ref_z.shape[0])  # (B, R) each
+                pos, neg = pairs_to_masks(indices_tuple, sim.shape[0], sim.shape[1])  # (B, R) each
                 pos, neg = pos.to(device), neg.to(device)
             total, valid = _cmkic_from_masks(sim, pos, neg, modalities, self.temperature)
-        check_any_anchor(valid, self, lambda: self._no_positive_text(mine, labels, modalities))
+        mined = indices_tuple is None
+        self.check_any_anchor(valid, lambda: self._no_positive_text(mined, batch.labels, modalities))
         return total
 
     @staticmethod

@@ -1,4 +1,4 @@
-"""A cross-batch memory that also stores modality ids, for cross-modality losses and miners (docs/losses.md).
+"""A cross-batch memory that also stores modality ids, for cross-modality losses and miners (docs: Losses and miners).
 
 pytorch-metric-learning's ``CrossBatchMemory`` queues embeddings and labels and calls its loss as
 ``loss(embeddings, labels, indices_tuple, E_mem, L_mem)`` (and its miner as ``miner(embeddings, labels, E_mem,
@@ -60,7 +60,8 @@ class CrossModalityMemory(nn.Module):
                 "CrossModalityMemory needs a cross-modality miner (e.g. wrim.miners.CrossModalityKeyInstanceMiner): "
                 "the batch is in the memory too, and only cross-modality pairs never pair a sample with itself"
             )
-        if miner is None and "ref_modalities" not in inspect.signature(loss.forward).parameters:
+        takes_ref_modalities = "ref_modalities" in inspect.signature(loss.forward).parameters
+        if miner is None and not (takes_ref_modalities and getattr(loss, "takes_pairs", True)):
             raise ValueError(
                 f"{type(loss).__name__} cannot take ref_modalities=; give CrossModalityMemory a miner="
                 "wrim.miners.CrossModalityKeyInstanceMiner(...) to choose the pairs, or use wrim.losses.CMKICLoss"

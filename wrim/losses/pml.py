@@ -6,7 +6,8 @@ that ``CMKICLoss`` and the cross-modality miners need. [`ModalityCarrier`][wrim.
 them: it is the trainer's ``data_and_label_getter`` (it keeps the batch's modality ids) and wraps each loss and
 miner so that they receive ``modalities=`` by keyword. PML's ``MPerClassSampler`` does not put both modalities of
 an identity in a batch; [`pml_batch_sampler()`][wrim.losses.pml.pml_batch_sampler] hands wrim's
-``IdentityModalitySampler`` to a PML trainer. Nothing here imports PML. Recipe: docs/losses.md, "PML's trainers".
+``IdentityModalitySampler`` to a PML trainer. Nothing here imports PML. Recipe: docs: Losses and miners, section
+PML's trainers.
 """
 
 from __future__ import annotations

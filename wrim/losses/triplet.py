@@ -19,64 +19,35 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from wrim._checks import (
-    check_any_anchor,
-    check_embeddings,
-    check_labels,
-    check_modalities,
-    check_no_positive,
-    check_nonnegative,
-    compute_dtype,
-    missing_modalities_message,
-    no_positive_message,
-)
+from wrim._checks import PairBatch, check_nonnegative, compute_dtype, no_positive_message
+from wrim.losses.base import BaseLoss
 from wrim.pairs import IndicesTuple, pair_masks
 
 __all__ = ["TripletLoss", "WRTripletLoss"]
 
 
-def _prepare(
-    loss: TripletLoss | WRTripletLoss,
-    embeddings: torch.Tensor,
-    labels: torch.Tensor | None,
-    indices_tuple: IndicesTuple | None,
-    ref_emb: torch.Tensor | None,
-    modalities: torch.Tensor | None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Validate the inputs and build the candidate pairs.
+class _AGWBatchLoss(BaseLoss):
+    """AGW's batch losses: they choose their own pairs within the batch (no ``indices_tuple``, no ``ref_emb``)."""
 
-    Returns:
-        The embeddings in the compute dtype (B, D), the positive and negative masks (B, B), and the (B,) mask of
-        anchors that have both.
+    takes_pairs = False
 
-    Raises:
-        ValueError: bad input, or (``no_positive="raise"``) no anchor with both a positive and a negative.
-    """
-    name = type(loss).__name__
-    if indices_tuple is not None or ref_emb is not None:
-        raise ValueError(
-            f"{name} is AGW's batch loss: it chooses its own pairs within the batch and takes no indices_tuple / "
-            "ref_emb. For mined pairs or a memory use pytorch_metric_learning.losses.TripletMarginLoss or "
-            "wrim.losses.CMKICLoss."
+    def __init__(self, cross_modality: bool, no_positive: str) -> None:
+        super().__init__(no_positive)
+        self.cross_modality = bool(cross_modality)
+
+    def _candidates(self, batch: PairBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The embeddings in the compute dtype (B, D), the (B, B) positive and negative masks and the (B,) anchors
+        that have both; applies ``no_positive``."""
+        labels, modalities = batch.labels, batch.modalities
+        pos, neg = pair_masks(labels, labels, modalities, modalities, self.cross_modality)  # (B, B) each
+        valid = pos.any(dim=1) & neg.any(dim=1)  # (B,)
+        self.check_any_anchor(
+            valid,
+            lambda: no_positive_message(type(self).__name__, labels, modalities if self.cross_modality else None),
         )
-    embeddings = check_embeddings(embeddings)
-    batch = embeddings.shape[0]
-    if labels is None:
-        raise ValueError(f"{name} needs labels, one identity label per embedding")
-    labels = check_labels(labels, batch).to(embeddings.device)
-    if modalities is None:
-        if loss.cross_modality:
-            raise ValueError(missing_modalities_message(f"{name}(cross_modality=True)"))
-    else:
-        modalities = check_modalities(modalities, batch).to(embeddings.device)
-    pos, neg = pair_masks(labels, labels, modalities, modalities, loss.cross_modality)  # (B, B) each
-    valid = pos.any(dim=1) & neg.any(dim=1)  # (B,)
-    check_any_anchor(
-        valid, loss, lambda: no_positive_message(name, labels, modalities if loss.cross_modality else None)
-    )
-    return embeddings.to(compute_dtype(embeddings)), pos, neg, valid
+        embeddings = batch.embeddings
+        return embeddings.to(compute_dtype(embeddings)), pos, neg, valid
 
 
 def _agw_distance(x: torch.Tensor) -> torch.Tensor:
@@ -92,7 +63,7 @@ def _valid_mean(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     return torch.where(valid, values, torch.zeros_like(values)).sum() / valid.sum().clamp(min=1)
 
 
-class TripletLoss(nn.Module):
+class TripletLoss(_AGWBatchLoss):
     r"""Batch-hard triplet loss, AGW's ``OriTripletLoss`` (the field's baseline comparator).
 
     $$
@@ -117,41 +88,13 @@ class TripletLoss(nn.Module):
             no_positive: a batch without a usable anchor: ``"warn"`` returns 0 (warned once, on the first call),
                 ``"raise"`` raises ``ValueError`` (a host sync per call); see `CMKICLoss`.
         """
-        super().__init__()
+        super().__init__(cross_modality, no_positive)
         self.margin = check_nonnegative(margin, "margin")
-        self.cross_modality = bool(cross_modality)
-        self.no_positive = check_no_positive(no_positive)
-        self._checked_once = False
 
-    def forward(
-        self,
-        embeddings: torch.Tensor,
-        labels: torch.Tensor | None = None,
-        indices_tuple: IndicesTuple | None = None,
-        ref_emb: torch.Tensor | None = None,
-        ref_labels: torch.Tensor | None = None,
-        *,
-        modalities: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Compute the loss (pytorch-metric-learning's call shape; the batch defines the pairs).
-
-        Args:
-            embeddings: (B, D) features.
-            labels: (B,) identity labels; required.
-            indices_tuple: not supported (AGW's loss chooses its pairs); must be None.
-            ref_emb: not supported; must be None.
-            ref_labels: not supported; must be None.
-            modalities: keyword-only, (B,) modality ids; required when ``cross_modality=True``.
-
-        Returns:
-            The scalar loss.
-
-        Raises:
-            ValueError: mismatched lengths, pairs or a reference set given, or (``no_positive="raise"``) no anchor
-                with both a positive and a negative.
-        """
-        with torch.autocast(device_type=embeddings.device.type, enabled=False):
-            x, pos, neg, valid = _prepare(self, embeddings, labels, indices_tuple, ref_emb, modalities)
+    def compute_loss(self, batch: PairBatch, indices_tuple: IndicesTuple | None = None) -> torch.Tensor:
+        """The loss of a validated batch (`BaseLoss.compute_loss`; the batch defines the pairs)."""
+        with torch.autocast(device_type=batch.embeddings.device.type, enabled=False):
+            x, pos, neg, valid = self._candidates(batch)
             dist = _agw_distance(x)  # (B, B)
             hardest_pos = dist.masked_fill(~pos, float("-inf")).amax(dim=1)  # (B,)
             hardest_neg = dist.masked_fill(~neg, float("inf")).amin(dim=1)  # (B,)
@@ -170,7 +113,7 @@ def _agw_softmax_weights(dist: torch.Tensor, mask: torch.Tensor) -> torch.Tensor
     return expd / (expd.sum(dim=1, keepdim=True) + 1e-6)  # (B, B)
 
 
-class WRTripletLoss(nn.Module):
+class WRTripletLoss(_AGWBatchLoss):
     r"""Weighted regularisation triplet, AGW's ``TripletLoss_WRT`` (no margin, no parameter).
 
     $$
@@ -195,40 +138,12 @@ class WRTripletLoss(nn.Module):
             no_positive: a batch without a usable anchor: ``"warn"`` returns 0 (warned once, on the first call),
                 ``"raise"`` raises ``ValueError`` (a host sync per call); see `CMKICLoss`.
         """
-        super().__init__()
-        self.cross_modality = bool(cross_modality)
-        self.no_positive = check_no_positive(no_positive)
-        self._checked_once = False
+        super().__init__(cross_modality, no_positive)
 
-    def forward(
-        self,
-        embeddings: torch.Tensor,
-        labels: torch.Tensor | None = None,
-        indices_tuple: IndicesTuple | None = None,
-        ref_emb: torch.Tensor | None = None,
-        ref_labels: torch.Tensor | None = None,
-        *,
-        modalities: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Compute the loss (pytorch-metric-learning's call shape; the batch defines the pairs).
-
-        Args:
-            embeddings: (B, D) features.
-            labels: (B,) identity labels; required.
-            indices_tuple: not supported (AGW's loss chooses its pairs); must be None.
-            ref_emb: not supported; must be None.
-            ref_labels: not supported; must be None.
-            modalities: keyword-only, (B,) modality ids; required when ``cross_modality=True``.
-
-        Returns:
-            The scalar loss.
-
-        Raises:
-            ValueError: mismatched lengths, pairs or a reference set given, or (``no_positive="raise"``) no anchor
-                with both a positive and a negative.
-        """
-        with torch.autocast(device_type=embeddings.device.type, enabled=False):
-            x, pos, neg, valid = _prepare(self, embeddings, labels, indices_tuple, ref_emb, modalities)
+    def compute_loss(self, batch: PairBatch, indices_tuple: IndicesTuple | None = None) -> torch.Tensor:
+        """The loss of a validated batch (`BaseLoss.compute_loss`; the batch defines the pairs)."""
+        with torch.autocast(device_type=batch.embeddings.device.type, enabled=False):
+            x, pos, neg, valid = self._candidates(batch)
             if not self.cross_modality:
                 pos = pos | torch.eye(x.shape[0], dtype=torch.bool, device=x.device)  # AGW: the anchor is a positive
             pos_f, neg_f = pos.to(x.dtype), neg.to(x.dtype)  # (B, B) each

@@ -1,4 +1,4 @@
-r"""WRIMNetLoss: WRIM-Net's training objective, the ID loss on every head plus a metric loss (docs/losses.md).
+r"""WRIMNetLoss: WRIM-Net's training objective, the ID loss on every head plus a metric loss (docs: Losses and miners).
 
 [P] losses, [D] weights and label smoothing:
 
@@ -23,6 +23,7 @@ from torch import nn
 
 from wrim._checks import check_nonnegative
 from wrim.distributed import all_gather_with_grad
+from wrim.losses.aicl import AICLLoss
 
 __all__ = ["WRIMNetLoss"]
 
@@ -91,11 +92,16 @@ class WRIMNetLoss(nn.Module):
             metric = id_total.new_zeros(())
         else:
             p5, p4 = output.p5_projection.float(), output.p4_projection.float()  # (B, D5), (B, D4)
+            checked = isinstance(self.metric_loss, AICLLoss)  # check at the entrance, before the gather, once
+            if checked:
+                p5, p4, labels, modalities = self.metric_loss.check_inputs(p5, p4, labels, modalities)
             if self.gather_across_ranks:  # (B, .) -> (N * B, .) in rank order; identity in a single process
                 p5, p4, labels = all_gather_with_grad(p5), all_gather_with_grad(p4), all_gather_with_grad(labels)
                 modalities = None if modalities is None else all_gather_with_grad(modalities)
-            kwargs = {} if modalities is None else {"modalities": modalities}
-            metric = self.metric_loss(p5, p4, labels, **kwargs)
+            if checked:
+                metric = self.metric_loss.compute_loss(p5, p4, labels, modalities)
+            else:
+                metric = self.metric_loss(p5, p4, labels, **({} if modalities is None else {"modalities": modalities}))
             parts = dict(getattr(self.metric_loss, "terms", {}))
         total = self.id_weight * id_total + self.metric_weight * metric
         self.terms = {

@@ -8,8 +8,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from wrim._checks import check_embeddings, check_labels, check_modalities, missing_modalities_message
-from wrim.pairs import IndicesTuple, cosine_similarity_matrix, pair_masks
+from wrim._checks import check_pair_batch
+from wrim.pairs import IndicesTuple
 
 __all__ = ["BaseMiner"]
 
@@ -65,33 +65,21 @@ class BaseMiner(nn.Module):
         Raises:
             ValueError: mismatched lengths, or a cross-modality miner called without ``modalities``.
         """
-        embeddings = check_embeddings(embeddings)
-        batch = embeddings.shape[0]
-        labels = check_labels(labels, batch).to(embeddings.device)
-        if modalities is None and self.cross_modality:
-            raise ValueError(missing_modalities_message(type(self).__name__))
-        if modalities is not None:
-            modalities = check_modalities(modalities, batch).to(embeddings.device)
-        if ref_emb is None:
-            if ref_labels is not None or ref_modalities is not None:
-                raise ValueError("ref_labels / ref_modalities were given without ref_emb; pass ref_emb too")
-            ref_emb, ref_labels, ref_modalities = embeddings, labels, modalities
-        else:
-            ref_emb = check_embeddings(ref_emb, name="ref_emb")
-            if ref_emb.shape[1] != embeddings.shape[1]:
-                raise ValueError(
-                    f"ref_emb has dim {ref_emb.shape[1]} but embeddings have dim {embeddings.shape[1]}; they must match"
-                )
-            if ref_labels is None:
-                raise ValueError("ref_emb was given without ref_labels; pass one label per reference embedding")
-            ref_labels = check_labels(ref_labels, ref_emb.shape[0], name="ref_labels").to(embeddings.device)
-            if ref_modalities is None and self.cross_modality:
-                raise ValueError(missing_modalities_message(type(self).__name__, ref=True))
-            if ref_modalities is not None:
-                ref_modalities = check_modalities(ref_modalities, ref_emb.shape[0], name="ref_modalities")
-                ref_modalities = ref_modalities.to(embeddings.device)
+        batch = check_pair_batch(
+            type(self).__name__,
+            embeddings,
+            labels,
+            ref_emb,
+            ref_labels,
+            modalities,
+            ref_modalities,
+            mines=True,
+            need_modalities=self.cross_modality,
+        )
+        embeddings, labels, modalities = batch.embeddings, batch.labels, batch.modalities
+        ref_emb = embeddings if batch.ref_emb is None else batch.ref_emb  # the very object: mining within the batch
         with torch.no_grad():
-            out = self.mine(embeddings, labels, ref_emb, ref_labels, modalities, ref_modalities)
+            out = self.mine(embeddings, labels, ref_emb, batch.ref_labels, modalities, batch.ref_modalities)
         self.output_assertion(out)
         self.num_pos_pairs = len(out[0])
         self.num_neg_pairs = len(out[2])
@@ -131,24 +119,3 @@ class BaseMiner(nn.Module):
 
     def extra_repr(self) -> str:
         return f"cross_modality={self.cross_modality}"
-
-
-def cosine_candidates(
-    miner: BaseMiner,
-    embeddings: torch.Tensor,
-    labels: torch.Tensor,
-    ref_emb: torch.Tensor,
-    ref_labels: torch.Tensor,
-    modalities: torch.Tensor | None,
-    ref_modalities: torch.Tensor | None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The (B, R) cosine similarities and the label-defined positive / negative candidates of a miner's batch.
-
-    Positives share the anchor's label, negatives do not; with ``miner.cross_modality`` both are restricted to the
-    other modality; the anchor itself is excluded when mining within the batch.
-    """
-    sim = cosine_similarity_matrix(embeddings, ref_emb)  # (B, D), (R, D) -> (B, R)
-    pos, neg = pair_masks(
-        labels, ref_labels, modalities, ref_modalities, miner.cross_modality, exclude_self=ref_emb is embeddings
-    )  # (B, R) each
-    return sim, pos, neg

@@ -15,8 +15,8 @@ from __future__ import annotations
 import torch
 
 from wrim._checks import check_k
-from wrim.miners.base import BaseMiner, cosine_candidates
-from wrim.pairs import IndicesTuple, masks_to_pairs, select_per_row
+from wrim.miners.base import BaseMiner
+from wrim.pairs import IndicesTuple, cosine_similarity_matrix, masks_to_pairs, pair_masks, select_per_row
 
 __all__ = ["HardestNegativeMiner"]
 
@@ -47,7 +47,10 @@ class HardestNegativeMiner(BaseMiner):
         modalities: torch.Tensor | None,
         ref_modalities: torch.Tensor | None,
     ) -> IndicesTuple:
-        sim, pos, neg = cosine_candidates(self, embeddings, labels, ref_emb, ref_labels, modalities, ref_modalities)
+        sim = cosine_similarity_matrix(embeddings, ref_emb)  # (B, D), (R, D) -> (B, R)
+        pos, neg = pair_masks(
+            labels, ref_labels, modalities, ref_modalities, self.cross_modality, exclude_self=ref_emb is embeddings
+        )  # (B, R) each
         return masks_to_pairs(pos, select_per_row(sim, neg, self.k, largest=True))  # the k most similar negatives
 
     def extra_repr(self) -> str:

@@ -18,10 +18,39 @@ from __future__ import annotations
 import torch
 
 from wrim._checks import check_k
-from wrim.miners.base import BaseMiner, cosine_candidates
-from wrim.pairs import IndicesTuple, masks_to_pairs, select_per_row
+from wrim.miners.base import BaseMiner
+from wrim.pairs import IndicesTuple, cosine_similarity_matrix, masks_to_pairs, pair_masks, select_per_row
 
-__all__ = ["CrossModalityKeyInstanceMiner", "KeyInstanceMiner"]
+__all__ = ["CrossModalityKeyInstanceMiner", "KeyInstanceMiner", "key_instance_masks"]
+
+
+def key_instance_masks(
+    sim: torch.Tensor,
+    labels: torch.Tensor,
+    ref_labels: torch.Tensor,
+    modalities: torch.Tensor | None,
+    ref_modalities: torch.Tensor | None,
+    k: int,
+    cross_modality: bool,
+    exclude_self: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Key-instance mining, wrim's one implementation (the miners and `wrim.losses.CMKICLoss` use it).
+
+    Args:
+        sim: (B, R) similarities that choose the key instances (read without gradient).
+        labels: (B,) anchor labels.
+        ref_labels: (R,) reference labels.
+        modalities: (B,) anchor ids; needed with ``cross_modality``.
+        ref_modalities: (R,) reference ids; needed with ``cross_modality``.
+        k: key instances kept per anchor.
+        cross_modality: pair only samples of different modalities.
+        exclude_self: the reference set is the batch itself (an anchor is not its own positive).
+
+    Returns:
+        The (B, R) bool masks ``P^K(i)`` (the ``k`` least similar positives; ties to the lower index) and ``N(i)``.
+    """
+    pos, neg = pair_masks(labels, ref_labels, modalities, ref_modalities, cross_modality, exclude_self)  # (B, R)
+    return select_per_row(sim.detach(), pos, k, largest=False), neg
 
 
 class KeyInstanceMiner(BaseMiner):
@@ -40,7 +69,7 @@ class KeyInstanceMiner(BaseMiner):
     def __init__(self, k: int = 2, cross_modality: bool = False) -> None:
         """
         Args:
-            k: number of key (least-similar) positives kept per anchor; [D] default 2 (docs/paper.md#cmkic).
+            k: number of key (least-similar) positives kept per anchor; [D] default 2 (docs: The paper, section CMKIC).
             cross_modality: pair only samples of different modalities; ``forward`` then needs ``modalities``.
         """
         super().__init__(cross_modality)
@@ -55,8 +84,13 @@ class KeyInstanceMiner(BaseMiner):
         modalities: torch.Tensor | None,
         ref_modalities: torch.Tensor | None,
     ) -> IndicesTuple:
-        sim, pos, neg = cosine_candidates(self, embeddings, labels, ref_emb, ref_labels, modalities, ref_modalities)
-        return masks_to_pairs(select_per_row(sim, pos, self.k, largest=False), neg)  # the k least similar positives
+        sim = cosine_similarity_matrix(embeddings, ref_emb)  # (B, D), (R, D) -> (B, R)
+        exclude_self = ref_emb is embeddings
+        return masks_to_pairs(
+            *key_instance_masks(
+                sim, labels, ref_labels, modalities, ref_modalities, self.k, self.cross_modality, exclude_self
+            )
+        )
 
     def extra_repr(self) -> str:
         return f"k={self.k}, cross_modality={self.cross_modality}"

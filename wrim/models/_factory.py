@@ -4,8 +4,8 @@
 and ``create_model(name, pretrained_path=folder)`` rebuild a model saved by
 [`save_pretrained()`][wrim.models.save_pretrained] and load its weights
 ([`from_pretrained()`][wrim.models.from_pretrained]). ``records_init_args`` keeps the constructor arguments a model
-was built with, which is what ``save_pretrained`` writes into ``config.json`` ([D] docs/models.md, "Sharing a
-trained model").
+was built with, which is what ``save_pretrained`` writes into ``config.json`` ([D] docs: Models,
+section Sharing a trained model).
 """
 
 from __future__ import annotations

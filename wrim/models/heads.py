@@ -2,8 +2,8 @@
 
 Shapes: ``B`` batch, ``C`` pooled feature width, ``K`` identities (``num_classes``), ``P`` projection width.
 
-docs/paper.md#heads [N]: every head pools its map (the pooling is done by the caller: global average pooling or a
-horizontal strip) and then:
+docs: The paper, section Heads [N]: every head pools its map (the pooling is done by the caller: global average
+pooling or a horizontal strip) and then:
 
 ```text
 f = BN(g)                                     BNNeck; its bias frozen at 0 as in AGW / BoT [D] (argument)

@@ -13,7 +13,7 @@ A folder written by [`save_pretrained()`][wrim.models.save_pretrained] holds::
 Loading runs no code from the folder: the architecture must be a registered name, weights come only from
 safetensors, unknown keys are refused, numbers are bounded and every weight name and shape is checked against a
 model built on the meta device before anything is allocated (or, for a backbone that cannot be built there, on the
-model once built, within the bounds) ([D] docs/models.md, "Sharing a trained model").
+model once built, within the bounds) ([D] docs: Models, section Sharing a trained model).
 """
 
 from __future__ import annotations
@@ -614,7 +614,7 @@ _DATA_TERMS: dict[str | None, str] = {
     None: "The training data is not recorded here; its own terms apply to these weights.",
 }
 
-#: docs/citing.md's entries (tested equal; they follow CITATION.cff)
+#: the entries of docs: Citing (tested equal; they follow CITATION.cff)
 PAPER_BIBTEX = """@inproceedings{wu2024wrimnet,
   title         = {WRIM-Net: Wide-Ranging Information Mining Network for Visible-Infrared Person Re-Identification},
   author        = {Wu, Yonggan and Meng, Ling-Chao and Yuan, Zichao and Chan, Sixian and Wang, Hong-Qiang},

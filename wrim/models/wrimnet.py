@@ -3,7 +3,7 @@
 Shapes: ``B`` batch, ``C_k`` channels of stage ``k``, ``H_k, W_k`` its map, ``K`` identities, ``P`` projection
 width, ``D`` test embedding width (the sum of the embedded heads' widths).
 
-docs/paper.md#network:
+docs: The paper, section Network:
 
 ```text
 X_k  = Stage_k(X_{k-1})                              backbone stage k (Block1..Block4)      [P][N]
@@ -29,10 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wrim._checks import check_modalities, check_modality_split
-from wrim.evaluation.flip import flip_average
+from wrim._checks import check_modalities, check_modality_split, checks_enabled
+from wrim.flip import flip_average
 from wrim.layers import MIIM, ModalityMIIM
-from wrim.layers._tracing import checks_enabled
 from wrim.models._factory import records_init_args
 from wrim.models._registry import register_model
 from wrim.models.backbone import NUM_STAGES, StagedBackbone, _pair
@@ -129,8 +128,8 @@ class WRIMNet(nn.Module):
                 0 for none.
             proj_dim: contrastive projection width ``P`` ([N]: 128).
             projection_heads: heads with a projection MLP; None = all. [N] gives every head one, but only the P5
-                and P4 global projections have a loss (CMKIC / AICL, docs/paper.md#losses), so by default the part heads
-                get none: no parameter without gradient (which DistributedDataParallel would reject). [D]
+                and P4 global projections have a loss (CMKIC / AICL, docs: The paper, section Losses), so by default
+                the part heads get none: no parameter without gradient (which DistributedDataParallel would reject). [D]
             embed_heads: heads whose BNNeck features form the test embedding, in order; None = all heads. [D]
             miim_kwargs: further [`MIIM`][wrim.layers.MIIM] arguments for every MIIM (e.g. ``out_norm``).
             backbone_kwargs: further ``timm.create_model`` arguments (e.g. ``drop_path_rate``).
@@ -336,7 +335,7 @@ class WRIMNet(nn.Module):
                 loader's CPU ids; positional too, as torch.onnx.export(dynamo=False) passes it), in any order.
                 Given, the images are stably sorted by modality at the input and every output row is put back in the
                 input order, so each ``ModalityMIIM`` copy
-                computes its gate once per sample of its own modality ([D], docs/layers.md); the values equal
+                computes its gate once per sample of its own modality ([D], docs: Layers); the values equal
                 those of ``num_visible=None``. A static size: ``torch.compile`` specialises on it.
 
         Returns:
@@ -356,8 +355,8 @@ class WRIMNet(nn.Module):
         """The test embedding, optionally averaged with the horizontally flipped images'. Call ``eval()`` first.
 
         With ``flip`` the two embeddings are summed and normalised again ([D],
-        [`wrim.evaluation.flip.flip_average()`][wrim.evaluation.flip_average]; DEEN's unnormalised sum:
-        docs/evaluation.md).
+        [`wrim.evaluation.flip_average()`][wrim.evaluation.flip_average]; DEEN's unnormalised sum:
+        docs: Evaluation).
 
         Args:
             images: (B, 3, H, W) float images.
@@ -450,7 +449,7 @@ def _create_wrimnet(pretrained: bool, defaults: dict, pretrained_tag: str | None
     """A WRIMNet from an entrypoint's ``defaults``; every keyword of ``kwargs`` (``backbone`` too) overrides them.
 
     ``pretrained_tag`` picks timm's weights for the backbone (``"tv_in1k"``: ``resnet50.tv_in1k``, torchvision's
-    original ImageNet weights, which AGW / CAJ / DEEN start from; docs/reproducing.md#which-weights).
+    original ImageNet weights, which AGW / CAJ / DEEN start from; docs: Reproducing the paper, section Which weights).
     """
     kwargs = dict(defaults, **kwargs)
     if pretrained_tag is not None:

@@ -1,4 +1,5 @@
-r"""Test-time horizontal-flip averaging: wrim's one implementation (docs/evaluation.md).
+r"""Test-time horizontal-flip averaging: wrim's one implementation, below `wrim.models` and `wrim.evaluation` (both use
+it; ``wrim.evaluation.flip_average`` is the same function).
 
 [D] wrim embeds ``x`` and ``flip(x)`` in one forward pass on a 2B batch and returns the L2-normalised sum,
 
