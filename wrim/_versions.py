@@ -1,4 +1,4 @@
-"""Version checks for the features that need a newer dependency than wrim's floor ([D], docs: Quickstart, section Install).
+"""Version checks for features that need a newer dependency than wrim's floor ([D], docs: Quickstart, section Install).
 
 wrim's core runs on every version of the tested range; a feature that needs more is switched off at run time with
 a one-line reason naming the version it needs, here, rather than failing deep inside torch or timm.
