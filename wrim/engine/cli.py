@@ -89,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", default="auto")
     ev.add_argument("--num-workers", type=int, default=2, help="DataLoader workers")
     ev.add_argument("--flip", action="store_true", help="add the flipped image's embedding")
+    ev.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the model for evaluation (opt-in; compiling takes minutes)",
+    )
     ev.add_argument("--dataset-arg", action="append", default=[], metavar="key=value", help="e.g. trial=3 (RegDB)")
     ev.add_argument(
         "--gate-maps",
@@ -236,6 +241,8 @@ def _eval(args: argparse.Namespace) -> int:
     )
     load_weights(model, checkpoint)
     model.to(device).eval()
+    if args.compile:
+        model.compile()  # WRIMNet.embed calls the compiled forward with each batch's visible count
     dataset = build_dataset(DataConfig(dataset=args.dataset, root=args.root, dataset_kwargs=dataset_kwargs))
     trials = [int(t) for t in args.trials.split(",")] if args.trials else None
     with torch.no_grad():
