@@ -158,7 +158,7 @@ def main() -> None:
                 ours, base = paired_ms(steps, torch.device(args.device), args.iters, warmup)
                 rows.append(
                     f"| {size[0]}x{size[1]} | {batch} | {mode} | {ours:.2f} | {base:.2f} | {ours / base:.3f}x "
-                    f"| {batch / ours * 1e3:.0f} |"
+                    f"| {batch / ours * 1e3:.2f} |"
                 )
                 print(rows[-1], flush=True)
                 if mode == "eager" and args.device == "cpu":  # bytes autograd saves for backward
@@ -180,7 +180,7 @@ def main() -> None:
                 args.infer_batch / ms * 1e3
                 for ms in paired_ms(steps, torch.device(args.device), args.iters, args.warmup + 2)
             )
-            rows.append(f"| {size[0]}x{size[1]} | {mode} | {ours:.0f} | {base:.0f} | {ours / base:.3f}x |")
+            rows.append(f"| {size[0]}x{size[1]} | {mode} | {ours:.2f} | {base:.2f} | {ours / base:.3f}x |")
             print(rows[-1], flush=True)
     if len(memory) > 2:
         rows += ["", *memory]
