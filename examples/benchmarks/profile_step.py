@@ -20,10 +20,9 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_step import NUM_CLASSES, make_batch  # noqa: E402
+from bench_step import NUM_CLASSES, train_step  # noqa: E402
 
 import wrim  # noqa: E402
-from wrim.losses import AICLLoss  # noqa: E402
 
 
 def op_times(step) -> dict[str, tuple[float, int]]:
@@ -48,24 +47,6 @@ def interleaved(ours, base, rounds: int) -> tuple[dict, dict]:
         }
         for model_runs in runs
     )
-
-
-def train_step(name: str, size: tuple[int, int], batch: int):
-    model = wrim.create_model(name, num_classes=NUM_CLASSES, img_size=size).train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    id_loss, metric_loss = torch.nn.CrossEntropyLoss(label_smoothing=0.1), AICLLoss()
-    images, labels, modalities = make_batch(batch, size, torch.device("cpu"))
-    split = {"num_visible": int((modalities == wrim.VISIBLE).sum())} if model.separate_stages else {}
-
-    def step() -> None:
-        out = model(images, modalities, **split)
-        loss = sum(id_loss(logits, labels) for logits in out.logits.values())
-        loss = loss + metric_loss(out.p5_projection, out.p4_projection, labels, modalities=modalities)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    return step
 
 
 def inference_batch(name: str, size: tuple[int, int], batch: int):
@@ -111,8 +92,11 @@ def main() -> None:
     torch.manual_seed(0)
     ours_name, base_name = args.models
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {ours_name} vs {base_name}\n")
+    step_args = argparse.Namespace(device="cpu", profile=False)  # bench_step's training step, eager, fp32
     ours, base = interleaved(
-        train_step(ours_name, args.size, args.batch), train_step(base_name, args.size, args.batch), args.rounds
+        train_step(step_args, ours_name, args.size, args.batch, "eager"),
+        train_step(step_args, base_name, args.size, args.batch, "eager"),
+        args.rounds,
     )
     print(table(f"training step, batch {args.batch}", ours, base, args.rows) + "\n", flush=True)
     ours, base = interleaved(
