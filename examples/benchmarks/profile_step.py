@@ -67,13 +67,12 @@ def table(title: str, ours: dict, base: dict, rows: int) -> str:
     lines = [
         f"{title}: self CPU total {total_o:.0f} ms vs {total_b:.0f} ms ({total_o / total_b:.2f}x)",
         "",
-        "| op | WRIMNet ms (calls) | baseline ms (calls) | extra ms | share of the extra |",
-        "|---|---:|---:|---:|---:|",
+        "| op | WRIMNet ms (calls) | baseline ms (calls) | extra ms |",
+        "|---|---:|---:|---:|",
     ]
-    extra = total_o - total_b
     for key in names[:rows]:
         (o, oc), (b, bc) = ours.get(key, (0.0, 0)), base.get(key, (0.0, 0))
-        lines.append(f"| `{key}` | {o:.1f} ({oc}) | {b:.1f} ({bc}) | {o - b:+.1f} | {(o - b) / extra:+.0%} |")
+        lines.append(f"| `{key}` | {o:.1f} ({oc}) | {b:.1f} ({bc}) | {o - b:+.1f} |")
     return "\n".join(lines)
 
 
