@@ -28,9 +28,12 @@ if TYPE_CHECKING:  # the names below, for type checkers and IDEs
     from wrim.layers.config import use_fused_attn as use_fused_attn
     from wrim.models import WRIMNet as WRIMNet
     from wrim.models import create_model as create_model
+    from wrim.models import from_pretrained as from_pretrained
     from wrim.models import list_models as list_models
     from wrim.models import load_weights as load_weights
+    from wrim.models import push_to_hub as push_to_hub
     from wrim.models import register_model as register_model
+    from wrim.models import save_pretrained as save_pretrained
     from wrim.models import save_weights as save_weights
 
 _SUBPACKAGES = ("data", "evaluation", "layers", "losses", "miners", "models")
@@ -42,9 +45,12 @@ _NAMES = {
     "use_fused_attn": "wrim.layers.config",
     "WRIMNet": "wrim.models",
     "create_model": "wrim.models",
+    "from_pretrained": "wrim.models",
     "list_models": "wrim.models",
     "load_weights": "wrim.models",
+    "push_to_hub": "wrim.models",
     "register_model": "wrim.models",
+    "save_pretrained": "wrim.models",
     "save_weights": "wrim.models",
 }
 

@@ -1,10 +1,11 @@
 """Griffe extension for the API pages: keep bracket pairs such as the source markers "[P][N]" as plain text.
 
-wrim's docstrings tag facts with [P] (the paper), [N] (the reading note) and [D] (a wrim decision). Markdown reads
-a pair such as ``[P][N]`` (or ``x[i][j]`` written outside a code span) as a reference-style link, which
-mkdocs-autorefs then tries to resolve. Escaping the second bracket renders the pair literally. Code spans,
-fenced code, doctest lines and the docstrings' cross-references (``[`WRIMNet`][wrim.models.WRIMNet]``: a code
-span as the text, a dotted identifier as the target) are left untouched.
+wrim's docstrings tag facts with [P] (the paper), [N] (second-hand, unverifiable information) and [D] (a wrim
+decision). Markdown reads a pair such as ``[P][N]`` (or ``x[i][j]`` written outside a code span) as a
+reference-style link, which mkdocs-autorefs then tries to resolve. Escaping the second bracket renders the pair
+literally. Code spans, fenced code, doctest lines and the docstrings' cross-references
+(``[`WRIMNet`][wrim.models.WRIMNet]``: a code span as the text, a dotted identifier as the target) are left
+untouched.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import shutil
@@ -227,6 +228,21 @@ def test_rand_perm_cam_found_under_exp_and_switchable_off(sysu_root: Path) -> No
     assert [r.path for r in agw.test_split(2).gallery] == _ref_gallery(str(sysu_root), "all", 2)
 
 
+def test_gallery_choice_is_logged_at_evaluation_time(sysu_root: Path, caplog: pytest.LogCaptureFixture) -> None:
+    agw = SYSUMM01(sysu_root)
+    with caplog.at_level(logging.INFO, logger="wrim"):
+        agw.test_split(0, shots=1)
+        agw.test_split(1, shots=1)  # once per mode and shots, not per trial
+        agw.test_split(0, shots=10)
+    lines = [r.getMessage() for r in caplog.records if "galleries" in r.getMessage()]
+    assert len(lines) == 2 and "AGW / DEEN seeded sampling" in lines[0] and "NOT the official" in lines[1]
+    _write_rand_perm(sysu_root / "exp" / "rand_perm_cam.mat", seed=1)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="wrim"):
+        SYSUMM01(sysu_root).test_split(0, mode="indoor", shots=1)  # the file found in exp/ changes single-shot too
+    assert "(mode=indoor, shots=1): the official rand_perm_cam.mat" in caplog.text
+
+
 def test_rand_perm_cam_errors(sysu_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValueError, match="rand_perm_cam.mat file"):
         SYSUMM01(sysu_root, rand_perm_file=tmp_path / "missing.mat")
@@ -238,7 +254,7 @@ def test_rand_perm_cam_errors(sysu_root: Path, tmp_path: Path, monkeypatch: pyte
     with pytest.raises(ValueError, match="3 trials"):
         SYSUMM01(sysu_root, rand_perm_file=tmp_path / "short.mat").test_split(5)
     monkeypatch.setitem(__import__("sys").modules, "scipy.io", None)  # scipy missing
-    with pytest.raises(ImportError, match=r"wrim\[matlab\]"):
+    with pytest.raises(ImportError, match="needs scipy: pip install scipy"):
         SYSUMM01(sysu_root, rand_perm_file=tmp_path / "short.mat")
 
 

@@ -45,11 +45,11 @@ def test_train_then_eval_checkpoint(tmp_path, capsys):
         "--num-workers",
         "0",
     ]
-    assert main([*args, "mode=all"]) == 0
-    line = capsys.readouterr().out.strip().splitlines()[-1]
-    cells = dict(zip(line.split()[2::2], map(float, line.split()[3::2])))
-    assert cells["R1"] == pytest.approx(final["R1"], abs=0.01)
-    assert cells["mAP"] == pytest.approx(final["mAP"], abs=0.01)
+    assert main([*args, "mode=all", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [t["trial"] for t in report["trials"]] == [0] and report["std"]["R1"] is None  # one trial: no spread
+    assert report["mean"]["R1"] == pytest.approx(final["R1"], abs=0.01)
+    assert report["mean"]["mAP"] == pytest.approx(final["mAP"], abs=0.01)
 
 
 def test_fresh_run_does_not_overwrite_a_checkpointed_folder(tmp_path, capsys):

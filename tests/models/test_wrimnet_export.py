@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
+import warnings
+
 import pytest
 import torch
 
+from wrim.engine.export import ONNX_TOLERANCE, export_onnx
 from wrim.models import WRIMNet, create_model
 
 SIZE = (64, 32)
@@ -37,6 +41,58 @@ def test_onnx_export_matches_torch(tmp_path) -> None:
     with torch.no_grad():
         expected = model(images, MODALITIES)
     torch.testing.assert_close(torch.from_numpy(onnx_out), expected, atol=1e-4, rtol=1e-4)
+
+
+def _onnxruntime_embedding(path, images: torch.Tensor, modalities: torch.Tensor) -> torch.Tensor:
+    ort = pytest.importorskip("onnxruntime", reason="pip install wrim[onnx]")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [node.name for node in session.get_inputs()]
+    assert len(names) == 2, names  # images, modalities (num_visible=None is no graph input)
+    (out,) = session.run(None, dict(zip(names, (images.numpy(), modalities.numpy()))))
+    return torch.from_numpy(out)
+
+
+def _torchscript_export(model: WRIMNet, args: tuple, path) -> None:
+    """``torch.onnx.export(model, args, path)`` with the TorchScript exporter, the default of torch < 2.9 (torch
+    < 2.5 has no ``dynamo`` argument)."""
+    pytest.importorskip("onnx", reason="pip install wrim[onnx]")
+    dynamo = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TracerWarnings of the Python-side shape checks, the deprecation notice
+        torch.onnx.export(model, args, str(path), **dynamo)
+
+
+def test_onnx_torchscript_exporter_matches_torch(tmp_path) -> None:
+    """issue 26: the user's call failed with "forward() takes from 2 to 3 positional arguments but 4 were given"
+    (the exporter passes every defaulted parameter of forward positionally, and num_visible was keyword-only).
+    Bound: ONNX_TOLERANCE on each unit-norm row's L2 difference (float32 summation order, wrim.engine.export)."""
+    model = _model().eval()
+    images = torch.randn(4, 3, *SIZE)
+    _torchscript_export(model, (images, MODALITIES), tmp_path / "m.onnx")
+    with torch.no_grad():
+        expected = model(images, MODALITIES)
+    assert (_onnxruntime_embedding(tmp_path / "m.onnx", images, MODALITIES) - expected).norm(dim=1).max() <= (
+        ONNX_TOLERANCE
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
+def test_onnx_backbone_swapped_matches_torch(tmp_path, dynamo: bool) -> None:
+    """Both exporters on a ConvNeXt WRIMNet; the ONNX model runs another batch size than at export (dynamic)."""
+    model = create_model("wrimnet_resnet18", backbone="convnext_atto", num_classes=5, img_size=SIZE).eval()
+    path, example = tmp_path / "m.onnx", (torch.randn(2, 3, *SIZE), torch.tensor([0, 1]))
+    if dynamo:
+        pytest.importorskip("onnxscript", reason="pip install wrim[onnx]")
+        batch = torch.export.Dim("batch", min=1)
+        program = torch.onnx.export(model, example, dynamo=True, dynamic_shapes=({0: batch}, {0: batch}))
+        program.save(str(path))
+    else:
+        export_onnx(model, path)  # wrim export --onnx's call: TorchScript, dynamic batch axis
+    images = torch.randn(4, 3, *SIZE)
+    with torch.no_grad():
+        expected = model(images, MODALITIES)
+    assert (_onnxruntime_embedding(path, images, MODALITIES) - expected).norm(dim=1).max() <= ONNX_TOLERANCE
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ SYSU-MM01/
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 from pathlib import Path
@@ -24,6 +25,8 @@ from wrim.data.records import ImageRecord, TestSplit
 from wrim.modality import INFRARED, VISIBLE
 
 __all__ = ["SYSUMM01", "read_rand_perm"]
+
+log = logging.getLogger("wrim")
 
 _LAYOUT = """\
     <root>/
@@ -71,7 +74,7 @@ class SYSUMM01(VIReIDDataset):
         root: the ``SYSU-MM01`` folder.
         rand_perm_file: the official ``rand_perm_cam.mat`` (github.com/wuancong/SYSU-MM01,
             ``evaluation/data_split/``); ``None`` uses ``<root>/exp/rand_perm_cam.mat`` when it exists; ``False``
-            always uses the AGW sampling. Reading it needs scipy (``pip install 'wrim[matlab]'``).
+            always uses the AGW sampling. Reading it needs scipy (the ``matlab`` extra).
     """
 
     name = "sysu"
@@ -102,8 +105,11 @@ class SYSUMM01(VIReIDDataset):
         if rand_perm_file is True:
             raise ValueError("rand_perm_file must be a path, None (auto: exp/rand_perm_cam.mat) or False; got True")
         self.rand_perm: dict[tuple[int, int], np.ndarray] | None = None
+        self.rand_perm_file: Path | None = None
         if rand_perm_file is not None and rand_perm_file is not False:
-            self.rand_perm = read_rand_perm(self._require(Path(rand_perm_file), "rand_perm_cam.mat file"))
+            self.rand_perm_file = self._require(Path(rand_perm_file), "rand_perm_cam.mat file")
+            self.rand_perm = read_rand_perm(self.rand_perm_file)
+        self._logged_galleries: set[tuple[str, int]] = set()
 
     @property
     def gallery_sampling(self) -> str:
@@ -145,6 +151,7 @@ class SYSUMM01(VIReIDDataset):
             raise ValueError(f"mode must be 'all' or 'indoor', got {mode!r}")
         if shots not in (1, 10):
             raise ValueError(f"shots must be 1 (single-shot) or 10 (multi-shot), got {shots!r}")
+        self._log_galleries(mode, shots)
         ids = sorted(self.test_ids, key=lambda pid: f"{pid:04d}")  # the reference sorts the "%04d" strings
         query = self._collect(ids, self.infrared_cams)
         rng = random.Random(trial)
@@ -161,6 +168,27 @@ class SYSUMM01(VIReIDDataset):
                 picked = sorted(rng.sample(files, min(shots, len(files))))
             gallery.extend(self._record(path, pid, cam) for path in picked)
         return TestSplit(query=query, gallery=gallery, protocol="sysu", trial=trial)
+
+    def describe_galleries(self, shots: int = 1) -> str:
+        """One line saying how the galleries of ``shots`` images are drawn (logged once per mode and shots)."""
+        if self.rand_perm is not None:
+            return f"the official rand_perm_cam.mat ({self.rand_perm_file}; trial t = its row t + 1)"
+        if shots == 1:
+            return (
+                "AGW / DEEN seeded sampling (random.Random(trial)), not the official rand_perm_cam.mat (give "
+                "rand_perm_file= or put it in exp/ for the official galleries)"
+            )
+        return (
+            "seeded random.sample of 10 images per id and camera: the multi-shot setting, NOT the official "
+            "multi-shot galleries (those need rand_perm_cam.mat: rand_perm_file= or exp/)"
+        )
+
+    def _log_galleries(self, mode: str, shots: int) -> None:
+        if (mode, shots) not in self._logged_galleries:
+            self._logged_galleries.add((mode, shots))
+            log.info(
+                "%s galleries (mode=%s, shots=%d): %s", type(self).__name__, mode, shots, self.describe_galleries(shots)
+            )
 
     def _official_pick(self, files: list[Path], pid: int, cam: int, trial: int, shots: int) -> list[Path]:
         """The first ``shots`` entries of ``rand_perm_cam{cam}{pid}(trial + 1, :)`` as images of ``files``."""
@@ -186,13 +214,13 @@ def read_rand_perm(path: str | os.PathLike) -> dict[tuple[int, int], np.ndarray]
     permutation of the 1-based indices of that camera's images of that person (empty where the person is absent).
 
     Raises:
-        ImportError: scipy is not installed (``pip install 'wrim[matlab]'``).
+        ImportError: scipy is not installed (the ``matlab`` extra).
         ValueError: the file has no ``rand_perm_cam`` cell array.
     """
     try:
         from scipy.io import loadmat
     except ImportError as err:
-        raise ImportError("reading rand_perm_cam.mat needs scipy: pip install 'wrim[matlab]'") from err
+        raise ImportError("reading rand_perm_cam.mat needs scipy: pip install scipy (the matlab extra)") from err
     content = loadmat(str(path))
     cams = content.get("rand_perm_cam")
     if cams is None or cams.dtype != object:

@@ -1,4 +1,4 @@
-"""The ``wrim`` command line: ``train``, ``eval``, ``bench``, ``synth`` and ``check-data``.
+"""The ``wrim`` command line: ``train``, ``eval``, ``search``, ``bench``, ``synth``, ``check-data`` and ``export``.
 
 Usage:
 
@@ -15,6 +15,9 @@ wrim bench                                    # examples/benchmarks/bench_*.py (
 wrim bench layers losses                      # only bench_layers.py and bench_losses.py
 wrim synth --out ./synthetic                  # write the synthetic set in SYSU-MM01's layout
 wrim check-data --dataset sysu --root /data/SYSU-MM01   # counts and files against the published statistics
+wrim search --checkpoint runs/synthetic-... --query q.jpg --query-modality infrared --gallery imgs/ \
+    --gallery-modality visible                # ranking.csv and ranklist.png of the nearest gallery images
+wrim export runs/synthetic-... --out ./my-model --onnx  # a finished run as a shareable folder (wrim.engine.export)
 ```
 
 ``python -m wrim ...`` is the same program. A failure prints one line and exits with code 2 (the traceback with
@@ -24,7 +27,6 @@ wrim check-data --dataset sysu --root /data/SYSU-MM01   # counts and files again
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -48,7 +50,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``wrim`` command."""
-    from wrim.engine.config import list_configs
+    from wrim.engine.config import RESUME_OVERRIDABLE, list_configs
+    from wrim.engine.export import add_export_parser
+    from wrim.engine.search import add_search_arguments
 
     parser = argparse.ArgumentParser(prog="wrim", description="WRIM-Net training, evaluation and benchmarks.")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error (or WRIM_DEBUG=1)")
@@ -65,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=False,
         metavar="RUN_DIR",
         help="continue RUN_DIR (or output_dir/run_name, or the newest run of --config) with its saved config; only "
-        "epochs, eval.*, logging and data.num_workers may be overridden",
+        f"{', '.join(key + '*' if key.endswith('.') else key for key in RESUME_OVERRIDABLE)} may be overridden",
     )
     train.add_argument(
         "--dry-run",
@@ -83,17 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--dataset", required=True, choices=["synthetic", "sysu", "regdb", "llcm"])
     ev.add_argument("--root", default=None, help="the dataset folder (not needed for synthetic)")
-    ev.add_argument("--trials", default=None, help="comma-separated gallery trials (default: the dataset's)")
+    ev.add_argument("--trials", default=None, help="comma-separated gallery trials (default: the run's)")
     ev.add_argument("--img-size", default=None, help="H,W (default: the training size from model.json)")
-    ev.add_argument("--batch-size", type=int, default=128)
+    ev.add_argument("--batch-size", type=int, default=None, help="images per forward pass (default: the run's)")
     ev.add_argument("--device", default="auto")
     ev.add_argument("--num-workers", type=int, default=2, help="DataLoader workers")
-    ev.add_argument("--flip", action="store_true", help="add the flipped image's embedding")
-    ev.add_argument(
-        "--compile",
-        action="store_true",
-        help="torch.compile the model for evaluation (opt-in; compiling takes minutes)",
-    )
+    ev.add_argument("--flip", action=argparse.BooleanOptionalAction, help="add the flipped image (default: the run's)")
+    ev.add_argument("--amp", choices=["auto", "bf16", "fp16", "none"], help="autocast (default: the run's amp)")
+    ev.add_argument("--json", action="store_true", help="print the per-trial metrics, mean and std as JSON")
+    ev.add_argument("--compile", action="store_true", help="torch.compile the model (opt-in; compiling takes minutes)")
     ev.add_argument("--dataset-arg", action="append", default=[], metavar="key=value", help="e.g. trial=3 (RegDB)")
     ev.add_argument(
         "--gate-maps",
@@ -103,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="write gate_maps.png (each MIIM's gate over N queries and a gallery image of the same person) into "
         "the checkpoint's run folder",
     )
-    ev.add_argument("protocol", nargs="*", metavar="key=value", help="protocol arguments, e.g. mode=indoor")
+    ev.add_argument("protocol", nargs="*", metavar="key=value", help="protocol arguments (default: the run's)")
 
     bench = sub.add_parser("bench", help="run the benchmarks in examples/benchmarks that apply to this machine")
     bench.add_argument("--all", action="store_true", help="run examples/benchmarks/run_all.sh instead")
@@ -113,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--out", required=True, help="the output folder")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--num-ids", type=int, default=None, help="number of identities (default: the dataset's)")
+
+    add_search_arguments(sub.add_parser("search", help="rank a folder of images against query images with a run"))
 
     check = sub.add_parser(
         "check-data", help="check a dataset copy against the published statistics (exit 0 = matches, 1 = differs)"
@@ -124,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--no-decode", action="store_true", help="read the image files without decoding them")
     check.add_argument("--workers", type=int, default=None, help="threads reading the files (default: up to 8)")
+    add_export_parser(sub)
     return parser
 
 
@@ -218,41 +223,24 @@ def _dry_run(config: Config) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    import torch
-
-    from wrim.engine.config import DataConfig, read_yaml
-    from wrim.engine.distributed import resolve_device
-    from wrim.engine.trainer import build_dataset
-    from wrim.evaluation import evaluate_protocol
-    from wrim.models import create_model, load_weights
+    from wrim.engine.evaluate import evaluate_checkpoint
 
     if args.gate_maps < 0:
         raise ValueError(f"--gate-maps must be a number of queries >= 1, got {args.gate_maps}")
     checkpoint, run_dir = _resolve_checkpoint(Path(args.checkpoint))
-    info = json.loads((run_dir / "model.json").read_text(encoding="utf-8"))
-    saved = read_yaml(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() else {}
-    model_kwargs = dict(saved.get("model", {}).get("kwargs") or {})
-    dataset_kwargs = dict(saved.get("data", {}).get("dataset_kwargs") or {}) if args.dataset == "synthetic" else {}
-    dataset_kwargs.update(_parse_pairs(args.dataset_arg))
-    img_size = _parse_img_size(args.img_size) if args.img_size else tuple(info["img_size"])
-    device = resolve_device(args.device)
-    model = create_model(
-        info["model"], pretrained=False, num_classes=info["num_classes"], img_size=img_size, **model_kwargs
-    )
-    load_weights(model, checkpoint)
-    model.to(device).eval()
-    if args.compile:
-        model.compile()  # WRIMNet.embed calls the compiled forward with each batch's visible count
-    dataset = build_dataset(DataConfig(dataset=args.dataset, root=args.root, dataset_kwargs=dataset_kwargs))
-    trials = [int(t) for t in args.trials.split(",")] if args.trials else None
-    with torch.no_grad():
-        result = evaluate_protocol(
-            model, dataset, trials=trials, img_size=img_size, batch_size=args.batch_size, device=device,
-            flip=args.flip, num_workers=args.num_workers, **_parse_pairs(args.protocol),
-        )  # fmt: skip
-    _print_metrics(f"{args.dataset} {checkpoint}", {k: float(v) for k, v in result.as_dict().items()})
+    report = evaluate_checkpoint(
+        checkpoint, run_dir, args.dataset, args.root,
+        trials=[int(t) for t in args.trials.split(",")] if args.trials else None,
+        img_size=_parse_img_size(args.img_size) if args.img_size else None, batch_size=args.batch_size,
+        device=args.device, flip=args.flip, amp=args.amp, num_workers=args.num_workers,
+        dataset_kwargs=_parse_pairs(args.dataset_arg), protocol=_parse_pairs(args.protocol) or None,
+        compile=args.compile,
+    )  # fmt: skip
+    print(report.as_json() if args.json else report.format(), flush=True)
     if args.gate_maps:
-        split = dataset.test_split(trials[0] if trials else dataset.default_trials[0], **_parse_pairs(args.protocol))
+        model, dataset, img_size = report.model, report.dataset_object, report.img_size
+        split = dataset.test_split(report.trial_ids[0], **report.protocol)
+        device = next(model.parameters()).device
         path = _write_gate_maps(model, split, args.gate_maps, img_size, device, run_dir / "gate_maps.png")
         print(f"gate maps of {args.gate_maps} queries: {path}", flush=True)
     return 0
@@ -326,6 +314,12 @@ def _resolve_checkpoint(path: Path) -> tuple[Path, Path]:
     return path, run_dir
 
 
+def _search(args: argparse.Namespace) -> int:
+    from wrim.engine.search import run_search
+
+    return run_search(args, *_resolve_checkpoint(Path(args.checkpoint)))
+
+
 def _bench(args: argparse.Namespace) -> int:
     import torch
 
@@ -394,7 +388,11 @@ def main(argv: list[str] | None = None) -> int:
         ``WRIM_DEBUG=1``), 130 after Ctrl-C.
     """
     args = build_parser().parse_args(argv)
+    from wrim.engine.export import run_export
+
     handlers = {"train": _train, "eval": _eval, "bench": _bench, "synth": _synth, "check-data": _check_data}
+    handlers["search"] = _search
+    handlers["export"] = run_export
     debug = args.debug or os.environ.get("WRIM_DEBUG", "") not in ("", "0")
     try:
         return handlers[args.command](args)

@@ -114,6 +114,9 @@ class ModelConfig:
         name: a ``wrim.models.create_model`` name, e.g. ``"wrimnet_resnet50"`` (the paper) or
             ``"baseline_resnet18"``.
         pretrained: ask timm for ImageNet backbone weights (needs internet).
+        pretrained_tag: which of timm's weights for the backbone, e.g. ``tv_in1k`` (torchvision's original ImageNet
+            weights, the start of AGW, CAJ and DEEN: [D] in the paper configs); ``None`` = timm's default tag
+            (``a1_in1k`` for ``resnet50``). See docs/reproducing.md, "Which weights".
         pretrained_file: local backbone weights (.safetensors or .pth) instead of a download.
         kwargs: further keyword arguments for ``create_model`` (e.g. ``last_stride``, ``separate_stages``).
         sync_bn: under DDP, take every BatchNorm's training statistics over all ranks (torch's SyncBatchNorm on
@@ -127,6 +130,7 @@ class ModelConfig:
     name: str = option("wrimnet_resnet50", nonempty=True)
     pretrained: bool = True
     pretrained_file: str | None = None
+    pretrained_tag: str | None = option(None, pattern=r"[a-z0-9_]+")
     kwargs: dict[str, Any] = field(default_factory=dict)
     sync_bn: bool = True
     channels_last: bool = True

@@ -71,10 +71,10 @@ from wrim.engine.config import (
     structural_changes,
 )
 from wrim.engine.distributed import DistInfo, barrier, init_distributed, resolve_device, shutdown_distributed
+from wrim.engine.evaluate import EvalModel, amp_dtype
 from wrim.engine.logger import MetricsLogger, plot_curves, show_progress
 from wrim.engine.optim import build_optimizer, build_scheduler
 from wrim.engine.rundir import RunLock, is_run_of, new_run_name
-from wrim.evaluation.flip import flip_average
 from wrim.modality import VISIBLE
 
 __all__ = [
@@ -198,38 +198,6 @@ def _hub_offline_if_unreachable(download: bool) -> Iterator[None]:
             constants.HF_HUB_OFFLINE = False
         return
     yield
-
-
-class _EvalModel(nn.Module):
-    """Runs the eval-mode model under the training precision and memory format; returns float32 embeddings."""
-
-    def __init__(self, net: nn.Module, device: torch.device, amp_dtype: torch.dtype | None, channels_last: bool):
-        super().__init__()
-        self.net = net
-        self.device = device
-        self.amp_dtype = amp_dtype
-        self.channels_last = channels_last
-
-    def _prep(self, images: torch.Tensor) -> torch.Tensor:
-        images = images.to(self.device, non_blocking=True)
-        return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
-
-    def forward(self, images: torch.Tensor, modalities: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W), (B,) -> (B, D) float32 embeddings."""
-        with self._autocast():
-            return self.net(self._prep(images), modalities.to(self.device)).float()
-
-    def embed(self, images: torch.Tensor, modalities: torch.Tensor, flip: bool = True) -> torch.Tensor:
-        """(B, 3, H, W), (B,) -> (B, D) float32 embeddings, flip-averaged when ``flip`` and the model offers it."""
-        if not hasattr(self.net, "embed"):
-            return flip_average(self.forward, images, modalities) if flip else self.forward(images, modalities)
-        with self._autocast():
-            return self.net.embed(self._prep(images), modalities.to(self.device), flip=flip).float()
 
 
 def find_latest_run(output_dir: str | Path, name: str) -> Path | None:
@@ -360,6 +328,8 @@ class Trainer:
         kwargs = dict(cfg.model.kwargs)
         if cfg.model.pretrained_file is not None:
             kwargs["pretrained_file"] = cfg.model.pretrained_file
+        if cfg.model.pretrained_tag is not None:
+            kwargs["pretrained_tag"] = cfg.model.pretrained_tag
         with _hub_offline_if_unreachable(cfg.model.pretrained and cfg.model.pretrained_file is None):
             net = create_model(
                 cfg.model.name,
@@ -487,10 +457,7 @@ class Trainer:
             log.addHandler(h)
 
     def _amp_dtype(self) -> torch.dtype | None:
-        amp = self.config.amp
-        if amp == "auto":
-            return torch.bfloat16 if self.device.type == "cuda" else None
-        return {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}[amp]
+        return amp_dtype(self.config.amp, self.device)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.amp_dtype is None:
@@ -675,7 +642,7 @@ class Trainer:
         trial_ids = list(self.dataset.default_trials if trials is None else trials)
         splits = [self.dataset.test_split(t, **cfg.eval.protocol) for t in trial_ids]
         records = {r.path: r for split in splits for r in (*split.query, *split.gallery)}
-        eval_model = _EvalModel(self.net, self.device, self.amp_dtype, cfg.model.channels_last)
+        eval_model = EvalModel(self.net, self.device, self.amp_dtype, cfg.model.channels_last)
         with torch.no_grad():
             if self.dist.distributed:  # every rank embeds with rank 0's model (per-rank BN buffers may differ)
                 for tensor in self.net.state_dict().values():

@@ -12,14 +12,19 @@ from wrim.evaluation.protocol import evaluate_protocol as evaluate_protocol
 from wrim.evaluation.protocol import extract_features as extract_features
 from wrim.evaluation.protocol import pairwise_distance as pairwise_distance
 from wrim.evaluation.rerank import k_reciprocal_rerank as k_reciprocal_rerank
+from wrim.evaluation.search import FolderEmbeddings as FolderEmbeddings
+from wrim.evaluation.search import embed_folder as embed_folder
+from wrim.evaluation.search import rank_gallery as rank_gallery
 from wrim.evaluation.visualize import plot_ranklist as plot_ranklist
 
 __all__ = [
     "DISTANCES",
+    "FolderEmbeddings",
     "PROTOCOLS",
     "ProtocolResult",
     "RankMetrics",
     "camera_keep_mask",
+    "embed_folder",
     "evaluate",
     "evaluate_protocol",
     "extract_features",
@@ -28,4 +33,5 @@ __all__ = [
     "mean_metrics",
     "pairwise_distance",
     "plot_ranklist",
+    "rank_gallery",
 ]

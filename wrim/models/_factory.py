@@ -1,32 +1,72 @@
-"""``create_model``: build a registered model by name (timm style)."""
+"""``create_model``: build a registered model by name (timm style), a saved folder or a Hub repository.
+
+``create_model("wrimnet_resnet50", num_classes=395)`` builds the architecture; ``create_model("hf-hub:org/name")``
+and ``create_model(name, pretrained_path=folder)`` rebuild a model saved by
+[`save_pretrained()`][wrim.models.save_pretrained] and load its weights
+([`from_pretrained()`][wrim.models.from_pretrained]). ``records_init_args`` keeps the constructor arguments a model
+was built with, which is what ``save_pretrained`` writes into ``config.json`` ([D] docs/models.md, "Sharing a
+trained model").
+"""
 
 from __future__ import annotations
 
 import difflib
+import functools
+import inspect
+from collections.abc import Callable
+from pathlib import Path
 
 from torch import nn
 
 from wrim.models._registry import is_model, list_models, model_entrypoint
 
-__all__ = ["create_model"]
+__all__ = ["create_model", "records_init_args"]
+
+HUB_PREFIX = "hf-hub:"
 
 
-def create_model(name: str, pretrained: bool = False, **kwargs) -> nn.Module:
-    """Build the registered model ``name``.
+def records_init_args(init: Callable[..., None]) -> Callable[..., None]:
+    """Decorator of a model's ``__init__``: after it runs, ``self.init_args`` holds every argument, defaults included.
+
+    ``self.init_args`` is a plain dict (argument name -> value as given); ``save_pretrained`` stores it so that the
+    same constructor call rebuilds the model. A subclass calling ``super().__init__`` records the base's arguments.
+    """
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def wrapper(self, *args, **kwargs) -> None:
+        init(self, *args, **kwargs)
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        self.init_args = {name: value for name, value in list(bound.arguments.items())[1:]}
+
+    return wrapper
+
+
+def create_model(
+    name: str, pretrained: bool = False, *, pretrained_path: str | Path | None = None, **kwargs
+) -> nn.Module:
+    """Build the registered model ``name``, or rebuild a saved one with its weights.
 
     Args:
         name: a name from [`list_models()`][wrim.models.list_models] (e.g. ``"wrimnet_resnet50"``,
-            ``"baseline_resnet50"``).
+            ``"baseline_resnet50"``), or ``"hf-hub:<org>/<name>"``: the Hub repository's saved model with its
+            weights, whatever ``pretrained`` says (``huggingface_hub`` needed: ``pip install 'wrim[hub]'``).
         pretrained: load ImageNet weights into the backbone (through timm; needs internet, or pass
             ``pretrained_file=``).
+        pretrained_path: a folder written by [`save_pretrained()`][wrim.models.save_pretrained] (or a Hub id): its
+            ``config.json`` rebuilds the model, which must be the architecture ``name``, and its weights are loaded
+            strictly. Of ``kwargs`` only ``num_classes`` may then differ from the saved model: the classifiers are
+            replaced (``reset_classifier``) after loading.
         **kwargs: the model's constructor arguments (for WRIMNet: ``num_classes``, ``img_size``, ...); they
             override the entrypoint's defaults, ``backbone=`` included.
 
     Returns:
-        the model.
+        the model (in training mode, as every new module).
 
     Raises:
-        ValueError: ``name`` is not registered (close names are listed).
+        ValueError: ``name`` is not registered (close names are listed); a saved folder that cannot be loaded
+            (see ``from_pretrained``).
         TypeError: a second positional argument that is not a bool (e.g. ``num_classes`` given positionally).
     """
     if not isinstance(pretrained, bool):
@@ -34,6 +74,12 @@ def create_model(name: str, pretrained: bool = False, **kwargs) -> nn.Module:
             f"create_model's second positional argument is pretrained (a bool); got {pretrained!r}. Pass the other "
             f"arguments by keyword, e.g. create_model({name!r}, num_classes={pretrained!r})"
         )
+    if name.startswith(HUB_PREFIX) or pretrained_path is not None:
+        from wrim.models.pretrained import load_pretrained
+
+        source = name if pretrained_path is None else pretrained_path
+        architecture = None if pretrained_path is None else name
+        return load_pretrained(source, architecture=architecture, overrides=kwargs)
     if not is_model(name):
         close = difflib.get_close_matches(name, list_models(), n=5, cutoff=0.5)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
@@ -41,4 +87,6 @@ def create_model(name: str, pretrained: bool = False, **kwargs) -> nn.Module:
             f"unknown model {name!r}.{hint} Registered: {', '.join(list_models())}. "
             "For any other timm backbone use wrim.models.WRIMNet(backbone='<timm name>', ...)"
         )
-    return model_entrypoint(name)(pretrained=pretrained, **kwargs)
+    model = model_entrypoint(name)(pretrained=pretrained, **kwargs)
+    model.architecture = name
+    return model

@@ -34,6 +34,7 @@ from wrim.evaluation.flip import flip_average
 from wrim.layers import MIIM, ModalityMIIM
 from wrim.layers._tracing import checks_enabled
 from wrim.modality import VISIBLE
+from wrim.models._factory import records_init_args
 from wrim.models._registry import register_model
 from wrim.models.backbone import NUM_STAGES, StagedBackbone, _pair
 from wrim.models.heads import EmbeddingHead
@@ -71,6 +72,7 @@ class WRIMNet(nn.Module):
     L2-normalised test embedding. ``embed(images, modalities, flip=True)`` adds flip averaging.
     """
 
+    @records_init_args  # init_args: what save_pretrained writes to rebuild the model
     def __init__(
         self,
         backbone: str = "resnet50",
@@ -364,15 +366,16 @@ class WRIMNet(nn.Module):
         )
 
     def forward(
-        self, images: torch.Tensor, modalities: torch.Tensor | None = None, *, num_visible: int | None = None
+        self, images: torch.Tensor, modalities: torch.Tensor | None = None, num_visible: int | None = None
     ) -> WRIMNetOutput | torch.Tensor:
         """
         Args:
             images: (B, 3, H, W) float images.
             modalities: (B,) ids, 0 = visible, 1 = infrared.
-            num_visible: keyword-only; the batch's number of visible samples as a Python int (e.g. counted on the
-                host from the loader's CPU ids), in any order. Given, the images are stably sorted by modality at
-                the input and every output row is put back in the input order, so each ``ModalityMIIM`` copy
+            num_visible: the batch's number of visible samples as a Python int (e.g. counted on the host from the
+                loader's CPU ids; positional too, as torch.onnx.export(dynamo=False) passes it), in any order.
+                Given, the images are stably sorted by modality at the input and every output row is put back in the
+                input order, so each ``ModalityMIIM`` copy
                 computes its gate once per sample of its own modality ([D], docs/layers.md); the values equal
                 those of ``num_visible=None``. A static size: ``torch.compile`` specialises on it.
 
@@ -512,9 +515,22 @@ def _per_stage(value: int | Sequence[int] | None, name: str, allow_none: bool = 
 # ----------------------------------------------------------------------------------------------- entrypoints
 
 
-def _create_wrimnet(pretrained: bool, defaults: dict, **kwargs) -> WRIMNet:
-    """A WRIMNet from an entrypoint's ``defaults``; every keyword of ``kwargs`` (``backbone`` too) overrides them."""
-    return WRIMNet(pretrained=pretrained, **dict(defaults, **kwargs))
+def _create_wrimnet(pretrained: bool, defaults: dict, pretrained_tag: str | None = None, **kwargs) -> WRIMNet:
+    """A WRIMNet from an entrypoint's ``defaults``; every keyword of ``kwargs`` (``backbone`` too) overrides them.
+
+    ``pretrained_tag`` picks timm's weights for the backbone (``"tv_in1k"``: ``resnet50.tv_in1k``, torchvision's
+    original ImageNet weights, which AGW / CAJ / DEEN start from; docs/reproducing.md#which-weights).
+    """
+    kwargs = dict(defaults, **kwargs)
+    if pretrained_tag is not None:
+        base, _, tag = kwargs["backbone"].partition(".")
+        if tag and tag != pretrained_tag:
+            raise ValueError(
+                f"backbone {kwargs['backbone']!r} already names weights {tag!r}; pretrained_tag={pretrained_tag!r} "
+                "contradicts it: give one of the two"
+            )
+        kwargs["backbone"] = f"{base}.{pretrained_tag}"
+    return WRIMNet(pretrained=pretrained, **kwargs)
 
 
 _NO_MIIM = {"separate_stages": (), "shared_stages": ()}

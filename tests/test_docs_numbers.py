@@ -1,0 +1,33 @@
+"""Numbers from one place: the figures of docs/performance.md (the main job, the test suite, the benchmarks) are
+stated there only; README, the other pages and the shipped configs' comments link to it instead of copying them."""
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PERFORMANCE = ROOT / "docs" / "performance.md"
+_FIGURE = re.compile(r"(?<![\w.])\d+\.\d{2,}(?![\w.])|\d+ min \d+ s|\d+ s wall|\d+ passed")
+
+
+def _other_places() -> list[Path]:
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    return [p for p in pages if p != PERFORMANCE] + sorted((ROOT / "wrim" / "configs").glob("*.yaml"))
+
+
+def test_performance_figures_are_stated_once():
+    figures = set(_FIGURE.findall(PERFORMANCE.read_text(encoding="utf-8")))
+    assert len(figures) > 50  # the page's measurements are found
+    copies = []
+    for path in _other_places():
+        text = path.read_text(encoding="utf-8")
+        for figure in sorted(figures):
+            for match in re.finditer(r"(?<![\w.])" + re.escape(figure) + r"(?![\w.])", text):
+                copies.append(f"{path.relative_to(ROOT)}:{text[: match.start()].count(chr(10)) + 1}: {figure}")
+    assert not copies, "figures of docs/performance.md copied elsewhere (link to it instead):\n" + "\n".join(copies)
+
+
+def test_front_pages_quote_no_metric_of_the_main_job():
+    for path in (ROOT / "README.md", ROOT / "docs" / "index.md", ROOT / "wrim" / "configs" / "synthetic.yaml"):
+        text = path.read_text(encoding="utf-8")
+        quoted = re.findall(r"\b(?:R1|mAP|mINP) \d+(?:\.\d+)?", text)
+        assert not quoted, f"{path.name} quotes {quoted}: the main job's figures live in docs/performance.md"

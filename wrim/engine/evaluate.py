@@ -1,0 +1,292 @@
+"""Evaluating a trained run: one precision for the trainer's evaluation and ``wrim eval``, per-trial reports.
+
+The trainer's evaluations (each epoch's and the final one written to ``final_metrics.json``) and ``wrim eval`` embed
+images through the same [`EvalModel`][wrim.engine.evaluate.EvalModel]: the run's ``amp`` setting ([D] bf16 autocast
+on CUDA, fp32 on the CPU, as in training) and memory format. ``wrim eval`` reads them from the run's saved
+``config.yaml``, so both print the same numbers for the same weights, trials and protocol (docs/evaluation.md,
+"Evaluating a checkpoint").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from wrim.evaluation.flip import flip_average
+
+__all__ = ["AMP_CHOICES", "CheckpointEvaluation", "EvalModel", "amp_dtype", "evaluate_checkpoint", "load_run_model"]
+
+#: The values of the ``amp`` config key and of ``wrim eval --amp``.
+AMP_CHOICES: tuple[str, ...] = ("auto", "bf16", "fp16", "none")
+
+
+def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of an ``amp`` setting on ``device``: ``"auto"`` is bf16 on CUDA and none (fp32) elsewhere.
+
+    Args:
+        amp: ``"auto"``, ``"bf16"``, ``"fp16"`` or ``"none"``.
+        device: where the model runs.
+    """
+    if amp not in AMP_CHOICES:
+        raise ValueError(f"amp must be one of {list(AMP_CHOICES)}, got {amp!r}")
+    if amp == "auto":
+        return torch.bfloat16 if device.type == "cuda" else None
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}[amp]
+
+
+class EvalModel(nn.Module):
+    """Runs an eval-mode model under a training precision and memory format; returns float32 embeddings.
+
+    Args:
+        net: ``net(images, modalities) -> (B, D)`` in eval mode.
+        device: where ``net`` lives.
+        amp_dtype: the autocast dtype (``None``: fp32), see [`amp_dtype()`][wrim.engine.evaluate.amp_dtype].
+        channels_last: feed images in ``torch.channels_last`` memory format.
+        img_size: the (H, W) the network was trained at, when known (``load_run_model`` sets it).
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        device: torch.device,
+        amp_dtype: torch.dtype | None,
+        channels_last: bool,
+        img_size: tuple[int, int] | None = None,
+    ):
+        super().__init__()
+        self.img_size = img_size
+        self.net = net
+        self.device = device
+        self.amp_dtype = amp_dtype
+        self.channels_last = channels_last
+
+    def _prep(self, images: torch.Tensor) -> torch.Tensor:
+        images = images.to(self.device, non_blocking=True)
+        return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def forward(self, images: torch.Tensor, modalities: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W), (B,) -> (B, D) float32 embeddings."""
+        with self._autocast():
+            return self.net(self._prep(images), modalities.to(self.device)).float()
+
+    def embed(self, images: torch.Tensor, modalities: torch.Tensor, flip: bool = True) -> torch.Tensor:
+        """(B, 3, H, W), (B,) -> (B, D) float32 embeddings, flip-averaged when ``flip`` and the model offers it."""
+        if not hasattr(self.net, "embed"):
+            return flip_average(self.forward, images, modalities) if flip else self.forward(images, modalities)
+        with self._autocast():
+            return self.net.embed(self._prep(images), modalities.to(self.device), flip=flip).float()
+
+
+@dataclass
+class CheckpointEvaluation:
+    """What ``wrim eval`` measured: every trial, their mean and spread, and how the images were embedded.
+
+    Attributes:
+        checkpoint: the weights file.
+        dataset: the dataset name.
+        protocol: the protocol arguments (e.g. ``{"mode": "all", "shots": 1}``).
+        trial_ids: the gallery trials, in the order of ``trials``.
+        trials: per trial ``{"R1", "R5", "R10", "R20", "mAP", "mINP"}`` in %.
+        mean: the trial average (the number the field reports).
+        precision: ``"fp32"`` or the autocast dtype, e.g. ``"bf16 autocast"``.
+        flip: whether the flipped image's embedding was added.
+        galleries: how the galleries were drawn (``dataset.gallery_sampling``; ``None`` where there is no choice).
+        img_size: the (H, W) the images were resized to.
+        model: the loaded network (eval mode); dataset_object: the dataset it was evaluated on.
+    """
+
+    checkpoint: str
+    dataset: str
+    protocol: dict[str, Any]
+    trial_ids: list[int]
+    trials: list[dict[str, float]]
+    mean: dict[str, float]
+    precision: str
+    flip: bool
+    galleries: str | None = None
+    img_size: tuple[int, int] = (288, 144)
+    model: nn.Module | None = field(default=None, repr=False)
+    dataset_object: Any = field(default=None, repr=False)
+
+    @property
+    def std(self) -> dict[str, float | None]:
+        """The sample standard deviation (n - 1) of each metric over the trials; ``None`` with one trial."""
+        if len(self.trials) < 2:
+            return {key: None for key in self.mean}
+        n = len(self.trials)
+        return {key: math.sqrt(sum((t[key] - self.mean[key]) ** 2 for t in self.trials) / (n - 1)) for key in self.mean}
+
+    def as_json(self) -> str:
+        """The report as JSON: ``checkpoint``, ``dataset``, ``protocol``, ``precision``, ``flip``, ``galleries``,
+        ``trials`` (``[{"trial": id, "R1": ...}, ...]``), ``mean`` and ``std`` (metrics in %)."""
+        trials = [{"trial": t, **m} for t, m in zip(self.trial_ids, self.trials)]
+        keys = ("checkpoint", "dataset", "protocol", "precision", "flip", "galleries")
+        report = {key: getattr(self, key) for key in keys}
+        return json.dumps({**report, "trials": trials, "mean": self.mean, "std": self.std}, indent=2)
+
+    def format(self) -> str:
+        """A table: one line per trial, then ``mean ± std``; the settings on the first line."""
+        keys = [k for k in ("R1", "R5", "R10", "R20", "mAP", "mINP") if k in self.mean]
+        galleries = f", galleries {self.galleries}" if self.galleries else ""
+        lines = [
+            f"{self.dataset} {self.protocol} with {self.checkpoint} ({self.precision}, flip {self.flip}{galleries})",
+            "trial  " + "  ".join(f"{k:>13}" for k in keys),
+        ]
+        lines += [f"{t:>5}  " + "  ".join(f"{m[k]:13.2f}" for k in keys) for t, m in zip(self.trial_ids, self.trials)]
+        std = self.std
+        cells = [f"{self.mean[k]:6.2f}" + (f" ± {std[k]:4.2f}" if std[k] is not None else " " * 7) for k in keys]
+        lines.append(" mean  " + "  ".join(cells))
+        return "\n".join(lines)
+
+
+def _run_settings(run_dir: Path, dataset: str) -> tuple[dict, dict, dict]:
+    """``(model.json, saved config, the run's settings for this dataset)`` of a run folder."""
+    from wrim.engine.config import read_yaml
+
+    info = json.loads((run_dir / "model.json").read_text(encoding="utf-8"))
+    saved = read_yaml(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() else {}
+    same_data = saved.get("data", {}).get("dataset") == dataset
+    run_eval = saved.get("eval", {}) if same_data else {}
+    settings = {
+        "dataset_kwargs": dict(saved.get("data", {}).get("dataset_kwargs") or {}) if same_data else {},
+        "protocol": dict(run_eval.get("protocol") or {}),
+        "trials": run_eval.get("final_trials"),
+        "flip": bool(run_eval.get("flip", False)),
+        "batch_size": int(saved.get("eval", {}).get("batch_size", 128)),
+        "amp": saved.get("amp", "auto"),
+        "channels_last": bool(saved.get("model", {}).get("channels_last", False)),
+    }
+    return info, saved, settings
+
+
+def evaluate_checkpoint(
+    checkpoint: Path,
+    run_dir: Path,
+    dataset: str,
+    root: str | None = None,
+    *,
+    trials: list[int] | None = None,
+    img_size: tuple[int, int] | None = None,
+    batch_size: int | None = None,
+    device: str = "auto",
+    flip: bool | None = None,
+    amp: str | None = None,
+    num_workers: int = 2,
+    dataset_kwargs: dict[str, Any] | None = None,
+    protocol: dict[str, Any] | None = None,
+    compile: bool = False,
+) -> CheckpointEvaluation:
+    """Evaluates a run's weights as the trainer's final evaluation does (``wrim eval``).
+
+    Every setting left at ``None`` is the run's own (from its ``config.yaml``) when ``dataset`` is the dataset it
+    was trained on: ``amp`` and the memory format, ``eval.flip``, ``eval.protocol``, ``eval.final_trials`` and
+    ``data.dataset_kwargs``; on another dataset its defaults. The result therefore equals ``final_metrics.json``
+    for the weights that file names.
+
+    Args:
+        checkpoint: the weights file (``<run>/checkpoints/<set>/model.safetensors``).
+        run_dir: the run folder holding ``model.json`` (and ``config.yaml``).
+        dataset: ``"synthetic"``, ``"sysu"``, ``"regdb"`` or ``"llcm"``.
+        root: the dataset folder (``None`` for the synthetic set).
+        trials: gallery trials; img_size: (H, W), default the training size.
+        batch_size: images per forward pass (default the run's ``eval.batch_size``).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...; flip: add the flipped image's embedding.
+        amp: ``"auto"``, ``"bf16"``, ``"fp16"`` or ``"none"``.
+        num_workers: DataLoader workers; dataset_kwargs: dataset constructor arguments (added to the run's).
+        protocol: protocol arguments (e.g. ``mode="indoor"``), replacing the run's ``eval.protocol``.
+        compile: ``torch.compile`` the network (``net.compile()``; opt-in, ``wrim eval --compile``): WRIMNet's
+            ``embed`` calls the compiled forward with each batch's visible count.
+    """
+    from wrim.engine.config import DataConfig
+    from wrim.engine.trainer import build_dataset
+    from wrim.evaluation import evaluate_protocol
+
+    _, _, run = _run_settings(run_dir, dataset)
+    model = load_run_model(run_dir, checkpoint, img_size=img_size, device=device, amp=amp)
+    img_size, torch_device, dtype, net = model.img_size, model.device, model.amp_dtype, model.net
+    if compile:
+        net.compile()
+    dataset_kwargs = {**run["dataset_kwargs"], **(dataset_kwargs or {})}
+    data = build_dataset(DataConfig(dataset=dataset, root=root, dataset_kwargs=dataset_kwargs))
+    protocol = run["protocol"] if protocol is None else protocol
+    flip = run["flip"] if flip is None else flip
+    trials = run["trials"] if trials is None else trials
+    batch_size = run["batch_size"] if batch_size is None else batch_size
+    with torch.no_grad():
+        result = evaluate_protocol(
+            model, data, trials=trials, img_size=img_size, batch_size=batch_size, device=torch_device, flip=flip,
+            num_workers=num_workers, **protocol,
+        )  # fmt: skip
+    return CheckpointEvaluation(
+        checkpoint=str(checkpoint),
+        dataset=dataset,
+        protocol=protocol,
+        trial_ids=list(result.trial_ids),
+        trials=[{k: float(v) for k, v in m.as_dict().items()} for m in result.trials],
+        mean={k: float(v) for k, v in result.as_dict().items()},
+        precision="fp32" if dtype is None else f"{str(dtype).removeprefix('torch.')} autocast",
+        flip=flip,
+        galleries=getattr(data, "gallery_sampling", None),
+        img_size=img_size,
+        model=net,
+        dataset_object=data,
+    )
+
+
+def load_run_model(
+    run_dir: str | Path,
+    checkpoint: str | Path | None = None,
+    img_size: tuple[int, int] | None = None,
+    device: str = "auto",
+    amp: str | None = None,
+) -> EvalModel:
+    """A run's network with its weights, in eval mode, wrapped to embed as the trainer's evaluation does.
+
+    Examples:
+        ```python
+        model = load_run_model("runs/sysu-wrimnet")              # its best checkpoint, else its last
+        embeddings = model(images, modalities)                    # (B, 3, H, W), (B,) -> (B, D) float32
+        ```
+
+    Args:
+        run_dir: the run folder holding ``model.json`` (and ``config.yaml``).
+        checkpoint: the weights file (``<run>/checkpoints/<set>/model.safetensors``); default the set ``best.json``
+            names, else ``last.json``'s (verified against its manifest).
+        img_size: (H, W) of the images it will see; default the training size (``model.json``).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
+        amp: the autocast setting; default the run's ``amp``.
+
+    Returns:
+        An [`EvalModel`][wrim.engine.evaluate.EvalModel] (``.net`` the network, ``.img_size`` the size it expects).
+    """
+    from wrim.engine.checkpoint import checkpoint_exists, load_checkpoint
+    from wrim.engine.distributed import resolve_device
+    from wrim.models import create_model, load_weights
+
+    run_dir = Path(run_dir)
+    if checkpoint is None:
+        tag = "best" if checkpoint_exists(run_dir, "best") else "last"
+        checkpoint = Path(load_checkpoint(run_dir, tag)["checkpoint_set"]) / "model.safetensors"
+    info, saved, run = _run_settings(run_dir, dataset="")
+    img_size = tuple(img_size or info["img_size"])
+    torch_device = resolve_device(device)
+    dtype = amp_dtype(run["amp"] if amp is None else amp, torch_device)
+    model_kwargs = dict(saved.get("model", {}).get("kwargs") or {})
+    num_classes = info["num_classes"]
+    net = create_model(info["model"], pretrained=False, num_classes=num_classes, img_size=img_size, **model_kwargs)
+    load_weights(net, checkpoint)
+    memory_format = torch.channels_last if run["channels_last"] else torch.preserve_format
+    net = net.to(torch_device, memory_format=memory_format).eval()
+    return EvalModel(net, torch_device, dtype, run["channels_last"], img_size=img_size)

@@ -1,0 +1,634 @@
+"""Share a trained model as a folder (or a Hugging Face Hub repository) in the Hub's layout, timm style.
+
+A folder written by [`save_pretrained()`][wrim.models.save_pretrained] holds::
+
+    config.json        architecture (a registered model name), model_args (every constructor argument), num_classes,
+                       num_features, pretrained_cfg (input size, mean / std, ...), modality ids, wrim_version,
+                       recipe (the training config) and metrics
+    model.safetensors  the state dict (wrim.models.save_weights)
+    README.md          the model card (wrim.models.pretrained.model_card)
+
+[`from_pretrained()`][wrim.models.from_pretrained] (and ``create_model("hf-hub:org/name")`` /
+``create_model(name, pretrained_path=...)``) rebuild the model from ``config.json`` and load the weights strictly.
+Loading runs no code from the folder: the architecture must be a registered name, weights come only from
+safetensors, unknown keys are refused, numbers are bounded and every weight name and shape is checked against a
+model built on the meta device before anything is allocated (or, for a backbone that cannot be built there, on the
+model once built, within the bounds) ([D] docs/models.md, "Sharing a trained model").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from wrim._files import umask_mode
+from wrim.modality import INFRARED, VISIBLE
+from wrim.models._factory import HUB_PREFIX
+from wrim.models._registry import is_model, list_models
+from wrim.version import __version__
+
+__all__ = ["from_pretrained", "model_card", "push_to_hub", "save_pretrained"]
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+CARD_NAME = "README.md"
+FORMAT = 1
+MAX_CONFIG_BYTES = 1 << 20  # a config.json is a few kB; larger is refused before it is read
+MAX_INT = 1 << 20  # no constructor argument of a shareable model is a larger number [D]
+MAX_SIDE = 8192  # input height / width
+KNOWN_KEYS = frozenset(
+    {"format", "wrim_version", "architecture", "model_args", "num_classes", "num_features", "pretrained_cfg",
+     "modalities", "recipe", "metrics"}
+)  # fmt: skip
+#: constructor arguments that would load weights from elsewhere than model.safetensors
+_REFUSED_ARGS = frozenset({"pretrained", "pretrained_file"})
+_REFUSED_BACKBONE_ARGS = frozenset({"pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "checkpoint_path"})
+_METRIC_ORDER = ("R1", "R5", "R10", "R20", "mAP", "mINP")
+_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)  # wrim.data.transforms.TestTransform's defaults
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+# --------------------------------------------------------------------------------------------------------- save
+
+
+def save_pretrained(
+    model: nn.Module, path: str | Path, *, metrics: Mapping[str, Any] | None = None, config: Any = None
+) -> Path:
+    """Write ``model`` as a folder another person can load in one line: config.json, model.safetensors, README.md.
+
+    The files are written into a temporary folder beside ``path`` and renamed into place, so a failure leaves
+    nothing half-written; an existing folder written by ``save_pretrained`` is replaced, any other non-empty
+    folder is refused.
+
+    Args:
+        model: a model built by [`create_model()`][wrim.models.create_model], ``WRIMNet(...)`` or
+            ``from_pretrained`` (wrapped by DDP or ``torch.compile`` is fine).
+        path: the folder to write.
+        metrics: results per protocol, ``{"sysu all-search": {"R1": 74.1, "mAP": 71.0, "trials": 10}, ...}`` (in
+            percent; ``trials`` is the number of gallery trials averaged); a flat ``{"R1": ..., "mAP": ...}`` is
+            one protocol called ``"test"``.
+        config: the training config (recipe) the weights came from: a mapping or a dataclass
+            (``wrim.engine.Config``); it goes into config.json and the model card.
+
+    Returns:
+        the folder.
+    """
+    info = pretrained_config(model, metrics=metrics, config=config)
+    with staged_folder(path) as folder:
+        write_pretrained(_unwrap(model), folder, info, load_id=str(path))
+    return Path(path)
+
+
+def pretrained_config(model: nn.Module, *, metrics: Mapping[str, Any] | None = None, config: Any = None) -> dict:
+    """The content of ``config.json`` for ``model`` (see [`save_pretrained()`][wrim.models.save_pretrained])."""
+    model = _unwrap(model)
+    init_args = getattr(model, "init_args", None)
+    if not isinstance(init_args, dict):
+        raise TypeError(
+            f"save_pretrained needs a wrim model that knows its constructor arguments (WRIMNet, or one built by "
+            f"wrim.create_model); got {type(model).__name__}"
+        )
+    model_args = {key: value for key, value in init_args.items() if key not in _REFUSED_ARGS}
+    model_args["num_classes"] = model.num_classes  # reset_classifier may have changed it
+    architecture = getattr(model, "architecture", None) or "wrimnet_resnet50"  # WRIMNet(...) is its entrypoint
+    height, width = model.img_size
+    info = {
+        "format": FORMAT,
+        "wrim_version": __version__,
+        "architecture": architecture,
+        "model_args": model_args,
+        "num_classes": model.num_classes,
+        "num_features": model.num_features,
+        "pretrained_cfg": {
+            "architecture": architecture,
+            "input_size": [3, height, width],
+            "fixed_input_size": bool(model.backbone.fixed_size),
+            "interpolation": "bilinear",
+            "crop_pct": 1.0,
+            "crop_mode": "center",
+            "mean": list(_IMAGENET_MEAN),
+            "std": list(_IMAGENET_STD),
+            "num_classes": model.num_classes,
+        },
+        "modalities": {"visible": VISIBLE, "infrared": INFRARED},
+        "recipe": _plain_recipe(config),
+        "metrics": _check_metrics(metrics),
+    }
+    try:
+        return json.loads(json.dumps(info, allow_nan=False))  # tuples -> lists, as the file will hold them
+    except (TypeError, ValueError) as err:
+        bad = [key for key, value in model_args.items() if not _json_ok(value)]
+        where = f"constructor argument(s) {bad}" if bad else "the recipe"
+        raise TypeError(f"save_pretrained: {where} cannot be written to config.json as JSON ({err})") from None
+
+
+def write_pretrained(model: nn.Module, folder: Path, info: dict, load_id: str, notes: Sequence[str] = ()) -> None:
+    """Write config.json, model.safetensors and README.md into the existing ``folder`` (no staging)."""
+    from wrim.models.weights import save_weights
+
+    (folder / CONFIG_NAME).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    save_weights(model, folder / WEIGHTS_NAME, metadata={"format": "pt"})
+    (folder / CARD_NAME).write_text(model_card(info, load_id, notes), encoding="utf-8")
+    for name in (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME):
+        os.chmod(folder / name, umask_mode(0o666))  # safetensors writes 0600; the folder is meant to be shared
+
+
+@contextmanager
+def staged_folder(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path``; when the block succeeds it is renamed to ``path``, else removed."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{str(path)!r} is a file; give a folder to write the model into")
+    if path.is_dir() and any(path.iterdir()) and not (path / CONFIG_NAME).is_file():
+        raise ValueError(
+            f"{str(path)!r} holds other files and no {CONFIG_NAME}; give a new or empty folder (a folder written by "
+            "save_pretrained is replaced)"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        os.chmod(tmp, umask_mode(0o777))
+        yield tmp
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{time.time_ns():x}")
+            os.rename(path, old)
+            os.rename(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def push_to_hub(
+    model: nn.Module,
+    repo_id: str,
+    *,
+    metrics: Mapping[str, Any] | None = None,
+    config: Any = None,
+    private: bool = False,
+    token: str | None = None,
+    commit_message: str = "Upload wrim model",
+) -> str:
+    """Save ``model`` as [`save_pretrained()`][wrim.models.save_pretrained] does and upload the folder to the Hub.
+
+    Needs ``huggingface_hub`` (``pip install 'wrim[hub]'``) and a write token (``hf auth login`` or ``token=``).
+    The repository is created when missing. Returns the URL of the commit.
+    """
+    try:
+        from huggingface_hub import HfApi
+    except ImportError:
+        raise ValueError("push_to_hub needs huggingface_hub: pip install 'wrim[hub]'") from None
+    info = pretrained_config(model, metrics=metrics, config=config)
+    with tempfile.TemporaryDirectory() as tmp:
+        write_pretrained(_unwrap(model), Path(tmp), info, load_id=repo_id)
+        api = HfApi(token=token)
+        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        commit = api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message=commit_message)
+    return str(getattr(commit, "commit_url", commit))
+
+
+# --------------------------------------------------------------------------------------------------------- load
+
+
+def from_pretrained(path_or_repo_id: str | Path) -> nn.Module:
+    """Rebuild a model saved by [`save_pretrained()`][wrim.models.save_pretrained] and load its weights strictly.
+
+    Args:
+        path_or_repo_id: the folder, or a Hub id ``"org/name"`` (``"hf-hub:org/name"`` too), downloaded with
+            ``huggingface_hub.snapshot_download`` into its cache (``HF_HOME``; ``HF_HUB_OFFLINE=1`` reads only the
+            cache). Only config.json, model.safetensors and README.md are fetched.
+
+    Returns:
+        the model, in training mode as every new module (call ``.eval()`` to embed).
+
+    Raises:
+        ValueError: one line naming what is wrong: no config.json, an unknown architecture (the known ones
+            listed), a config.json from a newer wrim, unknown keys, weights whose names or shapes differ (the
+            first named), a Hub id that is neither cached nor downloadable. Nothing is loaded then.
+    """
+    return load_pretrained(path_or_repo_id)
+
+
+def load_pretrained(
+    source: str | Path, *, architecture: str | None = None, overrides: Mapping[str, Any] | None = None
+) -> nn.Module:
+    """[`from_pretrained()`][wrim.models.from_pretrained] with ``create_model``'s checks: the saved
+    ``architecture`` must be the given one, and ``overrides`` (constructor arguments) must equal the saved ones
+    except ``num_classes``, whose classifiers are replaced after loading."""
+    folder = _resolve_folder(source)
+    info = read_config(folder)
+    weights = _weights_file(folder)
+    if architecture is not None and architecture != info["architecture"]:
+        raise ValueError(
+            f"{str(folder)!r} holds a {info['architecture']!r}, not a {architecture!r}; call "
+            f"create_model({info['architecture']!r}, pretrained_path=...) or wrim.from_pretrained(...)"
+        )
+    kwargs = dict(info["model_args"])
+    num_classes = _check_overrides(kwargs, dict(overrides or {}))
+    header = _read_header(weights)
+    try:
+        with torch.device("meta"):  # names and shapes only: nothing is allocated before they match
+            skeleton = _build(info["architecture"], kwargs)
+    except (NotImplementedError, RuntimeError):  # a backbone whose __init__ reads tensor values (older timm)
+        skeleton = None
+    if skeleton is not None:
+        _check_weights(skeleton, header, weights)
+    model = _build(info["architecture"], kwargs)  # within the bounded sizes of _check_model_args
+    if skeleton is None:
+        _check_weights(model, header, weights)
+    from wrim.models.weights import load_weights
+
+    load_weights(model, weights)
+    if num_classes is not None and num_classes != model.num_classes:
+        model.reset_classifier(num_classes)
+    return model
+
+
+def read_config(folder: Path) -> dict:
+    """``folder``'s config.json, checked: size, JSON, wrim version, known keys, registered architecture, numbers."""
+    path = folder / CONFIG_NAME
+    if not path.is_file():
+        raise ValueError(f"{str(folder)!r} has no {CONFIG_NAME}: it is not a folder written by wrim.save_pretrained")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ValueError(f"{str(path)!r} is {path.stat().st_size} bytes; a wrim config.json holds < {MAX_CONFIG_BYTES}")
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as err:
+        raise ValueError(f"{str(path)!r} is not valid JSON ({err})") from None
+    if not isinstance(info, dict):
+        raise ValueError(f"{str(path)!r} must hold a JSON object; got {type(info).__name__}")
+    saved = info.get("wrim_version")
+    if not isinstance(saved, str) or not re.match(r"\d+\.\d+", saved):
+        raise ValueError(f"{str(path)!r} has no wrim_version: it is not a config.json written by wrim.save_pretrained")
+    if _version(saved) > _version(__version__):
+        raise ValueError(
+            f"{str(path)!r} was written by wrim {saved}, newer than this wrim {__version__}; upgrade: "
+            "pip install -U wrim"
+        )
+    unknown = sorted(set(info) - KNOWN_KEYS)
+    if unknown:
+        raise ValueError(
+            f"{str(path)!r} has unknown keys {unknown} (refused); wrim {__version__} knows {sorted(KNOWN_KEYS)}"
+        )
+    architecture, model_args = info.get("architecture"), info.get("model_args")
+    if not isinstance(architecture, str) or not isinstance(model_args, dict):
+        raise ValueError(f"{str(path)!r} needs 'architecture' (a model name) and 'model_args' (an object)")
+    if not is_model(architecture):
+        hint = " (wrim never imports code a config names)" if any(c in architecture for c in ".:/") else ""
+        raise ValueError(
+            f"{str(path)!r} names architecture {architecture!r}, which wrim {__version__} does not have{hint}; "
+            f"known: {', '.join(list_models())}"
+        )
+    _check_model_args(model_args, path)
+    return info
+
+
+def _check_model_args(model_args: dict, path: Path) -> None:
+    """Refuse arguments that load weights from elsewhere, a backbone that is no timm name, and absurd numbers."""
+    refused = sorted(_REFUSED_ARGS & set(model_args))
+    backbone_kwargs = model_args.get("backbone_kwargs") or {}
+    if not isinstance(backbone_kwargs, dict):
+        raise ValueError(f"{str(path)!r}: model_args.backbone_kwargs must be an object")
+    refused += [f"backbone_kwargs.{key}" for key in sorted(_REFUSED_BACKBONE_ARGS & set(backbone_kwargs))]
+    if refused:
+        raise ValueError(f"{str(path)!r}: model_args {refused} would load weights from elsewhere than {WEIGHTS_NAME}")
+    backbone = model_args.get("backbone", "resnet50")
+    import timm
+
+    if not isinstance(backbone, str) or not timm.is_model(backbone):
+        raise ValueError(f"{str(path)!r}: model_args.backbone {backbone!r} is not a timm model name")
+    for where, value in _numbers(model_args, "model_args"):
+        if abs(value) > MAX_INT:
+            raise ValueError(f"{str(path)!r}: {where} = {value} is absurdly large (more than {MAX_INT}); refused")
+    size = model_args.get("img_size", ())
+    sides = [size] if isinstance(size, int) else size if isinstance(size, list) else []
+    if any(isinstance(side, int) and side > MAX_SIDE for side in sides):
+        raise ValueError(f"{str(path)!r}: model_args.img_size {size} exceeds {MAX_SIDE} pixels a side; refused")
+
+
+def _numbers(value: Any, where: str) -> Iterator[tuple[str, float]]:
+    """Every number inside nested lists / dicts, with its path."""
+    if isinstance(value, bool):
+        return
+    if isinstance(value, (int, float)):
+        yield where, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _numbers(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _numbers(item, f"{where}[{index}]")
+
+
+def _check_overrides(saved: dict, overrides: dict) -> int | None:
+    """The ``num_classes`` override (or None); any other override must equal the saved argument."""
+    num_classes = overrides.pop("num_classes", None)
+    differ = [key for key, value in overrides.items() if json.loads(json.dumps(value, default=str)) != saved.get(key)]
+    if differ:
+        key = differ[0]
+        raise ValueError(
+            f"pretrained_path rebuilds the saved model: {key}={overrides[key]!r} differs from the saved "
+            f"{saved.get(key)!r}; only num_classes may change (its classifiers are then replaced)"
+        )
+    return num_classes
+
+
+def _build(architecture: str, kwargs: dict) -> nn.Module:
+    """``architecture``'s entrypoint called with the saved arguments; the built model's arguments must equal them.
+
+    An argument the entrypoint sets itself (``WRIMNet(backbone="x", **kwargs)`` raises "multiple values") is left
+    to it, and the comparison afterwards checks that it set the saved value.
+    """
+    from wrim.models._registry import model_entrypoint
+
+    given = dict(kwargs)
+    while True:
+        try:
+            model = model_entrypoint(architecture)(pretrained=False, **given)
+            break
+        except TypeError as err:
+            fixed = re.search(r"multiple values for keyword argument '(\w+)'", str(err))
+            if fixed is None or fixed.group(1) not in given:
+                raise ValueError(
+                    f"config.json's model_args do not fit {architecture!r} of wrim {__version__}: {err}"
+                ) from None
+            del given[fixed.group(1)]
+    built = json.loads(json.dumps(getattr(model, "init_args", {}), default=str))
+    differ = [key for key in kwargs if built.get(key) != kwargs[key]]
+    if differ:
+        key = differ[0]
+        raise ValueError(
+            f"{architecture!r} of wrim {__version__} builds {key}={built.get(key)!r}, but config.json saved "
+            f"{kwargs[key]!r}: this wrim cannot rebuild the saved model"
+        )
+    model.architecture = architecture
+    return model
+
+
+def _weights_file(folder: Path) -> Path:
+    """model.safetensors; never a pickle (``.bin``, ``.pt``, ...), which can run code when loaded."""
+    path = folder / WEIGHTS_NAME
+    if path.is_file():
+        return path
+    pickles = sorted(p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".pkl", ".ckpt"))
+    also = f"; it holds {pickles}, pickle files, which wrim never loads (unpickling can run code)" if pickles else ""
+    raise ValueError(f"{str(folder)!r} has no {WEIGHTS_NAME}{also}")
+
+
+def _read_header(path: Path) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every tensor in a safetensors file, read from its header only."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as file:
+            return {key: tuple(file.get_slice(key).get_shape()) for key in file.keys()}  # noqa: SIM118
+    except Exception as err:  # SafetensorError: damaged, truncated or not safetensors
+        raise ValueError(f"{str(path)!r} is not a readable .safetensors file ({err})") from None
+
+
+def _check_weights(model: nn.Module, header: dict[str, tuple[int, ...]], path: Path) -> None:
+    """Every weight name and shape of ``model`` (built on the meta device) against the file's header."""
+    state = model.state_dict(keep_vars=True)
+    groups: dict[int, set[str]] = {}  # tied tensors (one object) are stored once, under one of their names
+    for key, tensor in state.items():
+        groups.setdefault(id(tensor), set()).add(key)
+    missing = [key for key, tensor in state.items() if not groups[id(tensor)] & header.keys()]
+    unexpected = [key for key in header if key not in state]
+    shapes = [
+        f"{key!r}: file {header[key]} vs model {tuple(state[key].shape)}"
+        for key in state
+        if key in header and header[key] != tuple(state[key].shape)
+    ]
+    problems = [
+        f"{label} {items[0] if label == 'shape of' else repr(items[0])} (first of {len(items)})"
+        for label, items in (("missing", missing), ("unexpected", unexpected), ("shape of", shapes))
+        if items
+    ]
+    if problems:
+        raise ValueError(f"{str(path)!r} does not match config.json's model: {'; '.join(problems)}")
+
+
+def _resolve_folder(source: str | Path) -> Path:
+    """A local folder, or the Hub repository's snapshot in huggingface_hub's cache."""
+    text = str(source)
+    if text.startswith(HUB_PREFIX):
+        return _download(text.removeprefix(HUB_PREFIX))
+    path = Path(source)
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise ValueError(f"{text!r} is a file; give the folder save_pretrained wrote (or a Hub id 'org/name')")
+    if isinstance(source, str) and _REPO_ID.fullmatch(text):
+        return _download(text)
+    raise ValueError(f"{text!r} is neither a folder nor a Hub id ('org/name')")
+
+
+def _download(repo_id: str) -> Path:
+    """``snapshot_download`` of the three files, once (huggingface_hub's cache; no retry loop here)."""
+    try:
+        from huggingface_hub import constants, snapshot_download
+        from huggingface_hub.utils import LocalEntryNotFoundError
+    except ImportError:
+        raise ValueError(
+            f"{repo_id!r} is no local folder, and loading a Hub id needs huggingface_hub: pip install 'wrim[hub]'"
+        ) from None
+    try:
+        folder = snapshot_download(
+            repo_id, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, CARD_NAME], library_name="wrim",
+            library_version=__version__,
+        )  # fmt: skip
+    except LocalEntryNotFoundError:
+        why = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else "the Hub cannot be reached"
+        raise ValueError(
+            f"{repo_id!r} is no local folder and not in the Hub cache {constants.HF_HUB_CACHE!r}, and {why}; "
+            "download it once with a connection, or pass the path of a copy"
+        ) from None
+    except Exception as err:  # RepositoryNotFoundError, GatedRepoError, HTTP errors
+        raise ValueError(f"cannot download {repo_id!r} from the Hub ({type(err).__name__}: {err})") from None
+    return Path(folder)
+
+
+# ---------------------------------------------------------------------------------------------------- model card
+
+
+def model_card(info: dict, load_id: str, notes: Sequence[str] = ()) -> str:
+    """The README.md of a saved model: what it is, how to load it, the recipe, the metrics, data terms, BibTeX.
+
+    Args:
+        info: the content of config.json (``pretrained_config()``).
+        load_id: what the reader passes to ``wrim.from_pretrained`` (the folder or the Hub id).
+        notes: further Markdown sections (e.g. the ONNX check of ``wrim export --onnx``).
+    """
+    args, cfg = info["model_args"], info["pretrained_cfg"]
+    backbone = args.get("backbone", "resnet50")
+    dataset = ((info.get("recipe") or {}).get("data") or {}).get("dataset")
+    _, height, width = cfg["input_size"]
+    recipe = info.get("recipe")
+    recipe_text = (
+        "```yaml\n" + _yaml(recipe) + "```" if recipe else "Not recorded (save_pretrained was given no config)."
+    )
+    sections = [
+        "---\nlibrary_name: wrim\n"
+        f"license: {'mit' if dataset == 'synthetic' else 'other'}\n"
+        "pipeline_tag: image-feature-extraction\ntags:\n- wrim\n- person-reidentification\n- visible-infrared\n---",
+        f"# {info['architecture']} ({backbone})",
+        f"WRIM-Net (Wu et al., ECCV 2024, arXiv:2408.10624) for visible-infrared person re-identification, built with "
+        f"wrim {info['wrim_version']} on the timm backbone `{backbone}`. In eval "
+        f"mode it maps person crops to {info['num_features']}-d L2-normalised embeddings; compare them by cosine "
+        f"distance. Trained with {info['num_classes']} identities{f' on {dataset}' if dataset else ''}.",
+        "## Load it\n\n```python\nimport wrim\n"
+        f'model = wrim.from_pretrained("{load_id}").eval()\n'
+        f"embeddings = model(images, modalities)  # (B, 3, {height}, {width}) -> (B, {info['num_features']})\n```\n\n"
+        f"`images`: RGB crops resized to {height}x{width} ({cfg['interpolation']}), scaled to [0, 1] and normalised "
+        f"with mean {cfg['mean']} and std {cfg['std']} (`wrim.data.TestTransform`); `modalities`: one id per image, "
+        f"{info['modalities']['visible']} = visible, {info['modalities']['infrared']} = infrared "
+        "(infrared images as 3 equal channels).",
+        "## Model\n\n" + _model_table(info),
+        "## Results\n\n" + _metrics_table(info.get("metrics") or {}),
+        "## Training recipe\n\n" + recipe_text,
+        "## Data and terms\n\n" + _DATA_TERMS.get(dataset, _DATA_TERMS[None]),
+        *notes,
+        "## Citation\n\nPlease cite the paper and wrim:\n\n```bibtex\n" + PAPER_BIBTEX + "\n```\n\n```bibtex\n"
+        + SOFTWARE_BIBTEX + "\n```",
+    ]  # fmt: skip
+    return "\n\n".join(sections) + "\n"
+
+
+def _model_table(info: dict) -> str:
+    cfg = info["pretrained_cfg"]
+    rows = [
+        ("architecture", f"`{info['architecture']}`"),
+        ("constructor arguments", f"`{json.dumps(info['model_args'])}`"),
+        ("input size", f"{cfg['input_size']} (fixed: {cfg['fixed_input_size']})"),
+        ("embedding dimension", str(info["num_features"])),
+        ("ID classes", str(info["num_classes"])),
+        ("modality ids", ", ".join(f"{v} = {k}" for k, v in info["modalities"].items())),
+        ("wrim version", info["wrim_version"]),
+    ]
+    return "| | |\n|---|---|\n" + "\n".join(f"| {name} | {value} |" for name, value in rows)
+
+
+def _metrics_table(metrics: dict) -> str:
+    if not metrics:
+        return "No metrics were recorded with these weights."
+    columns = [k for k in _METRIC_ORDER if any(k in m for m in metrics.values())]
+    columns += sorted({k for m in metrics.values() for k in m} - {*columns, "trials"})
+    lines = ["| protocol | trials | " + " | ".join(columns) + " |", "|---" * (len(columns) + 2) + "|"]
+    for protocol, values in metrics.items():
+        cells = [f"{values[k]:.2f}" if k in values else "-" for k in columns]
+        lines.append(f"| {protocol} | {values.get('trials', 'not given')} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n\nIn percent; each number is the mean over the protocol's gallery trials."
+
+
+def _check_metrics(metrics: Mapping[str, Any] | None) -> dict[str, dict[str, float]]:
+    """``{protocol: {metric: number, "trials": int}}``; a flat mapping of numbers is the protocol ``"test"``."""
+    if metrics is None:
+        return {}
+    if not isinstance(metrics, Mapping):
+        raise TypeError(f"metrics must be a mapping (protocol -> {{metric: value}}); got {type(metrics).__name__}")
+    if metrics and all(not isinstance(v, Mapping) for v in metrics.values()):
+        metrics = {"test": metrics}
+    checked = {}
+    for protocol, values in metrics.items():
+        if not isinstance(values, Mapping):
+            raise TypeError(f"metrics[{protocol!r}] must be a mapping of metric name -> number")
+        bad = [
+            k
+            for k, v in values.items()
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+        ]
+        if bad:
+            raise ValueError(f"metrics[{protocol!r}][{bad[0]!r}] = {values[bad[0]]!r} is not a finite number")
+        trials = values.get("trials")
+        if trials is not None and (not float(trials).is_integer() or trials < 1):
+            raise ValueError(f"metrics[{protocol!r}]['trials'] must be a whole number >= 1; got {trials!r}")
+        checked[str(protocol)] = {k: (int(v) if k == "trials" else float(v)) for k, v in values.items()}
+    return checked
+
+
+def _plain_recipe(config: Any) -> dict | None:
+    if config is None:
+        return None
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        config = dataclasses.asdict(config)
+    if not isinstance(config, Mapping):
+        raise TypeError(f"config (the training recipe) must be a mapping or a dataclass; got {type(config).__name__}")
+    return json.loads(json.dumps(config, default=list))  # tuples / sets -> lists
+
+
+def _yaml(value: Any) -> str:
+    import yaml
+
+    return yaml.safe_dump(value, sort_keys=False)
+
+
+def _json_ok(value: Any) -> bool:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The module inside ``torch.compile`` / DDP / DataParallel wrappers."""
+    while True:
+        inner = getattr(model, "_orig_mod", None) or (
+            model.module if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)) else None
+        )
+        if inner is None:
+            return model
+        model = inner
+
+
+_DATA_TERMS: dict[str | None, str] = {
+    "synthetic": "Trained on wrim's synthetic VI-ReID set (rendered by wrim, no real people, MIT). Its numbers "
+    "show that training works; they say nothing about accuracy on real cameras.",
+    "sysu": "Trained on SYSU-MM01 (Sun Yat-sen University), released on a signed dataset release agreement for "
+    "scientific research. The weights derive from its images: read the agreement before any use beyond research, "
+    "and cite Wu et al., ICCV 2017 and IJCV 2020.",
+    "regdb": "Trained on RegDB (Dongguk University, DBPerson-Recog-DB1), released on the university's copyright "
+    "form. The weights derive from its images: read the form's terms before any use beyond research, and cite "
+    "Nguyen et al., Sensors 17(3), 2017.",
+    "llcm": "Trained on LLCM (Xiamen University), released on the LLCM dataset release agreement. The weights derive "
+    "from its images: read the agreement before any use beyond research, and cite Zhang and Wang, CVPR 2023.",
+    None: "The training data is not recorded here; its own terms apply to these weights.",
+}
+
+#: docs/citing.md's entries (tested equal; they follow CITATION.cff)
+PAPER_BIBTEX = """@inproceedings{wu2024wrimnet,
+  title         = {WRIM-Net: Wide-Ranging Information Mining Network for Visible-Infrared Person Re-Identification},
+  author        = {Wu, Yonggan and Meng, Ling-Chao and Yuan, Zichao and Chan, Sixian and Wang, Hong-Qiang},
+  booktitle     = {Computer Vision -- ECCV 2024},
+  year          = {2024},
+  eprint        = {2408.10624},
+  archivePrefix = {arXiv},
+  url           = {https://arxiv.org/abs/2408.10624}
+}"""
+SOFTWARE_BIBTEX = """@software{wrim,
+  title   = {wrim: WRIM-Net layers, losses and training for visible-infrared person re-identification},
+  author  = {{wrim contributors}},
+  version = {0.1.0},
+  year    = {2026},
+  date    = {2026-11-27},
+  license = {MIT}
+}"""
