@@ -5,7 +5,8 @@
 
 For each model and input size: the ``summary()`` totals (GFLOPs per image, eval forward; FlopCounterMode counts
 2 FLOPs per multiply-add), the eval forward time (``torch.no_grad``) and the training forward + backward time
-(cross-entropy on every head, no optimiser step), median of ``--iters`` after one warm-up, fp32; the models'
+(cross-entropy on every head, no optimiser step; WRIMNet gets the batch's ``num_visible`` as from the trainer),
+median of ``--iters`` after one warm-up, fp32; the models'
 steps alternate. ``--tables``
 also prints each model's per-stage / per-MIIM table.
 """
@@ -43,9 +44,11 @@ def _model_steps(name: str, size: tuple[int, int], batch: int, device: torch.dev
         with torch.no_grad():
             model(images, modalities)
 
+    split = {"num_visible": int((modalities == 0).sum())} if model.separate_stages else {}  # as the trainer
+
     def forward_backward() -> None:
         model.train()
-        out = model(images, modalities)
+        out = model(images, modalities, **split)
         sum(loss_fn(logits, labels) for logits in out.logits.values()).backward()
         model.zero_grad(set_to_none=True)
 

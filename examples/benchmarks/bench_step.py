@@ -9,20 +9,25 @@ backward, SGD step; bf16 autocast on CUDA (fp32 on CPU). Batches follow the samp
 infrared), and WRIMNet gets the batch's ``num_visible`` as from the trainer. Modes: ``eager`` (NCHW),
 ``channels_last``, ``compiled`` (channels_last + torch.compile of the model; the whole compiled step, as
 ``model.compile`` now builds it, is ``bench_compile_step.py``).
-Inference: eval-mode embeddings/s at --infer-batch. CUDA timings use CUDA events after warm-up (median of
---iters). ``--profile`` prints the top CUDA kernels of one WRIMNet step (torch.profiler).
+Inference: eval-mode ``model.embed(images, modalities, flip=False)`` embeddings/s at --infer-batch (compiled mode:
+``model.compile()``, as ``wrim eval --compile``). CUDA timings use CUDA events after warm-up (median of
+--iters); the two models' steps alternate call by call, so that a changing machine load affects them alike. On the
+CPU the eager rows also give the activation memory of one training step (bytes autograd saves for backward).
+``--profile`` prints the top CUDA kernels of one WRIMNet step (torch.profiler).
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import median_ms  # noqa: E402
+from _timing import median_ms, peak_memory_mb  # noqa: E402
 
 import wrim  # noqa: E402
 from wrim.losses import AICLLoss  # noqa: E402
@@ -48,7 +53,8 @@ def build(name: str, size: tuple[int, int], mode: str, device: torch.device) -> 
     return model
 
 
-def train_step_ms(args: argparse.Namespace, name: str, size: tuple[int, int], batch: int, mode: str) -> float:
+def train_step(args: argparse.Namespace, name: str, size: tuple[int, int], batch: int, mode: str) -> Callable:
+    """One engine training step of a freshly built model, as a closure."""
     device = torch.device(args.device)
     model = build(name, size, mode, device).train()
     forward = torch.compile(model) if mode == "compiled" else model
@@ -76,23 +82,37 @@ def train_step_ms(args: argparse.Namespace, name: str, size: tuple[int, int], ba
             step()
             torch.cuda.synchronize()
         print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25))
-    warmup = args.warmup + (3 if mode == "compiled" else 0)
-    return median_ms(step, device, args.iters, warmup)
+    return step
 
 
-def inference_per_s(args: argparse.Namespace, name: str, size: tuple[int, int], mode: str) -> float:
+def inference_step(args: argparse.Namespace, name: str, size: tuple[int, int], mode: str) -> Callable:
+    """One eval-mode ``embed`` batch of ``--infer-batch`` images (ids x (k visible + k infrared)), as a closure;
+    ``compiled``: ``model.compile()`` (channels_last)."""
     device = torch.device(args.device)
     model = build(name, size, mode, device).eval()
-    forward = torch.compile(model) if mode == "compiled" else model
+    if mode == "compiled":
+        model.compile()  # what `wrim eval --compile` does; embed() calls the compiled forward with the visible count
     images, _, modalities = make_batch(args.infer_batch, size, device)
     if mode != "eager":
         images = images.to(memory_format=torch.channels_last)
 
     def step() -> None:
         with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            forward(images, modalities)
+            model.embed(images, modalities, flip=False)  # what evaluation calls
 
-    return images.shape[0] / median_ms(step, device, args.iters, args.warmup + 2) * 1e3
+    return step
+
+
+def paired_ms(steps: list[Callable], device: torch.device, iters: int, warmup: int) -> list[float]:
+    """Median ms of each step, the steps alternating call by call (so a changing machine load affects them alike)."""
+    for _ in range(warmup):
+        for step in steps:
+            step()
+    times: list[list[float]] = [[] for _ in steps]
+    for _ in range(iters):
+        for step, measured in zip(steps, times, strict=True):
+            measured.append(median_ms(step, device, iters=1, warmup=0))
+    return [statistics.median(measured) for measured in times]
 
 
 def main() -> None:
@@ -124,28 +144,46 @@ def main() -> None:
         f"| input | batch | mode | {model_name} ms | {base_name} ms | step ratio | img/s ({model_name}) |",
         "|---|---|---|---|---|---|---|",
     ]
+    memory = [
+        f"| input | batch | {model_name} saved MB | {base_name} saved MB | memory ratio |",
+        "|---|---|---|---|---|",
+    ]
     for size in args.sizes:
         for mode in args.modes:
             for batch in args.batch:
                 if mode == "compiled" and batch not in args.compile_batch:
                     continue
-                ours = train_step_ms(args, model_name, size, batch, mode)
-                base = train_step_ms(args, base_name, size, batch, mode)
+                steps = [train_step(args, name, size, batch, mode) for name in (model_name, base_name)]
+                warmup = args.warmup + (3 if mode == "compiled" else 0)
+                ours, base = paired_ms(steps, torch.device(args.device), args.iters, warmup)
                 rows.append(
                     f"| {size[0]}x{size[1]} | {batch} | {mode} | {ours:.2f} | {base:.2f} | {ours / base:.3f}x "
-                    f"| {batch / ours * 1e3:.0f} |"
+                    f"| {batch / ours * 1e3:.2f} |"
                 )
                 print(rows[-1], flush=True)
+                if mode == "eager" and args.device == "cpu":  # bytes autograd saves for backward
+                    saved = [peak_memory_mb(step, torch.device("cpu")) for step in steps]
+                    memory.append(
+                        f"| {size[0]}x{size[1]} | {batch} | {saved[0]:.0f} | {saved[1]:.0f} "
+                        f"| {saved[0] / saved[1]:.3f}x |"
+                    )
+                    print(memory[-1], flush=True)
     rows += [
         "",
         f"| input | mode | {model_name} emb/s | {base_name} emb/s | throughput ratio |",
         "|---|---|---|---|---|",
     ]
     for size in args.sizes:
-        for mode in [m for m in args.modes if m != "compiled"]:
-            ours, base = inference_per_s(args, model_name, size, mode), inference_per_s(args, base_name, size, mode)
-            rows.append(f"| {size[0]}x{size[1]} | {mode} | {ours:.0f} | {base:.0f} | {ours / base:.3f}x |")
+        for mode in args.modes:
+            steps = [inference_step(args, name, size, mode) for name in (model_name, base_name)]
+            ours, base = (
+                args.infer_batch / ms * 1e3
+                for ms in paired_ms(steps, torch.device(args.device), args.iters, args.warmup + 2)
+            )
+            rows.append(f"| {size[0]}x{size[1]} | {mode} | {ours:.2f} | {base:.2f} | {ours / base:.3f}x |")
             print(rows[-1], flush=True)
+    if len(memory) > 2:
+        rows += ["", *memory]
     print("\n" + "\n".join(rows))
 
 

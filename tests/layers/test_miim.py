@@ -131,3 +131,47 @@ def test_bad_input_messages() -> None:
     assert MIIM(61).gri.dim == 30  # C' = C // r: rexnet_100's 61 channels build
     with pytest.raises(ValueError, match="stride"):
         MIIM(32, stride=0)
+
+
+def _eval_reference(module: MIIM, x: torch.Tensor) -> torch.Tensor:
+    """docs/paper.md#miim in eval mode, written out: X + γ ⊙ BN(X ⊙ Up_s(G)) with the running statistics."""
+    gate = module.gate(x)  # (B, C, h, w)
+    upsampled = gate.repeat_interleave(module.stride, 2).repeat_interleave(module.stride, 3)
+    reweighted = x * upsampled[:, :, : x.shape[2], : x.shape[3]]
+    norm = module.norm
+    branch = (reweighted - norm.running_mean[:, None, None]) / torch.sqrt(norm.running_var[:, None, None] + norm.eps)
+    if module.gamma is not None:
+        branch = branch * module.gamma[:, None, None]
+    if module.combine == "gate":
+        return branch
+    out = x + branch
+    return torch.relu(out) if module.combine == "add_relu" else out
+
+
+@pytest.mark.parametrize("combine", ["add", "add_relu", "gate"])
+@pytest.mark.parametrize("init_values", [None, 0.3])
+@pytest.mark.parametrize("size", [(8, 4), (7, 5)], ids=["divisible", "padded"])
+def test_eval_folded_tail_equals_the_written_out_block_float64(combine, init_values, size) -> None:
+    """Eval mode folds the BatchNorm and the residual into one pass (``folded_tail``): values and input / parameter
+    gradients equal the unfolded formula, float64."""
+    module = MIIM(16, reduction=2, stride=2, num_heads=2, combine=combine, init_values=init_values).double()
+    module(torch.randn(6, 16, *size, dtype=torch.float64))  # move the running statistics away from 0 / 1
+    module.eval()
+    x = torch.randn(3, 16, *size, dtype=torch.float64)
+    x_ours, x_ref = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out, expected = module(x_ours), _eval_reference(module, x_ref)
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    weights = torch.randn_like(out)
+    ours = torch.autograd.grad((out * weights).sum(), [x_ours, *module.parameters()])
+    theirs = torch.autograd.grad((expected * weights).sum(), [x_ref, *module.parameters()])
+    for got, want in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_scripted_eval_equals_folded_eager() -> None:
+    """TorchScript keeps the unfolded passes (the fold is eager / traced only); both give the same output."""
+    module = MIIM(16, reduction=2, stride=2, num_heads=2, init_values=0.5)
+    module(torch.randn(4, 16, 8, 4))
+    module.eval()
+    x = torch.randn(2, 16, 8, 4)
+    torch.testing.assert_close(torch.jit.script(module)(x), module(x), rtol=1e-5, atol=1e-6)

@@ -220,3 +220,58 @@ def test_num_visible_must_describe_a_sorted_batch() -> None:
         module(x, torch.tensor([0, 0, 1, 1]), num_visible=5)
     with pytest.raises(TypeError, match="num_visible must be an int"):
         module(x, torch.tensor([0, 0, 1, 1]), num_visible=torch.tensor(2))
+
+
+def _eval_reference(module: ModalityMIIM, x: torch.Tensor, modalities: torch.Tensor) -> torch.Tensor:
+    """Eval mode written out per sample: X_b + γ_m ⊙ (X_b ⊙ Up(G^m(X_b)) - μ_m) / sqrt(σ²_m + ε), m = m_b."""
+    rows = []
+    for index, modality in enumerate(modalities.tolist()):
+        copy_ = module.branch(modality)
+        sample = x[index : index + 1]
+        gate = copy_.gate(sample).repeat_interleave(copy_.stride, 2).repeat_interleave(copy_.stride, 3)
+        norm = copy_.norm
+        mean, var = norm.running_mean[:, None, None], norm.running_var[:, None, None]
+        branch = (sample * gate - mean) / torch.sqrt(var + norm.eps) * copy_.gamma[:, None, None]
+        rows.append(sample + branch)
+    return torch.cat(rows)
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["any-order", "num_visible"])
+@pytest.mark.parametrize("mix", list(MIXES), ids=list(MIXES))
+def test_eval_folded_tail_equals_each_copy_written_out_float64(mix: str, split: bool) -> None:
+    """Eval mode (the folded one-pass tail): values and input / parameter gradients, float64, both formulations."""
+    module = _module(init_values=0.5).double()
+    module(torch.randn(8, 32, 8, 4, dtype=torch.float64), torch.tensor([0, 1] * 4))  # move the running statistics
+    module.eval()
+    modalities = torch.tensor(MIXES[mix])
+    x = torch.randn(len(modalities), 32, 8, 4, dtype=torch.float64)
+    num_visible = None
+    if split:
+        order = torch.argsort(modalities, stable=True)
+        x, modalities = x[order], modalities[order]
+        num_visible = int((modalities == VISIBLE).sum())
+    x_ours, x_ref = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out = module(x_ours, modalities, num_visible=num_visible)
+    expected = _eval_reference(module, x_ref, modalities)
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    weights = torch.randn_like(out)
+    params = list(module.parameters())
+    ours = torch.autograd.grad((out * weights).sum(), [x_ours, *params], allow_unused=True, materialize_grads=True)
+    theirs = torch.autograd.grad(
+        (expected * weights).sum(), [x_ref, *params], allow_unused=True, materialize_grads=True
+    )
+    for got, want in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_checked_skips_the_checks_only_when_asked() -> None:
+    """``checked=True`` (what WRIMNet passes after validating) trusts the caller; a direct call is checked."""
+    module = _module().eval()
+    x = torch.randn(2, 32, 8, 4)
+    with pytest.raises(ValueError, match="modalities must have shape"):
+        module(x, torch.tensor([0, 1, 1]))
+    with pytest.raises(ValueError, match="2 visible ids .0. followed by 0 infrared"):
+        module(x, torch.tensor([0, 1]), num_visible=2)
+    with torch.no_grad():
+        trusted = module(x, torch.tensor([0, 1]), checked=True)
+        torch.testing.assert_close(trusted, module(x, torch.tensor([0, 1])))

@@ -323,3 +323,90 @@ def test_projection_heads_all() -> None:
     model = WRIMNet("resnet18", num_classes=NUM_CLASSES, img_size=SIZE, projection_heads=None, proj_dim=16).train()
     out = model(_images(), MODALITIES)
     assert {name: p.shape for name, p in out.projections.items()} == dict.fromkeys(model.head_names, (2, 16))
+
+
+def _copy_rows(model: WRIMNet) -> dict[str, int]:
+    """Rows each ModalityMIIM copy's gate computes, counted by hooks on their compression convs (filled in later)."""
+    rows: dict[str, int] = {}
+    for index in (1, 2):
+        for name in ("visible", "infrared"):
+            key = f"stage{index}.{name}"
+            getattr(model.miims[f"stage{index}"], name).compress.register_forward_hook(
+                lambda _m, args, _out, key=key: rows.__setitem__(key, rows.get(key, 0) + args[0].shape[0])
+            )
+    return rows
+
+
+@pytest.mark.parametrize(
+    "ids", [[1, 1, 1], [0, 0, 0], [1, 0, 0, 1]], ids=["infrared batch", "visible batch", "mixed batch"]
+)
+def test_eval_computes_each_sample_once(ids: list[int]) -> None:
+    """Evaluation (``embed``, with and without flip): each ModalityMIIM copy's gate runs only on its own samples,
+    once; ``forward`` without ``num_visible`` keeps the any-order formulation (both copies, every sample)."""
+    model = WRIMNet("resnet18", num_classes=NUM_CLASSES, img_size=SIZE).eval()
+    rows = _copy_rows(model)
+    modalities = torch.tensor(ids)
+    images = _images(len(ids))
+    own = {"visible": ids.count(0), "infrared": ids.count(1)}
+    with torch.no_grad():
+        model.embed(images, modalities, flip=False)
+        assert rows == {f"stage{i}.{name}": own[name] for i in (1, 2) for name in own if own[name]}
+        rows.clear()
+        model.embed(images, modalities, flip=True)  # one pass over the 2B batch of images and flips
+        assert rows == {f"stage{i}.{name}": 2 * own[name] for i in (1, 2) for name in own if own[name]}
+        rows.clear()
+        model(images, modalities)
+        assert rows == {f"stage{i}.{name}": len(ids) for i in (1, 2) for name in own}
+
+
+@pytest.mark.parametrize("ids", [[1, 1, 1], [0, 0], [1, 0, 0, 1, 0], [0]], ids=["IR", "VIS", "mixed", "B=1"])
+def test_eval_routing_equals_the_any_order_formulation_float64(ids: list[int]) -> None:
+    """The routed evaluation (``embed``: sorted by modality, folded tails) equals the any-order formulation, in
+    which both copies compute every sample: values, input and parameter gradients, float64."""
+    torch.manual_seed(0)
+    model = WRIMNet("resnet18", num_classes=NUM_CLASSES, img_size=SIZE).double()
+    model(_images(4).double(), torch.tensor([0, 1, 0, 1]))  # running statistics away from 0 / 1
+    model.eval()
+    modalities = torch.tensor(ids)
+    images = _images(len(ids)).double()
+    ours_in, ref_in = images.clone().requires_grad_(), images.clone().requires_grad_()
+    out = model.embed(ours_in, modalities, flip=False)
+    expected = model(ref_in, modalities)  # any order
+    torch.testing.assert_close(out, expected, rtol=1e-10, atol=1e-12)
+    weights = torch.randn_like(out)
+    params = [p for p in model.parameters() if p.requires_grad]
+    ours = torch.autograd.grad((out * weights).sum(), [ours_in, *params], allow_unused=True, materialize_grads=True)
+    theirs = torch.autograd.grad(
+        (expected * weights).sum(), [ref_in, *params], allow_unused=True, materialize_grads=True
+    )
+    for got, want in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-8, atol=1e-10)
+
+
+def test_modalities_are_validated_once_per_training_step(monkeypatch) -> None:
+    """Check at the entrance, trust inside: a default training step (the trainer's ``num_visible``) validates
+    ``modalities`` once and ``num_visible`` against it once, in WRIMNet.forward; the ModalityMIIMs trust them
+    (before: 6 validations, WRIMNet 2 and each ModalityMIIM 2). A direct ModalityMIIM call still checks."""
+    import wrim.layers.modality_miim as modality_miim_module
+    import wrim.models.wrimnet as wrimnet_module
+
+    calls: list[str] = []
+
+    def counting(module, name):
+        original = getattr(module, name)
+
+        def wrapper(*args, **kwargs):
+            calls.append(f"{module.__name__}.{name}")
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, wrapper)
+
+    for module in (wrimnet_module, modality_miim_module):
+        counting(module, "check_modalities")
+        counting(module, "check_modality_split")
+    model = WRIMNet("resnet18", num_classes=NUM_CLASSES, img_size=SIZE).train()
+    model(_images(4), torch.tensor([1, 0, 0, 1]), num_visible=2)
+    assert calls == ["wrim.models.wrimnet.check_modalities", "wrim.models.wrimnet.check_modality_split"]
+    calls.clear()
+    model.miims["stage1"](torch.randn(2, 64, 16, 8), torch.tensor([0, 1]))
+    assert calls == ["wrim.layers.modality_miim.check_modalities"]

@@ -158,3 +158,24 @@ def test_cuda_bf16_channels_last_matches_cpu() -> None:
         loss = sum(logits.float().logsumexp(1).mean() for logits in out.logits.values())
     loss.backward()
     assert all(torch.isfinite(p.grad).all() for p in gpu.parameters() if p.grad is not None)
+
+
+@pytest.mark.slow
+def test_compiled_evaluation_is_one_graph_per_batch_layout_and_equals_eager() -> None:
+    """``model.compile()`` for evaluation (``wrim eval --compile``): ``embed`` calls the compiled forward with the
+    host-counted ``num_visible``, so each copy still computes only its own samples; no graph break, one graph per
+    (batch size, visible count) and no recompile when a layout comes back; the embeddings equal eager ones."""
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    torch._dynamo.reset()
+    model = _model().eval()
+    eager = {}
+    batches = [(torch.randn(4, 3, *SIZE), torch.full((4,), ids)) for ids in (1, 0, 1, 0)]
+    with torch.no_grad():
+        for index, (images, modalities) in enumerate(batches):
+            eager[index] = model.embed(images, modalities, flip=True)
+        counter = CompileCounterWithBackend("eager")  # the graphs, not Inductor's kernels: bench_step times those
+        model.compile(backend=counter, fullgraph=True)
+        for index, (images, modalities) in enumerate(batches):
+            torch.testing.assert_close(model.embed(images, modalities, flip=True), eager[index], atol=1e-4, rtol=1e-4)
+    assert counter.frame_count == 2  # one graph for the infrared batches, one for the visible ones

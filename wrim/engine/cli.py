@@ -117,6 +117,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--flip", action=argparse.BooleanOptionalAction, help="add the flipped image (default: the run's)")
     ev.add_argument("--amp", choices=["auto", "bf16", "fp16", "none"], help="autocast (default: the run's amp)")
     ev.add_argument("--json", action="store_true", help="print the per-trial metrics, mean and std as JSON")
+    ev.add_argument("--compile", action="store_true", help="torch.compile the model (opt-in; compiling takes minutes)")
     ev.add_argument("--dataset-arg", action="append", default=[], metavar="key=value", help="e.g. trial=3 (RegDB)")
     ev.add_argument(
         "--gate-maps",
@@ -266,6 +267,7 @@ def _eval(args: argparse.Namespace) -> int:
         img_size=_parse_img_size(args.img_size) if args.img_size else None, batch_size=args.batch_size,
         device=args.device, flip=args.flip, amp=args.amp, num_workers=args.num_workers,
         dataset_kwargs=_parse_pairs(args.dataset_arg), protocol=_parse_pairs(args.protocol) or None,
+        compile=args.compile,
     )  # fmt: skip
     print(report.as_json() if args.json else report.format(), flush=True)
     if args.gate_maps:

@@ -198,6 +198,7 @@ def evaluate_checkpoint(
     num_workers: int = 2,
     dataset_kwargs: dict[str, Any] | None = None,
     protocol: dict[str, Any] | None = None,
+    compile: bool = False,
 ) -> CheckpointEvaluation:
     """Evaluates a run's weights as the trainer's final evaluation does (``wrim eval``).
 
@@ -217,6 +218,8 @@ def evaluate_checkpoint(
         amp: ``"auto"``, ``"bf16"``, ``"fp16"`` or ``"none"``.
         num_workers: DataLoader workers; dataset_kwargs: dataset constructor arguments (added to the run's).
         protocol: protocol arguments (e.g. ``mode="indoor"``), replacing the run's ``eval.protocol``.
+        compile: ``torch.compile`` the network (``net.compile()``; opt-in, ``wrim eval --compile``): WRIMNet's
+            ``embed`` calls the compiled forward with each batch's visible count.
     """
     from wrim.engine.build import build_dataset
     from wrim.engine.config import DataConfig
@@ -225,6 +228,8 @@ def evaluate_checkpoint(
     _, _, run = _run_settings(run_dir, dataset)
     model = load_run_model(run_dir, checkpoint, img_size=img_size, device=device, amp=amp)
     img_size, torch_device, dtype, net = model.img_size, model.device, model.amp_dtype, model.net
+    if compile:
+        net.compile()
     dataset_kwargs = {**run["dataset_kwargs"], **(dataset_kwargs or {})}
     data = build_dataset(DataConfig(dataset=dataset, root=root, dataset_kwargs=dataset_kwargs))
     protocol = run["protocol"] if protocol is None else protocol

@@ -106,7 +106,8 @@ def extract_features(
         device: where the model runs; default its parameters' device (CPU for a parameter-free callable).
         flip: average with the embedding of the horizontally flipped image, renormalised
             ([`wrim.evaluation.flip_average()`][wrim.evaluation.flip_average]); a model with ``.embed(images,
-            modalities, flip=True)`` (``WRIMNet``) does it itself. DEEN's unnormalised sum: docs: Evaluation.
+            modalities, flip)`` (``WRIMNet``) is called through it, with or without flip. DEEN's unnormalised sum:
+            docs: Evaluation.
         num_workers: DataLoader workers.
         shard: under an active process group, embed only this rank's contiguous block of ``records``
             (`wrim.distributed.shard_range`) and gather every rank's block in order, so extraction time falls as
@@ -134,8 +135,8 @@ def extract_features(
         loader = build_test_loader(records, img_size=img_size, batch_size=batch_size, num_workers=num_workers)
         for images, _, _, modalities in loader:
             images, modalities = images.to(device), modalities.to(device)  # (B, 3, H, W), (B,)
-            if flip and hasattr(model, "embed"):
-                out = model.embed(images, modalities, flip=True)
+            if hasattr(model, "embed"):  # WRIMNet: routed by modality, through a model.compile()-d forward too
+                out = model.embed(images, modalities, flip=flip)
             elif flip:
                 out = flip_average(model, images, modalities)
             else:

@@ -36,7 +36,7 @@ from torch import nn
 from wrim._checks import checks_enabled
 from wrim.layers.gri import GRI, resolve_num_heads
 
-__all__ = ["COMBINES", "MIIM", "combine_output", "reweight"]
+__all__ = ["COMBINES", "MIIM", "combine_output", "folded_norm", "folded_tail", "reweight"]
 
 #: The ways ``MIIM`` combines its input with the normalised re-weighted map (``combine`` argument).
 COMBINES: tuple[str, ...] = ("add", "add_relu", "gate")
@@ -61,26 +61,76 @@ def pad_to_multiple(x: torch.Tensor, stride: int) -> torch.Tensor:
     return x
 
 
-def reweight(x: torch.Tensor, gate: torch.Tensor, stride: int) -> torch.Tensor:
-    """``X ⊙ Up_s(G)``: multiply a map by a low-resolution gate, nearest-upsampled by ``stride``.
+def reweight(x: torch.Tensor, gate: torch.Tensor, stride: int, shift: torch.Tensor | None = None) -> torch.Tensor:
+    """``X ⊙ Up_s(G)`` (``+ b`` given ``shift``): a map times a low-resolution gate, nearest-upsampled by ``stride``.
+
+    One pass over ``X``: the upsampling is a broadcast over s×s blocks of a view where ``s`` divides the map, and the
+    shift is added in the same kernel (``addcmul``).
 
     Args:
         x: the input map, (B, C, H, W).
         gate: the gate, (B, C, ⌈H/s⌉, ⌈W/s⌉).
         stride: the upsampling factor ``s``.
+        shift: None, or a per-channel shift ``b`` added to the product, (B, C) or (1, C).
 
     Returns:
         (B, C, H, W), in ``x``'s memory format.
     """
     batch, channels, height, width = x.shape
-    if stride == 1:
-        return x * gate
-    grid_h, grid_w = gate.shape[-2:]
-    if height % stride == 0 and width % stride == 0:
+    if stride != 1 and height % stride == 0 and width % stride == 0:
+        grid_h, grid_w = gate.shape[-2:]
         blocks = x.reshape(batch, channels, grid_h, stride, grid_w, stride)  # (B, C, h, s, w, s), a view
-        return (blocks * gate[:, :, :, None, :, None]).reshape(batch, channels, height, width)
-    upsampled = F.interpolate(gate, scale_factor=float(stride), mode="nearest")[:, :, :height, :width]  # (B, C, H, W)
-    return x * upsampled
+        block_gate = gate[:, :, :, None, :, None]  # (B, C, h, 1, w, 1)
+        if shift is None:
+            return (blocks * block_gate).reshape(batch, channels, height, width)
+        out = torch.addcmul(shift[:, :, None, None, None, None], blocks, block_gate)  # (B, C, h, s, w, s)
+        return out.reshape(batch, channels, height, width)
+    if stride != 1:
+        gate = F.interpolate(gate, scale_factor=float(stride), mode="nearest")[:, :, :height, :width]  # (B, C, H, W)
+    if shift is None:
+        return x * gate
+    return torch.addcmul(shift[:, :, None, None], x, gate)  # (B, C, H, W)
+
+
+def folded_norm(norm: nn.BatchNorm2d, gamma: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """An eval-mode non-affine BatchNorm (and the branch scale ``γ``) as one scale and shift, (C,) and (C,).
+
+    ``γ ⊙ BN(y) = γ ⊙ (y - μ) / sqrt(σ² + ε) = y ⊙ a + b`` with ``a = γ / sqrt(σ² + ε)`` and ``b = -μ a`` from the
+    running statistics (in the buffers' dtype).
+    """
+    scale = torch.rsqrt(norm.running_var + norm.eps)  # (C,)
+    if gamma is not None:
+        scale = scale * gamma
+    return scale, -norm.running_mean * scale
+
+
+def folded_tail(
+    x: torch.Tensor, gate: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, stride: int, combine: str
+) -> torch.Tensor:
+    """The eval-mode MIIM output in one pass over ``X`` ([D], the same maths as ``combine_output``).
+
+    With the folded ``γ ⊙ BN(y) = y ⊙ a + b`` (`folded_norm`), ``X + γ ⊙ BN(X ⊙ Up(G)) = X ⊙ Up(1 + a ⊙ G) + b``:
+    the factor ``1 + a ⊙ G`` is computed on the low-resolution gate, and one ``addcmul`` over the full map gives the
+    output (``"gate"``: ``X ⊙ Up(a ⊙ G) + b``; ``"add_relu"``: its ReLU).
+
+    Args:
+        x: the input map, (B, C, H, W).
+        gate: the low-resolution gate, (B, C, h, w).
+        scale: ``a``, (B, C) or (1, C).
+        shift: ``b``, (B, C) or (1, C).
+        stride: the gate's upsampling factor.
+        combine: one of `COMBINES`.
+
+    Returns:
+        (B, C, H, W) in ``x``'s dtype.
+    """
+    factor = gate * scale[:, :, None, None]  # (B, C, h, w)
+    if combine != "gate":
+        factor = factor + 1
+    out = reweight(x, factor, stride, shift)  # (B, C, H, W)
+    if combine == "add_relu":
+        out = F.relu(out)
+    return out.to(x.dtype)
 
 
 torch.fx.wrap("reweight")  # size-dependent branches: one node in an fx graph
@@ -198,6 +248,11 @@ class MIIM(nn.Module):
                 f"(shape {tuple(x.shape)}); build it with channels={x.shape[1]}"
             )
 
+    @torch.jit.unused
+    def folds_norm(self) -> bool:
+        """Whether the output BatchNorm is folded into the gate (eval mode with running statistics)."""
+        return not self.training and isinstance(self.norm, nn.BatchNorm2d) and self.norm.running_var is not None
+
     def gate(self, x: torch.Tensor) -> torch.Tensor:
         """SCC → GRI → SCR without the upsampling: (B, C, H, W) -> gate (B, C, ⌈H/s⌉, ⌈W/s⌉) in (0, 1)."""
         batch = x.shape[0]
@@ -209,9 +264,12 @@ class MIIM(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, C, H, W)."""
-        if not torch.jit.is_scripting():  # noqa: SIM102 - TorchScript skips this branch, never compiles it
+        if not torch.jit.is_scripting():  # TorchScript skips this branch, never compiles it
             if checks_enabled():
                 self.check_input(x)
+            if self.folds_norm():  # eval: one pass over x ([D], folded_tail); the scripted module keeps the passes
+                scale, shift = folded_norm(self.norm, self.gamma)  # (C,), (C,)
+                return folded_tail(x, self.gate(x), scale[None], shift[None], self.stride, self.combine)
         reweighted = reweight(x, self.gate(x), self.stride)  # (B, C, H, W)
         branch = self.norm(reweighted)  # (B, C, H, W)
         if self.gamma is not None:

@@ -30,7 +30,7 @@ from torch import nn
 
 from wrim._checks import check_modalities, check_modality_split, checks_enabled
 from wrim.distributed import all_reduce_with_grad
-from wrim.layers.miim import MIIM, combine_output, reweight
+from wrim.layers.miim import MIIM, combine_output, folded_norm, folded_tail, reweight
 from wrim.layers.norm import update_running_stats
 from wrim.modality import INFRARED, VISIBLE
 
@@ -75,7 +75,9 @@ class ModalityMIIM(nn.Module):
         self.visible.fused_attn = enable
         self.infrared.fused_attn = enable
 
-    def forward(self, x: torch.Tensor, modalities: torch.Tensor, num_visible: int | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, modalities: torch.Tensor, num_visible: int | None = None, *, checked: bool = False
+    ) -> torch.Tensor:
         """Route each sample through its modality's MIIM: ``X + γ^{m} ⊙ BN^{m}(X ⊙ Up(G^{m}(X)))``.
 
         Args:
@@ -84,11 +86,14 @@ class ModalityMIIM(nn.Module):
             num_visible: None for any batch; or the number ``n`` of visible samples of a modality-sorted batch
                 (rows ``[0, n)`` visible, ``[n, B)`` infrared; checked), so that each copy's gate runs only on its
                 own rows. A Python int: ``torch.compile`` specialises on it.
+            checked: keyword-only; the caller has already validated ``x``, ``modalities`` (a (B,) long tensor on
+                ``x``'s device) and ``num_visible``, so they are not checked again (check at the entrance, trust
+                inside: [`WRIMNet`][wrim.models.WRIMNet] passes True). Direct calls keep the default and are checked.
 
         Returns:
             (B, C, H, W).
         """
-        if checks_enabled():
+        if checks_enabled() and not checked:
             self.visible.check_input(x)
             modalities = check_modalities(modalities, x.shape[0]).to(x.device)
             if num_visible is not None:
@@ -97,11 +102,16 @@ class ModalityMIIM(nn.Module):
             num_visible = None
         is_infrared = (modalities == INFRARED).view(-1, 1, 1, 1)  # (B, 1, 1, 1)
         gate = self._gate(x, is_infrared, num_visible)  # (B, C, h, w)
+        if self.visible.folds_norm():  # eval: one pass over x ([D], wrim.layers.miim.folded_tail)
+            folded = [folded_norm(copy.norm, copy.gamma) for copy in (self.visible, self.infrared)]
+            scale = torch.stack([folded[0][0], folded[1][0]])[modalities]  # (B, C)
+            shift = torch.stack([folded[0][1], folded[1][1]])[modalities]  # (B, C)
+            return folded_tail(x, gate, scale, shift, self.stride, self.visible.combine)
         reweighted = reweight(x, gate, self.stride)  # (B, C, H, W)
         if isinstance(self.visible.norm, nn.Identity):
             branch = reweighted
         else:
-            branch = self._modality_batch_norm(reweighted, modalities)  # (B, C, H, W)
+            branch = self._modality_batch_norm(reweighted, modalities, num_visible)  # (B, C, H, W)
         if self.visible.gamma is not None:
             gamma = torch.where(is_infrared.view(-1, 1), self.infrared.gamma, self.visible.gamma)  # (B, C)
             branch = branch * gamma[:, :, None, None]
@@ -117,14 +127,22 @@ class ModalityMIIM(nn.Module):
         x_visible, x_infrared = x.split([num_visible, batch - num_visible])  # views; backward: one cat
         return torch.cat([self.visible.gate(x_visible), self.infrared.gate(x_infrared)])  # (B, C, h, w)
 
-    def _modality_batch_norm(self, y: torch.Tensor, modalities: torch.Tensor) -> torch.Tensor:
+    def _modality_batch_norm(
+        self, y: torch.Tensor, modalities: torch.Tensor, num_visible: int | None = None
+    ) -> torch.Tensor:
         """Non-affine BatchNorm with per-modality statistics and running buffers. (B, C, H, W) -> (B, C, H, W).
+
+        A modality-sorted batch in training (``num_visible``, one process's statistics) runs each copy's own
+        ``BatchNorm2d`` on its rows (views; [D]: PyTorch's fused batch-norm kernels, forward and backward, instead of
+        the masked moments below); otherwise:
 
         ``BN^{m}(y) = (y - μ_m) / sqrt(σ²_m + ε) = y ⊙ s_m + t_m`` with ``s_m = 1 / sqrt(σ²_m + ε)`` and
         ``t_m = -μ_m s_m`` (statistics in at least float32): one pass over the map (``addcmul``), in ``y``'s memory
         format (the folding of PyTorch's own batch_norm kernel), with a float32 result for a bf16 / fp16 ``y``; the
         statistics accumulate in float32 without a float32 copy of ``y``.
         """
+        if num_visible is not None and self.training and not self.sync_stats:
+            return self._sorted_batch_norm(y, num_visible)
         norms = (self.visible.norm, self.infrared.norm)
         if self.training or norms[0].running_mean is None:
             # statistics in at least float32, without a float32 copy of y: (2, C), (2, C), (2,)
@@ -138,6 +156,14 @@ class ModalityMIIM(nn.Module):
         scale = torch.rsqrt(var + norms[0].eps)[modalities]  # (B, C)
         shift = -mean[modalities] * scale  # (B, C)
         return torch.addcmul(shift[:, :, None, None], y, scale[:, :, None, None])  # (B, C, H, W)
+
+    def _sorted_batch_norm(self, y: torch.Tensor, num_visible: int) -> torch.Tensor:
+        """Each copy's BatchNorm on its own rows of a modality-sorted batch. (B, C, H, W) -> (B, C, H, W)."""
+        batch = y.shape[0]
+        if num_visible in (0, batch):  # one modality: its BatchNorm on the whole batch
+            return self.branch(INFRARED if num_visible == 0 else VISIBLE).norm(y)
+        visible, infrared = y.split([num_visible, batch - num_visible])  # views
+        return torch.cat([self.visible.norm(visible), self.infrared.norm(infrared)])  # (B, C, H, W)
 
 
 def _per_modality_moments(

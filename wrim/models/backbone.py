@@ -81,7 +81,7 @@ class _TapHook:
     A plain object (no closure), so ``copy.deepcopy`` of the model copies it along with the block it points to.
     The block is the caller's module (e.g. a MIIM owned by [`WRIMNet`][wrim.models.WRIMNet]); a block that
     takes modalities gets them from ``backbone.modalities`` (and ``num_visible=backbone.num_visible`` by keyword when
-    that is set, for a modality-sorted batch), which each
+    that is set, for a modality-sorted batch; ``checked=True`` when the caller validated them), which each
     [`forward()`][wrim.models.StagedBackbone.forward] call sets (an attribute of this model, not global state:
     other models, processes and DDP ranks have their own). With
     gradient checkpointing a stage is recomputed in ``backward()``, which must therefore come before the next
@@ -98,10 +98,13 @@ class _TapHook:
         if self.block is None:
             return None
         feature_map = self.layout.to_map(output)  # (B, C_k, H_k, W_k)
+        trusted = {"checked": True} if self.backbone.checked else {}  # validated by the caller: not again
         if self.takes_modalities and self.backbone.num_visible is not None:
-            feature_map = self.block(feature_map, self.backbone.modalities, num_visible=self.backbone.num_visible)
+            feature_map = self.block(
+                feature_map, self.backbone.modalities, num_visible=self.backbone.num_visible, **trusted
+            )
         elif self.takes_modalities:
-            feature_map = self.block(feature_map, self.backbone.modalities)
+            feature_map = self.block(feature_map, self.backbone.modalities, **trusted)
         else:
             feature_map = self.block(feature_map)
         return self.layout.from_map(output, feature_map)
@@ -154,6 +157,7 @@ class StagedBackbone(nn.Module):
         self.in_chans = in_chans
         self.modalities: torch.Tensor | None = None
         self.num_visible: int | None = None
+        self.checked = False
         timm_kwargs = self._timm_arguments(pretrained, pretrained_file, dict(kwargs, in_chans=in_chans))
         want_stride_one = last_stride in (None, 1)
         reason = ""
@@ -291,7 +295,12 @@ class StagedBackbone(nn.Module):
         self.hooks[index - 1].takes_modalities = takes_modalities
 
     def forward(
-        self, images: torch.Tensor, modalities: torch.Tensor | None = None, num_visible: int | None = None
+        self,
+        images: torch.Tensor,
+        modalities: torch.Tensor | None = None,
+        num_visible: int | None = None,
+        *,
+        checked: bool = False,
     ) -> list[torch.Tensor]:
         """The feature pyramid after the blocks: (B, 3, H, W) -> [(B, C_k, H_k, W_k) for k = 1..4].
 
@@ -300,7 +309,10 @@ class StagedBackbone(nn.Module):
             modalities: (B,) ids for blocks that take them.
             num_visible: for a modality-sorted batch, its visible count, passed on to blocks that take modalities
                 (see [`ModalityMIIM`][wrim.layers.ModalityMIIM]); None for any batch.
+            checked: keyword-only; the caller validated ``modalities`` (and ``num_visible``): blocks that take
+                modalities get ``checked=True`` and do not validate them again.
         """
+        self.checked = checked
         self.modalities = modalities  # read by the hooks; kept for a checkpointed stage's recomputation in backward
         self.num_visible = num_visible
         features = self.model(images)

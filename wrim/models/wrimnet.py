@@ -32,6 +32,7 @@ from torch import nn
 from wrim._checks import check_modalities, check_modality_split, checks_enabled
 from wrim.flip import flip_average
 from wrim.layers import MIIM, ModalityMIIM
+from wrim.modality import VISIBLE
 from wrim.models._factory import records_init_args
 from wrim.models._registry import register_model
 from wrim.models.backbone import NUM_STAGES, StagedBackbone, _pair
@@ -137,6 +138,30 @@ class WRIMNet(nn.Module):
                 ``freeze_bnneck_bias``, ``classifier_init_std``).
         """
         super().__init__()
+        self._check_arguments(num_classes, local_parts, separate_stages, shared_stages)
+        self.img_size = _pair(img_size, "img_size")
+        self.local_parts = local_parts
+        self.backbone = StagedBackbone(
+            backbone,
+            pretrained=pretrained,
+            pretrained_file=pretrained_file,
+            img_size=self.img_size,
+            last_stride=last_stride,
+            last_stage_dilation=last_stage_dilation,
+            **(backbone_kwargs or {}),
+        )
+        per_stage = self._miim_arguments(token_stride, stride, reduction, num_heads, kv_pool)
+        self._build_miims(backbone, per_stage, pos_embed=pos_embed, **(miim_kwargs or {}))
+        self.check_image_size(self.img_size)
+        self._build_heads(num_classes, proj_dim, projection_heads, embed_heads, head_kwargs or {})
+        self.grad_checkpointing = False
+
+    # ------------------------------------------------------------------------------------------ build steps
+
+    def _check_arguments(
+        self, num_classes: int | None, local_parts: int, separate_stages: Sequence[int], shared_stages: Sequence[int]
+    ) -> None:
+        """Validate the arguments that need no backbone; set ``separate_stages`` and ``shared_stages``."""
         if num_classes is None:
             raise TypeError(
                 "WRIMNet needs num_classes: the number of training identities (e.g. 395 for SYSU-MM01, "
@@ -151,17 +176,17 @@ class WRIMNet(nn.Module):
             raise ValueError(
                 f"stages {sorted(both)} are in both separate_stages and shared_stages; a stage gets one MIIM kind"
             )
-        self.img_size = _pair(img_size, "img_size")
-        self.local_parts = local_parts
-        self.backbone = StagedBackbone(
-            backbone,
-            pretrained=pretrained,
-            pretrained_file=pretrained_file,
-            img_size=self.img_size,
-            last_stride=last_stride,
-            last_stage_dilation=last_stage_dilation,
-            **(backbone_kwargs or {}),
-        )
+
+    def _miim_arguments(
+        self,
+        token_stride: int,
+        stride: int | Sequence[int] | None,
+        reduction: int | Sequence[int],
+        num_heads: int | Sequence[int] | None,
+        kv_pool: int | Sequence[int],
+    ) -> dict[str, tuple[int | None, ...]]:
+        """Each per-stage MIIM argument as a 4-tuple (strides from ``token_stride`` unless given); sets
+        ``token_stride`` and ``miim_strides``."""
         if not isinstance(token_stride, int) or token_stride < 1:
             raise ValueError(f"token_stride must be a positive int (paper: 16); got {token_stride!r}")
         if stride is None:
@@ -174,39 +199,48 @@ class WRIMNet(nn.Module):
         }
         self.token_stride = token_stride
         self.miim_strides = per_stage["stride"]
+        return per_stage
+
+    def _build_miims(self, backbone: str, per_stage: dict[str, tuple[int | None, ...]], **miim_kwargs) -> None:
+        """A ``ModalityMIIM`` after each separate stage and a ``MIIM`` after each shared one, hooked into the
+        backbone (``miims``)."""
         self.miims = nn.ModuleDict()
         for index in sorted(self.separate_stages + self.shared_stages):
             kwargs = {key: values[index - 1] for key, values in per_stage.items()}
             kind = ModalityMIIM if index in self.separate_stages else MIIM
             try:
-                self.miims[f"stage{index}"] = kind(
-                    self.backbone.channels[index - 1], pos_embed=pos_embed, **kwargs, **(miim_kwargs or {})
-                )
+                self.miims[f"stage{index}"] = kind(self.backbone.channels[index - 1], **kwargs, **miim_kwargs)
             except ValueError as err:
                 raise ValueError(
                     f"cannot build the {kind.__name__} after stage {index} of {backbone!r} "
                     f"({self.backbone.channels[index - 1]} channels, {kwargs}): {err}"
                 ) from err
             self.backbone.set_block(index, self.miims[f"stage{index}"], takes_modalities=kind is ModalityMIIM)
-        self.check_image_size(self.img_size)
 
+    def _build_heads(
+        self,
+        num_classes: int,
+        proj_dim: int,
+        projection_heads: Sequence[str] | None,
+        embed_heads: Sequence[str] | None,
+        head_kwargs: dict,
+    ) -> None:
+        """The BNNeck heads (P5 global, the P5 strips, P4 global); sets ``head_names``, ``projection_heads``,
+        ``embed_heads`` and ``num_features``."""
         channels = self.backbone.channels
         head_channels = {"p5_global": channels[3]}
-        head_channels.update({f"p5_part{i}": channels[3] for i in range(local_parts)})
+        head_channels.update({f"p5_part{i}": channels[3] for i in range(self.local_parts)})
         head_channels["p4_global"] = channels[2]
         self.head_names: tuple[str, ...] = tuple(head_channels)
         self.projection_heads = _check_heads(projection_heads, self.head_names, "projection_heads")
         self.embed_heads = _check_heads(embed_heads, self.head_names, "embed_heads")
         self.heads = nn.ModuleDict(
             {
-                name: EmbeddingHead(
-                    width, num_classes, proj_dim if name in self.projection_heads else 0, **(head_kwargs or {})
-                )
+                name: EmbeddingHead(width, num_classes, proj_dim if name in self.projection_heads else 0, **head_kwargs)
                 for name, width in head_channels.items()
             }
         )
         self.num_features = sum(head_channels[name] for name in self.embed_heads)
-        self.grad_checkpointing = False
 
     # --------------------------------------------------------------------------------------------- validation
 
@@ -277,7 +311,13 @@ class WRIMNet(nn.Module):
             modalities = self._check_inputs(images, modalities)
             if num_visible is not None and modalities is not None:
                 check_modality_split(modalities, num_visible)
-        maps = self.backbone(images, modalities, num_visible)  # [(B, C_k, H_k, W_k)] after the MIIMs (hooks)
+        return self._features(images, modalities, num_visible)
+
+    def _features(
+        self, images: torch.Tensor, modalities: torch.Tensor | None, num_visible: int | None
+    ) -> dict[str, torch.Tensor]:
+        """`forward_features` on validated inputs: the ModalityMIIMs do not check them again."""
+        maps = self.backbone(images, modalities, num_visible, checked=True)  # [(B, C_k, H_k, W_k)] after the MIIMs
         return {"p4": maps[2], "p5": maps[3]}
 
     def pool(self, features: dict[str, torch.Tensor], heads: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
@@ -342,21 +382,41 @@ class WRIMNet(nn.Module):
             In training mode a [`WRIMNetOutput`][wrim.models.WRIMNetOutput]; in eval mode the (B, D)
                 L2-normalised test embedding.
         """
+        return self._run(images, modalities, num_visible, pre_logits=not self.training)
+
+    def _run(
+        self, images: torch.Tensor, modalities: torch.Tensor | None, num_visible: int | None, pre_logits: bool
+    ) -> WRIMNetOutput | torch.Tensor:
+        """`forward`'s body: validate the inputs once, route the batch by modality, run the heads.
+
+        Check at the entrance, trust inside: ``modalities`` is validated here (and ``num_visible`` against it);
+        the ModalityMIIMs get them with ``checked=True``. A single-modality batch (``num_visible`` 0 or B) is not
+        reordered.
+        """
         if isinstance(num_visible, torch.fx.Proxy):  # fx symbolic tracing: trace the any-order formulation
             num_visible = None
+        if checks_enabled():
+            modalities = self._check_inputs(images, modalities)
         if num_visible is None or modalities is None or not self.separate_stages:
-            return self.forward_head(self.forward_features(images, modalities), pre_logits=not self.training)
-        modalities = modalities.to(images.device)
-        order = torch.argsort(modalities, stable=True)  # (B,) visible rows first, each modality in input order
-        features = self.forward_features(images[order], modalities[order], num_visible=num_visible)
-        return _rows(self.forward_head(features, pre_logits=not self.training), torch.argsort(order))
+            return self.forward_head(self._features(images, modalities, None), pre_logits=pre_logits)
+        order = None if num_visible in (0, images.shape[0]) else torch.argsort(modalities, stable=True)  # (B,)
+        routed = modalities if order is None else modalities[order]  # visible rows first, each in input order
+        if checks_enabled():
+            check_modality_split(routed, num_visible)
+        if order is None:
+            return self.forward_head(self._features(images, routed, num_visible), pre_logits=pre_logits)
+        features = self._features(images[order], routed, num_visible)
+        return _rows(self.forward_head(features, pre_logits=pre_logits), torch.argsort(order))
 
     def embed(self, images: torch.Tensor, modalities: torch.Tensor | None = None, flip: bool = True) -> torch.Tensor:
         """The test embedding, optionally averaged with the horizontally flipped images'. Call ``eval()`` first.
 
         With ``flip`` the two embeddings are summed and normalised again ([D],
         [`wrim.evaluation.flip_average()`][wrim.evaluation.flip_average]; DEEN's unnormalised sum:
-        docs: Evaluation).
+        docs: Evaluation). In eval mode the batch's visible count is taken on the host ([D]: a device
+        synchronisation on an accelerator) and the batch goes through ``self(images, modalities, num_visible=n)``:
+        each ModalityMIIM copy computes only its own samples, with the values of the any-order formulation, and a
+        ``model.compile()``-d model runs compiled (specialised on the count).
 
         Args:
             images: (B, 3, H, W) float images.
@@ -366,11 +426,15 @@ class WRIMNet(nn.Module):
         Returns:
             (B, D), unit norm.
         """
-        if not flip:
-            return self.forward_head(self.forward_features(images, modalities), pre_logits=True)
-        return flip_average(
-            lambda x, m: self.forward_head(self.forward_features(x, m), pre_logits=True), images, modalities
-        )
+        return flip_average(self._embed, images, modalities) if flip else self._embed(images, modalities)
+
+    def _embed(self, images: torch.Tensor, modalities: torch.Tensor | None) -> torch.Tensor:
+        """(B, 3, H, W), (B,) -> (B, D): the eval forward with the host-counted ``num_visible``."""
+        if self.training:
+            return self._run(images, modalities, None, pre_logits=True)
+        countable = isinstance(modalities, torch.Tensor) and modalities.dim() == 1 and bool(self.separate_stages)
+        num_visible = int((modalities == VISIBLE).sum()) if countable and _eager() else None
+        return self(images, modalities, num_visible=num_visible)
 
     # ------------------------------------------------------------------------------------------- timm interface
 
@@ -391,6 +455,11 @@ class WRIMNet(nn.Module):
         """
         self.backbone.set_grad_checkpointing(enable)
         self.grad_checkpointing = enable
+
+
+def _eager() -> bool:
+    """Whether this call runs eagerly (not under torch.compile / export, jit tracing or fx symbolic tracing)."""
+    return checks_enabled() and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
 
 
 def _rows(output: WRIMNetOutput | torch.Tensor, index: torch.Tensor) -> WRIMNetOutput | torch.Tensor:
