@@ -1,8 +1,8 @@
-"""The style's length rules, for the packages this check already covers: no function over 60 lines (docstring
-aside), no module over 500 lines. tests/_function_lengths.py measures all of wrim/; run it for the whole tree.
+"""The style's length rules: no function in ``wrim/`` over 60 lines (docstring aside), no module over 500 lines.
 
-Covered: all of ``wrim/`` but ``wrim/models/wrimnet.py`` (``WRIMNet.__init__``, 97 lines; 512 lines) and
-``wrim/models/pretrained.py`` (634 lines), whose splits are separate changes (empty ``_NOT_YET`` when they land).
+tests/_function_lengths.py measures all of wrim/. The module rule does not yet hold for ``wrim/models/wrimnet.py``
+(581 lines) and ``wrim/models/pretrained.py`` (634 lines), whose splits are open work (empty ``_NOT_YET`` when they
+land); the function rule holds everywhere.
 """
 
 from pathlib import Path
@@ -18,7 +18,7 @@ def _covered(path: str) -> bool:
 
 
 def test_no_function_over_the_limit() -> None:
-    long = [(name, n) for name, n in function_lengths(ROOT) if n > FUNCTION_LIMIT and _covered(name.split(":")[0])]
+    long = [(name, n) for name, n in function_lengths(ROOT) if n > FUNCTION_LIMIT]
     assert not long, f"functions over {FUNCTION_LIMIT} lines (docstring aside): {long}"
 
 
