@@ -24,8 +24,9 @@ def test_eval_equals_final_metrics_under_bf16_autocast(tmp_path, capsys):
     for key in ("R1", "R5", "R10", "R20", "mAP", "mINP"):
         assert report["mean"][key] == pytest.approx(final[key], abs=1e-9), key
         values = [t[key] for t in report["trials"]]
-        assert report["mean"][key] == pytest.approx(sum(values) / 2, abs=1e-9)
-        assert report["std"][key] == pytest.approx(abs(values[0] - values[1]) / 2**0.5, abs=1e-9)
+        # the protocol averages float32 metrics (in %, <= 100): one float32 rounding, 100 * 2**-24 < 1e-5
+        assert report["mean"][key] == pytest.approx(sum(values) / 2, abs=1e-5)
+        assert report["std"][key] == pytest.approx(abs(values[0] - values[1]) / 2**0.5, abs=1e-5)
 
     assert main([*args, "--amp", "none"]) == 0  # fp32 embeddings of the same weights: the old behaviour
     table = capsys.readouterr().out.splitlines()
