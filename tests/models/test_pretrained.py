@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 
 import wrim
 from wrim.models import WRIMNet, create_model, list_models
-from wrim.models.pretrained import PAPER_BIBTEX, SOFTWARE_BIBTEX
+from wrim.models.model_card import PAPER_BIBTEX, SOFTWARE_BIBTEX
 
 ROOT = Path(__file__).resolve().parents[2]
 SIZE = (64, 32)
