@@ -29,12 +29,14 @@ from torch import nn
 from wrim._checks import checks_enabled
 from wrim.layers.config import use_fused_attn
 from wrim.layers.pos_embed import sincos_2d_pos_embed
+from wrim.layers.token_linear import TokenLinear, token_linear
 
 __all__ = ["GRI", "head_counts", "resolve_num_heads"]
 
 _POS_EMBEDS = ("sincos", None)
 DEFAULT_NUM_HEADS = 8
 torch.fx.wrap("sincos_2d_pos_embed")  # a function of the grid size only: one node in an fx graph
+torch.fx.wrap("token_linear")  # a device-dependent branch: one node in an fx graph
 
 
 def head_counts(dim: int) -> list[int]:
@@ -127,9 +129,9 @@ class GRI(nn.Module):
         self.residual_pos_embed = residual_pos_embed
         self.fused_attn = use_fused_attn()
         self.norm = norm_layer(dim, **factory)
-        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias, **factory)
+        self.qkv = TokenLinear(dim, 3 * dim, bias=qkv_bias, **factory)
         self.attn_drop = nn.Dropout(attn_drop)
-        self.proj = nn.Linear(dim, dim, **factory)
+        self.proj = TokenLinear(dim, dim, **factory)
         self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -153,7 +155,8 @@ class GRI(nn.Module):
                 shortcut = tokens
         queries = self.norm(tokens)  # (B, N, C)
         if self.kv_pool == 1:
-            qkv = self.qkv(queries).view(batch, -1, 3, self.num_heads, self.head_dim)  # (B, N, 3, H, d)
+            # contiguous: TokenLinear's CPU output is channel-first, and SDPA's fused CPU kernel wants d innermost
+            qkv = self.qkv(queries).contiguous().view(batch, -1, 3, self.num_heads, self.head_dim)  # (B, N, 3, H, d)
             q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (B, H, N, d)
         else:
             grid = tokens.view(batch, height, width, dim).permute(0, 3, 1, 2)  # (B, C, h, w)
@@ -161,8 +164,15 @@ class GRI(nn.Module):
             keys = self.norm(pooled.flatten(2).transpose(1, 2))  # (B, M, C)
             w_q, w_kv = self.qkv.weight.split([dim, 2 * dim])
             b_q, b_kv = self.qkv.bias.split([dim, 2 * dim]) if self.qkv.bias is not None else (None, None)
-            q = F.linear(queries, w_q, b_q).view(batch, -1, self.num_heads, self.head_dim).transpose(1, 2)
-            kv = F.linear(keys, w_kv, b_kv).view(batch, -1, 2, self.num_heads, self.head_dim)  # (B, M, 2, H, d)
+            q = (
+                token_linear(queries, w_q, b_q)
+                .contiguous()
+                .view(batch, -1, self.num_heads, self.head_dim)
+                .transpose(1, 2)
+            )
+            kv = (
+                token_linear(keys, w_kv, b_kv).contiguous().view(batch, -1, 2, self.num_heads, self.head_dim)
+            )  # (B, M, 2, H, d)
             k, v = kv.permute(2, 0, 3, 1, 4).unbind(0)  # 2 x (B, H, M, d)
         attended = self._attend(q, k, v)  # (B, H, N, d)
         attended = attended.transpose(1, 2).reshape(batch, height * width, dim)  # (B, N, C)

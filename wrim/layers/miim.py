@@ -35,6 +35,7 @@ from torch import nn
 
 from wrim._checks import checks_enabled
 from wrim.layers.gri import GRI, resolve_num_heads
+from wrim.layers.token_linear import TokenLinear
 
 __all__ = ["COMBINES", "MIIM", "combine_output", "folded_norm", "folded_tail", "reweight"]
 
@@ -219,7 +220,7 @@ class MIIM(nn.Module):
             proj_drop=proj_drop,
             **factory,
         )
-        self.restore = nn.Linear(dim, channels, **factory)
+        self.restore = TokenLinear(dim, channels, **factory)
         self.norm = nn.BatchNorm2d(channels, affine=False, **factory) if out_norm else nn.Identity()
         gamma = None if init_values is None else torch.full((channels,), float(init_values), **factory)
         self.gamma = None if gamma is None else nn.Parameter(gamma)

@@ -1,0 +1,51 @@
+"""TokenLinear - ``nn.Linear`` over region tokens, computed on the CPU as a 1×1 convolution (same values).
+
+Shapes: ``B`` batch, ``N`` tokens, ``C_in`` / ``C_out`` channels.
+
+[D] (docs: Performance, section "Speed at the FLOP floor"): on the CPU, PyTorch sends a float32 ``F.linear`` to the
+BLAS (MKL in the x86 wheels) and a convolution to oneDNN. On the 2-core AMD EPYC machines of this project the BLAS
+path runs GRI's and the gate's projections at about 180 GFLOP/s and oneDNN's 1×1 convolution of the same product
+at 350-375 GFLOP/s, forward + backward about twice as fast. So on the CPU the tokens are laid out channel-first,
+``(B, N, C_in) -> (B, C_in, N, 1)``, and convolved with the Linear's own weight viewed as ``(C_out, C_in, 1, 1)``;
+the result is returned as a ``(B, N, C_out)`` view of the contiguous ``(B, C_out, N)`` product, which is the
+layout the MIIM gate needs next ([`MIIM`][wrim.layers.MIIM]). Other devices call ``F.linear``. The parameters,
+the state dict and the values (up to float rounding) are those of ``nn.Linear``.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["TokenLinear", "token_linear"]
+
+
+def token_linear(tokens: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``F.linear(tokens, weight, bias)`` for (B, N, C_in) tokens; on the CPU a 1×1 convolution ([D], above).
+
+    Args:
+        tokens: (B, N, C_in).
+        weight: (C_out, C_in).
+        bias: (C_out,) or None.
+
+    Returns:
+        (B, N, C_out); on the CPU a transposed view of a contiguous (B, C_out, N) tensor.
+    """
+    if tokens.device.type != "cpu" or tokens.dim() != 3:
+        return F.linear(tokens, weight, bias)
+    grid = tokens.transpose(1, 2).contiguous().unsqueeze(-1)  # (B, C_in, N, 1)
+    out = F.conv2d(grid, weight.unsqueeze(-1).unsqueeze(-1), bias)  # (B, C_out, N, 1)
+    return out.squeeze(-1).transpose(1, 2)  # (B, N, C_out), a view
+
+
+torch.fx.wrap("token_linear")  # a device-dependent branch: one node in an fx graph
+
+
+class TokenLinear(nn.Linear):
+    """``nn.Linear`` whose forward is `token_linear` (forward hooks, parameters and state dict unchanged).
+
+    Shapes: (B, N, C_in) -> (B, N, C_out); other ranks go to ``F.linear``.
+    """
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, N, C_in) -> (B, N, C_out)."""
+        return token_linear(tokens, self.weight, self.bias)
