@@ -30,12 +30,15 @@ if [ "${QUICK:-0}" = "1" ]; then
   part layers 300 "$PY" examples/benchmarks/bench_layers.py --batch 4 --iters 2 --warmup 1 --sizes 64x32 --kv-pool 1 2
   part step 600 "$PY" examples/benchmarks/bench_step.py --batch 8 --sizes 64x32 --iters 2 --warmup 1 \
     --models wrimnet_resnet18 baseline_resnet18 --modes eager --infer-batch 16
+  part miim_parts 300 "$PY" examples/benchmarks/bench_miim_parts.py --device cpu --model wrimnet_resnet18 \
+    --size 64x32 --batch 8 --iters 1 --warmup 1
   exit $status
 fi
 
 part cuda_tests 150 "$PY" -m pytest -q -m cuda -p no:cacheprovider -x --timeout 120
 part layers 60 "$PY" examples/benchmarks/bench_layers.py --device cuda --dtype bfloat16 --kv-pool 1 2
 part step 270 "$PY" examples/benchmarks/bench_step.py --device cuda --batch 64 128 --compile-batch 64
+part miim_parts 45 "$PY" examples/benchmarks/bench_miim_parts.py --device cuda --batch 64
 part losses 60 "$PY" examples/benchmarks/bench_losses.py --devices cuda --batch-sizes 128 256 --loop-repeats 1
 part eval 60 "$PY" examples/benchmarks/bench_eval.py --device cuda --scales sysu,llcm,llcm-full
 exit $status

@@ -7,12 +7,21 @@ import torch
 import torch.nn.functional as F
 
 from wrim.layers import GRI, MIIM
-from wrim.layers.token_linear import TokenLinear, token_linear
+from wrim.layers import token_linear as token_linear_module
+from wrim.layers.token_linear import CONV_MIN_MACS, TokenLinear, token_linear
+
+
+@pytest.fixture(params=["convolution", "f_linear"])
+def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both CPU paths on small shapes: the threshold at 0 sends every product through the 1x1 convolution."""
+    if request.param == "convolution":
+        monkeypatch.setattr(token_linear_module, "CONV_MIN_MACS", 0)
+    return request.param
 
 
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("shape", [(3, 7, 5), (1, 1, 5), (2, 162, 5)])
-def test_equals_f_linear_float64_values_and_grads(bias: bool, shape: tuple[int, int, int]) -> None:
+def test_equals_f_linear_float64_values_and_grads(bias: bool, shape: tuple[int, int, int], path: str) -> None:
     """Against the written-out product ``x Wᵀ + b`` (not against itself): values and every gradient."""
     torch.manual_seed(0)
     layer = TokenLinear(shape[-1], 6, bias=bias).double()
@@ -30,11 +39,25 @@ def test_equals_f_linear_float64_values_and_grads(bias: bool, shape: tuple[int, 
         torch.testing.assert_close(grads[2], flat_up.sum(0), rtol=1e-12, atol=1e-12)
 
 
-def test_gradcheck() -> None:
+def test_gradcheck(path: str) -> None:
     tokens = torch.randn(2, 4, 3, dtype=torch.float64, requires_grad=True)
     weight = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
     bias = torch.randn(5, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(token_linear, (tokens, weight, bias))
+
+
+def test_the_default_threshold_picks_the_path_by_size() -> None:
+    """A product of GRI's size at 288x144 (16 x 162 tokens, 512 -> 2048) is a convolution (its output the
+    channel-first view), a small one is F.linear; both equal the float64 product to float32 rounding."""
+    torch.manual_seed(0)
+    for tokens, c_in, c_out, convolved in ((2, 4, 8, False), (162, 512, 2048, True)):
+        assert (16 * tokens * c_in * c_out >= CONV_MIN_MACS) == convolved
+        layer = TokenLinear(c_in, c_out)
+        x = torch.randn(16, tokens, c_in)
+        out = layer(x)
+        assert out.is_contiguous() != convolved
+        expected = (x.double() @ layer.weight.double().t() + layer.bias.double()).float()
+        torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
 
 
 def test_other_ranks_and_devices_take_f_linear() -> None:
@@ -58,7 +81,7 @@ def test_state_dict_and_hooks_are_those_of_nn_linear() -> None:
     assert seen == [(2, 8, 16)]  # (B, N, C): a 4 x 2 grid of tokens, 16 channels
 
 
-def test_gri_on_cpu_keeps_the_fused_attention_kernel() -> None:
+def test_gri_on_cpu_keeps_the_fused_attention_kernel(path: str) -> None:
     """The CPU's flash kernel needs ``d`` innermost: a channel-first q / k / v would fall back to the math path, which
     saves the (B, H, N, N) attention weights for backward. GRI must save no tensor of that size."""
     gri = GRI(64, num_heads=8).train()

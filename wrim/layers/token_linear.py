@@ -16,11 +16,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["TokenLinear", "token_linear"]
+__all__ = ["CONV_MIN_MACS", "TokenLinear", "token_linear"]
+
+#: Products smaller than this many multiply-adds (tokens x C_in x C_out) stay on ``F.linear``: below it the layout
+#: change costs more than the faster kernel saves (measured: 512 x 64 -> 256 runs 1.7x slower as a convolution,
+#: 512 x 128 -> 512 (33.5 M) 1.2x faster, 2592 x 512 -> 2048 2.1x faster, forward + backward) [D].
+CONV_MIN_MACS = 2**25
 
 
 def token_linear(tokens: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """``F.linear(tokens, weight, bias)`` for (B, N, C_in) tokens; on the CPU a 1×1 convolution ([D], above).
+    """``F.linear(tokens, weight, bias)`` for (B, N, C_in) tokens; on the CPU a 1×1 convolution ([D], above) from
+    `CONV_MIN_MACS` multiply-adds on.
 
     Args:
         tokens: (B, N, C_in).
@@ -28,9 +34,13 @@ def token_linear(tokens: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
         bias: (C_out,) or None.
 
     Returns:
-        (B, N, C_out); on the CPU a transposed view of a contiguous (B, C_out, N) tensor.
+        (B, N, C_out); as a convolution, a transposed view of a contiguous (B, C_out, N) tensor.
     """
-    if tokens.device.type != "cpu" or tokens.dim() != 3:
+    if (
+        tokens.device.type != "cpu"
+        or tokens.dim() != 3
+        or tokens.shape[0] * tokens.shape[1] * weight.numel() < CONV_MIN_MACS
+    ):
         return F.linear(tokens, weight, bias)
     grid = tokens.transpose(1, 2).contiguous().unsqueeze(-1)  # (B, C_in, N, 1)
     out = F.conv2d(grid, weight.unsqueeze(-1).unsqueeze(-1), bias)  # (B, C_out, N, 1)

@@ -1,0 +1,21 @@
+"""examples/benchmarks/bench_miim_parts.py runs and prints one row per MIIM, a total and the GEMM table."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "benchmarks" / "bench_miim_parts.py"
+
+
+def test_tiny_run_prints_every_miim_and_the_gemm_rates() -> None:
+    args = ["--device", "cpu", "--model", "wrimnet_resnet18", "--size", "64x32", "--batch", "4", "--iters", "1"]
+    result = subprocess.run([sys.executable, str(SCRIPT), *args, "--warmup", "0"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert [line.split("|")[1].strip() for line in lines if line.startswith("| stage")] == [
+        f"stage{i}" for i in (1, 2, 3, 4)
+    ]
+    assert any(line.startswith("| all |") for line in lines)
+    assert sum(line.startswith("| 648 x ") for line in lines) == 5  # 4 x 162 tokens, five products
