@@ -136,6 +136,9 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     args = parser.parse_args()
+    if args.batch < 8 or args.batch % 8:
+        parser.error(f"--batch must be a multiple of 8 (ids x (4 visible + 4 infrared)); got {args.batch}")
+    args.profile = False  # bench_step.train_step's option: no profile of the baseline step
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}\n")
     print("\n".join(parts_table(args)) + "\n")
     print("\n".join(gemm_table(args)))

@@ -10,7 +10,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "benchmarks" / "benc
 
 
 def test_tiny_run_prints_every_miim_and_the_gemm_rates() -> None:
-    args = ["--device", "cpu", "--model", "wrimnet_resnet18", "--size", "64x32", "--batch", "4", "--iters", "1"]
+    args = ["--device", "cpu", "--model", "wrimnet_resnet18", "--size", "64x32", "--batch", "8", "--iters", "1"]
     result = subprocess.run([sys.executable, str(SCRIPT), *args, "--warmup", "0"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.splitlines()
@@ -18,4 +18,4 @@ def test_tiny_run_prints_every_miim_and_the_gemm_rates() -> None:
         f"stage{i}" for i in (1, 2, 3, 4)
     ]
     assert any(line.startswith("| all |") for line in lines)
-    assert sum(line.startswith("| 648 x ") for line in lines) == 5  # 4 x 162 tokens, five products
+    assert sum(line.startswith("| 1296 x ") for line in lines) == 5  # 8 x 162 tokens, five products
