@@ -1,5 +1,5 @@
-"""Building blocks: MIIM, ModalityMIIM, GRI, the 2-D sine-cosine encoding, the fused-attention switch and the
-cross-rank BatchNorm."""
+"""Building blocks: MIIM, ModalityMIIM, GRI, the 2-D sine-cosine encoding, the fused-attention switch, the
+cross-rank BatchNorm and the token projection (TokenLinear)."""
 
 from wrim.layers.config import set_fused_attn, use_fused_attn
 from wrim.layers.gri import GRI
@@ -7,12 +7,14 @@ from wrim.layers.miim import MIIM, reweight
 from wrim.layers.modality_miim import ModalityMIIM
 from wrim.layers.norm import CrossRankBatchNorm, convert_sync_batchnorm
 from wrim.layers.pos_embed import sincos_2d_pos_embed
+from wrim.layers.token_linear import TokenLinear
 
 __all__ = [
     "GRI",
     "MIIM",
     "CrossRankBatchNorm",
     "ModalityMIIM",
+    "TokenLinear",
     "convert_sync_batchnorm",
     "reweight",
     "set_fused_attn",

@@ -2,14 +2,15 @@
 
 Shapes: ``B`` batch, ``N`` tokens, ``C_in`` / ``C_out`` channels.
 
-[D] (docs: Performance, section "Speed at the FLOP floor"): on the CPU, PyTorch sends a float32 ``F.linear`` to the
-BLAS (MKL in the x86 wheels) and a convolution to oneDNN. On the 2-core AMD EPYC machines of this project the BLAS
-path runs GRI's and the gate's projections at about 180 GFLOP/s and oneDNN's 1×1 convolution of the same product
-at 350-375 GFLOP/s, forward + backward about twice as fast. So on the CPU the tokens are laid out channel-first,
-``(B, N, C_in) -> (B, C_in, N, 1)``, and convolved with the Linear's own weight viewed as ``(C_out, C_in, 1, 1)``;
-the result is returned as a ``(B, N, C_out)`` view of the contiguous ``(B, C_out, N)`` product, which is the
-layout the MIIM gate needs next ([`MIIM`][wrim.layers.MIIM]). Other devices call ``F.linear``. The parameters,
-the state dict and the values (up to float rounding) are those of ``nn.Linear``.
+[D] (docs: Performance, section Speed at the FLOP floor (issue 30)): on the CPU, PyTorch sends a float32
+``F.linear`` to the BLAS (MKL in the x86 wheels) and a convolution to oneDNN. On the 2-core AMD EPYC machines of
+this project the BLAS path runs GRI's and the gate's projections at 160-190 GFLOP/s and oneDNN's 1×1 convolution
+of the same product at 260-380 GFLOP/s, forward + backward. So on the CPU, for products of at least
+`CONV_MIN_MACS` multiply-adds, the tokens are laid out channel-first, ``(B, N, C_in) -> (B, C_in, N, 1)``, and
+convolved with the Linear's own weight viewed as ``(C_out, C_in, 1, 1)``; the result is returned as a
+``(B, N, C_out)`` view of the contiguous ``(B, C_out, N)`` product, the layout the MIIM gate needs next
+([`MIIM`][wrim.layers.MIIM]). Other devices and smaller products call ``F.linear``. The parameters, the state
+dict, forward hooks and the values (up to float rounding) are those of ``nn.Linear``.
 """
 
 import torch
