@@ -97,3 +97,15 @@ def test_gri_on_cpu_keeps_the_fused_attention_kernel(path: str) -> None:
         gri(x)
     assert gri.fused_attn
     assert not [shape for shape in shapes if shape[-2:] == (tokens, tokens)], shapes
+
+
+def test_export_with_a_dynamic_batch_and_torchscript(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Graphs being exported see F.linear before any test of the (symbolic) batch size, and TorchScript compiles
+    only the F.linear branch (the threshold is a Python global it cannot read)."""
+    monkeypatch.setattr(token_linear_module, "CONV_MIN_MACS", 0)
+    layer = TokenLinear(8, 4).eval()
+    batch = torch.export.Dim("batch", min=1, max=64)
+    program = torch.export.export(layer, (torch.randn(3, 5, 8),), dynamic_shapes={"tokens": {0: batch}})
+    other = torch.randn(7, 5, 8)
+    torch.testing.assert_close(program.module()(other), F.linear(other, layer.weight, layer.bias))
+    torch.testing.assert_close(torch.jit.script(layer)(other), layer(other))

@@ -9,8 +9,9 @@ of the same product at 260-380 GFLOP/s, forward + backward. So on the CPU, for p
 `CONV_MIN_MACS` multiply-adds, the tokens are laid out channel-first, ``(B, N, C_in) -> (B, C_in, N, 1)``, and
 convolved with the Linear's own weight viewed as ``(C_out, C_in, 1, 1)``; the result is returned as a
 ``(B, N, C_out)`` view of the contiguous ``(B, C_out, N)`` product, the layout the MIIM gate needs next
-([`MIIM`][wrim.layers.MIIM]). Other devices and smaller products call ``F.linear``. The parameters, the state
-dict, forward hooks and the values (up to float rounding) are those of ``nn.Linear``.
+([`MIIM`][wrim.layers.MIIM]). Other devices, smaller products, TorchScript, and graphs being compiled, exported
+or traced (whose compilers choose their own kernels, and whose batch size may be symbolic) call ``F.linear``. The
+parameters, the state dict, forward hooks and the values (up to float rounding) are those of ``nn.Linear``.
 """
 
 import torch
@@ -37,15 +38,17 @@ def token_linear(tokens: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     Returns:
         (B, N, C_out); as a convolution, a transposed view of a contiguous (B, C_out, N) tensor.
     """
-    if (
-        tokens.device.type != "cpu"
-        or tokens.dim() != 3
-        or tokens.shape[0] * tokens.shape[1] * weight.numel() < CONV_MIN_MACS
-    ):
+    if torch.jit.is_scripting():  # TorchScript compiles only this branch
         return F.linear(tokens, weight, bias)
-    grid = tokens.transpose(1, 2).contiguous().unsqueeze(-1)  # (B, C_in, N, 1)
-    out = F.conv2d(grid, weight.unsqueeze(-1).unsqueeze(-1), bias)  # (B, C_out, N, 1)
-    return out.squeeze(-1).transpose(1, 2)  # (B, N, C_out), a view
+    else:  # noqa: RET505 - the else keeps the rest out of TorchScript's compilation
+        # compile, export and ONNX see the plain op, before any test of a (possibly symbolic) batch size
+        if torch.compiler.is_compiling() or torch.jit.is_tracing() or tokens.device.type != "cpu" or tokens.dim() != 3:
+            return F.linear(tokens, weight, bias)
+        if tokens.shape[0] * tokens.shape[1] * weight.numel() < CONV_MIN_MACS:
+            return F.linear(tokens, weight, bias)
+        grid = tokens.transpose(1, 2).contiguous().unsqueeze(-1)  # (B, C_in, N, 1)
+        out = F.conv2d(grid, weight.unsqueeze(-1).unsqueeze(-1), bias)  # (B, C_out, N, 1)
+        return out.squeeze(-1).transpose(1, 2)  # (B, N, C_out), a view
 
 
 torch.fx.wrap("token_linear")  # a device-dependent branch: one node in an fx graph
