@@ -366,15 +366,26 @@ def test_two_runs_started_together_on_one_folder(tmp_path, tiny_model):
     assert "in use by another wrim run (pid" in results[1][1] or "already holds a checkpoint" in results[1][1]
 
 
-def test_ctrl_c_during_a_save_is_held_until_the_save_is_done() -> None:
-    from wrim.engine.checkpoint import ctrl_c_deferred
-
-    done = []
-    with pytest.raises(KeyboardInterrupt), ctrl_c_deferred():
-        # raise_signal delivers to this (the main) thread: os.kill lets the kernel pick any thread of the
-        # process, and a thread that an earlier test left behind made the check depend on test order
+_CTRL_C_DURING_SAVE = """
+import signal, time
+from wrim.engine.checkpoint import ctrl_c_deferred
+done = []
+try:
+    with ctrl_c_deferred():
         signal.raise_signal(signal.SIGINT)
         time.sleep(0.05)  # a handler would have run by now
         done.append("save finished")
-    assert done == ["save finished"]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is restored
+    print("no KeyboardInterrupt")
+except KeyboardInterrupt:
+    print("KeyboardInterrupt after", done, signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+"""
+
+
+def test_ctrl_c_during_a_save_is_held_until_the_save_is_done() -> None:
+    """In a fresh interpreter, as a user's run has it. Run inside the full suite this check failed twice ("did not
+    raise KeyboardInterrupt", with os.kill and with raise_signal) and passed alone: some earlier test leaves the
+    process's signal state changed (not identified; a SIGINT blocked by a native library's threads is one
+    candidate)."""
+    result = subprocess.run([sys.executable, "-c", _CTRL_C_DURING_SAVE], capture_output=True, text=True, timeout=120)
+    # held until the block was done, then delivered, and the default handler restored
+    assert result.stdout.strip() == "KeyboardInterrupt after ['save finished'] True", result.stderr[-2000:]
