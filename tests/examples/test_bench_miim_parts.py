@@ -19,3 +19,15 @@ def test_tiny_run_prints_every_miim_and_the_gemm_rates() -> None:
     ]
     assert any(line.startswith("| all |") for line in lines)
     assert sum(line.startswith("| 1296 x ") for line in lines) == 5  # 8 x 162 tokens, five products
+
+
+def test_ab_token_linear_prints_both_paths_for_training_and_inference() -> None:
+    script = SCRIPT.parent / "ab_token_linear.py"
+    args = ["--model", "wrimnet_resnet18", "--size", "64x32", "--batch", "8", "--infer-batch", "8"]
+    result = subprocess.run(
+        [sys.executable, str(script), *args, "--iters", "1", "--warmup", "0"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert [line.split(":")[0].split()[-3] for line in lines] == ["train", "infer"]
+    assert all("F.linear" in line and "TokenLinear" in line for line in lines)
