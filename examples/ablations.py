@@ -7,7 +7,11 @@ Each experiment is a list of variants, each a list of config overrides of ``--co
 - ``placement`` ("MIIM placement"): no MIIM / block 1 only / blocks 1-2 (separate) / blocks 3-4 (shared) / all four;
 - ``metric`` ("metric loss"): AICL (CMKIC on P5 + P4) vs batch-hard triplet vs AGW's weighted-regularisation triplet;
 - ``k`` ("key instances K"): K in {2, 1, 4, 8};
-- ``compression`` ("block-1 spatial compression"): the block-1 MIIM's stride in {4, 1, 2, 8}.
+- ``compression`` ("block-1 spatial compression"): the block-1 MIIM's stride in {4, 1, 2, 8};
+- ``aicl`` ("AICL's P4 term"): CMKIC on P5 + 0.5 x CMKIC on P4 (the paper's AICL) vs CMKIC on P5 only;
+- ``baseline_metric`` ("metric loss on the baseline"): the ``metric`` variants on the network without MIIMs;
+- ``wrim_vs_baseline_triplet`` / ``wrim_vs_baseline_wr_triplet``: ``wrim_vs_baseline`` with that metric loss, so
+  that MIIM's effect is measured under each loss (with ``metric`` and ``baseline_metric``: a 2 x 3 factorial).
 
 Every variant x seed is one ``wrim.engine.Trainer`` run in ``<runs-dir>/<variant>-seed<S>``; its metrics go to
 ``<out>/runs/<variant>-seed<S>.json``. A run whose result file exists is skipped (a run interrupted after an epoch
@@ -67,6 +71,12 @@ NO_MIIM = Variant("no_miim", "no MIIM (baseline)", ("model.kwargs.separate_stage
 PAPER_LOSS = Variant(PAPER.key, "AICL / CMKIC (paper)")
 PAPER_K = Variant(PAPER.key, "K = 2 (default)")
 PAPER_STRIDE = Variant(PAPER.key, "stride 4 (paper)")
+TRIPLET = Variant("triplet", "batch-hard triplet", ("loss.metric=triplet",))
+WR_TRIPLET = Variant("wr_triplet", "weighted-regularisation triplet", ("loss.metric=wr_triplet",))
+NO_MIIM_TRIPLET = Variant("no_miim_triplet", "no MIIM, batch-hard triplet", (*NO_MIIM.overrides, *TRIPLET.overrides))
+NO_MIIM_WR_TRIPLET = Variant(
+    "no_miim_wr_triplet", "no MIIM, weighted-regularisation triplet", (*NO_MIIM.overrides, *WR_TRIPLET.overrides)
+)
 
 #: experiment key -> experiment; ``--experiments`` takes keys or titles.
 EXPERIMENTS: dict[str, Experiment] = {
@@ -89,14 +99,7 @@ EXPERIMENTS: dict[str, Experiment] = {
             PAPER,
         ),
     ),
-    "metric": Experiment(
-        "metric loss",
-        (
-            PAPER_LOSS,
-            Variant("triplet", "batch-hard triplet", ("loss.metric=triplet",)),
-            Variant("wr_triplet", "weighted-regularisation triplet", ("loss.metric=wr_triplet",)),
-        ),
-    ),
+    "metric": Experiment("metric loss", (PAPER_LOSS, TRIPLET, WR_TRIPLET)),
     "k": Experiment(
         "key instances K",
         (PAPER_K, *(Variant(f"k{k}", f"K = {k}", (f"loss.k={k}",)) for k in (1, 4, 8))),
@@ -106,6 +109,29 @@ EXPERIMENTS: dict[str, Experiment] = {
         (
             PAPER_STRIDE,
             *(Variant(f"stride{s}", f"stride {s}", (f"model.kwargs.stride=[{s},2,1,1]",)) for s in (1, 2, 8)),
+        ),
+    ),
+    "aicl": Experiment(
+        "AICL's P4 term",
+        (Variant(PAPER.key, "P5 + 0.5 x P4 (paper)"), Variant("p5_only", "CMKIC on P5 only", ("loss.p4_weight=0",))),
+    ),
+    "baseline_metric": Experiment(
+        "metric loss on the baseline",
+        (
+            Variant(NO_MIIM.key, "no MIIM, AICL / CMKIC", NO_MIIM.overrides),
+            NO_MIIM_TRIPLET,
+            NO_MIIM_WR_TRIPLET,
+        ),
+    ),
+    "wrim_vs_baseline_triplet": Experiment(
+        "WRIM-Net vs baseline, batch-hard triplet",
+        (NO_MIIM_TRIPLET, Variant(TRIPLET.key, "WRIM-Net, batch-hard triplet", TRIPLET.overrides)),
+    ),
+    "wrim_vs_baseline_wr_triplet": Experiment(
+        "WRIM-Net vs baseline, weighted-regularisation triplet",
+        (
+            NO_MIIM_WR_TRIPLET,
+            Variant(WR_TRIPLET.key, "WRIM-Net, weighted-regularisation triplet", WR_TRIPLET.overrides),
         ),
     ),
 }

@@ -105,6 +105,22 @@ def test_old_experiment_names_and_bad_seeds(study, capsys):
         assert "error: --" in err[-1] and bad[0] in err[-1]  # argparse's usage, then one line naming the option
 
 
+def test_a_run_key_means_one_setting_in_every_experiment():
+    """Experiments share runs by key (the 2 x 3 loss x MIIM factorial reuses ``metric``'s runs): a key must name the
+    same overrides wherever it appears, and each factorial cell differs from its baseline by the MIIMs only."""
+    experiments = runpy.run_path(str(SCRIPT))["EXPERIMENTS"]
+    settings = {}
+    for experiment in experiments.values():
+        for variant in experiment.variants:
+            assert settings.setdefault(variant.key, variant.overrides) == variant.overrides, variant.key
+    no_miim = set(settings["no_miim"])
+    for loss in ("triplet", "wr_triplet"):
+        baseline, wrim = experiments[f"wrim_vs_baseline_{loss}"].variants
+        assert (baseline.key, wrim.key) == (f"no_miim_{loss}", loss)
+        assert set(baseline.overrides) == no_miim | set(wrim.overrides)
+    assert experiments["aicl"].variants[1].overrides == ("loss.p4_weight=0",)
+
+
 def test_benchmark_config_is_native_128x64_with_the_default_recipe():
     bench, default = load_config("synthetic_bench"), load_config("synthetic")
     kwargs = bench.data.dataset_kwargs
