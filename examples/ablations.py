@@ -8,6 +8,9 @@ Each experiment is a list of variants, each a list of config overrides of ``--co
 - ``metric`` ("metric loss"): AICL (CMKIC on P5 + P4) vs batch-hard triplet vs AGW's weighted-regularisation triplet;
 - ``k`` ("key instances K"): K in {2, 1, 4, 8};
 - ``compression`` ("block-1 spatial compression"): the block-1 MIIM's stride in {4, 1, 2, 8};
+- ``gate`` / ``gate_34`` ("MIIM gate: learned vs constant"): all four MIIMs (blocks 3-4) with their learned gate vs
+  the gate fixed at ½ during training (``X + BN(X)``, a control: is it the re-weighting or the added normalised
+  residual?), against the baseline;
 - ``aicl`` ("AICL's P4 term"): CMKIC on P5 + 0.5 x CMKIC on P4 (the paper's AICL) vs CMKIC on P5 only;
 - ``baseline_metric`` ("metric loss on the baseline"): the ``metric`` variants on the network without MIIMs;
 - ``wrim_vs_baseline_triplet`` / ``wrim_vs_baseline_wr_triplet``: ``wrim_vs_baseline`` with that metric loss, so
@@ -33,6 +36,7 @@ Run::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import math
@@ -40,22 +44,32 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from wrim.engine import Trainer, load_config
+import torch
 
-__all__ = ["EXPERIMENTS", "Experiment", "Variant", "main", "parse_seeds", "summarize"]
+from wrim.engine import Trainer, load_config
+from wrim.layers import MIIM
+
+__all__ = ["EXPERIMENTS", "Experiment", "Variant", "constant_gates", "main", "parse_seeds", "summarize"]
 
 
 @dataclass(frozen=True)
 class Variant:
-    """One setting: ``key`` names its runs (shared by every experiment that lists it), ``label`` its table row."""
+    """One setting: ``key`` names its runs (shared by every experiment that lists it), ``label`` its table row.
+
+    ``constant_gate`` (a control, [D]): every MIIM's gate is ½ throughout the run (`constant_gates`). With the
+    non-affine BatchNorm after the re-weighting, ``BN(X ⊙ ½) = BN(X)`` per channel, so the block keeps its added
+    normalised residual ``X + BN(X)`` and loses the image-dependent re-weighting (compression, GRI, restore).
+    """
 
     key: str
     label: str
     overrides: tuple[str, ...] = ()
+    constant_gate: bool = False
 
 
 @dataclass(frozen=True)
@@ -71,6 +85,9 @@ NO_MIIM = Variant("no_miim", "no MIIM (baseline)", ("model.kwargs.separate_stage
 PAPER_LOSS = Variant(PAPER.key, "AICL / CMKIC (paper)")
 PAPER_K = Variant(PAPER.key, "K = 2 (default)")
 PAPER_STRIDE = Variant(PAPER.key, "stride 4 (paper)")
+MIIM_34 = Variant(
+    "miim_34", "blocks 3-4 (shared) only", ("model.kwargs.separate_stages=[]", "model.kwargs.shared_stages=[3,4]")
+)
 TRIPLET = Variant("triplet", "batch-hard triplet", ("loss.metric=triplet",))
 WR_TRIPLET = Variant("wr_triplet", "weighted-regularisation triplet", ("loss.metric=wr_triplet",))
 NO_MIIM_TRIPLET = Variant("no_miim_triplet", "no MIIM, batch-hard triplet", (*NO_MIIM.overrides, *TRIPLET.overrides))
@@ -91,11 +108,7 @@ EXPERIMENTS: dict[str, Experiment] = {
                 "blocks 1-2 (separate) only",
                 ("model.kwargs.separate_stages=[1,2]", "model.kwargs.shared_stages=[]"),
             ),
-            Variant(
-                "miim_34",
-                "blocks 3-4 (shared) only",
-                ("model.kwargs.separate_stages=[]", "model.kwargs.shared_stages=[3,4]"),
-            ),
+            MIIM_34,
             PAPER,
         ),
     ),
@@ -109,6 +122,22 @@ EXPERIMENTS: dict[str, Experiment] = {
         (
             PAPER_STRIDE,
             *(Variant(f"stride{s}", f"stride {s}", (f"model.kwargs.stride=[{s},2,1,1]",)) for s in (1, 2, 8)),
+        ),
+    ),
+    "gate": Experiment(
+        "MIIM gate: learned vs constant",
+        (
+            Variant(PAPER.key, "all four, learned gate (paper)"),
+            Variant("wrim_constant_gate", "all four, constant gate ½ (X + BN(X))", constant_gate=True),
+            NO_MIIM,
+        ),
+    ),
+    "gate_34": Experiment(
+        "MIIM gate at blocks 3-4: learned vs constant",
+        (
+            Variant(MIIM_34.key, "blocks 3-4, learned gate", MIIM_34.overrides),
+            Variant("miim_34_constant_gate", "blocks 3-4, constant gate ½", MIIM_34.overrides, constant_gate=True),
+            NO_MIIM,
         ),
     ),
     "aicl": Experiment(
@@ -199,6 +228,26 @@ def _cpu_seconds() -> float:
     return time.process_time() + children.ru_utime + children.ru_stime
 
 
+@contextlib.contextmanager
+def constant_gates() -> Iterator[None]:
+    """Every ``MIIM.gate`` returns ½ (the shape it would have) until the block ends: the ``constant_gate`` control.
+
+    ``ModalityMIIM`` calls its copies' ``gate``, and the eval-mode folded path calls ``gate`` too, so every use is
+    covered; the compression, GRI and restore parameters get no gradient (the optimiser skips them).
+    """
+    learned = MIIM.gate
+
+    def half(self: MIIM, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, C, ⌈H/s⌉, ⌈W/s⌉), all ½
+        height, width = -(-x.shape[2] // self.stride), -(-x.shape[3] // self.stride)
+        return x.new_full((x.shape[0], self.channels, height, width), 0.5)
+
+    MIIM.gate = half
+    try:
+        yield
+    finally:
+        MIIM.gate = learned
+
+
 def _run(config_name: str, common: list[str], variant: Variant, seed: int, runs_dir: Path, result: Path) -> dict:
     """Trains ``variant`` with ``seed`` (resuming an interrupted run) and writes its result file."""
     from wrim.engine.checkpoint import checkpoint_exists
@@ -210,13 +259,15 @@ def _run(config_name: str, common: list[str], variant: Variant, seed: int, runs_
     resume = checkpoint_exists(run_dir, "any")
     load_start, start, cpu_start = os.getloadavg(), time.perf_counter(), _cpu_seconds()
     trainer = Trainer(config, run_dir=run_dir if resume else None, resume=resume)
-    fit = trainer.fit()
+    with constant_gates() if variant.constant_gate else contextlib.nullcontext():
+        fit = trainer.fit()
     record = {
         "variant": variant.key,
         "label": variant.label,
         "seed": seed,
         "config": config_name,
         "overrides": [*common, *variant.overrides],
+        "constant_gate": variant.constant_gate,
         "epochs": config.epochs,
         **{k: fit.metrics[k] for k in ("R1", "R5", "R10", "R20", "mAP", "mINP")},
         "best_epoch": fit.best_epoch,
@@ -241,10 +292,12 @@ def _load_or_run(args: argparse.Namespace, common: list[str], variant: Variant, 
     if result.is_file():
         record = json.loads(result.read_text(encoding="utf-8"))
         wanted = [*common, *variant.overrides]
-        if record["config"] != args.config or record["overrides"] != wanted:
+        constant = record.get("constant_gate", False)
+        if record["config"] != args.config or record["overrides"] != wanted or constant != variant.constant_gate:
             raise ValueError(
-                f"{result} was written with --config {record['config']} and overrides {record['overrides']}, not "
-                f"{args.config} {wanted}: use another --out for other settings"
+                f"{result} was written with --config {record['config']}, overrides {record['overrides']} and "
+                f"constant_gate={constant}, not {args.config} {wanted} and constant_gate={variant.constant_gate}: "
+                "use another --out for other settings"
             )
         print(f"skip {variant.key} seed {seed}: finished ({result})", flush=True)
         return {**record, "skipped": True}

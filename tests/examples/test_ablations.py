@@ -9,9 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.metric_bounds import assert_metric_bounds
 from wrim.engine import load_config
+from wrim.layers import MIIM, ModalityMIIM
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "examples" / "ablations.py"
@@ -112,13 +114,44 @@ def test_a_run_key_means_one_setting_in_every_experiment():
     settings = {}
     for experiment in experiments.values():
         for variant in experiment.variants:
-            assert settings.setdefault(variant.key, variant.overrides) == variant.overrides, variant.key
-    no_miim = set(settings["no_miim"])
+            setting = (variant.overrides, variant.constant_gate)
+            assert settings.setdefault(variant.key, setting) == setting, variant.key
+    no_miim = set(settings["no_miim"][0])
     for loss in ("triplet", "wr_triplet"):
         baseline, wrim = experiments[f"wrim_vs_baseline_{loss}"].variants
         assert (baseline.key, wrim.key) == (f"no_miim_{loss}", loss)
         assert set(baseline.overrides) == no_miim | set(wrim.overrides)
     assert experiments["aicl"].variants[1].overrides == ("loss.p4_weight=0",)
+
+
+def test_constant_gates_make_every_miim_x_plus_bn_x():
+    """The ``constant_gate`` control, written out: ``X + (X/2 - mean) / sqrt(var + eps)`` with the batch's biased
+    per-channel moments (per modality for a separate MIIM), no gradient into the gate's parameters, and the learned
+    gate back after the block."""
+    constant_gates = runpy.run_path(str(SCRIPT))["constant_gates"]
+    learned = MIIM.gate
+    torch.manual_seed(0)
+    x = torch.randn(4, 16, 8, 5, dtype=torch.float64)  # (B, C, H, W); 5 is not a multiple of the stride
+    modalities = torch.tensor([0, 1, 0, 1])
+    shared = MIIM(16, reduction=4, stride=2, dtype=torch.float64)
+    separate = ModalityMIIM(16, reduction=4, stride=2, dtype=torch.float64)
+
+    def expected(rows):
+        y = x[rows] * 0.5
+        mean, var = y.mean(dim=(0, 2, 3), keepdim=True), y.var(dim=(0, 2, 3), unbiased=False, keepdim=True)
+        return x[rows] + (y - mean) / torch.sqrt(var + 1e-5)
+
+    with constant_gates():
+        leaf = x.clone().requires_grad_()  # the gradient flows to X only
+        out_shared, out_separate = shared(leaf), separate(leaf, modalities)
+        (out_shared.square().sum() + out_separate.square().sum()).backward()
+    torch.testing.assert_close(out_shared, expected(slice(None)))
+    for modality in (0, 1):
+        rows = modalities == modality
+        torch.testing.assert_close(out_separate[rows], expected(rows))
+    assert all(p.grad is None for m in (shared, separate) for p in m.parameters())
+    assert MIIM.gate is learned
+    assert not torch.allclose(shared(x), out_shared)  # the learned gate is back
 
 
 def test_benchmark_config_is_native_128x64_with_the_default_recipe():
