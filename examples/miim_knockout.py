@@ -33,11 +33,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
-import yaml
 from torch import nn
 
 from wrim.data import read_image
 from wrim.data.transforms import TestTransform
+from wrim.engine import load_config
 from wrim.engine.evaluate import evaluate_checkpoint, load_run_model
 from wrim.layers import MIIM, ModalityMIIM
 from wrim.visualize import capture_gates
@@ -197,10 +197,8 @@ def knockout_run(run_dir: Path, calibration_per_modality: int = 128, num_workers
     net = model.net
     if not getattr(net, "miims", None):
         raise ValueError(f"{run_dir}: the network has no MIIM to knock out (a baseline run?)")
-    data = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))["data"]
-    report = evaluate_checkpoint(
-        checkpoint, run_dir, data["dataset"], data["root"], device="cpu", num_workers=num_workers
-    )
+    data = load_config(run_dir / "config.yaml").data  # the run's own dataset, read as wrim reads any config
+    report = evaluate_checkpoint(checkpoint, run_dir, data.dataset, data.root, device="cpu", num_workers=num_workers)
     dataset = report.dataset_object
     calibration = _calibration(dataset, calibration_per_modality, report.img_size)
     stats, channel_means = gate_statistics(net, *calibration)
