@@ -39,12 +39,19 @@ class VIReIDDataset(abc.ABC):
         root: the dataset folder.
         train: the train images, visible first then infrared.
         default_trials: the trials the field averages over (SYSU-MM01 / LLCM / synthetic ``0..9``, RegDB the split
-            the reader was built for).
+            the reader was built for). A reader without them needs ``eval.final_trials`` to be trained.
+        version: which version of the dataset this copy is, where the dataset exists in several (SYSU-MM01 with or
+            without its official ``rand_perm_cam.mat``, LLCM by its counts); ``None`` when one version is known.
+            ``wrim.data.fingerprint.dataset_fingerprint`` records it.
+        split_files: the split or list files the reader read (id lists, ``idx/*.txt``, ``list.csv``);
+            ``wrim.data.fingerprint.dataset_fingerprint`` hashes each.
     """
 
     name: str = ""
     default_trials: tuple[int, ...] = ()
     layout: str = ""
+    version: str | None = None
+    split_files: tuple[Path, ...] = ()
 
     def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root).expanduser()

@@ -1,4 +1,4 @@
-"""Check a copy of SYSU-MM01, RegDB or LLCM before training: counts against the published statistics, every file.
+"""Check a dataset copy before training: counts against the published statistics, every file, and its fingerprint.
 
 The field's most common "results cannot be reproduced" report is a partial download, a wrong folder or a missing
 file, found after a full run. [`check_dataset()`][wrim.data.check_dataset] (``wrim check-data --dataset NAME --root
@@ -11,6 +11,11 @@ PATH``) finds it in seconds to minutes:
   loaders' decoder), so zero-byte and truncated files are found, not only listed; files named in a list file but
   missing on disk, stray files (not an image, an image in no list), id folders in no id list and duplicate files
   (the same bytes under two names) are reported by name.
+
+Any other registered reader (``wrim check-data --import my.py --dataset my_data``, the synthetic set, your own
+``VIReIDDataset``) is checked by [`check_reader()`][wrim.data.check.check_reader]: its files, its identities and its
+splits, with no published counts to compare. Every report ends with the dataset's fingerprint
+(``wrim.data.fingerprint``): its version, counts and the hashes of its records and split files.
 """
 
 from __future__ import annotations
@@ -23,8 +28,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from wrim.data.base import IMAGE_EXTENSIONS
+from wrim.data.base import IMAGE_EXTENSIONS, VIReIDDataset
+from wrim.data.fingerprint import dataset_fingerprint, format_fingerprint
 from wrim.data.loader import read_image
+from wrim.data.records import ImageRecord
 from wrim.data.statistics import (
     LLCM_NIR_CAMS,
     LLCM_VIS_CAMS,
@@ -37,7 +44,10 @@ from wrim.data.statistics import (
 )
 from wrim.data.sysu import SYSUMM01, read_rand_perm
 
-__all__ = ["DataCheckReport", "Problem", "check_dataset"]
+__all__ = ["DataCheckReport", "Problem", "check_dataset", "check_reader"]
+
+#: Problem kinds that are notes: shown, but they do not fail the check (see `Problem.fails`).
+NOTE_KINDS = ("unlisted", "one_modality")
 
 
 @dataclass(frozen=True)
@@ -49,7 +59,10 @@ class Problem:
             bytes), ``"stray"`` (not an image, an image in no list, a folder the protocol never reads),
             ``"unlisted"`` (an id folder in no id list: reported, not failed, see `fails`), ``"duplicate"``
             (same bytes as another file), ``"overlap"`` (an id in two disjoint lists), ``"malformed"`` (a list file
-            line) or ``"reader"`` (the dataset reader refused the folder).
+            line), ``"reader"`` (the dataset reader refused the folder), and for any reader (`check_reader`)
+            ``"labels"`` (train labels that are not ``0..C-1``), ``"split"`` (a trial's query or gallery cannot be
+            built or is empty), ``"no_gallery"`` (a query identity without a gallery image) and ``"one_modality"``
+            (a train identity with images of one modality only: a note, see `fails`).
         path: the file or folder, relative to the root.
         detail: what is wrong.
     """
@@ -60,14 +73,17 @@ class Problem:
 
     @property
     def fails(self) -> bool:
-        """Every kind but ``"unlisted"`` fails the check.
+        """Every kind but the notes ``"unlisted"`` and ``"one_modality"`` fails the check.
+
+        [D] A train identity with images of one modality never enters a cross-modality batch (the sampler skips
+        it), so its images do not train, but the others still do: a note.
 
         [D] The readers never read an id folder that no id list names, so it cannot change training; and the
         published SYSU-MM01 holds such folders: its README defines the 491 listed ids as those seen by at least two
         cameras, and its official ``rand_perm_cam.mat`` lists images of ids in none of ``exp/*_id.txt`` (the note
         says so when the file is there). Such folders are named, as notes; they never fail the check.
         """
-        return self.kind != "unlisted"
+        return self.kind not in NOTE_KINDS
 
     def describe(self) -> str:
         return f"{self.kind:<10}  {self.path}  {self.detail}".rstrip()
@@ -84,14 +100,17 @@ class DataCheckReport:
         problems: the file-level problems.
         images: number of image files found in the image folders.
         decoded: whether every image file was decoded (``False`` with ``decode=False``).
+        fingerprint: the dataset's fingerprint (``wrim.data.fingerprint.dataset_fingerprint``); ``None`` when
+            its reader refused the folder.
     """
 
     dataset: str
-    root: Path
+    root: Path | None
     rows: list[CountRow]
     problems: list[Problem] = field(default_factory=list)
     images: int = 0
     decoded: bool = True
+    fingerprint: dict[str, object] | None = None
 
     @property
     def differences(self) -> list[str]:
@@ -107,7 +126,7 @@ class DataCheckReport:
         how = "decoded" if self.decoded else "not decoded (--no-decode)"
         lines = [f"{self.dataset} at {self.root}: {self.images:,} image files, {how}"]
         header = f"  {'statistic':<52} {'expected':>9} {'found':>9}  {'status':<8} source"
-        lines += [header, "  " + "-" * (len(header) - 2)]
+        lines += [header, "  " + "-" * (len(header) - 2)] if self.rows else []
         for row in self.rows:
             found = "-" if row.found is None else f"{row.found:,}"
             status = "ok" if row.matches else ("DIFFERS" if row.fails else "differs?")
@@ -120,6 +139,8 @@ class DataCheckReport:
             if listed:
                 lines.append(f"{title} ({len(listed)}):")
                 lines += [f"  {p.describe()}" for p in listed]
+        if self.fingerprint is not None:
+            lines.append(format_fingerprint(self.fingerprint))
         n = len(self.differences)
         lines.append("OK: the copy matches" if n == 0 else f"{n} difference(s): the copy does not match")
         return "\n".join(lines)
@@ -361,38 +382,151 @@ def _check_files(scan: _Scan, decode: bool, workers: int) -> None:
 
 def check_dataset(
     dataset: str,
-    root: str | os.PathLike,
+    root: str | os.PathLike | None,
     expected: Mapping[str, int] | None = None,
     decode: bool = True,
     workers: int | None = None,
+    dataset_kwargs: Mapping[str, object] | None = None,
 ) -> DataCheckReport:
-    """Check a dataset copy: counts against `PUBLISHED_STATISTICS` and every image file.
+    """Check a dataset copy (``wrim check-data``): every file, the counts where published, and its fingerprint.
+
+    SYSU-MM01, RegDB and LLCM are counted against `PUBLISHED_STATISTICS` and their folders walked (see the module
+    docstring); ``"list"`` is ``wrim.data.list_dataset.check_list``; any other registered name is built by
+    ``wrim.data.create_dataset`` and checked by `check_reader`.
 
     Args:
-        dataset: ``"sysu"``, ``"regdb"`` or ``"llcm"``.
-        root: the dataset folder in its native layout (docs: Datasets and protocols).
+        dataset: a registered dataset name (``"sysu"``, ``"regdb"``, ``"llcm"``, ``"list"``, ``"synthetic"`` or
+            one registered with ``@wrim.data.register_dataset``).
+        root: the dataset folder in its native layout (``None`` only for a dataset whose folder is optional).
         expected: numbers that replace published ones, by statistic key (a reduced copy, a test fixture).
         decode: decode every image with the loaders' decoder (``False``: only read the bytes, for hashing and
             zero-byte files).
         workers: threads reading the files (default ``min(8, cpu count)``).
+        dataset_kwargs: further arguments of the dataset's reader (``--dataset-arg``), e.g. RegDB's ``trial``
+            for the fingerprint, or ``file`` of a list dataset.
 
     Returns:
         The report; ``report.ok`` is ``True`` when every count matches and no file problem was found.
 
     Raises:
-        ValueError: an unknown dataset, a root that is not a folder, or a bad ``expected`` key or value.
+        ValueError: an unknown dataset (the registered names listed), a missing root or one that is not a folder,
+            ``expected`` for a dataset without published numbers, or a bad ``expected`` key or value.
     """
+    kwargs = dict(dataset_kwargs or {})
+    workers = workers or min(8, os.cpu_count() or 1)
+    if dataset not in PUBLISHED_STATISTICS and expected:
+        raise ValueError(f"--expect: {dataset!r} has no published statistics to replace; drop --expect")
+    if dataset == "list":
+        from wrim.data.list_dataset import check_list
+
+        return check_list(_folder(root, dataset), decode=decode, workers=workers, **kwargs)
     if dataset not in PUBLISHED_STATISTICS:
-        raise ValueError(f"unknown dataset {dataset!r}; checkable datasets: {sorted(PUBLISHED_STATISTICS)}")
-    root = Path(root).expanduser()
-    if not root.is_dir():
-        raise ValueError(f"--root {str(root)!r} is not a folder: pass the {dataset} dataset folder")
+        from wrim.data._registry import create_dataset
+
+        return check_reader(create_dataset(dataset, root, **kwargs), decode=decode, workers=workers)
+    root = _folder(root, dataset)
     overrides = expected_numbers(dataset, expected)
     scan = _SCANS[dataset](root)
     found, refused = count_copy(dataset, root)
     for reason in refused:
         scan.add("reader", ".", reason)
-    _check_files(scan, decode, workers or min(8, os.cpu_count() or 1))
+    _check_files(scan, decode, workers)
+    rows = count_rows(dataset, found, overrides)
     return DataCheckReport(
-        dataset, root, count_rows(dataset, found, overrides), scan.problems, len(scan.images), decode
+        dataset, root, rows, scan.problems, len(scan.images), decode, _fingerprint_of(dataset, root, kwargs)
     )
+
+
+def _folder(root: str | os.PathLike | None, dataset: str) -> Path:
+    if root is None:
+        raise ValueError(f"--root is needed: pass the {dataset} dataset folder")
+    path = Path(root).expanduser()
+    if not path.is_dir():
+        raise ValueError(f"--root {str(path)!r} is not a folder: pass the {dataset} dataset folder")
+    return path
+
+
+def _fingerprint_of(dataset: str, root: Path, kwargs: Mapping[str, object]) -> dict[str, object] | None:
+    """The fingerprint of the reader ``dataset`` on ``root`` (RegDB: split 1 unless ``trial`` is given); ``None``
+    when the reader refuses the folder (the report names why)."""
+    from wrim.data._registry import create_dataset
+
+    try:
+        return dataset_fingerprint(create_dataset(dataset, root, **kwargs))
+    except ValueError:
+        return None
+
+
+def check_reader(dataset: VIReIDDataset, decode: bool = True, workers: int | None = None) -> DataCheckReport:
+    """Check any reader: its files, its identities and its splits (``wrim check-data --dataset NAME`` for a dataset
+    without published statistics).
+
+    - **splits**: every trial of ``default_trials`` builds a query and a gallery with the reader's default
+      protocol, neither empty (a reader without ``default_trials`` is named: training it needs
+      ``eval.final_trials``);
+    - **identities**: train labels are ``0..C-1`` (the classifier's rows), a train identity with images of one
+      modality only is noted (no cross-modality batch can hold it), and every query identity has a gallery image;
+    - **files**: every train, query and gallery image exists, is not empty and decodes (``decode=True``); files
+      with the same bytes are named.
+
+    Args:
+        dataset: the reader, e.g. ``wrim.data.create_dataset("my_data", root)``.
+        decode: decode every image with the loaders' decoder.
+        workers: threads reading the files (default ``min(8, cpu count)``).
+
+    Returns:
+        A [`DataCheckReport`][wrim.data.DataCheckReport] with no count rows; ``ok`` when no problem was found.
+    """
+    problems = _Scan(Path.cwd())  # problems named by identity or trial, no path
+    records = list(dataset.train)
+    _check_train_labels(problems, records)
+    trials = tuple(dataset.default_trials)
+    if not trials:
+        problems.add("split", "default_trials", "the reader lists no default trials: set eval.final_trials to train it")
+    for trial in trials or (0,):
+        records += _check_split(problems, dataset, trial)
+    paths = sorted({Path(r.path).resolve() for r in records})
+    root = Path(dataset.root).resolve() if getattr(dataset, "root", None) is not None else None
+    below = root is not None and all(p.is_relative_to(root) for p in paths)
+    scan = _Scan(root if below or not paths else Path(os.path.commonpath(paths)))
+    scan.problems = problems.problems
+    for path in paths:
+        if path.is_file():
+            scan.images.append(path)
+        else:
+            scan.add("missing", path.relative_to(scan.root).as_posix(), "listed by the reader, not on disk")
+    _check_files(scan, decode, workers or min(8, os.cpu_count() or 1))
+    name = dataset.name or type(dataset).__name__
+    fingerprint = dataset_fingerprint(dataset) if not any(p.kind == "split" for p in scan.problems) else None
+    return DataCheckReport(name, scan.root, [], scan.problems, len(scan.images), decode, fingerprint)
+
+
+def _check_train_labels(scan: _Scan, records: list[ImageRecord]) -> None:
+    """Train labels ``0..C-1``, and identities whose images are of one modality only (noted)."""
+    if not records:
+        scan.add("split", "train", "the reader has no train image")
+        return
+    labels = sorted({r.pid for r in records})
+    if labels != list(range(len(labels))):
+        scan.add("labels", "train", f"labels must be 0..{len(labels) - 1} (relabel them), got {labels[:8]} ...")
+    modalities: dict[int, set[int]] = defaultdict(set)
+    for r in records:
+        modalities[r.pid].add(r.modality)
+    for pid in sorted(p for p, mods in modalities.items() if len(mods) < 2):
+        scan.add("one_modality", f"train id {pid}", "has images of one modality only: no batch trains on them")
+
+
+def _check_split(scan: _Scan, dataset: VIReIDDataset, trial: int) -> list[ImageRecord]:
+    """The query and gallery of ``trial``: built, not empty, every query identity in the gallery."""
+    try:
+        split = dataset.test_split(trial)
+    except ValueError as err:
+        scan.add("split", f"trial {trial}", f"test_split({trial}) failed: {str(err).splitlines()[0]}")
+        return []
+    for part in ("query", "gallery"):
+        if not getattr(split, part):
+            scan.add("split", f"trial {trial}", f"the {part} is empty")
+    gallery = {r.pid for r in split.gallery}
+    for pid in sorted({r.pid for r in split.query} - gallery):
+        scan.add("no_gallery", f"trial {trial} id {pid}", "has query images but no gallery image")
+    return [*split.query, *split.gallery]

@@ -172,6 +172,7 @@ class ListDataset(VIReIDDataset):
                 raise ValueError(f"{self.file}: no {split!r} row; the file must list train, query and gallery images")
         self.train = relabel(sorted(by_split["train"], key=lambda r: r.modality))  # visible first, then infrared
         self.query, self.gallery = by_split["query"], by_split["gallery"]
+        self.split_files = (self.file,)
 
     def test_split(self, trial: int | None = None) -> TestSplit:
         """The file's query and gallery (one trial, ``0``).
@@ -191,12 +192,14 @@ def check_list(
 
     Reported: malformed rows (``file:line``), listed files missing on disk, unreadable or zero-byte files,
     duplicate files (same bytes), an identity in both train and the test split (``overlap``) and a query identity
-    without any gallery image (``no_gallery``). There are no published counts to compare.
+    without any gallery image (``no_gallery``), and the reader's refusal (``reader``, e.g. no query row). There are
+    no published counts to compare; the report ends with the list's fingerprint (``wrim.data.fingerprint``).
 
     Returns:
         A [`DataCheckReport`][wrim.data.DataCheckReport]; ``ok`` when nothing was found.
     """
     from wrim.data.check import DataCheckReport, _check_files, _Scan
+    from wrim.data.fingerprint import dataset_fingerprint
 
     root = Path(root).expanduser()
     if not root.is_dir():
@@ -216,7 +219,13 @@ def check_list(
             scan.add("missing", row.path, f"listed at {list_file.name}:{row.line}")
     _check_identities(scan, rows)
     _check_files(scan, decode, workers or min(8, os.cpu_count() or 1))
-    return DataCheckReport("list", root, [], scan.problems, len(scan.images), decode)
+    fingerprint = None
+    if not malformed:
+        try:
+            fingerprint = dataset_fingerprint(ListDataset(root, file))
+        except ValueError as err:  # e.g. no query row: the reader refuses the file
+            scan.add("reader", list_file.name, str(err).splitlines()[0])
+    return DataCheckReport("list", root, [], scan.problems, len(scan.images), decode, fingerprint)
 
 
 def _check_identities(scan: _Scan, rows: list[ListRow]) -> None:

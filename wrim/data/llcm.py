@@ -13,6 +13,7 @@ LLCM/
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import re
@@ -63,6 +64,20 @@ class LLCM(VIReIDDataset):
     NIR share camera ids, so the same-camera cross-modal match is removed). DEEN parses camid / pid with
     ``p.split('cam')[1]``, which breaks when the root path contains "cam"; here they come from the folder names.
 
+    Versions (the ``version`` attribute, which ``wrim check-data`` prints): ``"cvpr2023"`` when the copy's six
+    counts (train ids, train visible and infrared images, test ids, test visible and infrared images) equal the
+    paper's (DEEN Sec. 4.2: 713, 16,946, 13,975, 351, 8,680, 7,166), ``"unclassified"`` otherwise. [D] That is all a
+    copy can be classified by. The field reports that the authors changed LLCM after the paper (ZYK100/LLCM#28),
+    and in June 2023 the DEEN README replaced the paper's LLCM table ("we have made some updates to the results";
+    DEEN's VIS to IR R1 62.5 became 69.21). No count or file list of a changed release has been published. On the
+    same day the authors' test code (``AGW/test.py``, 2023-06-20) switched its VIS to IR evaluation to the role swap
+    of ``direction="v2i"`` (sampled NIR probes against every VIS image), which by itself moves that column: R1 is
+    above mAP in every row of the new table (DEEN 69.21 / 55.52), below it in the paper (62.5 / 65.8), while the IR
+    to VIS column barely moved (54.9 / 62.9 in the paper, 55.52 / 62.07 in the README). So a copy whose counts
+    differ from the paper's is ``"unclassified"``: a partial or modified copy, or a release whose changes are not
+    public; wrim cannot tell which. The record hash and the ``split_files`` hashes of ``wrim.data.fingerprint`` tell
+    two copies apart in every case.
+
     Args:
         root: the ``LLCM`` folder.
     """
@@ -79,6 +94,18 @@ class LLCM(VIReIDDataset):
                 self._require(self.root / sub / f"cam{cam}", "camera folder")
         self.test_ids: list[int] = self._read_id_line(self.root / "idx" / "test_id.txt")
         self.train = relabel(self._read_train("train_vis.txt", VISIBLE) + self._read_train("train_nir.txt", INFRARED))
+
+    @functools.cached_property
+    def version(self) -> str:
+        """``"cvpr2023"`` (the paper's counts) or ``"unclassified"``; see the class docstring, section Versions."""
+        from wrim.data.statistics import llcm_version
+
+        return llcm_version(self)
+
+    @property
+    def split_files(self) -> tuple[Path, ...]:
+        """``idx/train_vis.txt``, ``idx/train_nir.txt`` and ``idx/test_id.txt``."""
+        return tuple(self.root / "idx" / name for name in ("train_vis.txt", "train_nir.txt", "test_id.txt"))
 
     def _read_train(self, list_name: str, modality: int) -> list[ImageRecord]:
         records = []

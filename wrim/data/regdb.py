@@ -13,6 +13,7 @@ RegDB/
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from wrim.data._registry import register_dataset
 from wrim.data.base import VIReIDDataset, relabel
@@ -28,6 +29,7 @@ _LAYOUT = """\
           (t = 1..10; each line: '<path relative to root> <int label>', e.g. 'Visible/1/male_front_v_00007_1.bmp 0')"""
 
 _VISIBLE_CAM, _THERMAL_CAM = 1, 2
+_STEMS = ("train_visible", "train_thermal", "test_visible", "test_thermal")
 
 
 @register_dataset("regdb")
@@ -62,10 +64,15 @@ class RegDB(VIReIDDataset):
         self.trial = int(trial)
         self.default_trials = (self.trial,)
         self._require(self.root, "dataset root folder")
-        for stem in ("train_visible", "train_thermal", "test_visible", "test_thermal"):
+        for stem in _STEMS:
             self._require(self.root / "idx" / f"{stem}_{self.trial}.txt", "list file")
         records = self._read("train_visible", VISIBLE) + self._read("train_thermal", INFRARED)
         self.train = relabel(records)
+
+    @property
+    def split_files(self) -> tuple[Path, ...]:
+        """The four list files of this reader's split, ``idx/{train,test}_{visible,thermal}_{trial}.txt``."""
+        return tuple(self.root / "idx" / f"{stem}_{self.trial}.txt" for stem in _STEMS)
 
     def _read(self, stem: str, modality: int) -> list[ImageRecord]:
         """Records of ``idx/{stem}_{trial}.txt``; every listed image must exist."""

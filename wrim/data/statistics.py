@@ -35,6 +35,7 @@ __all__ = [
     "count_copy",
     "count_rows",
     "expected_numbers",
+    "llcm_version",
 ]
 
 log = logging.getLogger("wrim")
@@ -203,6 +204,14 @@ def _llcm_counts(ds: LLCM) -> dict[str, tuple[int | None, str]]:
         "test_visible": (len(ds.test_split(0, direction="v2i").gallery), ""),
         "test_infrared": (len(ds.test_split(0, direction="i2v").query), ""),
     }
+
+
+def llcm_version(dataset: LLCM) -> str:
+    """``"cvpr2023"`` when the six LLCM counts of ``dataset`` equal the paper's (DEEN Sec. 4.2), else
+    ``"unclassified"`` (the rule and its sources: [`LLCM`][wrim.data.LLCM], section Versions)."""
+    found = _llcm_counts(dataset)
+    paper = all(found[stat.key][0] == stat.value for stat in PUBLISHED_STATISTICS["llcm"])
+    return "cvpr2023" if paper else "unclassified"
 
 
 _COUNTERS: dict[str, Callable[..., dict[str, tuple[int | None, str]]]] = {

@@ -188,6 +188,16 @@ class SyntheticVIReID(SYSUMM01):
         self._ensure(root)
         super().__init__(root)
 
+    @property
+    def version(self) -> str:
+        """``"generator v<N>"``: the renderer version that wrote the set (``GENERATOR_VERSION``)."""
+        return f"generator v{self.params['generator_version']}"
+
+    @property
+    def split_files(self) -> tuple[Path, ...]:
+        """The set's ``manifest.json`` (its generation arguments) and its ``exp/*_id.txt`` id lists."""
+        return (self.root / _MANIFEST, *super().split_files)
+
     def _matches(self, root: Path) -> bool:
         manifest = root / _MANIFEST
         if not manifest.is_file():

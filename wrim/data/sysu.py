@@ -114,6 +114,23 @@ class SYSUMM01(VIReIDDataset):
         self._logged_galleries: set[tuple[str, int]] = set()
 
     @property
+    def version(self) -> str:
+        """``"with rand_perm_cam.mat"`` or ``"without rand_perm_cam.mat"``: whether this copy's galleries are the
+        official ones.
+
+        [D] SYSU-MM01 has one release of images and id lists; two copies differ in whether the official evaluation
+        file ``rand_perm_cam.mat`` (github.com/wuancong/SYSU-MM01, ``evaluation/data_split/``) is there, and with it
+        which images every gallery trial holds (`gallery_sampling`). Its sha256 is in ``split_files``.
+        """
+        return "without rand_perm_cam.mat" if self.rand_perm_file is None else "with rand_perm_cam.mat"
+
+    @property
+    def split_files(self) -> tuple[Path, ...]:
+        """``exp/train_id.txt``, ``exp/val_id.txt``, ``exp/test_id.txt`` and the ``rand_perm_cam.mat`` read, if any."""
+        lists = tuple(self.root / "exp" / f"{name}_id.txt" for name in ("train", "val", "test"))
+        return lists + (() if self.rand_perm_file is None else (self.rand_perm_file,))
+
+    @property
     def gallery_sampling(self) -> str:
         """``"official_mat"`` (galleries from ``rand_perm_cam.mat``) or ``"agw_seed"`` (AGW / DEEN sampling)."""
         return "agw_seed" if self.rand_perm is None else "official_mat"

@@ -16,6 +16,7 @@ wrim bench layers losses                      # only bench_layers.py and bench_l
 wrim synth --out ./synthetic                  # write the synthetic set in SYSU-MM01's layout
 wrim check-data --dataset sysu --root /data/SYSU-MM01   # counts and files against the published statistics
 wrim check-data --dataset list --root /data/mine          # your own list.csv: rows, files and identities
+wrim check-data --import my_parts.py --dataset my_data --root /data/x   # any registered reader
 wrim train --import my_parts.py model.name=my_net data.dataset=my_data   # user code that registers parts
 wrim search --checkpoint runs/synthetic-... --query q.jpg --query-modality infrared --gallery imgs/ \
     --gallery-modality visible                # ranking.csv and ranklist.png of the nearest gallery images
@@ -165,10 +166,14 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 def _add_check_data(sub: argparse._SubParsersAction) -> None:
     check = sub.add_parser(
-        "check-data", help="check a dataset copy against the published statistics (exit 0 = matches, 1 = differs)"
+        "check-data",
+        help="check a dataset copy: its files, identities and splits, the published statistics where there are "
+        "some, and its fingerprint (exit 0 = matches, 1 = differs)",
     )
-    check.add_argument("--dataset", required=True, help="sysu, regdb, llcm or list (your own list.csv)")
-    check.add_argument("--root", required=True, help="the dataset folder in its native layout")
+    check.add_argument(
+        "--dataset", required=True, help="sysu, regdb, llcm, list (your own list.csv), synthetic or any registered one"
+    )
+    check.add_argument("--root", default=None, help="the dataset folder in its native layout")
     check.add_argument(
         "--expect", action="append", default=[], metavar="key=value", help="replace a published number, e.g. query=12"
     )
@@ -403,14 +408,11 @@ def _synth(args: argparse.Namespace) -> int:
 
 def _check_data(args: argparse.Namespace) -> int:
     from wrim.data.check import check_dataset
-    from wrim.data.list_dataset import check_list
 
-    decode, extra = not args.no_decode, _parse_pairs(args.dataset_arg)
-    if args.dataset == "list":
-        report = check_list(args.root, decode=decode, workers=args.workers, **extra)
-    else:
-        expected = _parse_pairs(args.expect)
-        report = check_dataset(args.dataset, args.root, expected=expected, decode=decode, workers=args.workers)
+    report = check_dataset(
+        args.dataset, args.root, expected=_parse_pairs(args.expect), decode=not args.no_decode, workers=args.workers,
+        dataset_kwargs=_parse_pairs(args.dataset_arg),
+    )  # fmt: skip
     print(report.format(), flush=True)
     return 0 if report.ok else 1
 
