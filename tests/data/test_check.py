@@ -441,3 +441,102 @@ def test_python_m_wrim_check_data_names_two_planted_problems(sysu_root: Path) ->
     assert "unreadable  cam6/0002/0001.jpg  does not decode" in out
     assert "duplicate   cam1/0003/0005.jpg  same bytes as cam1/0003/0001.jpg" in out
     assert "train visible images" in out and "DIFFERS" in out  # the copy is also one image too many
+
+
+# ---- any registered reader: its files, identities and splits, and the fingerprint
+
+MY_READER = '''
+"""A user's reader, registered as the docs show: <root>/<split>/<visible|infrared>/<pid>_<n>.png."""
+from wrim import INFRARED, VISIBLE
+from wrim.data import ImageRecord, TestSplit, VIReIDDataset, register_dataset
+from wrim.data.base import relabel
+
+
+@register_dataset("my_data")
+class MyData(VIReIDDataset):
+    name = "my_data"
+    default_trials = (0,)
+
+    def __init__(self, root):
+        super().__init__(root)
+        self.train = relabel(self._read("train"))
+        self.query, self.gallery = self._read("query"), self._read("gallery")
+
+    def _read(self, split):
+        records = []
+        for modality, folder in ((VISIBLE, "visible"), (INFRARED, "infrared")):
+            for path in sorted((self.root / split / folder).glob("*.png")):
+                records.append(ImageRecord(str(path), int(path.stem.split("_")[0]), 1 + modality, modality))
+        return records
+
+    def test_split(self, trial=0):
+        return TestSplit(self.query, self.gallery, "regdb", 0)
+'''
+
+
+def _my_data(root: Path) -> Path:
+    """3 train ids with 2 images per modality; test ids 7, 8: infrared queries, visible gallery."""
+    for pid in (1, 2, 3):
+        for folder in ("visible", "infrared"):
+            for n in range(2):
+                _noise(root / "train" / folder / f"{pid}_{n}.png", gray=folder == "infrared")
+    for pid in (7, 8):
+        _noise(root / "query" / "infrared" / f"{pid}_0.png", gray=True)
+        _noise(root / "gallery" / "visible" / f"{pid}_0.png")
+    return root
+
+
+def _check_data_cli(plugin: Path, root: Path) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "wrim", "check-data", "--import", str(plugin), "--dataset", "my_data"]
+    return subprocess.run([*cmd, "--root", str(root)], capture_output=True, text=True, timeout=300, cwd=root.parent)
+
+
+def test_check_data_on_a_plugin_reader(tmp_path: Path) -> None:
+    """``wrim check-data --import my.py --dataset my_data``: a clean copy passes and prints its fingerprint; a
+    truncated image, a query identity without a gallery image and a train identity of one modality are named."""
+    plugin = tmp_path / "my_reader.py"
+    plugin.write_text(MY_READER)
+    root = _my_data(tmp_path / "mine")
+    done = _check_data_cli(plugin, root)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert f"my_data at {root.resolve()}: 16 image files, decoded" in out and "OK: the copy matches" in out
+    assert "dataset my_data (one version known), records sha256 " in out
+    assert "  train         6 visible       6 infrared      3 ids" in out
+
+    broken = root / "train" / "visible" / "2_1.png"
+    broken.write_bytes(broken.read_bytes()[:-30])
+    _noise(root / "query" / "infrared" / "9_0.png", gray=True)  # id 9: no gallery image
+    for n in range(2):
+        (root / "train" / "infrared" / f"3_{n}.png").unlink()  # id 3: visible images only
+    done = _check_data_cli(plugin, root)
+    assert done.returncode == 1, done.stderr
+    out = done.stdout
+    assert "unreadable  train/visible/2_1.png  does not decode" in out
+    assert "no_gallery  trial 0 id 9  has query images but no gallery image" in out
+    assert "notes (do not fail the check) (1):\n  one_modality  train id 2" in out  # id 3 is label 2
+    assert "2 difference(s): the copy does not match" in out
+
+
+def test_check_reader_names_labels_and_missing_trials(tmp_path: Path) -> None:
+    """A reader that keeps its raw labels and lists no default trials: both named, with the key to set."""
+    from wrim import INFRARED, VISIBLE
+    from wrim.data import ImageRecord, TestSplit, VIReIDDataset
+    from wrim.data.check import check_reader
+
+    images = [_noise(tmp_path / f"{n}.png") for n in range(6)]
+
+    class Raw(VIReIDDataset):
+        def __init__(self) -> None:
+            super().__init__(tmp_path)
+            self.train = [ImageRecord(str(images[n]), 5 + n // 2, 1, (VISIBLE, INFRARED)[n % 2]) for n in range(4)]
+
+        def test_split(self, trial=None):
+            query, gallery = ImageRecord(str(images[4]), 1, 1, INFRARED), ImageRecord(str(images[5]), 1, 2, VISIBLE)
+            return TestSplit([query], [gallery], "regdb", 0)
+
+    report = check_reader(Raw())
+    assert not report.ok and report.fingerprint is None
+    kinds = {p.kind: p for p in report.problems}
+    assert "labels must be 0..1 (relabel them), got [5, 6]" in kinds["labels"].detail
+    assert "set eval.final_trials" in kinds["split"].detail

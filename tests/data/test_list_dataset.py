@@ -88,8 +88,12 @@ def test_bad_header_and_encoding_are_one_line(tmp_path):
 
 
 def test_check_data_passes_the_clean_tree_and_finds_each_planted_problem(tree, copy, capsys):
+    import hashlib
+
     assert main(["check-data", "--dataset", "list", "--root", str(tree)]) == 0
-    assert "OK: the copy matches" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "OK: the copy matches" in out and "dataset list (one version known), records sha256 " in out
+    assert f"file list.csv: sha256 {hashlib.sha256((tree / 'list.csv').read_bytes()).hexdigest()[:16]}" in out
     lines = (copy / "list.csv").read_text().splitlines()
     train = [line for line in lines if line.endswith(",train")]
     query = [line for line in lines if line.endswith(",query")]
@@ -109,6 +113,16 @@ def test_check_data_passes_the_clean_tree_and_finds_each_planted_problem(tree, c
     kinds = {line.split()[0] for line in out.splitlines() if line.startswith("  ") and line.split()}
     assert {"missing", "empty", "unreadable", "duplicate", "malformed", "overlap", "no_gallery"} <= kinds, out
     assert f"list.csv:{len(lines) - 2}" in out and "difference(s): the copy does not match" in out
+
+
+def test_switching_to_the_list_is_one_override(tree, tmp_path, capsys):
+    """``wrim train data.dataset=list data.root=DIR``: the default config's SYSU-MM01 protocol (mode, shots) does not
+    travel to the list, which trains its one epoch with its own protocol (the other overrides only size the run)."""
+    run = ["epochs=1", "data.num_workers=0", "progress=false", f"output_dir={tmp_path}", "run_name=alone"]
+    assert main(["train", "data.dataset=list", f"data.root={tree}", *run]) == 0, capsys.readouterr().err
+    assert "final (" in capsys.readouterr().out
+    saved = (tmp_path / "alone" / "config.yaml").read_text()
+    assert "dataset: list" in saved and "protocol: {}" in saved and "dataset_kwargs: {}" in saved
 
 
 def test_trains_one_tiny_epoch_and_evaluates_from_the_command_line(tree, tmp_path, capsys):

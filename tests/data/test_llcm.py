@@ -132,3 +132,74 @@ def test_unparsable_train_name(llcm_root: Path, write_image) -> None:
     (llcm_root / "idx" / "train_vis.txt").write_text("vis/0001/badname.jpg 0\n")
     with pytest.raises(ValueError, match="camera"):
         LLCM(llcm_root)
+
+
+# ---- versions: a copy with the paper's counts (DEEN Sec. 4.2) and one without
+
+PAPER = {"train_ids": 713, "train_visible": 16946, "train_infrared": 13975, "test_ids": 351, "test_visible": 8680,
+         "test_infrared": 7166}  # fmt: skip
+
+
+def _spread(total: int, slots: int) -> list[int]:
+    """``total`` images over ``slots`` folders, as evenly as possible (the first ``total % slots`` get one more)."""
+    base, extra = divmod(total, slots)
+    return [base + (i < extra) for i in range(slots)]
+
+
+def _write_paper_sized_llcm(root: Path) -> None:
+    """An LLCM tree with the paper's numbers of identities and images (empty files: only names and counts matter)."""
+    (root / "idx").mkdir(parents=True)
+    for mod, total in (("vis", PAPER["train_visible"]), ("nir", PAPER["train_infrared"])):
+        lines = []
+        for label, count in enumerate(_spread(total, PAPER["train_ids"])):
+            folder = root / mod / f"{label + 1:04d}"
+            folder.mkdir(parents=True)
+            for k in range(count):
+                (folder / f"{label + 1:04d}_c01_s{k}_f{k}_{mod}.jpg").touch()
+                lines.append(f"{mod}/{label + 1:04d}/{label + 1:04d}_c01_s{k}_f{k}_{mod}.jpg {label}")
+        (root / "idx" / f"train_{mod}.txt").write_text("\n".join(lines) + "\n")
+    test_ids = range(PAPER["train_ids"] + 1, PAPER["train_ids"] + PAPER["test_ids"] + 1)
+    (root / "idx" / "test_id.txt").write_text(",".join(map(str, test_ids)) + "\n")
+    for sub, cams, total in (
+        ("test_vis", VIS_CAMS, PAPER["test_visible"]),
+        ("test_nir", NIR_CAMS, PAPER["test_infrared"]),
+    ):
+        folders = [(cam, pid) for pid in test_ids for cam in cams]
+        for (cam, pid), count in zip(folders, _spread(total, len(folders))):
+            folder = root / sub / f"cam{cam}" / f"{pid:04d}"
+            folder.mkdir(parents=True)
+            for k in range(count):
+                (folder / f"{pid:04d}_c{cam:02d}_s{k}_f{k}.jpg").touch()
+
+
+@pytest.mark.slow
+def test_versions_are_told_apart_by_the_papers_counts(tmp_path: Path) -> None:
+    """A copy with DEEN's published counts is ``cvpr2023``; the same copy missing one listed train image is
+    ``unclassified``, and its fingerprint (records and list-file hashes) differs. Slow: 46,767 files."""
+    from wrim.data.fingerprint import dataset_fingerprint
+
+    root = tmp_path / "LLCM"
+    _write_paper_sized_llcm(root)
+    paper = LLCM(root)
+    assert paper.version == "cvpr2023"
+    before = dataset_fingerprint(paper)
+    assert before["version"] == "cvpr2023" and before["counts"]["train"]["ids"] == 713
+    assert set(before["files"]) == {"idx/train_vis.txt", "idx/train_nir.txt", "idx/test_id.txt"}
+
+    lines = (root / "idx" / "train_nir.txt").read_text().splitlines()
+    (root / (lines[-1].rsplit(" ", 1)[0])).unlink()
+    (root / "idx" / "train_nir.txt").write_text("\n".join(lines[:-1]) + "\n")  # 13,974 train infrared images
+    changed = LLCM(root)
+    assert changed.version == "unclassified"
+    after = dataset_fingerprint(changed)
+    assert after["counts"]["train"]["infrared"] == PAPER["train_infrared"] - 1
+    assert after["sha256"] != before["sha256"]
+    assert after["files"]["idx/train_nir.txt"] != before["files"]["idx/train_nir.txt"]
+    assert after["files"]["idx/train_vis.txt"] == before["files"]["idx/train_vis.txt"]
+
+
+def test_a_reduced_copy_is_unclassified(llcm_root: Path) -> None:
+    assert LLCM(llcm_root).version == "unclassified"
+    assert [p.relative_to(llcm_root).as_posix() for p in LLCM(llcm_root).split_files] == [
+        "idx/train_vis.txt", "idx/train_nir.txt", "idx/test_id.txt"
+    ]  # fmt: skip

@@ -275,3 +275,24 @@ def test_empty_test_split_fails_at_construction(sysu_root: Path) -> None:
     (sysu_root / "exp" / "test_id.txt").write_text("\n")
     with pytest.raises(ValueError, match=r"test_id\.txt holds no ids"):
         SYSUMM01(sysu_root)
+
+
+def test_version_says_whether_the_official_galleries_are_there(sysu_root: Path) -> None:
+    """The same copy without and with exp/rand_perm_cam.mat: two versions, told apart by the fingerprint (its
+    version, the .mat among the hashed split files, and the records of the gallery it draws)."""
+    import hashlib
+
+    from wrim.data.fingerprint import dataset_fingerprint, format_fingerprint
+
+    seeded = dataset_fingerprint(SYSUMM01(sysu_root))
+    assert seeded["version"] == "without rand_perm_cam.mat"
+    assert set(seeded["files"]) == {"exp/train_id.txt", "exp/val_id.txt", "exp/test_id.txt"}
+    mat = sysu_root / "exp" / "rand_perm_cam.mat"
+    _write_rand_perm(mat)
+    official = dataset_fingerprint(SYSUMM01(sysu_root))
+    assert official["version"] == "with rand_perm_cam.mat"
+    assert official["files"]["exp/rand_perm_cam.mat"] == hashlib.sha256(mat.read_bytes()).hexdigest()
+    assert official["files"]["exp/test_id.txt"] == seeded["files"]["exp/test_id.txt"]
+    assert official["counts"]["train"] == seeded["counts"]["train"] and official["sha256"] != seeded["sha256"]
+    assert format_fingerprint(official).startswith("dataset sysu (with rand_perm_cam.mat), records sha256 ")
+    assert SYSUMM01(sysu_root, rand_perm_file=False).version == "without rand_perm_cam.mat"

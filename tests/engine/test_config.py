@@ -80,3 +80,27 @@ def test_apply_overrides_returns_copy():
     new = apply_overrides(cfg, ["seed=5"])
     assert cfg.seed == 0 and new.seed == 5
     assert config_to_dict(new)["seed"] == 5
+
+
+def test_switching_datasets_leaves_the_old_datasets_settings_behind(tmp_path):
+    """``data.dataset=NAME`` resets ``data.dataset_kwargs`` and ``eval.protocol`` to the new dataset's own defaults
+    ({}), unless the same overrides set them; a file that changes its base's dataset behaves alike."""
+    switched = load_config("regdb", ["data.dataset=list", "data.root=/data/mine"])
+    assert switched.eval.protocol == {} and switched.data.dataset_kwargs == {}  # RegDB's direction and trial gone
+    kept = load_config("synthetic", ["data.dataset=list", "data.dataset_kwargs.exclude_same_camera=true"])
+    assert kept.data.dataset_kwargs == {"exclude_same_camera": True}
+    with pytest.raises(ValueError, match=r"eval.protocol has key\(s\) \['mode'\] that ListDataset.test_split"):
+        load_config("synthetic", ["data.dataset=list", "eval.protocol={mode: all}"])  # set by the user: checked
+    same = load_config("llcm", ["data.dataset=llcm"])
+    assert same.eval.protocol == {"direction": "i2v"}  # not a switch
+    assert load_config("synthetic", ["data.dataset=list"]).model.name == "wrimnet_resnet18"  # the recipe stays
+
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("base: sysu\ndata: {dataset: list, root: /data/mine}\n")
+    assert load_config(str(mine)).eval.protocol == {}
+    mine.write_text("base: sysu\ndata: {dataset: list}\neval: {protocol: {}, every: 1}\n")
+    assert load_config(str(mine)).eval.every == 1
+    mine.write_text("base: synthetic\neval: {every: 1}\n")
+    assert load_config(str(mine)).eval.protocol == {"mode": "all", "shots": 1}  # same dataset: inherited
+    sub = load_config("sysu", ["data.dataset=llcm", "eval.protocol.direction=v2i"])
+    assert sub.eval.protocol == {"direction": "v2i"}  # a sub-key starts from the new dataset's {}, not sysu's mode

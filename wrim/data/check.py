@@ -520,8 +520,9 @@ def _check_split(scan: _Scan, dataset: VIReIDDataset, trial: int) -> list[ImageR
     """The query and gallery of ``trial``: built, not empty, every query identity in the gallery."""
     try:
         split = dataset.test_split(trial)
-    except ValueError as err:
-        scan.add("split", f"trial {trial}", f"test_split({trial}) failed: {str(err).splitlines()[0]}")
+    except Exception as err:  # a reader's own bug is reported, not raised: the other checks still run
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        scan.add("split", f"trial {trial}", f"test_split({trial}) failed: {type(err).__name__}: {first}")
         return []
     for part in ("query", "gallery"):
         if not getattr(split, part):

@@ -28,6 +28,7 @@ import yaml
 from wrim.engine.schema import Config, DataConfig, EvalConfig, LossConfig, ModelConfig, OptimConfig, option
 
 __all__ = [
+    "DATASET_SETTINGS",
     "Config",
     "DataConfig",
     "EvalConfig",
@@ -156,8 +157,28 @@ def config_to_dict(config: Config) -> dict[str, Any]:
     return plain(dataclasses.asdict(config))
 
 
+#: Keys whose values belong to the dataset a config was written for ([D]): when ``data.dataset`` changes (an
+#: override, or a file that changes its ``base``'s), they start again from ``{}``, so that the new dataset's reader
+#: uses its own defaults (its constructor's and ``test_split``'s) except where the same overrides (or the file) set
+#: them.
+DATASET_SETTINGS = ("data.dataset_kwargs", "eval.protocol")
+
+
+def _reset_dataset_settings(data: dict[str, Any], own: dict[str, Any] | None = None) -> None:
+    """Sets `DATASET_SETTINGS` in the nested mapping ``data`` to the values of ``own`` (a config file's own
+    sections), ``{}`` where it has none."""
+    for key in DATASET_SETTINGS:
+        section, name = key.split(".")
+        value = (own or {}).get(section, {}).get(name, {})
+        data.setdefault(section, {})[name] = dict(value) if isinstance(value, dict) else value
+
+
 def apply_overrides(config: Config, overrides: list[str]) -> Config:
     """Returns a copy of ``config`` with ``key=value`` overrides applied.
+
+    An override that changes ``data.dataset`` also resets ``data.dataset_kwargs`` and ``eval.protocol`` to ``{}``
+    (the new dataset's own defaults) unless the overrides set them too (`DATASET_SETTINGS`): switching datasets is
+    one override.
 
     Args:
         config: the base configuration.
@@ -168,6 +189,9 @@ def apply_overrides(config: Config, overrides: list[str]) -> Config:
         ValueError: a malformed override or an unknown key (the message lists the valid keys).
     """
     data = config_to_dict(config)
+    datasets = [raw for key, _, raw in (item.partition("=") for item in overrides) if key.strip() == "data.dataset"]
+    if datasets and _yaml_value(datasets[-1], "data.dataset") != config.data.dataset:
+        _reset_dataset_settings(data)  # the overrides below may set them for the new dataset
     for item in overrides:
         if "=" not in item:
             raise ValueError(f"override {item!r} must look like key=value, e.g. optim.lr=0.01")
@@ -248,7 +272,11 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise ValueError(f"{str(path)!r}: base configs form a cycle through {str(base_path)!r}")
     inherited = _read_yaml(base_path, (*seen, path.resolve()))
     inherited.pop("name", None)  # a run is named after the file that was asked for
-    return _merge(inherited, data)
+    merged = _merge(inherited, data)
+    base_dataset = inherited.get("data", {}).get("dataset", DataConfig.dataset)
+    if merged.get("data", {}).get("dataset", base_dataset) != base_dataset:
+        _reset_dataset_settings(merged, data)  # the file's own values for its dataset, not merged with the base's
+    return merged
 
 
 def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
