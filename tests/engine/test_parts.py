@@ -239,3 +239,73 @@ def test_ddp_two_gloo_processes_train_a_user_network_like_one(tmp_path):
     print({term: (a[term], b[term]) for term in ("id", "metric", "loss")})
     for term in ("id", "metric", "loss"):
         assert abs(a[term] - b[term]) <= 0.0005 * a[term], (term, a, b)
+
+
+def _plugin_run(tmp_path, name, *extra, config="synthetic"):
+    """``wrim train`` arguments of one tiny epoch of the plugin model, without the synthetic set's arguments."""
+    size = ["data.img_size=[64,32]", "data.num_ids=4", "data.num_instances=2", "data.num_workers=0", "epochs=1"]
+    run = ["eval.batch_size=64", "eval.ranklist=false", "progress=false", f"output_dir={tmp_path}", f"run_name={name}"]
+    return ["train", "--config", config, "--import", PLUGIN_MODULE, "model.name=resnet18_miim", *size, *run, *extra]
+
+
+def test_a_reader_without_default_trials_is_refused_before_the_first_epoch(tmp_path, capsys, plugin):
+    """eval.final_trials left null (the dataset's default trials) for a reader that declares none: one line naming
+    the key, before any training."""
+    assert main(_plugin_run(tmp_path, "refused", "data.dataset=tiny_no_trials")) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "eval.final_trials is null" in err and "set eval.final_trials=[0]" in err
+    assert not (tmp_path / "refused" / "last.json").exists()  # nothing trained
+    assert "stopped: ValueError: eval.final_trials is null" in (tmp_path / "refused" / "train.log").read_text()
+
+
+@pytest.mark.slow
+def test_a_reader_without_default_trials_trains_with_the_key_the_message_names(tmp_path, capsys, plugin):
+    assert main(_plugin_run(tmp_path, "fixed", "data.dataset=tiny_no_trials", "eval.final_trials=[0]")) == 0
+    assert json.loads((tmp_path / "fixed" / "final_metrics.json").read_text())["R1"] >= 0
+
+
+def test_a_plugin_written_to_the_docs_builds_under_the_paper_config(tmp_path, capsys, plugin):
+    """``--config sysu`` sets model.pretrained_tag (for the built-in models) and backbone_lr_mult 0.1. The plugin's
+    entrypoint (pretrained, num_classes, img_size, as documented) is built without the tag (the log says so);
+    the multiplier, which no ``backbone.*`` parameter of this model would receive, is one line naming
+    optim.backbone_prefixes, before any training."""
+    assert main(_plugin_run(tmp_path, "sysu", "data.dataset=tiny_synth", config="sysu")) == 2
+    err = capsys.readouterr().err
+    assert "optim.backbone_lr_mult=0.1 applies to the parameters whose names start with" in err
+    assert "optim.backbone_prefixes=[NAME.] (this model's: classifier., neck., trunk.)" in err
+    log = (tmp_path / "sysu" / "train.log").read_text()
+    assert "model.pretrained_tag=tv_in1k is not passed: resnet18_miim takes no pretrained_tag argument" in log
+    assert not (tmp_path / "sysu" / "last.json").exists()
+
+
+@pytest.mark.slow
+def test_naming_the_pretrained_parameters_trains_them_at_the_backbone_rate(tmp_path, capsys, plugin):
+    """The same run with ``optim.backbone_prefixes=[trunk.]``: one epoch, the trunk at 0.1 x lr, the rest at lr."""
+    from wrim.engine.checkpoint import load_checkpoint
+
+    args = _plugin_run(tmp_path, "sysu", "data.dataset=tiny_synth", "optim.backbone_prefixes=[trunk.]", config="sysu")
+    assert main(args) == 0, capsys.readouterr().err
+    state = load_checkpoint(tmp_path / "sysu", "last")
+    groups = {g["lr_mult"]: len(g["params"]) for g in state["optimizer"]["param_groups"]}
+    net = ResNetMIIM(8)
+    assert groups == {0.1: len(list(net.trunk.parameters())), 1.0: len(list(net.neck.parameters())) + 1}
+
+
+def test_evaluation_settings_are_checked_against_the_dataset(tmp_path):
+    """Each trial list names trials, and each trial builds under eval.protocol; the message names the key."""
+    from wrim.engine.build import check_evaluation
+    from wrim.engine.config import EvalConfig
+
+    dataset = create_dataset("synthetic", None, **TINY_DATA)
+    check_evaluation(EvalConfig(trials=(0,), final_trials=None), dataset)  # the 10 default trials build
+    with pytest.raises(ValueError, match=r"^eval.trials is empty: list the trials to evaluate, e.g. eval.trials=\[0\]"):
+        check_evaluation(EvalConfig(trials=()), dataset)
+    with pytest.raises(ValueError, match=r"^eval.trials: trial 0 with eval.protocol=\{'mode': 'outdoor'\}: mode must"):
+        check_evaluation(EvalConfig(protocol={"mode": "outdoor"}), dataset)
+    with pytest.raises(ValueError, match=r"^eval.trials: trial 0 with eval.protocol=\{'shot': 1\}: .*'shot'"):
+        check_evaluation(EvalConfig(protocol={"shot": 1}), dataset)  # a reader's TypeError, named as the key
+    from tests.data._list_tree import write_list_tree
+
+    one_trial = create_dataset("list", write_list_tree(tmp_path))
+    with pytest.raises(ValueError, match=r"^eval.final_trials: trial 3 with eval.protocol=\{\}: ListDataset has one"):
+        check_evaluation(EvalConfig(final_trials=(0, 3)), one_trial)

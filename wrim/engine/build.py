@@ -14,12 +14,15 @@ object (``dataset.num_classes``), never from a table.
 | loader | `build_loader()` | ``data.*``, ``seed`` and the process's rank |
 
 A registered model entrypoint is called as ``entrypoint(pretrained=..., num_classes=..., img_size=(H, W),
-**model.kwargs)`` (plus ``pretrained_file=`` when ``model.pretrained_file`` is set), exactly as the built-in ones.
+**model.kwargs)``, exactly as the built-in ones, plus ``pretrained_file=`` when ``model.pretrained_file`` is set
+and ``pretrained_tag=`` when ``model.pretrained_tag`` is set and the entrypoint takes it (a parameter of that name,
+or ``**kwargs``); an entrypoint without it is called without it, and the log says so.
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import random
 import socket
@@ -31,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from wrim.engine.config import Config, DataConfig, LossConfig, ModelConfig
+from wrim.engine.config import Config, DataConfig, EvalConfig, LossConfig, ModelConfig
 from wrim.engine.optim import build_optimizer, build_scheduler
 
 if TYPE_CHECKING:
@@ -45,6 +48,7 @@ __all__ = [
     "build_model",
     "build_optimizer",
     "build_scheduler",
+    "check_evaluation",
     "check_parts",
     "seed_everything",
 ]
@@ -82,9 +86,10 @@ def build_model(config: ModelConfig, num_classes: int, img_size: tuple[int, int]
             model whose trained weights are loaded next).
 
     Raises:
-        ValueError: an unknown name (the registered ones listed, and how to add one).
+        ValueError: an unknown name (the registered ones listed, and how to add one), or ``model.pretrained_file``
+            for an entrypoint that takes no such argument.
     """
-    from wrim.models import create_model, is_model, list_models
+    from wrim.models import create_model, is_model, list_models, model_entrypoint
 
     if not is_model(config.name):
         raise ValueError(
@@ -93,14 +98,29 @@ def build_model(config: ModelConfig, num_classes: int, img_size: tuple[int, int]
         )
     kwargs = dict(config.kwargs)
     if weights and config.pretrained_file is not None:
+        if not _takes(model_entrypoint(config.name), "pretrained_file"):
+            raise ValueError(
+                f"model.pretrained_file is set, but model {config.name!r} takes no pretrained_file argument: load "
+                "the weights in its entrypoint, or unset model.pretrained_file"
+            )
         kwargs["pretrained_file"] = config.pretrained_file
     if weights and config.pretrained_tag is not None:
-        kwargs["pretrained_tag"] = config.pretrained_tag
+        if _takes(model_entrypoint(config.name), "pretrained_tag"):
+            kwargs["pretrained_tag"] = config.pretrained_tag
+        else:  # the documented entrypoint signature has no tag: a config's weights tag is for the built-in models
+            log.warning("model.pretrained_tag=%s is not passed: %s takes no pretrained_tag argument",
+                        config.pretrained_tag, config.name)  # fmt: skip
     pretrained = weights and config.pretrained
     with _hub_offline_if_unreachable(pretrained and config.pretrained_file is None):
         return create_model(
             config.name, pretrained=pretrained, num_classes=num_classes, img_size=tuple(img_size), **kwargs
         )
+
+
+def _takes(function: Any, name: str) -> bool:
+    """Whether ``function`` accepts the keyword argument ``name`` (a parameter of that name, or ``**kwargs``)."""
+    params = inspect.signature(function).parameters.values()
+    return any(p.name == name and p.kind is not p.POSITIONAL_ONLY or p.kind is p.VAR_KEYWORD for p in params)
 
 
 def build_loss(config: LossConfig) -> nn.Module:
@@ -194,6 +214,35 @@ def check_parts(model: Any, loss: Any, dataset: Any) -> None:
             f"Trainer(dataset=...) must be a wrim.data.VIReIDDataset (e.g. wrim.data.ListDataset), got "
             f"{type(dataset).__name__}"
         )
+
+
+def check_evaluation(config: EvalConfig, dataset: VIReIDDataset) -> None:
+    """Checks the evaluation settings against the dataset before the first epoch, so that a run cannot train to
+    its end and then fail: both trial lists name trials to evaluate, and each of their trials builds a query and
+    a gallery under ``eval.protocol``.
+
+    Raises:
+        ValueError: ``eval.trials`` or ``eval.final_trials`` is null (the dataset's default trials) for a reader
+            that declares no ``default_trials``, or empty, or names a trial the reader refuses (the key named).
+    """
+    default = tuple(dataset.default_trials)
+    name = dataset.name or type(dataset).__name__
+    checked: set[int] = set()
+    for key, trials in (("eval.trials", config.trials), ("eval.final_trials", config.final_trials)):
+        if trials is None and not default:
+            raise ValueError(
+                f"{key} is null, which means the dataset's default trials, but {name} declares none "
+                f"(default_trials is empty): set {key}=[0] (the trials to evaluate), or give the reader a "
+                "default_trials attribute"
+            )
+        if trials is not None and not trials:
+            raise ValueError(f"{key} is empty: list the trials to evaluate, e.g. {key}=[0], or null for {default}")
+        for trial in sorted(set(default if trials is None else trials) - checked):
+            try:
+                dataset.test_split(trial, **config.protocol)
+            except (TypeError, ValueError) as err:  # a trial the reader refuses, a protocol key it does not take
+                raise ValueError(f"{key}: trial {trial} with eval.protocol={config.protocol}: {err}") from err
+            checked.add(trial)
 
 
 @contextlib.contextmanager

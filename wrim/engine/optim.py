@@ -29,18 +29,32 @@ def build_optimizer(model: nn.Module, config: OptimConfig) -> torch.optim.Optimi
     BoT's Adam both decay every parameter). ``"adam"`` is ``torch.optim.Adam``, whose weight decay is the L2 term
     ``wd * theta`` added to the gradient; ``"adamw"`` decouples it (Loshchilov & Hutter), a different optimiser.
 
-    Backbone parameters are those whose name starts with ``backbone.`` (how ``wrim.models.WRIMNet`` names its
-    timm trunk); a model without such parameters gets one group.
+    Backbone parameters are those whose name starts with one of ``config.backbone_prefixes`` (``backbone.``: how
+    ``wrim.models.WRIMNet`` names its timm trunk). A model without such parameters gets one group, unless
+    ``backbone_lr_mult`` is not 1: then the multiplier would silently apply to nothing, and it is an error.
 
     Args:
         model: the (unwrapped) model.
         config: the optimiser section of the run config.
+
+    Raises:
+        ValueError: ``optim.backbone_lr_mult`` is not 1 and no trainable parameter is named by
+            ``optim.backbone_prefixes`` (the model's top-level names are listed).
     """
     backbone, head = [], []
+    prefixes = tuple(config.backbone_prefixes)
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (backbone if name.startswith("backbone.") else head).append(p)
+        (backbone if name.startswith(prefixes) else head).append(p)
+    if not backbone and config.backbone_lr_mult != 1:
+        tops = sorted({name.split(".")[0] + "." for name, p in model.named_parameters() if p.requires_grad})
+        raise ValueError(
+            f"optim.backbone_lr_mult={config.backbone_lr_mult:g} applies to the parameters whose names start with "
+            f"optim.backbone_prefixes={list(prefixes)}, and this model has none: name the attribute that holds "
+            f"your pretrained network with optim.backbone_prefixes=[NAME.] (this model's: {', '.join(tops)}), or "
+            "set optim.backbone_lr_mult=1 to train every parameter at optim.lr"
+        )
     groups = [{"params": head, "lr": config.lr, "lr_mult": 1.0}]
     if backbone:
         groups.append(

@@ -30,7 +30,7 @@ def option(
     nonempty: bool = False,
 ) -> Any:
     """A config field with its allowed values, checked when the config is built (``None`` is always allowed for an
-    optional field; bounds apply to every element of a tuple).
+    optional field; bounds and patterns apply to every element of a tuple).
 
     Args:
         default: the default value (a tuple for sequence fields).
@@ -64,8 +64,9 @@ def _validate(obj: Any, prefix: str) -> None:
                 words = [str(c).lower() if isinstance(c, bool) else c for c in rules["choices"]]
                 raise ValueError(f"{key} must be {', '.join(words[:-1])} or {words[-1]}, got {value!r}")
             raise ValueError(f"{key} must be one of {list(rules['choices'])}, got {value!r}")
-        if "pattern" in rules and not re.fullmatch(rules["pattern"], str(value)):
-            raise ValueError(f"{key}={value!r} is not allowed: it must match {rules['pattern']!r}")
+        for v in (value if isinstance(value, (tuple, list)) else (value,)) if "pattern" in rules else ():
+            if not re.fullmatch(rules["pattern"], str(v)):
+                raise ValueError(f"{key}={value!r} is not allowed: it must match {rules['pattern']!r}")
         for name, (sign, ok) in _BOUNDS.items():
             if name in rules:
                 for v in value if isinstance(value, (tuple, list)) else (value,):
@@ -194,6 +195,9 @@ class OptimConfig:
             weight decay). Every trainable parameter gets ``weight_decay``, BatchNorm and biases included.
         lr: base learning rate (head parameters).
         backbone_lr_mult: learning-rate factor of the backbone parameters (AGW: 0.1 with ImageNet weights).
+        backbone_prefixes: what a backbone parameter's name starts with: ``backbone.`` for the registered models;
+            the attribute holding the pretrained network of your own (``[net.]`` for a model that keeps it in
+            ``self.net``). A multiplier other than 1 that matches no parameter is an error.
         weight_decay: weight decay of every parameter.
         momentum: SGD momentum.
         nesterov: SGD Nesterov momentum.
@@ -211,6 +215,7 @@ class OptimConfig:
     name: str = option("sgd", choices=("sgd", "adam", "adamw"))
     lr: float = option(0.1, gt=0)
     backbone_lr_mult: float = option(0.1, ge=0)
+    backbone_prefixes: tuple[str, ...] = option(("backbone.",), pattern=r"[\w.]+")
     weight_decay: float = option(5e-4, ge=0)
     momentum: float = option(0.9, ge=0, lt=1)
     nesterov: bool = True

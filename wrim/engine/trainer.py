@@ -36,6 +36,7 @@ from wrim.engine.build import (
     build_model,
     build_optimizer,
     build_scheduler,
+    check_evaluation,
     check_parts,
     seed_everything,
 )
@@ -220,8 +221,7 @@ class Trainer(EpochLoop):
         cfg = self.config
         if self.resume:
             self._load_resume_state()
-        # a bad eval.protocol value fails now, not after the first epoch
-        self.dataset.test_split(next(iter(cfg.eval.trials or self.dataset.default_trials)), **cfg.eval.protocol)
+        check_evaluation(cfg.eval, self.dataset)  # bad trials or eval.protocol fail now, not after an epoch
         logged = self.run_dir / "metrics.jsonl"  # every rank reads it: the pending evaluation is collective
         if self.pending_record is not None and logged.is_file():
             epochs = [json.loads(line)["epoch"] for line in logged.read_text(encoding="utf-8").splitlines() if line]
