@@ -1,9 +1,14 @@
-"""Put WRIM-Net's MIIM into your own ResNet in a few lines, then train it a few steps on the synthetic set.
+"""Put the paper's MIIMs into your own ResNet without touching its state-dict keys, then train it a few steps.
 
-MIIM (paper.md §1) maps (B, C, H, W) -> (B, C, H, W), so it drops in after any stage of any CNN. The four lines
-marked "MIIM" below are all it takes; the paper's placements are reduction r = (2, 2, 4, 4) and spatial stride
-s = (4, 2, 1, 1) after blocks 1-4. (WRIM-Net itself uses modality-specific MIIMs, ``wrim.ModalityMIIM``, in the two
-shallow stages; see ``wrim.models.WRIMNet``.)
+The recipe of docs/layers.md, section "MIIM in your own pretrained ResNet-50":
+
+- forward hooks on the stages, not ``nn.Sequential(stage, miim)`` (which renames every key below the stage, so your
+  checkpoint no longer loads);
+- the paper's placements: a modality-specific ``wrim.ModalityMIIM`` after ``layer1`` and ``layer2`` and a shared
+  ``wrim.MIIM`` after ``layer3`` and ``layer4``, reduction (2, 2, 4, 4) and spatial stride (4, 2, 1, 1);
+- ``init_values=0``: every MIIM starts as the identity, so a pretrained network's outputs are unchanged at step 0;
+- the hooks are small objects (`MIIMHook`), not closures: ``copy.deepcopy(model)`` (an EMA copy) copies them with
+  the model, and the copy's hooks run the copy's MIIMs.
 
 Run::
 
@@ -24,47 +29,85 @@ import wrim
 from wrim.data import SyntheticVIReID, build_train_loader
 from wrim.losses import CMKICLoss
 
-__all__ = ["add_miim", "main"]
+__all__ = ["PAPER_PLACEMENTS", "MIIMHook", "ResNetWithMIIM", "main"]
+
+#: stage -> (kind, reduction r, spatial stride s): the paper's placements (docs/layers.md, The paper's placements).
+PAPER_PLACEMENTS: dict[str, tuple[str, int, int]] = {
+    "layer1": ("separate", 2, 4),
+    "layer2": ("separate", 2, 2),
+    "layer3": ("shared", 4, 1),
+    "layer4": ("shared", 4, 1),
+}
 
 
-def add_miim(
-    resnet: nn.Module, channels: tuple[int, ...] = (64, 128, 256, 512), init_values: float | None = None
-) -> nn.Module:
-    """Appends a MIIM to ``layer1`` .. ``layer4`` of a torchvision or timm ResNet (in place).
+class MIIMHook:
+    """A forward hook on a stage of ``owner.net``: the stage's output through ``owner.miims[stage]``.
+
+    An object that holds its owner, not a closure: ``copy.deepcopy(owner)`` copies the hook along with the model,
+    and the copy's hook calls the copy's MIIMs (a closure would keep calling the original's).
+    """
+
+    def __init__(self, owner: ResNetWithMIIM, stage: str) -> None:
+        self.owner = owner
+        self.stage = stage
+
+    def __call__(self, module: nn.Module, args: tuple, out: torch.Tensor) -> torch.Tensor:
+        miim = self.owner.miims[self.stage]
+        if isinstance(miim, wrim.ModalityMIIM):
+            return miim(out, self.owner.modalities)  # (B, C, H, W), (B,) -> (B, C, H, W)
+        return miim(out)  # (B, C, H, W) -> (B, C, H, W)
+
+
+class ResNetWithMIIM(nn.Module):
+    """Your ResNet with the paper's four MIIMs added by forward hooks; ``net``'s keys are unchanged.
 
     Args:
-        resnet: a model with ``layer1`` .. ``layer4`` attributes (torchvision and timm ResNets both have them).
+        net: a torchvision or timm ResNet (``layer1`` .. ``layer4``), pretrained or not.
         channels: output channels of the four stages (ResNet-18/34: 64..512; ResNet-50: 256..2048).
-        init_values: None keeps the paper's MIIM; 0 starts each MIIM as the identity (a LayerScale γ = 0 on its
-            branch), so a *pretrained* ResNet's outputs are unchanged at step 0 (docs/layers.md, "Inserting MIIM
-            into a pretrained network").
+        init_values: the MIIMs' LayerScale start; 0 (the recipe) keeps ``net``'s outputs at step 0, ``None`` is
+            the paper's MIIM.
     """
-    kw = {"init_values": init_values}
-    resnet.layer1 = nn.Sequential(resnet.layer1, wrim.MIIM(channels[0], reduction=2, stride=4, **kw))  # MIIM
-    resnet.layer2 = nn.Sequential(resnet.layer2, wrim.MIIM(channels[1], reduction=2, stride=2, **kw))  # MIIM
-    resnet.layer3 = nn.Sequential(resnet.layer3, wrim.MIIM(channels[2], reduction=4, stride=1, **kw))  # MIIM
-    resnet.layer4 = nn.Sequential(resnet.layer4, wrim.MIIM(channels[3], reduction=4, stride=1, **kw))  # MIIM
-    return resnet
+
+    def __init__(
+        self, net: nn.Module, channels: tuple[int, ...] = (256, 512, 1024, 2048), init_values: float | None = 0.0
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.miims = nn.ModuleDict()
+        for (stage, (kind, reduction, stride)), width in zip(PAPER_PLACEMENTS.items(), channels):
+            block = wrim.ModalityMIIM if kind == "separate" else wrim.MIIM
+            self.miims[stage] = block(width, reduction=reduction, stride=stride, init_values=init_values)
+        self.modalities: torch.Tensor | None = None  # the batch's (B,) ids while forward runs
+        for stage in self.miims:
+            getattr(net, stage).register_forward_hook(MIIMHook(self, stage))
+
+    def forward(self, images: torch.Tensor, modalities: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W), (B,) wrim.VISIBLE / wrim.INFRARED -> ``net``'s output."""
+        self.modalities = modalities
+        try:
+            return self.net(images)
+        finally:
+            self.modalities = None
 
 
-def build_resnet(kind: str) -> nn.Module:
-    """A randomly initialised ResNet-18 trunk (no classifier) from torchvision or timm, with MIIMs added."""
+def build_resnet(kind: str) -> ResNetWithMIIM:
+    """A randomly initialised ResNet-18 trunk (no classifier, (B, 512) pooled features) with the four MIIMs."""
     if kind == "torchvision":
         import torchvision
 
-        resnet = torchvision.models.resnet18(weights=None)
-        resnet.fc = nn.Identity()  # (B, 512) pooled features
+        resnet = torchvision.models.resnet18(weights=None)  # yours: load its weights here
+        resnet.fc = nn.Identity()
     elif kind == "timm":
         import timm
 
-        resnet = timm.create_model("resnet18", pretrained=False, num_classes=0)  # (B, 512) pooled features
+        resnet = timm.create_model("resnet18", pretrained=False, num_classes=0)
     else:
         raise ValueError(f"--backbone must be 'torchvision' or 'timm', got {kind!r}")
-    return add_miim(resnet)
+    return ResNetWithMIIM(resnet, channels=(64, 128, 256, 512))
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    """Trains the MIIM-augmented ResNet for a few steps; returns the first and last loss.
+    """Trains the MIIM-augmented ResNet for a few steps; returns the first and last loss and the MIIM counts.
 
     Args:
         argv: command-line arguments (default ``sys.argv[1:]``).
@@ -89,15 +132,20 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     classifier = nn.Linear(512, dataset.num_classes)
     id_loss = nn.CrossEntropyLoss(label_smoothing=0.1)
     contrastive = CMKICLoss(k=2, temperature=0.1)  # WRIM-Net's cross-modality key-instance loss
-    params = list(model.parameters()) + list(classifier.parameters())
-    optimizer = torch.optim.AdamW(params, lr=1e-3, weight_decay=5e-4)
+    optimizer = torch.optim.AdamW(  # the pretrained network at a tenth of the rate of the new parts
+        [
+            {"params": model.net.parameters(), "lr": 1e-4},
+            {"params": [*model.miims.parameters(), *classifier.parameters()], "lr": 1e-3},
+        ],
+        weight_decay=5e-4,
+    )
 
     losses = []
     start = time.perf_counter()
     model.train()
     while len(losses) < steps:
         for images, pids, _camids, modalities in loader:  # (B, 3, H, W), (B,), (B,), (B,)
-            features = model(images)  # (B, 512)
+            features = model(images, modalities)  # (B, 512)
             loss = id_loss(classifier(features), pids) + contrastive(features, pids, modalities=modalities)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -106,9 +154,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             print(f"step {len(losses):3d}  loss {loss.item():.4f}", flush=True)
             if len(losses) == steps:
                 break
-    n_miim = sum(isinstance(m, wrim.MIIM) for m in model.modules())
-    print(f"{args.backbone} ResNet-18 with {n_miim} MIIMs: {steps} steps in {time.perf_counter() - start:.1f} s")
-    return {"first_loss": losses[0], "last_loss": losses[-1], "num_miim": float(n_miim)}
+    separate = sum(isinstance(m, wrim.ModalityMIIM) for m in model.miims.values())
+    print(
+        f"{args.backbone} ResNet-18 with {len(model.miims)} MIIMs ({separate} separate): {steps} steps in "
+        f"{time.perf_counter() - start:.1f} s"
+    )
+    return {"first_loss": losses[0], "last_loss": losses[-1], "num_miim": len(model.miims), "num_separate": separate}
 
 
 if __name__ == "__main__":

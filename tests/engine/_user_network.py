@@ -1,5 +1,6 @@
-"""The user's network of the open-engine tests: a torchvision ResNet-18 with four MIIMs (``add_miim`` of
-examples/miim_in_your_model.py) that returns a ``WRIMNetOutput`` in training mode (so the default loss trains it).
+"""The user's network of the open-engine tests: a torchvision ResNet-18 with the paper's four MIIMs added by the
+hooks of examples/miim_in_your_model.py (``ResNetWithMIIM``: separate MIIMs after layer1-2, shared after layer3-4)
+that returns a ``WRIMNetOutput`` in training mode (so the default loss trains it).
 Importing it registers nothing; ``_plugin_parts.py`` registers it as a plugin would."""
 
 import importlib.util
@@ -21,24 +22,29 @@ _spec.loader.exec_module(_example)
 class ResNetMIIM(nn.Module):
     """torchvision ResNet-18 + four MIIMs, a BNNeck and a classifier; P4 / P5 projections are the pooled stages.
 
-    Training: a ``WRIMNetOutput`` (logits and projections for ``WRIMNetLoss``); eval: the (B, 512) L2-normalised
-    BNNeck feature.
+    Trained from scratch, so the MIIMs are the paper's (``init_values=None``), not the identity start of the
+    recipe for a pretrained network. Training: a ``WRIMNetOutput`` (logits and projections for ``WRIMNetLoss``);
+    eval: the (B, 512) L2-normalised BNNeck feature.
     """
 
     def __init__(self, num_classes: int) -> None:
         super().__init__()
         trunk = torchvision.models.resnet18(weights=None)
         trunk.fc = nn.Identity()
-        self.trunk = _example.add_miim(trunk)
+        self.trunk = _example.ResNetWithMIIM(trunk, channels=(64, 128, 256, 512), init_values=None)
         self.neck = nn.BatchNorm1d(512)
         self.classifier = nn.Linear(512, num_classes, bias=False)
 
     def forward(self, images: torch.Tensor, modalities: torch.Tensor) -> WRIMNetOutput | torch.Tensor:
         """(B, 3, H, W), (B,) -> WRIMNetOutput (training) or (B, 512) embeddings (eval)."""
-        t = self.trunk
-        x = t.maxpool(t.relu(t.bn1(t.conv1(images))))  # (B, 64, H/4, W/4)
-        p4 = t.layer3(t.layer2(t.layer1(x)))  # (B, 256, H/16, W/16)
-        p5 = t.layer4(p4)  # (B, 512, H/32, W/32)
+        t = self.trunk.net
+        self.trunk.modalities = modalities  # what the separate MIIMs' hooks read (ResNetWithMIIM.forward sets it)
+        try:
+            x = t.maxpool(t.relu(t.bn1(t.conv1(images))))  # (B, 64, H/4, W/4)
+            p4 = t.layer3(t.layer2(t.layer1(x)))  # (B, 256, H/16, W/16)
+            p5 = t.layer4(p4)  # (B, 512, H/32, W/32)
+        finally:
+            self.trunk.modalities = None
         pooled4, pooled5 = p4.mean((2, 3)), p5.mean((2, 3))  # (B, 256), (B, 512)
         feature = self.neck(pooled5)  # (B, 512)
         if not self.training:

@@ -92,3 +92,19 @@ def test_ddp_with_compiled_step_trains_like_one_eager_process(tmp_path):
     print({term: (ra[term], rb[term]) for term in ("id", "metric", "loss")})
     for term in ("id", "metric", "loss"):
         assert abs(ra[term] - rb[term]) <= 0.005 * ra[term], (term, ra[term], rb[term])
+
+
+@pytest.mark.slow
+def test_resuming_on_another_process_count_names_data_num_ids(tmp_path):
+    """A run of 2 processes x 4 identities resumed by one process would train on 4 identities per step instead of
+    8 (data.num_ids is per process and cannot change on --resume): one line, exit 2, before any step."""
+    ddp = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "wrim", "train"]
+    _run([*ddp, *tiny_overrides(tmp_path, "ddp", "epochs=1", "data.num_workers=0", "data.num_ids=4")], tmp_path)
+    resume = [sys.executable, "-m", "wrim", "train", "--resume", str(tmp_path / "ddp"), "epochs=2"]
+    proc = subprocess.run(resume, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.count("\n") == 1
+    assert "trained by 2 process(es) x data.num_ids=4, and 1 would train on 4 identities per step instead of 8" in (
+        proc.stderr
+    )
+    assert [r["epoch"] for r in _records(tmp_path / "ddp")] == [1]  # nothing trained

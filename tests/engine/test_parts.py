@@ -71,7 +71,8 @@ def test_user_network_trains_evaluates_and_writes_its_checkpoints(user_run):
     assert {"loss", "id", "metric", "id_p5_global", "R1"} <= set(record)
     info = json.loads((run / "model.json").read_text())
     assert info["model"] is None and info["class"].endswith("_CountsVisible") and info["num_classes"] == 16
-    assert sum(type(m).__name__ == "MIIM" for m in trainer.net.modules()) == 4
+    kinds = [type(m).__name__ for m in trainer.net.trunk.miims.values()]
+    assert kinds == ["ModalityMIIM", "ModalityMIIM", "MIIM", "MIIM"]  # the paper's placements, by hooks
 
 
 def test_num_visible_is_offered_to_a_forward_that_takes_it(user_run):
@@ -96,11 +97,11 @@ class _Embedding(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        self.trunk = ResNetMIIM(1).trunk  # (B, 3, H, W) -> (B, 512)
+        self.trunk = ResNetMIIM(1).trunk  # (B, 3, H, W), (B,) -> (B, 512)
         self.neck = nn.BatchNorm1d(512)
 
     def forward(self, images, modalities):
-        return F.normalize(self.neck(self.trunk(images)), dim=1)  # (B, 512)
+        return F.normalize(self.neck(self.trunk(images, modalities)), dim=1)  # (B, 512)
 
 
 class SupConOnEmbeddings(nn.Module):
@@ -280,15 +281,17 @@ def test_a_plugin_written_to_the_docs_builds_under_the_paper_config(tmp_path, ca
 
 @pytest.mark.slow
 def test_naming_the_pretrained_parameters_trains_them_at_the_backbone_rate(tmp_path, capsys, plugin):
-    """The same run with ``optim.backbone_prefixes=[trunk.]``: one epoch, the trunk at 0.1 x lr, the rest at lr."""
+    """The same run with ``optim.backbone_prefixes=[trunk.net.]`` (the ResNet the MIIMs were hooked into): one epoch,
+    the ResNet at 0.1 x lr, the MIIMs, neck and classifier at lr."""
     from wrim.engine.checkpoint import load_checkpoint
 
-    args = _plugin_run(tmp_path, "sysu", "data.dataset=tiny_synth", "optim.backbone_prefixes=[trunk.]", config="sysu")
-    assert main(args) == 0, capsys.readouterr().err
+    prefixes = "optim.backbone_prefixes=[trunk.net.]"
+    assert main(_plugin_run(tmp_path, "sysu", "data.dataset=tiny_synth", prefixes, config="sysu")) == 0
     state = load_checkpoint(tmp_path / "sysu", "last")
     groups = {g["lr_mult"]: len(g["params"]) for g in state["optimizer"]["param_groups"]}
     net = ResNetMIIM(8)
-    assert groups == {0.1: len(list(net.trunk.parameters())), 1.0: len(list(net.neck.parameters())) + 1}
+    rest = [*net.trunk.miims.parameters(), *net.neck.parameters(), *net.classifier.parameters()]
+    assert groups == {0.1: len(list(net.trunk.net.parameters())), 1.0: len(rest)}
 
 
 def test_evaluation_settings_are_checked_against_the_dataset(tmp_path):

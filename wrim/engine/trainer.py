@@ -256,8 +256,15 @@ class Trainer(EpochLoop):
         if best is not None and best["epoch"] <= self.start_epoch:
             self.best_r1, self.best_epoch = best["R1"], best["epoch"]
         self.pending_record = state.get("record")
-        rng = state["rng"]
-        restore_rng_state(rng[self.dist.rank] if len(rng) == self.dist.world_size else rng[0])
+        rng = state["rng"]  # one state per process of the run
+        if len(rng) != self.dist.world_size:  # data.num_ids is per process: another count is another global batch
+            raise ValueError(
+                f"--resume: the run was trained by {len(rng)} process(es) x data.num_ids={self.config.data.num_ids}, "
+                f"and {self.dist.world_size} would train on {self.dist.world_size * self.config.data.num_ids} "
+                f"identities per step instead of {len(rng) * self.config.data.num_ids} (data.num_ids is per process "
+                f"and cannot change on --resume): resume it with {len(rng)} process(es)"
+            )
+        restore_rng_state(rng[self.dist.rank])
         log.info("resumed %s after epoch %d (%s)", self.run_dir, self.start_epoch, state["checkpoint_set"])
 
     def _resolve_run_dir(self) -> Path:
