@@ -521,8 +521,7 @@ def test_check_data_on_a_plugin_reader(tmp_path: Path) -> None:
 def test_check_reader_names_labels_and_missing_trials(tmp_path: Path) -> None:
     """A reader that keeps its raw labels and lists no default trials: both named, with the key to set."""
     from wrim import INFRARED, VISIBLE
-    from wrim.data import ImageRecord, TestSplit, VIReIDDataset
-    from wrim.data.check import check_reader
+    from wrim.data import ImageRecord, TestSplit, VIReIDDataset, check_reader
 
     images = [_noise(tmp_path / f"{n}.png") for n in range(6)]
 

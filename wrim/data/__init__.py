@@ -17,6 +17,7 @@ from wrim.data.loader import UnreadableImageError as UnreadableImageError
 from wrim.data.loader import build_test_loader as build_test_loader
 from wrim.data.loader import build_train_loader as build_train_loader
 from wrim.data.loader import read_image as read_image
+from wrim.data.reader_check import check_reader as check_reader
 from wrim.data.records import ImageRecord as ImageRecord
 from wrim.data.records import TestSplit as TestSplit
 from wrim.data.regdb import RegDB as RegDB
@@ -46,6 +47,7 @@ __all__ = [
     "build_train_loader",
     "check_counts",
     "check_dataset",
+    "check_reader",
     "create_dataset",
     "dataset_entrypoint",
     "dataset_needs_root",

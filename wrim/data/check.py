@@ -13,7 +13,7 @@ PATH``) finds it in seconds to minutes:
   (the same bytes under two names) are reported by name.
 
 Any other registered reader (``wrim check-data --import my.py --dataset my_data``, the synthetic set, your own
-``VIReIDDataset``) is checked by [`check_reader()`][wrim.data.check.check_reader]: its files, its identities and its
+``VIReIDDataset``) is checked by [`check_reader()`][wrim.data.check_reader]: its files, its identities and its
 splits, with no published counts to compare. Every report ends with the dataset's fingerprint
 (``wrim.data.fingerprint``): its version, counts and the hashes of its records and split files.
 """
@@ -28,10 +28,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from wrim.data.base import IMAGE_EXTENSIONS, VIReIDDataset
+from wrim.data.base import IMAGE_EXTENSIONS
 from wrim.data.fingerprint import dataset_fingerprint, format_fingerprint
 from wrim.data.loader import read_image
-from wrim.data.records import ImageRecord
 from wrim.data.statistics import (
     LLCM_NIR_CAMS,
     LLCM_VIS_CAMS,
@@ -44,7 +43,7 @@ from wrim.data.statistics import (
 )
 from wrim.data.sysu import SYSUMM01, read_rand_perm
 
-__all__ = ["DataCheckReport", "Problem", "check_dataset", "check_reader"]
+__all__ = ["DataCheckReport", "Problem", "check_dataset"]
 
 #: Problem kinds that are notes: shown, but they do not fail the check (see `Problem.fails`).
 NOTE_KINDS = ("unlisted", "one_modality")
@@ -59,7 +58,7 @@ class Problem:
             bytes), ``"stray"`` (not an image, an image in no list, a folder the protocol never reads),
             ``"unlisted"`` (an id folder in no id list: reported, not failed, see `fails`), ``"duplicate"``
             (same bytes as another file), ``"overlap"`` (an id in two disjoint lists), ``"malformed"`` (a list file
-            line), ``"reader"`` (the dataset reader refused the folder), and for any reader (`check_reader`)
+            line), ``"reader"`` (the dataset reader refused the folder), and for any reader (``check_reader``)
             ``"labels"`` (train labels that are not ``0..C-1``), ``"split"`` (a trial's query or gallery cannot be
             built or is empty), ``"no_gallery"`` (a query identity without a gallery image) and ``"one_modality"``
             (a train identity with images of one modality only: a note, see `fails`).
@@ -392,7 +391,7 @@ def check_dataset(
 
     SYSU-MM01, RegDB and LLCM are counted against `PUBLISHED_STATISTICS` and their folders walked (see the module
     docstring); ``"list"`` is ``wrim.data.list_dataset.check_list``; any other registered name is built by
-    ``wrim.data.create_dataset`` and checked by `check_reader`.
+    ``wrim.data.create_dataset`` and checked by [`check_reader()`][wrim.data.check_reader].
 
     Args:
         dataset: a registered dataset name (``"sysu"``, ``"regdb"``, ``"llcm"``, ``"list"``, ``"synthetic"`` or
@@ -422,6 +421,7 @@ def check_dataset(
         return check_list(_folder(root, dataset), decode=decode, workers=workers, **kwargs)
     if dataset not in PUBLISHED_STATISTICS:
         from wrim.data._registry import create_dataset
+        from wrim.data.reader_check import check_reader
 
         return check_reader(create_dataset(dataset, root, **kwargs), decode=decode, workers=workers)
     root = _folder(root, dataset)
@@ -455,79 +455,3 @@ def _fingerprint_of(dataset: str, root: Path, kwargs: Mapping[str, object]) -> d
         return dataset_fingerprint(create_dataset(dataset, root, **kwargs))
     except ValueError:
         return None
-
-
-def check_reader(dataset: VIReIDDataset, decode: bool = True, workers: int | None = None) -> DataCheckReport:
-    """Check any reader: its files, its identities and its splits (``wrim check-data --dataset NAME`` for a dataset
-    without published statistics).
-
-    - **splits**: every trial of ``default_trials`` builds a query and a gallery with the reader's default
-      protocol, neither empty (a reader without ``default_trials`` is named: training it needs
-      ``eval.final_trials``);
-    - **identities**: train labels are ``0..C-1`` (the classifier's rows), a train identity with images of one
-      modality only is noted (no cross-modality batch can hold it), and every query identity has a gallery image;
-    - **files**: every train, query and gallery image exists, is not empty and decodes (``decode=True``); files
-      with the same bytes are named.
-
-    Args:
-        dataset: the reader, e.g. ``wrim.data.create_dataset("my_data", root)``.
-        decode: decode every image with the loaders' decoder.
-        workers: threads reading the files (default ``min(8, cpu count)``).
-
-    Returns:
-        A [`DataCheckReport`][wrim.data.DataCheckReport] with no count rows; ``ok`` when no problem was found.
-    """
-    problems = _Scan(Path.cwd())  # problems named by identity or trial, no path
-    records = list(dataset.train)
-    _check_train_labels(problems, records)
-    trials = tuple(dataset.default_trials)
-    if not trials:
-        problems.add("split", "default_trials", "the reader lists no default trials: set eval.final_trials to train it")
-    for trial in trials or (0,):
-        records += _check_split(problems, dataset, trial)
-    paths = sorted({Path(r.path).resolve() for r in records})
-    root = Path(dataset.root).resolve() if getattr(dataset, "root", None) is not None else None
-    below = root is not None and all(p.is_relative_to(root) for p in paths)
-    scan = _Scan(root if below or not paths else Path(os.path.commonpath(paths)))
-    scan.problems = problems.problems
-    for path in paths:
-        if path.is_file():
-            scan.images.append(path)
-        else:
-            scan.add("missing", path.relative_to(scan.root).as_posix(), "listed by the reader, not on disk")
-    _check_files(scan, decode, workers or min(8, os.cpu_count() or 1))
-    name = dataset.name or type(dataset).__name__
-    fingerprint = dataset_fingerprint(dataset) if not any(p.kind == "split" for p in scan.problems) else None
-    return DataCheckReport(name, scan.root, [], scan.problems, len(scan.images), decode, fingerprint)
-
-
-def _check_train_labels(scan: _Scan, records: list[ImageRecord]) -> None:
-    """Train labels ``0..C-1``, and identities whose images are of one modality only (noted)."""
-    if not records:
-        scan.add("split", "train", "the reader has no train image")
-        return
-    labels = sorted({r.pid for r in records})
-    if labels != list(range(len(labels))):
-        scan.add("labels", "train", f"labels must be 0..{len(labels) - 1} (relabel them), got {labels[:8]} ...")
-    modalities: dict[int, set[int]] = defaultdict(set)
-    for r in records:
-        modalities[r.pid].add(r.modality)
-    for pid in sorted(p for p, mods in modalities.items() if len(mods) < 2):
-        scan.add("one_modality", f"train id {pid}", "has images of one modality only: no batch trains on them")
-
-
-def _check_split(scan: _Scan, dataset: VIReIDDataset, trial: int) -> list[ImageRecord]:
-    """The query and gallery of ``trial``: built, not empty, every query identity in the gallery."""
-    try:
-        split = dataset.test_split(trial)
-    except Exception as err:  # a reader's own bug is reported, not raised: the other checks still run
-        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        scan.add("split", f"trial {trial}", f"test_split({trial}) failed: {type(err).__name__}: {first}")
-        return []
-    for part in ("query", "gallery"):
-        if not getattr(split, part):
-            scan.add("split", f"trial {trial}", f"the {part} is empty")
-    gallery = {r.pid for r in split.gallery}
-    for pid in sorted({r.pid for r in split.query} - gallery):
-        scan.add("no_gallery", f"trial {trial} id {pid}", "has query images but no gallery image")
-    return [*split.query, *split.gallery]
