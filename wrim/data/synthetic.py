@@ -188,6 +188,11 @@ class SyntheticVIReID(SYSUMM01):
         self._ensure(root)
         super().__init__(root)
 
+    @property
+    def version(self) -> str:
+        """The renderer's version (``GENERATOR_VERSION``): sets rendered by other versions hold other images."""
+        return f"generator {GENERATOR_VERSION}"
+
     def _matches(self, root: Path) -> bool:
         manifest = root / _MANIFEST
         if not manifest.is_file():

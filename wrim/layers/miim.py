@@ -349,8 +349,8 @@ class MIIM(nn.Module):
             gate = torch.sigmoid(self.gate_logits).to(x.dtype)[None].expand(batch, -1, -1, -1)  # (B, C, h, w)
         else:
             gate = x.new_full((batch, self.channels, grid_h, grid_w), self.gate_value)  # (B, C, h, w)
-        if not torch.jit.is_scripting():  # eager only: TorchScript compiles no branch that reads the interventions
-            if self._interventions:  # noqa: SIM102 (the outer test alone is what TorchScript skips)
+        if not torch.jit.is_scripting():  # noqa: SIM102 (TorchScript skips only this test alone, never compiling the body)
+            if self._interventions:
                 gate = self._changed_gate(gate)
         return gate
 

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,6 +126,11 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="write gate_maps.png (each MIIM's gate over N queries and a gallery image of the same person) into "
         "the checkpoint's run folder",
+    )
+    ev.add_argument(
+        "--allow-cross-trial",
+        action="store_true",
+        help="evaluate a RegDB model on a split it was not trained on (its test identities leak); the card says so",
     )
     _add_import(ev)
     ev.add_argument("protocol", nargs="*", metavar="key=value", help="protocol arguments (default: the run's)")
@@ -257,6 +262,7 @@ def _dry_run(config: Config) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from wrim.engine.evaluate import evaluate_checkpoint
+    from wrim.engine.rundir import complete_old_run
 
     if args.gate_maps < 0:
         raise ValueError(f"--gate-maps must be a number of queries >= 1, got {args.gate_maps}")
@@ -267,9 +273,12 @@ def _eval(args: argparse.Namespace) -> int:
         img_size=_parse_img_size(args.img_size) if args.img_size else None, batch_size=args.batch_size,
         device=args.device, flip=args.flip, amp=args.amp, num_workers=args.num_workers,
         dataset_kwargs=_parse_pairs(args.dataset_arg), protocol=_parse_pairs(args.protocol) or None,
-        compile=args.compile,
+        compile=args.compile, allow_cross_trial=args.allow_cross_trial,
     )  # fmt: skip
     print(report.as_json() if args.json else report.format(), flush=True)
+    note = complete_old_run(run_dir, report)
+    if note:
+        print(note, file=sys.stderr, flush=True)
     if args.gate_maps:
         model, dataset, img_size = report.model, report.dataset_object, report.img_size
         split = dataset.test_split(report.trial_ids[0], **report.protocol)
@@ -324,27 +333,23 @@ def _parse_img_size(text: str) -> tuple[int, int]:
 
 
 def _resolve_checkpoint(path: Path) -> tuple[Path, Path]:
-    """``(weights file, run folder)`` for a run folder, ``<run>/best``, ``<run>/best.safetensors`` (older layout
-    name) or a set's ``model.safetensors``."""
-    from wrim.engine.checkpoint import CheckpointError, load_checkpoint
+    """``(weights file, run folder)`` for a run folder (its best checkpoint, else its last), ``<run>/best``,
+    ``<run>/last`` (``.json`` too) or a set's ``model.safetensors``."""
+    from wrim.engine.checkpoint import SETS, CheckpointError
+    from wrim.engine.rundir import RunFolder
 
     if path.is_file() and path.suffix == ".safetensors":
-        run_dir = path.parent.parent.parent if path.parent.parent.name == "checkpoints" else path.parent
-    else:
-        tag = path.name.removesuffix(".safetensors").removesuffix(".json")
-        run_dir, tags = (path, ("best", "last")) if path.is_dir() else (path.parent, (tag,))
-        for tag in tags:
-            try:
-                path = Path(load_checkpoint(run_dir, tag)["checkpoint_set"]) / "model.safetensors"
-                break
-            except CheckpointError as err:
-                if tag == tags[-1]:
-                    raise ValueError(f"--checkpoint {str(path)!r}: {err}") from None
-    if not (run_dir / "model.json").is_file():
-        raise ValueError(
-            f"{str(run_dir / 'model.json')!r} is missing: --checkpoint must be a wrim run folder or a file inside one"
-        )
-    return path, run_dir
+        run_dir = path.parent.parent.parent if path.parent.parent.name == SETS else path.parent
+        RunFolder(run_dir).require()
+        return path, run_dir
+    tag = path.name.removesuffix(".safetensors").removesuffix(".json")  # <run>/best.safetensors: an older layout
+    run_dir, tag = (path, None) if path.is_dir() else (path.parent, tag)
+    folder = RunFolder(run_dir)
+    folder.require()
+    try:
+        return folder.weights(tag), run_dir
+    except CheckpointError as err:
+        raise ValueError(f"--checkpoint {str(path)!r}: {err}") from None
 
 
 def _search(args: argparse.Namespace) -> int:
@@ -415,9 +420,60 @@ def _check_data(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _add_study(sub: argparse._SubParsersAction) -> None:
+    study = sub.add_parser("study", help="run a study file (variants x seeds), resumable, on local workers or SLURM")
+    study.add_argument("study", help="the study file (YAML: config, seeds, variants, comparisons)")
+    study.add_argument("--out", required=True, help="records (<out>/runs/*.json) and tables go here")
+    study.add_argument("--runs-dir", default=None, help="run folders with checkpoints (default <out>/checkpoints)")
+    study.add_argument("--workers", type=int, default=1, help="runs at a time (local executor)")
+    study.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    study.add_argument("--executor", choices=["local", "slurm"], default="local")
+    study.add_argument(
+        "--slurm", action="append", default=[], metavar="key=value", help="submitit parameter, e.g. timeout_min=60"
+    )
+    study.add_argument("--only", nargs="+", default=None, metavar="VARIANT", help="run only these variants")
+    study.add_argument("--dry-run", action="store_true", help="print the runs to do, run nothing")
+    study.add_argument("--allow-mixed", action="store_true", help="continue a study made by other code (marked)")
+    _add_import(study)
+    study.set_defaults(handler=_study)
+
+
+def _study(args: argparse.Namespace) -> int:
+    from wrim.study import check_one_code_version, load_study, plan, run_local, submit_slurm
+    from wrim.study.runner import summary_line
+
+    if args.workers < 1 or args.threads < 1:
+        raise ValueError(f"--workers and --threads must be >= 1; got {args.workers} and {args.threads}")
+    spec = load_study(args.study)
+    out = Path(args.out)
+    jobs = plan(spec, out, Path(args.runs_dir) if args.runs_dir else out / "checkpoints")
+    if args.only:
+        unknown = sorted(set(args.only) - set(spec.variants))
+        if unknown:
+            raise ValueError(f"--only: unknown variant(s) {unknown}; the study has {sorted(spec.variants)}")
+        jobs = [job for job in jobs if job.variant.key in args.only]
+    if not args.allow_mixed:
+        check_one_code_version(jobs)
+    if args.dry_run:
+        for job in jobs:
+            state = "finished" if job.record_path.is_file() else "to run"
+            print(f"{job.name}: {state}", flush=True)
+        print(summary_line(jobs), flush=True)
+        return 0
+    if args.executor == "slurm":
+        ids = submit_slurm(jobs, args.threads, _parse_pairs(args.slurm))
+        print(f"submitted {len(ids)} runs as a SLURM job array: {', '.join(ids) or 'nothing to do'}", flush=True)
+        return 0
+    failures = run_local(jobs, args.workers, args.threads, log=lambda line: print(line, flush=True))
+    print(summary_line(jobs), flush=True)
+    if failures:
+        raise ValueError(f"{len(failures)} run(s) failed, first: {failures[0]}; rerun the same command to retry")
+    return 0
+
+
 #: The subcommands, each a registration function that adds its parser and sets ``handler`` (a subcommand in its own
 #: module registers the same way: ``def add_parser(sub): p = sub.add_parser(...); p.set_defaults(handler=run)``).
-SUBCOMMANDS = (_add_train, _add_eval, _add_search, _add_bench, _add_synth, _add_check_data, _add_export)
+SUBCOMMANDS = (_add_train, _add_eval, _add_search, _add_bench, _add_synth, _add_check_data, _add_export, _add_study)
 
 
 def main(argv: list[str] | None = None) -> int:
