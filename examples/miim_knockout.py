@@ -29,7 +29,7 @@ import contextlib
 import json
 import math
 import statistics
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -44,27 +44,12 @@ from wrim.visualize import capture_gates
 
 __all__ = ["INTERVENTIONS", "gate_statistics", "intervene", "knockout_run", "main"]
 
-#: intervention -> how the restore logits (B, N, C) become the changed gate's logits; ``None``: the block removed.
-GateChange = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def _constant(logits: torch.Tensor, channel_mean: torch.Tensor) -> torch.Tensor:
-    return torch.logit(channel_mean).to(logits.dtype).expand_as(logits)  # (B, N, C)
-
-
-def _channel_only(logits: torch.Tensor, _channel_mean: torch.Tensor) -> torch.Tensor:
-    return torch.logit(torch.sigmoid(logits).mean(dim=1, keepdim=True)).expand_as(logits)  # (B, N, C)
-
-
-def _spatial_only(logits: torch.Tensor, _channel_mean: torch.Tensor) -> torch.Tensor:
-    return torch.logit(torch.sigmoid(logits).mean(dim=2, keepdim=True)).expand_as(logits)  # (B, N, C)
-
-
-INTERVENTIONS: dict[str, GateChange | None] = {
-    "removed": None,
-    "constant gate": _constant,
-    "channel gate only": _channel_only,
-    "spatial gate only": _spatial_only,
+#: the table's label -> the intervention's name in ``MIIM.intervene`` (docs: Layers, Gate modes and interventions).
+INTERVENTIONS: dict[str, str] = {
+    "removed": "removed",
+    "constant gate": "channel_mean",
+    "channel gate only": "channel_only",
+    "spatial gate only": "spatial_only",
 }
 
 
@@ -141,50 +126,38 @@ def gate_statistics(
 @contextlib.contextmanager
 def intervene(
     block: nn.Module,
-    change: GateChange | None,
+    change: str,
     channel_means: dict[str, torch.Tensor],
     calibration: tuple[torch.Tensor, torch.Tensor],
     net: nn.Module,
 ) -> Iterator[None]:
-    """``block`` changed as ``change`` says (``None``: removed) until the context ends; its state is restored.
+    """``block`` changed by ``block.intervene(change)`` until the context ends, with re-estimated BatchNorm statistics.
 
-    A gate change re-estimates the block's BatchNorm running statistics under the change on ``calibration``
-    (the block alone in training mode, cumulative average), and puts the trained ones back afterwards.
+    A gate change re-estimates the block's BatchNorm running statistics under the change on ``calibration`` (the
+    block alone in training mode, cumulative average); ``MIIM.intervene`` puts the trained ones back afterwards.
+    ``channel_means``: each copy's per-channel mean gate (``"channel_mean"`` uses the copy's own).
     """
-    if change is None:
-        handle = block.register_forward_hook(lambda _module, inputs, _out: inputs[0])
+    copies = _copies(block)
+    means = channel_means.get("shared")
+    if means is None:
+        means = torch.stack([channel_means["visible"], channel_means["infrared"]])  # (2, C): visible, infrared
+    momenta = {copy: miim.norm.momentum for copy, miim in copies.items()}
+    with block.intervene(change, channel_mean=means if change == "channel_mean" else None):
         try:
+            if change != "removed":
+                for miim in copies.values():
+                    miim.norm.reset_running_stats()
+                    miim.norm.momentum = None  # cumulative average over the calibration batches
+                block.train()
+                with torch.no_grad():
+                    images, modalities = calibration
+                    for start in range(0, len(images), 64):
+                        net(images[start : start + 64], modalities[start : start + 64])
+                block.eval()
             yield
         finally:
-            handle.remove()
-        return
-    copies = _copies(block)
-    handles = [
-        miim.restore.register_forward_hook(lambda _m, _i, logits, mean=channel_means[copy]: change(logits, mean))
-        for copy, miim in copies.items()
-    ]
-    saved = {
-        copy: ({k: v.clone() for k, v in miim.norm.state_dict().items()}, miim.norm.momentum)
-        for copy, miim in copies.items()
-    }
-    try:
-        for miim in copies.values():
-            miim.norm.reset_running_stats()
-            miim.norm.momentum = None  # cumulative average over the calibration batches
-        block.train()
-        with torch.no_grad():
-            images, modalities = calibration
-            for start in range(0, len(images), 64):
-                net(images[start : start + 64], modalities[start : start + 64])
-        block.eval()
-        yield
-    finally:
-        block.eval()
-        for copy, miim in copies.items():
-            miim.norm.load_state_dict(saved[copy][0])
-            miim.norm.momentum = saved[copy][1]
-        for handle in handles:
-            handle.remove()
+            for copy, miim in copies.items():
+                miim.norm.momentum = momenta[copy]
 
 
 def knockout_run(run_dir: Path, calibration_per_modality: int = 128, num_workers: int = 0) -> dict:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from wrim.engine.cli import build_parser
+from wrim.cli import build_parser
 from wrim.engine.config import list_configs, load_config
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,6 +1,6 @@
-"""``python -m wrim``: the ``wrim`` command line (see `wrim.engine.cli`); also what torchrun runs."""
+"""``python -m wrim``: the ``wrim`` command line (see `wrim.cli`); also what torchrun runs."""
 
-from wrim.engine.cli import main
+from wrim.cli import main
 
 __all__: list[str] = []
 

@@ -4,10 +4,10 @@ Shapes: ``B`` images, ``C`` channels of a placement, ``h, w`` its MIIM token gri
 ``N = h·w``.
 
 Every MIIM computes a gate ``G = σ(Linear_{C'→C}(F4))`` of shape (B, C, h, w) in (0, 1) (docs: The paper, MIIM) and
-re-weights its input with ``X ⊙ Up_s(G)``. ``capture_gates`` installs forward hooks on each MIIM's
-compression conv (the grid ``h × w``) and restore Linear (the gate logits), so one ordinary forward pass of the model
-fills in every gate; a separate (modality-specific) MIIM keeps, per sample, the gate of its modality's copy, as its
-forward does. The hooks exist only inside the ``with`` block: a model costs nothing extra when no map is asked for.
+re-weights its input with ``X ⊙ Up_s(G)``. ``capture_gates`` asks each MIIM to report its gate through its
+test-time intervention interface ([`MIIM.intervene`][wrim.layers.MIIM.intervene]), so one ordinary forward pass of the
+model fills in every gate; a separate (modality-specific) MIIM keeps, per sample, the gate of its modality's copy, as
+its forward does. Nothing is recorded outside the ``with`` block: a model costs nothing extra when no map is asked for.
 ``gate_maps`` reduces each gate over channels to (B, h, w); ``plot_gate_maps`` overlays them on the images.
 
 Example:
@@ -29,7 +29,7 @@ from torch import nn
 
 from wrim._checks import check_modalities
 from wrim._plotting import new_figure, save_figure
-from wrim.layers import MIIM, ModalityMIIM
+from wrim.layers import ModalityMIIM, miim_placements
 from wrim.modality import INFRARED, VISIBLE
 
 __all__ = ["capture_gates", "gate_maps", "plot_gate_maps"]
@@ -41,61 +41,39 @@ _REDUCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
-def _placements(model: nn.Module) -> dict[str, MIIM | ModalityMIIM]:
-    """The MIIMs of ``model`` by name (a ModalityMIIM counts once; ``miims.stage1`` of a WRIMNet is ``stage1``)."""
-    found: dict[str, MIIM | ModalityMIIM] = {}
-    inside: set[int] = set()
-    for name, module in model.named_modules():
-        if isinstance(module, ModalityMIIM):
-            found[name.removeprefix("miims.") or "miim"] = module
-            inside.update((id(module.visible), id(module.infrared)))
-        elif isinstance(module, MIIM) and id(module) not in inside:
-            found[name.removeprefix("miims.") or "miim"] = module
-    return found
-
-
 @contextlib.contextmanager
 def capture_gates(model: nn.Module) -> Iterator[dict[str, dict[str, torch.Tensor]]]:
-    """Hooks that record every MIIM gate of the next forward passes of ``model``.
+    """Record every MIIM gate of the next forward passes of ``model``.
 
     Yields a dict filled during the forward: ``{placement: {"visible": (B, C, h, w), "infrared": ...}}`` for a
-    separate MIIM (both copies compute the gate of the whole batch) and ``{placement: {"shared": (B, C, h, w)}}``
-    for a shared one, detached. The hooks are removed when the block ends.
+    separate MIIM (in a forward without ``num_visible`` both copies compute the gate of the whole batch) and
+    ``{placement: {"shared": (B, C, h, w)}}`` for a shared one, detached, in float32. Each MIIM reports its gate
+    through [`MIIM.intervene`][wrim.layers.MIIM.intervene] with a change that returns the gate unchanged, so every
+    gate mode (learned, constant, static) is recorded; the blocks are restored when the ``with`` block ends.
 
     Raises:
         ValueError: ``model`` holds no MIIM.
     """
-    placements = _placements(model)
+    placements = miim_placements(model)
     if not placements:
         raise ValueError(f"{type(model).__name__} has no MIIM: there is no gate to show (a baseline model?)")
     records: dict[str, dict[str, torch.Tensor]] = {name: {} for name in placements}
-    handles = []
 
-    def watch(name: str, copy: str, miim: MIIM) -> None:
-        grid: dict[str, tuple[int, int]] = {}
+    def recorder(name: str, copy: str) -> Callable[[torch.Tensor], torch.Tensor]:
+        def record(gate: torch.Tensor) -> torch.Tensor:  # (B, C, h, w), returned unchanged
+            records[name][copy] = gate.detach().float()
+            return gate
 
-        def on_compress(_module: nn.Module, _inputs: Any, out: torch.Tensor) -> None:
-            grid["hw"] = tuple(out.shape[-2:])  # (B, C', h, w)
+        return record
 
-        def on_restore(_module: nn.Module, _inputs: Any, out: torch.Tensor) -> None:
-            height, width = grid["hw"]
-            gate = torch.sigmoid(out.detach().float())  # (B, N, C), as MIIM.gate
-            records[name][copy] = gate.view(out.shape[0], height, width, -1).permute(0, 3, 1, 2)  # (B, C, h, w)
-
-        handles.append(miim.compress.register_forward_hook(on_compress))
-        handles.append(miim.restore.register_forward_hook(on_restore))
-
-    for name, module in placements.items():
-        if isinstance(module, ModalityMIIM):
-            watch(name, "visible", module.visible)
-            watch(name, "infrared", module.infrared)
-        else:
-            watch(name, "shared", module)
-    try:
+    with contextlib.ExitStack() as stack:
+        for name, module in placements.items():
+            copies = {"shared": module}
+            if isinstance(module, ModalityMIIM):
+                copies = {"visible": module.visible, "infrared": module.infrared}
+            for copy, miim in copies.items():
+                stack.enter_context(miim.intervene(recorder(name, copy)))
         yield records
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 @torch.no_grad()

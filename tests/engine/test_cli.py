@@ -9,7 +9,7 @@ import torch
 
 from tests.engine._tiny import DATASET_ARGS, tiny_overrides
 from tests.metric_bounds import assert_metric_bounds
-from wrim.engine.cli import build_parser, main
+from wrim.cli import build_parser, main
 
 
 def test_train_then_eval_checkpoint(tmp_path, capsys):

@@ -3,7 +3,7 @@
 import pytest
 import yaml
 
-from wrim.engine.cli import main
+from wrim.cli import main
 from wrim.engine.config import list_configs, load_config
 
 PAPER_RECIPES = ["sysu", "sysu_adam", "regdb", "regdb_adam", "llcm", "llcm_adam"]

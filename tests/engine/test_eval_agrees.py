@@ -5,7 +5,7 @@ import json
 import pytest
 
 from tests.engine._tiny import tiny_overrides
-from wrim.engine.cli import main
+from wrim.cli import main
 
 
 def test_eval_equals_final_metrics_under_bf16_autocast(tmp_path, capsys):

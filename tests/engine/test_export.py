@@ -13,7 +13,7 @@ import torch
 import wrim
 from tests.engine._tiny import FAULT, wrimnet_test_tiny
 from wrim.engine.checkpoint import load_checkpoint
-from wrim.engine.cli import main
+from wrim.cli import main
 from wrim.models import _registry, create_model
 
 MODALITIES = torch.tensor([0, 1, 1, 0])

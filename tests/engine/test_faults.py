@@ -34,7 +34,7 @@ from wrim.engine.checkpoint import (
     read_pointer,
     save_checkpoint,
 )
-from wrim.engine.cli import main
+from wrim.cli import main
 from wrim.engine.rundir import RunLock, RunLockedError, is_run_of, new_run_name
 from wrim.models import _registry, load_weights
 

@@ -3,7 +3,7 @@
 import pytest
 
 from tests.engine._tiny import DATASET_ARGS, tiny_overrides
-from wrim.engine.cli import main
+from wrim.cli import main
 
 
 @pytest.mark.slow  # trains a tiny model first: ~35 s on 2 cores; tests/test_visualize.py covers the PNG by default

@@ -11,7 +11,7 @@ import textwrap
 import pytest
 
 from tests.engine._tiny import tiny_overrides
-from wrim.engine.cli import main
+from wrim.cli import main
 
 PLUGIN = textwrap.dedent(
     '''

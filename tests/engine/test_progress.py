@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 from tests.engine._tiny import TINY
-from wrim.engine.cli import main
+from wrim.cli import main
 from wrim.engine.logger import show_progress
 
 # the tiny run with the progress setting left at its default

@@ -8,7 +8,7 @@ that CI checks the main job every time.
 
 import json
 
-from wrim.engine.cli import main
+from wrim.cli import main
 
 # The floor, from chance (not from the measured value). The protocol is SYSU-MM01 all-search single-shot on the
 # synthetic set's 30 test identities: each query (an infrared image) is ranked against one image per identity and

@@ -190,8 +190,8 @@ class SyntheticVIReID(SYSUMM01):
 
     @property
     def version(self) -> str:
-        """``"generator v<N>"``: the renderer version that wrote the set (``GENERATOR_VERSION``)."""
-        return f"generator v{self.params['generator_version']}"
+        """The renderer's version (``GENERATOR_VERSION``): sets rendered by other versions hold other images."""
+        return f"generator {GENERATOR_VERSION}"
 
     @property
     def split_files(self) -> tuple[Path, ...]:

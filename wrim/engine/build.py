@@ -50,6 +50,7 @@ __all__ = [
     "build_scheduler",
     "check_evaluation",
     "check_parts",
+    "check_process_count",
     "seed_everything",
 ]
 
@@ -243,6 +244,21 @@ def check_evaluation(config: EvalConfig, dataset: VIReIDDataset) -> None:
             except (TypeError, ValueError) as err:  # a trial the reader refuses, a protocol key it does not take
                 raise ValueError(f"{key}: trial {trial} with eval.protocol={config.protocol}: {err}") from err
             checked.add(trial)
+
+
+def check_process_count(trained: int, resuming: int, num_ids: int) -> None:
+    """A run resumes with the number of processes it was trained with: ``data.num_ids`` is per process and cannot
+    change on ``--resume``, so another count would silently train on another global batch.
+
+    Raises:
+        ValueError: ``resuming != trained`` (both counts, and the identities per step each would give, named).
+    """
+    if resuming != trained:
+        raise ValueError(
+            f"--resume: the run was trained by {trained} process(es) x data.num_ids={num_ids}, and {resuming} would "
+            f"train on {resuming * num_ids} identities per step instead of {trained * num_ids} (data.num_ids is per "
+            f"process and cannot change on --resume): resume it with {trained} process(es)"
+        )
 
 
 @contextlib.contextmanager

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from wrim.engine.rundir import CONFIG, RunFolder
+from wrim.evaluation.card import ProtocolCard, check_training_trial, protocol_card
 from wrim.flip import flip_average
 
 if TYPE_CHECKING:
@@ -33,6 +35,7 @@ __all__ = [
     "evaluate_checkpoint",
     "load_run_model",
     "plot_ranklist_png",
+    "precision_name",
 ]
 
 #: The values of the ``amp`` config key and of ``wrim eval --amp``.
@@ -51,6 +54,11 @@ def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     if amp == "auto":
         return torch.bfloat16 if device.type == "cuda" else None
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}[amp]
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    """How an autocast dtype is reported (protocol cards, provenance): ``"fp32"`` or e.g. ``"bfloat16 autocast"``."""
+    return "fp32" if dtype is None else f"{str(dtype).removeprefix('torch.')} autocast"
 
 
 class EvalModel(nn.Module):
@@ -116,6 +124,7 @@ class CheckpointEvaluation:
         flip: whether the flipped image's embedding was added.
         galleries: how the galleries were drawn (``dataset.gallery_sampling``; ``None`` where there is no choice).
         img_size: the (H, W) the images were resized to.
+        card: the protocol card ([`ProtocolCard`][wrim.evaluation.ProtocolCard]) of this evaluation.
         model: the loaded network (eval mode); dataset_object: the dataset it was evaluated on.
     """
 
@@ -129,6 +138,7 @@ class CheckpointEvaluation:
     flip: bool
     galleries: str | None = None
     img_size: tuple[int, int] = (288, 144)
+    card: ProtocolCard | None = None
     model: nn.Module | None = field(default=None, repr=False)
     dataset_object: Any = field(default=None, repr=False)
 
@@ -142,11 +152,12 @@ class CheckpointEvaluation:
 
     def as_json(self) -> str:
         """The report as JSON: ``checkpoint``, ``dataset``, ``protocol``, ``precision``, ``flip``, ``galleries``,
-        ``trials`` (``[{"trial": id, "R1": ...}, ...]``), ``mean`` and ``std`` (metrics in %)."""
+        ``trials`` (``[{"trial": id, "R1": ...}, ...]``), ``mean`` and ``std`` (metrics in %), and ``card``."""
         trials = [{"trial": t, **m} for t, m in zip(self.trial_ids, self.trials)]
         keys = ("checkpoint", "dataset", "protocol", "precision", "flip", "galleries")
         report = {key: getattr(self, key) for key in keys}
-        return json.dumps({**report, "trials": trials, "mean": self.mean, "std": self.std}, indent=2)
+        card = None if self.card is None else self.card.as_dict()
+        return json.dumps({**report, "trials": trials, "mean": self.mean, "std": self.std, "card": card}, indent=2)
 
     def format(self) -> str:
         """A table: one line per trial, then ``mean ± std``; the settings on the first line."""
@@ -156,6 +167,8 @@ class CheckpointEvaluation:
             f"{self.dataset} {self.protocol} with {self.checkpoint} ({self.precision}, flip {self.flip}{galleries})",
             "trial  " + "  ".join(f"{k:>13}" for k in keys),
         ]
+        if self.card is not None:
+            lines[0] = f"{self.card.header()}\nweights {self.checkpoint}"
         lines += [f"{t:>5}  " + "  ".join(f"{m[k]:13.2f}" for k in keys) for t, m in zip(self.trial_ids, self.trials)]
         std = self.std
         cells = [f"{self.mean[k]:6.2f}" + (f" ± {std[k]:4.2f}" if std[k] is not None else " " * 7) for k in keys]
@@ -164,11 +177,12 @@ class CheckpointEvaluation:
 
 
 def _run_settings(run_dir: Path, dataset: str) -> tuple[dict, dict, dict]:
-    """``(model.json, saved config, the run's settings for this dataset)`` of a run folder."""
-    from wrim.engine.config import read_yaml
+    """``(model.json, saved config as a dict, the run's settings for this dataset)`` of a run folder."""
+    from wrim.engine.config import config_to_dict
 
-    info = json.loads((run_dir / "model.json").read_text(encoding="utf-8"))
-    saved = read_yaml(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() else {}
+    folder = RunFolder(run_dir)
+    info = folder.read_model_info()
+    saved = config_to_dict(folder.read_config()) if folder.file(CONFIG).is_file() else {}
     same_data = saved.get("data", {}).get("dataset") == dataset
     run_eval = saved.get("eval", {}) if same_data else {}
     settings = {
@@ -181,6 +195,17 @@ def _run_settings(run_dir: Path, dataset: str) -> tuple[dict, dict, dict]:
         "channels_last": bool(saved.get("model", {}).get("channels_last", False)),
     }
     return info, saved, settings
+
+
+def _training_trial(info: dict, saved: dict) -> int | None:
+    """The split a run was trained on (``model.json``'s ``training_trial``; for a RegDB run written before it was
+    recorded, ``data.dataset_kwargs.trial``, default 1)."""
+    if info.get("training_trial") is not None:
+        return int(info["training_trial"])
+    data = saved.get("data") or {}
+    if data.get("dataset") == "regdb":
+        return int((data.get("dataset_kwargs") or {}).get("trial", 1))
+    return None
 
 
 def evaluate_checkpoint(
@@ -199,6 +224,7 @@ def evaluate_checkpoint(
     dataset_kwargs: dict[str, Any] | None = None,
     protocol: dict[str, Any] | None = None,
     compile: bool = False,
+    allow_cross_trial: bool = False,
 ) -> CheckpointEvaluation:
     """Evaluates a run's weights as the trainer's final evaluation does (``wrim eval``).
 
@@ -220,18 +246,22 @@ def evaluate_checkpoint(
         protocol: protocol arguments (e.g. ``mode="indoor"``), replacing the run's ``eval.protocol``.
         compile: ``torch.compile`` the network (``net.compile()``; opt-in, ``wrim eval --compile``): WRIMNet's
             ``embed`` calls the compiled forward with each batch's visible count.
+        allow_cross_trial: evaluate a model on a split it was not trained on (RegDB: another trial, whose test
+            identities it trained on); refused otherwise, and the card says so when allowed.
     """
     from wrim.engine.build import build_dataset
     from wrim.engine.config import DataConfig
     from wrim.evaluation import evaluate_protocol
 
-    _, _, run = _run_settings(run_dir, dataset)
+    info, saved, run = _run_settings(run_dir, dataset)
+    dataset_kwargs = {**run["dataset_kwargs"], **(dataset_kwargs or {})}
+    data = build_dataset(DataConfig(dataset=dataset, root=root, dataset_kwargs=dataset_kwargs))
+    training_trial = _training_trial(info, saved) if saved.get("data", {}).get("dataset") == dataset else None
+    check_training_trial(data, training_trial, allow_cross_trial)
     model = load_run_model(run_dir, checkpoint, img_size=img_size, device=device, amp=amp)
     img_size, torch_device, dtype, net = model.img_size, model.device, model.amp_dtype, model.net
     if compile:
         net.compile()
-    dataset_kwargs = {**run["dataset_kwargs"], **(dataset_kwargs or {})}
-    data = build_dataset(DataConfig(dataset=dataset, root=root, dataset_kwargs=dataset_kwargs))
     protocol = run["protocol"] if protocol is None else protocol
     flip = run["flip"] if flip is None else flip
     trials = run["trials"] if trials is None else trials
@@ -241,6 +271,10 @@ def evaluate_checkpoint(
             model, data, trials=trials, img_size=img_size, batch_size=batch_size, device=torch_device, flip=flip,
             num_workers=num_workers, **protocol,
         )  # fmt: skip
+    card = protocol_card(
+        data, protocol=protocol, trials=list(result.trial_ids), flip=flip, precision=precision_name(dtype),
+        checkpoint=RunFolder(run_dir).checkpoint_choice(Path(checkpoint)), training_trial=training_trial,
+    )  # fmt: skip
     return CheckpointEvaluation(
         checkpoint=str(checkpoint),
         dataset=dataset,
@@ -248,10 +282,11 @@ def evaluate_checkpoint(
         trial_ids=list(result.trial_ids),
         trials=[{k: float(v) for k, v in m.as_dict().items()} for m in result.trials],
         mean={k: float(v) for k, v in result.as_dict().items()},
-        precision="fp32" if dtype is None else f"{str(dtype).removeprefix('torch.')} autocast",
+        precision=precision_name(dtype),
         flip=flip,
         galleries=getattr(data, "gallery_sampling", None),
         img_size=img_size,
+        card=card,
         model=net,
         dataset_object=data,
     )
@@ -285,15 +320,13 @@ def load_run_model(
     """
     from wrim.distributed import resolve_device
     from wrim.engine.build import build_model
-    from wrim.engine.checkpoint import checkpoint_exists, load_checkpoint
     from wrim.engine.config import ModelConfig
     from wrim.models import load_weights
 
     run_dir = Path(run_dir)
-    if checkpoint is None:
-        tag = "best" if checkpoint_exists(run_dir, "best") else "last"
-        checkpoint = Path(load_checkpoint(run_dir, tag)["checkpoint_set"]) / "model.safetensors"
     info, saved, run = _run_settings(run_dir, dataset="")
+    if checkpoint is None:
+        checkpoint = RunFolder(run_dir).weights()
     img_size = tuple(img_size or info["img_size"])
     torch_device = resolve_device(device)
     dtype = amp_dtype(run["amp"] if amp is None else amp, torch_device)

@@ -241,6 +241,9 @@ class EvalConfig:
         batch_size: test batch size.
         flip: add the horizontally flipped image's embedding.
         ranklist: write a rank-list PNG at the end (needs matplotlib).
+        final_checkpoint: the weights of the final evaluation: ``"best"`` (the best R1 of the epoch evaluations,
+            which ran on the test ``trials``: chosen on the test set, the field's practice) or ``"last"`` (the last
+            epoch's, not chosen on the test set). The protocol card says which.
     """
 
     every: int = option(2, ge=0)
@@ -250,6 +253,7 @@ class EvalConfig:
     batch_size: int = option(128, ge=1)
     flip: bool = False
     ranklist: bool = True
+    final_checkpoint: str = option("best", choices=("best", "last"))
 
 
 @dataclass

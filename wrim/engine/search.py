@@ -22,7 +22,7 @@ __all__ = ["add_search_arguments", "run_search"]
 
 
 def add_search_arguments(parser: argparse.ArgumentParser) -> None:
-    """The arguments of ``wrim search`` (registered by ``wrim.engine.cli``)."""
+    """The arguments of ``wrim search`` (registered by ``wrim.cli``)."""
     parser.add_argument("--checkpoint", required=True, help="a run folder (its best checkpoint) or a file in one")
     parser.add_argument("--query", required=True, help="a query image, or a folder of query images")
     parser.add_argument("--gallery", required=True, help="the folder of gallery images (searched recursively)")

@@ -38,10 +38,11 @@ from wrim.engine.build import (
     build_scheduler,
     check_evaluation,
     check_parts,
+    check_process_count,
     seed_everything,
 )
 from wrim.engine.checkpoint import (
-    atomic_write,
+    WEIGHTS,
     capture_rng_state,
     checkpoint_exists,
     clean_stale_temporaries,
@@ -53,12 +54,14 @@ from wrim.engine.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from wrim.engine.config import Config, config_sha256, config_to_dict, save_config
+from wrim.engine.config import Config, config_sha256, config_to_dict
 from wrim.engine.epoch import EpochLoop, NonFiniteLossError
-from wrim.engine.evaluate import EvalModel, amp_dtype, plot_ranklist_png
+from wrim.engine.evaluate import EvalModel, amp_dtype, plot_ranklist_png, precision_name
 from wrim.engine.logger import MetricsLogger, attach_run_log, plot_curves, show_progress
+from wrim.engine.provenance import environment, utc_now
 from wrim.engine.resume import check_resume
-from wrim.engine.rundir import RunLock, choose_run_dir
+from wrim.engine.rundir import RunFolder, RunLock, choose_run_dir
+from wrim.evaluation.card import ProtocolCard, protocol_card
 from wrim.layers import convert_sync_batchnorm
 
 if TYPE_CHECKING:
@@ -153,6 +156,7 @@ class Trainer(EpochLoop):
         self._lock: RunLock | None = None
         self._stale: list[Path] = []
         self._last_eval: tuple[Any, dict[str, torch.Tensor]] | None = None
+        self._recording = False  # this process appends a provenance segment (rank 0 of a run that trains)
 
     # ------------------------------------------------------------------ setup
 
@@ -230,11 +234,51 @@ class Trainer(EpochLoop):
         if not self.dist.is_main:
             return
         self.logger = MetricsLogger(self.run_dir, resume_epoch=self.start_epoch if self.resume else None)
-        save_config(cfg, self.run_dir / "config.yaml")  # only once the run is known to start
-        info = {"model": self._model_name, "num_classes": self.dataset.num_classes, "img_size": cfg.data.img_size}
+        folder = RunFolder(self.run_dir)
+        folder.save_config(cfg)  # only once the run is known to start
+        folder.write_model_info(self._model_info())
+        if not self._finished():  # a resume of a finished run trains nothing: no new segment
+            folder.start_segment(self._segment())
+            self._recording = True
+
+    def _finished(self) -> bool:
+        """Whether the run has trained all its epochs and written its final metrics (a resume then does nothing)."""
+        done = self.start_epoch == self.config.epochs and self.pending_record is None
+        return done and RunFolder(self.run_dir).read_final_metrics() is not None
+
+    def _model_info(self) -> dict[str, Any]:
+        """``model.json``: what rebuilds the network, its MIIMs' gate modes and (RegDB) the split it trains on."""
+        from wrim.layers import miim_placements
+
+        info = {
+            "model": self._model_name,
+            "num_classes": self.dataset.num_classes,
+            "img_size": self.config.data.img_size,
+        }
         if self._model_given:  # wrim eval cannot rebuild a model object; it names the class for the reader
             info["class"] = f"{type(self.net).__module__}.{type(self.net).__qualname__}"
-        (self.run_dir / "model.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
+        gates = {name: block.describe_gate() for name, block in miim_placements(self.net).items()}
+        if gates:
+            info["gates"] = gates
+        if getattr(self.dataset, "trial", None) is not None:
+            info["training_trial"] = int(self.dataset.trial)
+        return info
+
+    def _segment(self) -> dict[str, Any]:
+        """This process's provenance segment (wrim.engine.provenance): code, versions, device, config, data."""
+        from wrim.data.fingerprint import dataset_fingerprint
+
+        cfg = self.config
+        return {
+            "started": utc_now(),
+            "resumed": bool(self.resume),
+            "epochs": [self.start_epoch, self.start_epoch],
+            **environment(self.device, precision_name(self.amp_dtype), self.dist.world_size),
+            "seed": cfg.seed,
+            "config_sha256": config_sha256(cfg),
+            "config": config_to_dict(cfg),
+            "dataset": dataset_fingerprint(self.dataset, cfg.eval.protocol),
+        }
 
     @property
     def _model_name(self) -> str | None:
@@ -256,14 +300,8 @@ class Trainer(EpochLoop):
         if best is not None and best["epoch"] <= self.start_epoch:
             self.best_r1, self.best_epoch = best["R1"], best["epoch"]
         self.pending_record = state.get("record")
-        rng = state["rng"]  # one state per process of the run
-        if len(rng) != self.dist.world_size:  # data.num_ids is per process: another count is another global batch
-            raise ValueError(
-                f"--resume: the run was trained by {len(rng)} process(es) x data.num_ids={self.config.data.num_ids}, "
-                f"and {self.dist.world_size} would train on {self.dist.world_size * self.config.data.num_ids} "
-                f"identities per step instead of {len(rng) * self.config.data.num_ids} (data.num_ids is per process "
-                f"and cannot change on --resume): resume it with {len(rng)} process(es)"
-            )
+        rng = state["rng"]  # one state per process of the run: the same process count (data.num_ids is per process)
+        check_process_count(len(rng), self.dist.world_size, self.config.data.num_ids)
         restore_rng_state(rng[self.dist.rank])
         log.info("resumed %s after epoch %d (%s)", self.run_dir, self.start_epoch, state["checkpoint_set"])
 
@@ -365,16 +403,23 @@ class Trainer(EpochLoop):
         Returns:
             The final metrics (best weights on ``eval.final_trials``) and the best epoch.
         """
+        outcome = "failed"
         try:
             self._setup()
-            return self._fit()
+            result = self._fit()
+            outcome = "finished"
+            return result
         except KeyboardInterrupt:
+            outcome = "interrupted"
             self._log_to_file(f"interrupted; the last published checkpoint is kept: wrim train --resume {self.run_dir}")
             raise
         except Exception as err:
+            outcome = f"failed: {type(err).__name__}"
             self._log_to_file(f"stopped: {type(err).__name__}: {err}")
             raise
         finally:
+            if self._recording:  # rank 0, once the run had started: complete its provenance segment
+                RunFolder(self.run_dir).update_segment(self.start_epoch_done, outcome)
             if self.logger is not None:
                 self.logger.close()
             for h in self._handlers:
@@ -395,9 +440,8 @@ class Trainer(EpochLoop):
             raise ValueError(
                 f"{self.run_dir} has already trained {self.start_epoch} epochs, more than epochs={cfg.epochs}"
             )
-        final = self.run_dir / "final_metrics.json"
-        if self.start_epoch == cfg.epochs and self.pending_record is None and final.is_file():
-            result = json.loads(final.read_text(encoding="utf-8"))
+        if self._finished():
+            result = RunFolder(self.run_dir).read_final_metrics()
             log.info("run %s already finished (%d epochs): nothing to do", self.run_dir, cfg.epochs)
             metrics = {k: v for k, v in result.items() if k in ("R1", "R5", "R10", "R20", "mAP", "mINP")}
             return TrainResult(self.run_dir, metrics, self.best_epoch, self.best_r1)
@@ -429,6 +473,7 @@ class Trainer(EpochLoop):
                     set_dir = save_checkpoint(self.run_dir, self.net, state, config_sha256(cfg))
                     publish_checkpoint(self.run_dir, "last", set_dir, epoch=epoch + 1)
                 self.start_epoch_done = epoch + 1
+                RunFolder(self.run_dir).update_segment(self.start_epoch_done)  # the epochs so far, however it ends
             barrier(self.dist)
             self._after_checkpoint(epoch + 1, record)
             if self.dist.is_main:
@@ -469,6 +514,16 @@ class Trainer(EpochLoop):
             log.info("epoch %d/%d: %s", epoch_done, cfg.epochs, summary)
         barrier(self.dist)
 
+    def _card(self, checkpoint: dict[str, Any]) -> ProtocolCard:
+        """The protocol card of the final evaluation (the same card ``wrim eval`` gives for these weights)."""
+        cfg = self.config
+        trials = self.dataset.default_trials if cfg.eval.final_trials is None else cfg.eval.final_trials
+        return protocol_card(
+            self.dataset, protocol=cfg.eval.protocol, trials=list(trials), flip=cfg.eval.flip,
+            precision=precision_name(self.amp_dtype), checkpoint=checkpoint,
+            training_trial=getattr(self.dataset, "trial", None),
+        )  # fmt: skip
+
     def _published_set(self) -> Path:
         return self.run_dir / read_pointer(self.run_dir, "last")["set"]
 
@@ -477,12 +532,15 @@ class Trainer(EpochLoop):
         cfg = self.config
         if not self.dist.is_main:
             return self.evaluate(cfg.eval.final_trials)  # with rank 0's weights, broadcast inside
-        tag = "best" if checkpoint_exists(self.run_dir, "best") else "last"
-        state = load_checkpoint(self.run_dir, tag, self.net)
+        folder = RunFolder(self.run_dir)
+        tag = folder.checkpoint_tag(None if cfg.eval.final_checkpoint == "best" else "last")
+        state = folder.load_checkpoint(tag, self.net)
         metrics = self.evaluate(cfg.eval.final_trials)
-        weights = Path(state["checkpoint_set"]).relative_to(self.run_dir) / "model.safetensors"
-        result = {"weights": weights.as_posix(), "best_epoch": self.best_epoch, **metrics}
-        atomic_write(self.run_dir / "final_metrics.json", lambda p: p.write_text(json.dumps(result, indent=2)))
+        weights = Path(state["checkpoint_set"]) / WEIGHTS
+        card = self._card(folder.checkpoint_choice(weights))
+        result = {"weights": weights.relative_to(self.run_dir).as_posix(), "best_epoch": self.best_epoch, **metrics}
+        folder.write_final_metrics({**result, "card": card.as_dict()})
+        log.info("protocol: %s", card.header())
         plot_curves(self.logger.records, self.run_dir / "curves.png")
         if cfg.eval.ranklist:
             plot_ranklist_png(*self._last_eval, self.run_dir / "ranklist.png", tuple(cfg.data.img_size))

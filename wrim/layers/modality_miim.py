@@ -25,16 +25,19 @@ samples, running statistics included.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 from torch import nn
 
 from wrim._checks import check_modalities, check_modality_split, checks_enabled
 from wrim.distributed import all_reduce_with_grad
-from wrim.layers.miim import MIIM, combine_output, folded_norm, folded_tail, reweight
+from wrim.layers.miim import MIIM, GateChange, combine_output, folded_norm, folded_tail, reweight
 from wrim.layers.norm import update_running_stats
 from wrim.modality import INFRARED, VISIBLE
 
-__all__ = ["ModalityMIIM"]
+__all__ = ["ModalityMIIM", "miim_placements"]
 
 torch.fx.wrap("reweight")
 torch.fx.wrap("_per_modality_moments")  # one call in fx graphs: torch < 2.4 cannot trace promote_types(y.dtype)
@@ -100,6 +103,12 @@ class ModalityMIIM(nn.Module):
                 check_modality_split(modalities, num_visible)
         if isinstance(num_visible, torch.fx.Proxy):  # fx symbolic tracing: trace the any-order formulation
             num_visible = None
+        if not torch.jit.is_scripting() and (self.visible.removed() or self.infrared.removed()):
+            return self._without_removed(x, modalities, num_visible)  # a copy taken out: its rows keep X
+        return self._routed(x, modalities, num_visible)
+
+    def _routed(self, x: torch.Tensor, modalities: torch.Tensor, num_visible: int | None) -> torch.Tensor:
+        """`forward` on validated inputs. (B, C, H, W), (B,) -> (B, C, H, W)."""
         is_infrared = (modalities == INFRARED).view(-1, 1, 1, 1)  # (B, 1, 1, 1)
         gate = self._gate(x, is_infrared, num_visible)  # (B, C, h, w)
         if self.visible.folds_norm():  # eval: one pass over x ([D], wrim.layers.miim.folded_tail)
@@ -116,6 +125,38 @@ class ModalityMIIM(nn.Module):
             gamma = torch.where(is_infrared.view(-1, 1), self.infrared.gamma, self.visible.gamma)  # (B, C)
             branch = branch * gamma[:, :, None, None]
         return combine_output(x, branch, self.visible.combine)
+
+    @torch.jit.unused
+    def _without_removed(self, x: torch.Tensor, modalities: torch.Tensor, num_visible: int | None) -> torch.Tensor:
+        """``Out_b = X_b`` for the samples of a removed copy, the block's output for the others. -> (B, C, H, W)."""
+        if self.visible.removed() and self.infrared.removed():
+            return x
+        keep_input = (modalities == (INFRARED if self.infrared.removed() else VISIBLE)).view(-1, 1, 1, 1)  # (B,1,1,1)
+        return torch.where(keep_input, x, self._routed(x, modalities, num_visible))
+
+    @contextlib.contextmanager
+    def intervene(self, change: str | GateChange, channel_mean: torch.Tensor | None = None) -> Iterator[ModalityMIIM]:
+        """`MIIM.intervene` on both copies until the ``with`` block ends; both are then restored exactly.
+
+        Args:
+            change: as for [`MIIM.intervene`][wrim.layers.MIIM.intervene] (``"removed"`` takes the whole block out).
+            channel_mean: for ``"channel_mean"``: (C,) for both copies, or (2, C) with the visible copy's values in
+                row 0 and the infrared copy's in row 1.
+        """
+        per_copy = [channel_mean, channel_mean]
+        if channel_mean is not None and channel_mean.dim() == 2:
+            if channel_mean.shape[0] != 2:
+                shape = tuple(channel_mean.shape)
+                raise ValueError(f"channel_mean must be (C,) or (2, C) (visible, infrared); got {shape}")
+            per_copy = [channel_mean[VISIBLE], channel_mean[INFRARED]]
+        with contextlib.ExitStack() as stack:
+            for copy, values in zip((self.visible, self.infrared), per_copy):
+                stack.enter_context(copy.intervene(change, values))
+            yield self
+
+    def describe_gate(self) -> str:
+        """The copies' gate mode in words (as [`MIIM.describe_gate`][wrim.layers.MIIM.describe_gate])."""
+        return self.visible.describe_gate()
 
     def _gate(self, x: torch.Tensor, is_infrared: torch.Tensor, num_visible: int | None) -> torch.Tensor:
         """Each sample's gate from its own copy. (B, C, H, W), (B, 1, 1, 1) -> (B, C, h, w)."""
@@ -164,6 +205,20 @@ class ModalityMIIM(nn.Module):
             return self.branch(INFRARED if num_visible == 0 else VISIBLE).norm(y)
         visible, infrared = y.split([num_visible, batch - num_visible])  # views
         return torch.cat([self.visible.norm(visible), self.infrared.norm(infrared)])  # (B, C, H, W)
+
+
+def miim_placements(model: nn.Module) -> dict[str, MIIM | ModalityMIIM]:
+    """The MIIM placements of ``model`` by name, in module order: a ``ModalityMIIM`` counts once (its copies are not
+    listed), and ``miims.stage1`` of a WRIMNet is ``stage1``."""
+    found: dict[str, MIIM | ModalityMIIM] = {}
+    inside: set[int] = set()
+    for name, module in model.named_modules():
+        if isinstance(module, ModalityMIIM):
+            found[name.removeprefix("miims.") or "miim"] = module
+            inside.update((id(module.visible), id(module.infrared)))
+        elif isinstance(module, MIIM) and id(module) not in inside:
+            found[name.removeprefix("miims.") or "miim"] = module
+    return found
 
 
 def _per_modality_moments(

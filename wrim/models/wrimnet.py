@@ -207,6 +207,8 @@ class WRIMNet(nn.Module):
         self.miims = nn.ModuleDict()
         for index in sorted(self.separate_stages + self.shared_stages):
             kwargs = {key: values[index - 1] for key, values in per_stage.items()}
+            if miim_kwargs.get("gate") == "static" and "gate_grid" not in miim_kwargs:  # the stage's region grid
+                kwargs["gate_grid"] = self._region_grid(index, kwargs["stride"])
             kind = ModalityMIIM if index in self.separate_stages else MIIM
             try:
                 self.miims[f"stage{index}"] = kind(self.backbone.channels[index - 1], **kwargs, **miim_kwargs)
@@ -216,6 +218,12 @@ class WRIMNet(nn.Module):
                     f"({self.backbone.channels[index - 1]} channels, {kwargs}): {err}"
                 ) from err
             self.backbone.set_block(index, self.miims[f"stage{index}"], takes_modalities=kind is ModalityMIIM)
+
+    def _region_grid(self, stage: int, stride: int) -> tuple[int, int]:
+        """``(⌈H_k / s⌉, ⌈W_k / s⌉)`` of stage ``stage`` at ``img_size``, ``H_k = ⌈H / R_k⌉`` (a static gate's grid)."""
+        reduction = self.backbone.reductions[stage - 1]
+        stage_size = [-(-size // reduction) for size in self.img_size]  # (H_k, W_k)
+        return tuple(-(-size // stride) for size in stage_size)
 
     def _build_heads(
         self,

@@ -15,8 +15,7 @@ wrim bench                                    # examples/benchmarks/bench_*.py (
 wrim bench layers losses                      # only bench_layers.py and bench_losses.py
 wrim synth --out ./synthetic                  # write the synthetic set in SYSU-MM01's layout
 wrim check-data --dataset sysu --root /data/SYSU-MM01   # counts and files against the published statistics
-wrim check-data --dataset list --root /data/mine          # your own list.csv: rows, files and identities
-wrim check-data --import my_parts.py --dataset my_data --root /data/x   # any registered reader
+wrim check-data --dataset list --root /data/mine          # your own list.csv (or --import, any registered reader)
 wrim train --import my_parts.py model.name=my_net data.dataset=my_data   # user code that registers parts
 wrim search --checkpoint runs/synthetic-... --query q.jpg --query-modality infrared --gallery imgs/ \
     --gallery-modality visible                # ranking.csv and ranklist.png of the nearest gallery images
@@ -48,7 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,6 +127,11 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         help="write gate_maps.png (each MIIM's gate over N queries and a gallery image of the same person) into "
         "the checkpoint's run folder",
     )
+    ev.add_argument(
+        "--allow-cross-trial",
+        action="store_true",
+        help="evaluate a RegDB model on a split it was not trained on (its test identities leak); the card says so",
+    )
     _add_import(ev)
     ev.add_argument("protocol", nargs="*", metavar="key=value", help="protocol arguments (default: the run's)")
     ev.set_defaults(handler=_eval)
@@ -165,14 +169,8 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_check_data(sub: argparse._SubParsersAction) -> None:
-    check = sub.add_parser(
-        "check-data",
-        help="check a dataset copy: its files, identities and splits, the published statistics where there are "
-        "some, and its fingerprint (exit 0 = matches, 1 = differs)",
-    )
-    check.add_argument(
-        "--dataset", required=True, help="sysu, regdb, llcm, list (your own list.csv), synthetic or any registered one"
-    )
+    check = sub.add_parser("check-data", help="check a dataset copy: files, counts, fingerprint (exit 0 = matches)")
+    check.add_argument("--dataset", required=True, help="sysu, regdb, llcm, list, synthetic or any registered one")
     check.add_argument("--root", default=None, help="the dataset folder in its native layout")
     check.add_argument(
         "--expect", action="append", default=[], metavar="key=value", help="replace a published number, e.g. query=12"
@@ -262,6 +260,7 @@ def _dry_run(config: Config) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from wrim.engine.evaluate import evaluate_checkpoint
+    from wrim.engine.rundir import complete_old_run
 
     if args.gate_maps < 0:
         raise ValueError(f"--gate-maps must be a number of queries >= 1, got {args.gate_maps}")
@@ -272,9 +271,12 @@ def _eval(args: argparse.Namespace) -> int:
         img_size=_parse_img_size(args.img_size) if args.img_size else None, batch_size=args.batch_size,
         device=args.device, flip=args.flip, amp=args.amp, num_workers=args.num_workers,
         dataset_kwargs=_parse_pairs(args.dataset_arg), protocol=_parse_pairs(args.protocol) or None,
-        compile=args.compile,
+        compile=args.compile, allow_cross_trial=args.allow_cross_trial,
     )  # fmt: skip
     print(report.as_json() if args.json else report.format(), flush=True)
+    note = complete_old_run(run_dir, report)
+    if note:
+        print(note, file=sys.stderr, flush=True)
     if args.gate_maps:
         model, dataset, img_size = report.model, report.dataset_object, report.img_size
         split = dataset.test_split(report.trial_ids[0], **report.protocol)
@@ -329,27 +331,23 @@ def _parse_img_size(text: str) -> tuple[int, int]:
 
 
 def _resolve_checkpoint(path: Path) -> tuple[Path, Path]:
-    """``(weights file, run folder)`` for a run folder, ``<run>/best``, ``<run>/best.safetensors`` (older layout
-    name) or a set's ``model.safetensors``."""
-    from wrim.engine.checkpoint import CheckpointError, load_checkpoint
+    """``(weights file, run folder)`` for a run folder (its best checkpoint, else its last), ``<run>/best``,
+    ``<run>/last`` (``.json`` too) or a set's ``model.safetensors``."""
+    from wrim.engine.checkpoint import SETS, CheckpointError
+    from wrim.engine.rundir import RunFolder
 
     if path.is_file() and path.suffix == ".safetensors":
-        run_dir = path.parent.parent.parent if path.parent.parent.name == "checkpoints" else path.parent
-    else:
-        tag = path.name.removesuffix(".safetensors").removesuffix(".json")
-        run_dir, tags = (path, ("best", "last")) if path.is_dir() else (path.parent, (tag,))
-        for tag in tags:
-            try:
-                path = Path(load_checkpoint(run_dir, tag)["checkpoint_set"]) / "model.safetensors"
-                break
-            except CheckpointError as err:
-                if tag == tags[-1]:
-                    raise ValueError(f"--checkpoint {str(path)!r}: {err}") from None
-    if not (run_dir / "model.json").is_file():
-        raise ValueError(
-            f"{str(run_dir / 'model.json')!r} is missing: --checkpoint must be a wrim run folder or a file inside one"
-        )
-    return path, run_dir
+        run_dir = path.parent.parent.parent if path.parent.parent.name == SETS else path.parent
+        RunFolder(run_dir).require()
+        return path, run_dir
+    tag = path.name.removesuffix(".safetensors").removesuffix(".json")  # <run>/best.safetensors: an older layout
+    run_dir, tag = (path, None) if path.is_dir() else (path.parent, tag)
+    folder = RunFolder(run_dir)
+    folder.require()
+    try:
+        return folder.weights(tag), run_dir
+    except CheckpointError as err:
+        raise ValueError(f"--checkpoint {str(path)!r}: {err}") from None
 
 
 def _search(args: argparse.Namespace) -> int:
@@ -409,17 +407,66 @@ def _synth(args: argparse.Namespace) -> int:
 def _check_data(args: argparse.Namespace) -> int:
     from wrim.data.check import check_dataset
 
-    report = check_dataset(
-        args.dataset, args.root, expected=_parse_pairs(args.expect), decode=not args.no_decode, workers=args.workers,
-        dataset_kwargs=_parse_pairs(args.dataset_arg),
-    )  # fmt: skip
+    expected, kwargs = _parse_pairs(args.expect), _parse_pairs(args.dataset_arg)
+    report = check_dataset(args.dataset, args.root, expected, not args.no_decode, args.workers, kwargs)
     print(report.format(), flush=True)
     return 0 if report.ok else 1
 
 
+def _add_study(sub: argparse._SubParsersAction) -> None:
+    study = sub.add_parser("study", help="run a study file (variants x seeds), resumable, on local workers or SLURM")
+    study.add_argument("study", help="the study file (YAML: config, seeds, variants, comparisons)")
+    study.add_argument("--out", required=True, help="records (<out>/runs/*.json) and tables go here")
+    study.add_argument("--runs-dir", default=None, help="run folders with checkpoints (default <out>/checkpoints)")
+    study.add_argument("--workers", type=int, default=1, help="runs at a time (local executor)")
+    study.add_argument("--threads", type=int, default=1, help="torch threads per run")
+    study.add_argument("--executor", choices=["local", "slurm"], default="local")
+    study.add_argument(
+        "--slurm", action="append", default=[], metavar="key=value", help="submitit parameter, e.g. timeout_min=60"
+    )
+    study.add_argument("--only", nargs="+", default=None, metavar="VARIANT", help="run only these variants")
+    study.add_argument("--dry-run", action="store_true", help="print the runs to do, run nothing")
+    study.add_argument("--allow-mixed", action="store_true", help="continue a study made by other code (marked)")
+    _add_import(study)
+    study.set_defaults(handler=_study)
+
+
+def _study(args: argparse.Namespace) -> int:
+    from wrim.study import check_one_code_version, load_study, plan, run_local, submit_slurm
+    from wrim.study.runner import summary_line
+
+    if args.workers < 1 or args.threads < 1:
+        raise ValueError(f"--workers and --threads must be >= 1; got {args.workers} and {args.threads}")
+    spec = load_study(args.study)
+    out = Path(args.out)
+    jobs = plan(spec, out, Path(args.runs_dir) if args.runs_dir else out / "checkpoints")
+    if args.only:
+        unknown = sorted(set(args.only) - set(spec.variants))
+        if unknown:
+            raise ValueError(f"--only: unknown variant(s) {unknown}; the study has {sorted(spec.variants)}")
+        jobs = [job for job in jobs if job.variant.key in args.only]
+    if not args.allow_mixed:
+        check_one_code_version(jobs)
+    if args.dry_run:
+        for job in jobs:
+            state = "finished" if job.record_path.is_file() else "to run"
+            print(f"{job.name}: {state}", flush=True)
+        print(summary_line(jobs), flush=True)
+        return 0
+    if args.executor == "slurm":
+        ids = submit_slurm(jobs, args.threads, _parse_pairs(args.slurm))
+        print(f"submitted {len(ids)} runs as a SLURM job array: {', '.join(ids) or 'nothing to do'}", flush=True)
+        return 0
+    failures = run_local(jobs, args.workers, args.threads, log=lambda line: print(line, flush=True))
+    print(summary_line(jobs), flush=True)
+    if failures:
+        raise ValueError(f"{len(failures)} run(s) failed, first: {failures[0]}; rerun the same command to retry")
+    return 0
+
+
 #: The subcommands, each a registration function that adds its parser and sets ``handler`` (a subcommand in its own
 #: module registers the same way: ``def add_parser(sub): p = sub.add_parser(...); p.set_defaults(handler=run)``).
-SUBCOMMANDS = (_add_train, _add_eval, _add_search, _add_bench, _add_synth, _add_check_data, _add_export)
+SUBCOMMANDS = (_add_train, _add_eval, _add_search, _add_bench, _add_synth, _add_check_data, _add_export, _add_study)
 
 
 def main(argv: list[str] | None = None) -> int:
