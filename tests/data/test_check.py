@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from wrim.cli import main
 from wrim.data import LLCM, SYSUMM01, RegDB, check_counts, check_dataset
 from wrim.data.statistics import PUBLISHED_STATISTICS
-from wrim.cli import main
 
 _seed = iter(range(10_000))
 

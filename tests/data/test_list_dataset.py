@@ -6,8 +6,8 @@ import pytest
 
 from tests.data._list_tree import write_list_tree
 from tests.engine._tiny import tiny_overrides
-from wrim.data import ListDataset, SyntheticVIReID, create_dataset, list_datasets
 from wrim.cli import main
+from wrim.data import ListDataset, SyntheticVIReID, create_dataset, list_datasets
 from wrim.modality import INFRARED, VISIBLE
 
 

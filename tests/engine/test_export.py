@@ -12,8 +12,8 @@ import torch
 
 import wrim
 from tests.engine._tiny import FAULT, wrimnet_test_tiny
-from wrim.engine.checkpoint import load_checkpoint
 from wrim.cli import main
+from wrim.engine.checkpoint import load_checkpoint
 from wrim.models import _registry, create_model
 
 MODALITIES = torch.tensor([0, 1, 1, 0])

@@ -20,10 +20,10 @@ from torch import nn
 from tests.engine._tiny import tiny_overrides
 from tests.engine._user_network import ResNetMIIM
 from tests.engine.test_faults import DRIVER, _outcome, _same
+from wrim.cli import main
 from wrim.data import create_dataset
 from wrim.engine import Trainer, load_config
 from wrim.engine.build import build_dataset, build_loss, build_model
-from wrim.cli import main
 from wrim.engine.config import DataConfig, LossConfig
 from wrim.losses import WRIMNetLoss
 

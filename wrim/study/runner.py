@@ -113,7 +113,8 @@ def _stop_with_parent() -> None:
 
 def _command(job: Job) -> list[str]:
     """``python -m wrim train``: a fresh run, or ``--resume`` of an interrupted one (its saved config)."""
-    train = [sys.executable, "-m", "wrim", "train", "--config", job.spec.config]
+    imports = [argument for module in job.spec.imports for argument in ("--import", module)]
+    train = [sys.executable, "-m", "wrim", "train", "--config", job.spec.config, *imports]
     if checkpoint_exists(job.run_dir, "any"):
         return [*train, "--resume", str(job.run_dir), "progress=false"]
     overrides = job.spec.run_overrides(job.variant, job.seed)
