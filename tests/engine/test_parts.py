@@ -74,6 +74,14 @@ def test_user_network_trains_evaluates_and_writes_its_checkpoints(user_run):
     assert sum(type(m).__name__ == "MIIM" for m in trainer.net.modules()) == 4
 
 
+def test_export_of_a_given_model_run_says_what_to_do(user_run, tmp_path, capsys):
+    _, result, _ = user_run
+    assert main(["export", str(result.run_dir), "--out", str(tmp_path / "shared")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "trained a model object given to Trainer(model=...)" in err
+    assert "_CountsVisible" in err and "@wrim.register_model" in err
+
+
 def test_num_visible_is_offered_to_a_forward_that_takes_it(user_run):
     trainer, _, _ = user_run
     training_calls = [n for n in trainer.net.seen if n is not None]  # evaluation calls forward(images, modalities)

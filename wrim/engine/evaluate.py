@@ -332,13 +332,7 @@ def load_run_model(
     dtype = amp_dtype(run["amp"] if amp is None else amp, torch_device)
     model_kwargs = dict(saved.get("model", {}).get("kwargs") or {})
     num_classes = info["num_classes"]
-    if info.get("model") is None:
-        raise ValueError(
-            f"{run_dir} trained a model object given to Trainer(model=...) ({info.get('class')}), which cannot be "
-            "rebuilt by name: register its constructor with @wrim.register_model (and --import its module), or "
-            "evaluate it from Python with wrim.evaluation.evaluate_protocol"
-        )
-    config = ModelConfig(name=info["model"], kwargs=model_kwargs)
+    config = ModelConfig(name=RunFolder(run_dir).model_name(), kwargs=model_kwargs)
     net = build_model(config, num_classes, img_size, weights=False)
     load_weights(net, checkpoint)
     memory_format = torch.channels_last if run["channels_last"] else torch.preserve_format
