@@ -466,9 +466,24 @@ def _study(args: argparse.Namespace) -> int:
         return 0
     failures = run_local(jobs, args.workers, args.threads, log=lambda line: print(line, flush=True))
     print(summary_line(jobs), flush=True)
+    _study_tables(spec, out, args.allow_mixed)
     if failures:
         raise ValueError(f"{len(failures)} run(s) failed, first: {failures[0]}; rerun the same command to retry")
     return 0
+
+
+def _study_tables(spec: object, out: Path, allow_mixed: bool) -> None:
+    """The study's comparisons from its records (``wrim compare --study``) into ``out``, or why there are none."""
+    from wrim.study.compare import compare_study, load_runs, write_outputs
+
+    records = sorted((out / "runs").glob("*.json"))
+    try:
+        tables = compare_study(spec, load_runs(records), ("R1", "mAP", "mINP"), allow_mixed)
+    except ValueError as err:
+        print(f"no tables yet: {err}", flush=True)
+        return
+    written = write_outputs(tables, out)
+    print(f"tables: {', '.join(str(path) for path in written)}", flush=True)
 
 
 def _add_compare(sub: argparse._SubParsersAction) -> None:

@@ -164,6 +164,7 @@ def run_job(job: Job, threads: int = 1, log: Any = print) -> dict[str, Any]:
     _wait_for_other_process(job, log)
     wall, cpu = 0.0, 0.0
     if RunFolder(job.run_dir).read_final_metrics() is None:
+        log(f"{'resume' if checkpoint_exists(job.run_dir, 'any') else 'start'} {job.name}")
         code, wall, cpu = _train(job, threads)
         if code != 0:
             lines = (job.runs_dir / f"{job.name}.out").read_text(encoding="utf-8", errors="replace").splitlines()
@@ -194,10 +195,7 @@ def run_local(jobs: list[Job], workers: int = 1, threads: int = 1, log: Any = pr
             log(f"skip {job.name}: finished ({job.record_path})")
     failures: list[str] = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        running = {}
-        for job in todo:
-            log(f"{'resume' if checkpoint_exists(job.run_dir, 'any') else 'run'} {job.name}")
-            running[pool.submit(run_job, job, threads, log)] = job
+        running = {pool.submit(run_job, job, threads, log): job for job in todo}
         for future in concurrent.futures.as_completed(running):
             job = running[future]
             try:
