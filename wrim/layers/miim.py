@@ -16,11 +16,11 @@ Out = X + γ ⊙ BN_{affine=False}(X ⊙ G)              re-weighting + residual
 ``"add_relu"`` ``Out = ReLU(X + γ ⊙ BN(X ⊙ G))`` (the ReLU of the [N] module list after the sum, as in a ResNet
 block) or ``"gate"`` ``Out = γ ⊙ BN(X ⊙ G)`` (re-weighting only, no residual).
 
-``gate`` chooses where ``G`` comes from ([D], controls for ablations; docs: Layers, section Gate modes and
-interventions): ``"learned"`` (above, the paper's block), ``"constant"`` (``G = gate_value`` everywhere: no
-compression, GRI or restore, so the block is ``X + BN(X ⊙ c)``, i.e. ``X + BN(X)`` for any ``c > 0``) or ``"static"``
-(``G = σ(Θ)`` with ``Θ`` a trained (C, h, w) parameter initialised to 0: a learned re-weighting of channels and
-regions that is the same for every image).
+``gate`` chooses where ``G`` comes from ([D], controls for ablations; see
+docs: Layers, section Gate modes and interventions): ``"learned"`` (above, the paper's block), ``"constant"``
+(``G = gate_value`` everywhere: no compression, GRI or restore, so the block is ``X + BN(X ⊙ c)``, which is
+``X + BN(X)`` but for BatchNorm's ε) or ``"static"`` (``G = σ(Θ)`` with ``Θ`` a trained (C, h, w) parameter
+initialised to 0: a learned re-weighting of channels and regions that is the same for every image).
 
 Test-time interventions change a trained block's gate inside a ``with miim.intervene(...)`` block and restore the
 block exactly when it ends: ``"removed"`` (``Out = X``), ``"channel_mean"`` (``G`` replaced by one given value per

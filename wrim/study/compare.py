@@ -5,9 +5,10 @@ their configs set differently (seed, paths and logging aside); a study's records
 group is paired by seed with the reference group: per metric, mean ± std of each group, and the paired Δ with its
 95 % interval, p-value and n (`wrim.study.stats`).
 
-Two runs are paired only when everything but the compared factor agrees ([D] docs: Evaluation, section Comparing
-runs): the code (commit, dirty tree), torch and timm, the device type and precision (each segment of a resumed run
-included), the protocol card and the dataset's fingerprint. The first difference is refused in one line;
+Two runs are paired only when everything but the compared factor agrees ([D]; see
+docs: Evaluation, section Comparing runs). They must share the code (commit, dirty tree), torch and timm, the device
+type and precision (each segment of a resumed run included), the protocol card and the dataset's fingerprint. The
+first difference is refused in one line;
 ``allow_mixed`` makes the table anyway and marks each affected row. A difference the compared config keys explain
 (``amp`` changes the precision, ``eval.*`` the card, ``data.*`` the dataset) is the factor itself, not a mix.
 """

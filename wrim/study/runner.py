@@ -7,8 +7,8 @@ provenance (every segment: code, versions, device, config, dataset), its wall an
 a finished run, so the same command continues a stopped study: finished runs are skipped, interrupted ones resume
 from their last checkpoint (and their provenance then holds two segments, which the record and ``wrim compare``
 disclose). A study never mixes code: a record, or an interrupted run, made on another commit (or with another
-dirty state) than the code now running is refused in one line, unless ``allow_mixed`` ([D] docs: Reproducing the
-paper, section The study runner).
+dirty state) than the code now running is refused in one line, unless ``allow_mixed`` ([D] see
+docs: Training, section Studies over seeds).
 
 On Linux each run receives SIGTERM when the runner dies, however it dies (its last published checkpoint is kept, and
 its provenance shows the epochs it had done), so a killed study leaves no run behind; where that is not available, a

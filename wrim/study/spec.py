@@ -23,8 +23,8 @@ comparisons:                           # the tables: each variant paired by seed
 
 Every variant x seed is one run; variants that share their overrides share their runs only when they are one
 variant (the key names the run). Checked when the file is read: unknown keys, a variant named twice, overrides the
-config does not take (each applied once to the base config), comparisons naming unknown variants ([D] docs:
-Reproducing the paper, section The study runner).
+config does not take (each applied once to the base config), comparisons naming unknown variants ([D] see
+docs: Training, section Studies over seeds).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Paired differences over seeds: mean, standard deviation, Student's t interval and p-value, with no scipy.
 
-For runs paired by seed, ``d_s = x_s - r_s`` (a variant minus its reference), ``n`` pairs ([D] docs: Reproducing the
-paper, section How results are reported):
+For runs paired by seed, ``d_s = x_s - r_s`` (a variant minus its reference), ``n`` pairs ([D] see
+docs: Evaluation, section Comparing runs):
 
 ```text
 mean  = (1/n) Σ d_s                     sd = sqrt(Σ (d_s - mean)² / (n - 1))        SE = sd / sqrt(n)
