@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from wrim.engine.checkpoint import WEIGHTS
+from wrim.engine.rundir import TAGS
 
 __all__ = ["ONNX_TOLERANCE", "add_export_parser", "check_onnx", "export_onnx", "export_run", "run_export"]
 
@@ -45,7 +46,7 @@ def add_export_parser(sub: Any) -> None:
     export.add_argument("--out", required=True, help="the folder to write (replaced if written by wrim before)")
     export.add_argument(
         "--checkpoint",
-        choices=["best", "last"],
+        choices=list(TAGS),
         default="best",
         help="which checkpoint (default: best)",
     )
