@@ -66,6 +66,7 @@ def test_borrow_site_packages_writes_a_pth_in_the_env(tmp_path: Path) -> None:
     assert set(running_site_packages()) <= set(paths)
 
 
+@pytest.mark.repo  # builds from the checkout
 def test_wheel_and_sdist_install_and_import(tmp_path: Path) -> None:
     pytest.importorskip("setuptools", minversion="77")  # pyproject's build requirement (built without isolation)
     dist = tmp_path / "dist"

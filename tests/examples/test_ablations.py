@@ -15,6 +15,8 @@ from tests.metric_bounds import assert_metric_bounds
 from wrim.engine import load_config
 from wrim.layers import MIIM, ModalityMIIM
 
+pytestmark = pytest.mark.repo  # runs the scripts in examples/
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "examples" / "ablations.py"
 
