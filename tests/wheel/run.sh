@@ -12,6 +12,7 @@
 #     `repo`, which read docs/, examples/ and the rest of the checkout, skip).
 # Each step prints its elapsed seconds.
 set -euo pipefail
+unset PYTHONPATH  # the installed wheel, whatever the caller's environment points at
 cd "$(dirname "$0")/../.."
 repo="$PWD"
 work="$(mktemp -d)"
