@@ -87,7 +87,7 @@ def _fake_class(**methods: Any) -> type:
     return type("Thing", (), {"__module__": "wrim.fake", **methods})
 
 
-def f_base(x, y=1, *, scale=2.0):  # noqa: ANN001, ANN201
+def f_base(x: int, y: int = 1, *, scale: float = 2.0) -> int:
     return x
 
 
@@ -154,7 +154,7 @@ def test_a_deprecated_name_goes_only_once_its_version_is_reached() -> None:
 
 
 def test_a_renamed_argument_does_not_break() -> None:
-    def f_new(x, y=1, *, factor=2.0):  # noqa: ANN001, ANN202
+    def f_new(x: int, y: int = 1, *, factor: float = 2.0) -> int:
         return x
 
     renamed = renamed_argument("scale", "factor", since="0.3.0", remove_in="0.4.0")(f_new)
@@ -183,7 +183,7 @@ def test_class_constructors_and_methods_are_guarded() -> None:
 
 
 def test_added_names_and_changed_defaults_ask_for_a_rewrite_only() -> None:
-    def f_default(x, y=5, *, scale=2.0):  # noqa: ANN001, ANN202
+    def f_default(x: int, y: int = 5, *, scale: float = 2.0) -> int:
         return x
 
     breaking, other = compare(_snapshot(f=f_base), _snapshot(f=f_default, LIMIT=3))
