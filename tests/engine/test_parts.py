@@ -61,6 +61,7 @@ def user_run(tmp_path_factory):
     return trainer, trainer.fit(), dataset
 
 
+@pytest.mark.repo  # the network of examples/miim_in_your_model.py
 def test_user_network_trains_evaluates_and_writes_its_checkpoints(user_run):
     trainer, result, _ = user_run
     run = result.run_dir
@@ -74,6 +75,7 @@ def test_user_network_trains_evaluates_and_writes_its_checkpoints(user_run):
     assert sum(type(m).__name__ == "MIIM" for m in trainer.net.modules()) == 4
 
 
+@pytest.mark.repo  # the network of examples/miim_in_your_model.py
 def test_export_of_a_given_model_run_says_what_to_do(user_run, tmp_path, capsys):
     _, result, _ = user_run
     assert main(["export", str(result.run_dir), "--out", str(tmp_path / "shared")]) == 2
@@ -82,6 +84,7 @@ def test_export_of_a_given_model_run_says_what_to_do(user_run, tmp_path, capsys)
     assert "_CountsVisible" in err and "@wrim.register_model" in err
 
 
+@pytest.mark.repo  # the network of examples/miim_in_your_model.py
 def test_num_visible_is_offered_to_a_forward_that_takes_it(user_run):
     trainer, _, _ = user_run
     training_calls = [n for n in trainer.net.seen if n is not None]  # evaluation calls forward(images, modalities)
@@ -90,6 +93,7 @@ def test_num_visible_is_offered_to_a_forward_that_takes_it(user_run):
     # a forward without the parameter is not given it: _Embedding below would raise a TypeError
 
 
+@pytest.mark.repo  # the network of examples/miim_in_your_model.py
 def test_resume_with_another_network_is_one_line_naming_the_first_difference(user_run):
     trainer, result, dataset = user_run
     config = load_config(result.run_dir / "config.yaml", ["epochs=2"])
@@ -127,6 +131,7 @@ class SupConOnEmbeddings(nn.Module):
         return loss
 
 
+@pytest.mark.repo  # the network of examples/miim_in_your_model.py
 def test_user_loss_pml_supcon_is_called_and_its_terms_logged(tmp_path):
     pytest.importorskip("pytorch_metric_learning")
     dataset = create_dataset("synthetic", None, **TINY_DATA)
@@ -138,6 +143,7 @@ def test_user_loss_pml_supcon_is_called_and_its_terms_logged(tmp_path):
     assert record["loss"] == pytest.approx(record["supcon"]) and record["loss"] > 0
 
 
+@pytest.mark.repo  # the network of examples/miim_in_your_model.py
 def test_default_loss_on_another_output_is_one_line_saying_what_to_pass(tmp_path):
     dataset = create_dataset("synthetic", None, **TINY_DATA)
     with pytest.raises(TypeError, match=r"WRIMNetOutput, got Tensor: pass your own loss") as err:
@@ -169,6 +175,7 @@ def test_build_module_gives_the_default_parts(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.repo  # the network of examples/miim_in_your_model.py
 def test_cli_trains_and_evaluates_a_plugin_model_on_a_plugin_dataset_in_subprocesses(tmp_path):
     cmd = [sys.executable, "-m", "wrim", "train", "--import", PLUGIN, "model.name=resnet18_miim"]
     cmd += tiny_overrides(tmp_path, "plugin", "epochs=1", "data.num_workers=0")
@@ -185,6 +192,7 @@ def test_cli_trains_and_evaluates_a_plugin_model_on_a_plugin_dataset_in_subproce
 
 
 @pytest.mark.slow
+@pytest.mark.repo  # the network of examples/miim_in_your_model.py
 def test_sigkill_then_resume_of_a_user_network_is_bit_identical(tmp_path, capsys, plugin):
     """The fault driver kills ``wrim train`` (the plugin's ResNet-18 + MIIMs) at epoch 2's second step; the resume
     must give the uninterrupted run's weights, logs and metrics exactly (CPU)."""
@@ -202,6 +210,7 @@ def test_sigkill_then_resume_of_a_user_network_is_bit_identical(tmp_path, capsys
 
 
 @pytest.mark.slow
+@pytest.mark.repo  # the network of examples/miim_in_your_model.py
 def test_ddp_two_gloo_processes_give_a_user_network_the_one_process_step(tmp_path):
     """2 gloo processes x half a batch vs 1 process, float64, the harness of tests/test_distributed.py: every loss
     term, gradient and BatchNorm running statistic of the ResNet-18 + MIIMs agrees (synced statistics, the metric
@@ -230,6 +239,7 @@ def _records(run_dir):
 
 
 @pytest.mark.slow
+@pytest.mark.repo  # the network of examples/miim_in_your_model.py
 def test_ddp_two_gloo_processes_train_a_user_network_like_one(tmp_path):
     """``wrim train`` under torchrun (2 gloo processes x 4 identities) vs 1 process x 8, one epoch: every logged term
     within 0.05 % (the bound of tests/engine/test_distributed.py for epoch 1; measured 0.03 %). Later epochs drift as

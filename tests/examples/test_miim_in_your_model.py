@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.repo  # runs the scripts in examples/
+
 SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "miim_in_your_model.py"
 
 

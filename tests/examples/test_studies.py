@@ -6,6 +6,8 @@ import pytest
 
 from wrim.study import load_study, plan
 
+pytestmark = pytest.mark.repo  # reads examples/studies/
+
 STUDIES = sorted((Path(__file__).resolve().parents[2] / "examples" / "studies").glob("*.yaml"))
 
 
