@@ -57,7 +57,7 @@ PUBLIC_MODULES = (
 #: public but experimental: documented as such and not covered by the snapshot
 EXPERIMENTAL_MODULES = ("wrim.study",)
 #: homes of names that public modules re-export (their own ``__all__`` is not a promise)
-INTERNAL_MODULES = ("wrim.flip", "wrim.modality", "wrim.version")
+INTERNAL_MODULES = ("wrim.cli", "wrim.flip", "wrim.modality", "wrim.version")  # wrim.cli: the command line is the promise
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 _SIMPLE = (bool, int, float, str)

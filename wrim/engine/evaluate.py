@@ -124,8 +124,8 @@ class CheckpointEvaluation:
         flip: whether the flipped image's embedding was added.
         galleries: how the galleries were drawn (``dataset.gallery_sampling``; ``None`` where there is no choice).
         img_size: the (H, W) the images were resized to.
-        card: the protocol card ([`ProtocolCard`][wrim.evaluation.ProtocolCard]) of this evaluation.
         model: the loaded network (eval mode); dataset_object: the dataset it was evaluated on.
+        card: the protocol card ([`ProtocolCard`][wrim.evaluation.ProtocolCard]) of this evaluation.
     """
 
     checkpoint: str
@@ -138,9 +138,9 @@ class CheckpointEvaluation:
     flip: bool
     galleries: str | None = None
     img_size: tuple[int, int] = (288, 144)
-    card: ProtocolCard | None = None
     model: nn.Module | None = field(default=None, repr=False)
     dataset_object: Any = field(default=None, repr=False)
+    card: ProtocolCard | None = None
 
     @property
     def std(self) -> dict[str, float | None]:

@@ -220,11 +220,12 @@ class MIIM(nn.Module):
         attn_drop: float = 0.0,
         proj_drop: float = 0.0,
         init_values: float | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        *,
         gate: str = "learned",
         gate_value: float = 0.5,
         gate_grid: tuple[int, int] | None = None,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
     ) -> None:
         """
         Args:
@@ -248,13 +249,14 @@ class MIIM(nn.Module):
             proj_drop: GRI output-projection dropout.
             init_values: None (default) keeps the paper's ``X + BN(X ⊙ G)``; a float adds a learnable per-channel
                 scale ``γ`` on the branch, initialised to it (0: a fresh MIIM is the identity). [D]
-            gate: ``"learned"`` (the paper: SCC → GRI → SCR on the image), ``"constant"`` (``G = gate_value``; the
-                compression, GRI and restore are not built) or ``"static"`` (``G = σ(Θ)``, ``Θ`` a trained
-                (C, h, w) parameter starting at 0, the same for every image; needs ``gate_grid``). [D] controls.
-            gate_value: the constant gate's value, in (0, 1].
-            gate_grid: ``(h, w)``, the region grid of the static gate (``⌈H/s⌉ × ⌈W/s⌉`` of the maps it will see).
             device: parameter device.
             dtype: parameter dtype.
+            gate: keyword-only. ``"learned"`` (the paper: SCC → GRI → SCR on the image), ``"constant"``
+                (``G = gate_value``; the compression, GRI and restore are not built) or ``"static"`` (``G = σ(Θ)``,
+                ``Θ`` a trained (C, h, w) parameter starting at 0, the same for every image; needs ``gate_grid``).
+                [D] controls.
+            gate_value: the constant gate's value, in (0, 1].
+            gate_grid: ``(h, w)``, the region grid of the static gate (``⌈H/s⌉ × ⌈W/s⌉`` of the maps it will see).
         """
         super().__init__()
         if reduction < 1 or channels < reduction:
