@@ -56,8 +56,9 @@ PUBLIC_MODULES = (
 )
 #: public but experimental: documented as such and not covered by the snapshot
 EXPERIMENTAL_MODULES = ("wrim.study",)
-#: homes of names that public modules re-export (their own ``__all__`` is not a promise)
-INTERNAL_MODULES = ("wrim.cli", "wrim.flip", "wrim.modality", "wrim.version")  # wrim.cli: the command line is the promise
+#: homes of names that public modules re-export (their own ``__all__`` is not a promise); wrim.cli: its promise is
+#: the ``wrim`` command line, documented on the docs' pages, not its Python names
+INTERNAL_MODULES = ("wrim.cli", "wrim.flip", "wrim.modality", "wrim.version")
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 _SIMPLE = (bool, int, float, str)
