@@ -37,8 +37,8 @@ from torch import nn
 
 from wrim.data import read_image
 from wrim.data.transforms import TestTransform
-from wrim.engine import load_config
 from wrim.engine.evaluate import evaluate_checkpoint, load_run_model
+from wrim.engine.rundir import RunFolder
 from wrim.layers import MIIM, ModalityMIIM
 from wrim.visualize import capture_gates
 
@@ -162,15 +162,15 @@ def intervene(
 
 def knockout_run(run_dir: Path, calibration_per_modality: int = 128, num_workers: int = 0) -> dict:
     """The run's test metrics intact and under every intervention at every MIIM, plus the gate statistics."""
-    from wrim.engine.checkpoint import load_checkpoint
     from wrim.evaluation import evaluate_protocol
 
-    checkpoint = Path(load_checkpoint(run_dir, "best")["checkpoint_set"]) / "model.safetensors"
+    folder = RunFolder(run_dir)
+    checkpoint = folder.weights()  # the run's final weights: best, else last
     model = load_run_model(run_dir, checkpoint, device="cpu")  # embeds as evaluate_checkpoint does
     net = model.net
     if not getattr(net, "miims", None):
         raise ValueError(f"{run_dir}: the network has no MIIM to knock out (a baseline run?)")
-    data = load_config(run_dir / "config.yaml").data  # the run's own dataset, read as wrim reads any config
+    data = folder.read_config().data  # the run's own dataset
     report = evaluate_checkpoint(checkpoint, run_dir, data.dataset, data.root, device="cpu", num_workers=num_workers)
     dataset = report.dataset_object
     calibration = _calibration(dataset, calibration_per_modality, report.img_size)
@@ -229,10 +229,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--calibration", type=int, default=128, help="training images of each modality")
     parser.add_argument("--num-workers", type=int, default=0)
     args = parser.parse_args(argv)
-    for run in args.runs:
-        if not (run / "model.json").is_file():
-            parser.error(f"{run}: not a wrim run folder (no model.json)")  # one line, exit 2
     try:
+        for run in args.runs:
+            RunFolder(run).require()
         results = [knockout_run(run, args.calibration, args.num_workers) for run in args.runs]
     except ValueError as err:
         parser.error(str(err))

@@ -14,7 +14,15 @@ from collections import defaultdict
 from pathlib import Path
 
 # private homes below every sub-package
-_SHARED = {"wrim._checks", "wrim._files", "wrim._plotting", "wrim._versions", "wrim.modality", "wrim.version"}
+_SHARED = {
+    "wrim._checks",
+    "wrim._deprecation",
+    "wrim._files",
+    "wrim._plotting",
+    "wrim._versions",
+    "wrim.modality",
+    "wrim.version",
+}
 
 
 def _module_name(path: Path, root: Path) -> str:

@@ -7,7 +7,10 @@ The wheel ships no ``docs/*.md``, so a reference to a repository file cannot be 
 import re
 from pathlib import Path
 
+import pytest
 import yaml
+
+pytestmark = pytest.mark.repo  # reads docs/ and mkdocs.yml
 
 ROOT = Path(__file__).resolve().parents[1]
 _REFERENCE = re.compile(

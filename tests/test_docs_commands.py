@@ -20,6 +20,8 @@ import pytest
 from wrim.cli import build_parser
 from wrim.engine.config import list_configs, load_config
 
+pytestmark = pytest.mark.repo  # reads README.md and docs/
+
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 _BLOCK = re.compile(r"```(\w*)\n(.*?)```", re.S)

@@ -4,6 +4,10 @@ stated there only; README, the other pages and the shipped configs' comments lin
 import re
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.repo  # reads README.md and docs/
+
 ROOT = Path(__file__).resolve().parents[1]
 PERFORMANCE = ROOT / "docs" / "performance.md"
 # a measured figure has four significant digits or more (26.12, 1.345, 3.9e-5 is not one); shorter numbers (0.47,

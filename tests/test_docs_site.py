@@ -22,6 +22,8 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
+pytestmark = pytest.mark.repo  # builds the site from docs/
+
 ROOT = Path(__file__).resolve().parents[1]
 MAX_CODE_LINE = 100
 

@@ -21,6 +21,8 @@ import wrim
 from wrim.data import _registry as data_registry
 from wrim.models import _registry
 
+pytestmark = pytest.mark.repo  # runs README.md's and docs/' code blocks
+
 ROOT = Path(__file__).resolve().parents[1]
 SKIP_MARKER = "<!-- snippet: skip -->"
 EXTRA_MODULES = ("onnx", "onnxruntime", "onnxscript", "huggingface_hub")  # pyproject extras onnx, hub

@@ -3,7 +3,11 @@
 
 from pathlib import Path
 
+import pytest
+
 from tests._import_cycles import analyse
+
+pytestmark = pytest.mark.repo  # reads the wrim/ source tree
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -459,14 +459,70 @@ def _study(args: argparse.Namespace) -> int:
         return 0
     failures = run_local(jobs, args.workers, args.threads, log=lambda line: print(line, flush=True))
     print(summary_line(jobs), flush=True)
+    _study_tables(spec, out, args.allow_mixed)
     if failures:
         raise ValueError(f"{len(failures)} run(s) failed, first: {failures[0]}; rerun the same command to retry")
     return 0
 
 
+def _study_tables(spec: object, out: Path, allow_mixed: bool) -> None:
+    """The study's comparisons from its records (``wrim compare --study``) into ``out``, or why there are none."""
+    from wrim.study.compare import compare_study, load_runs, write_outputs
+
+    records = sorted((out / "runs").glob("*.json"))
+    try:
+        tables = compare_study(spec, load_runs(records), ("R1", "mAP", "mINP"), allow_mixed)
+    except ValueError as err:
+        print(f"no tables yet: {err}", flush=True)
+        return
+    written = write_outputs(tables, out)
+    print(f"tables: {', '.join(str(path) for path in written)}", flush=True)
+
+
+def _add_compare(sub: argparse._SubParsersAction) -> None:
+    compare = sub.add_parser(
+        "compare", help="group runs by their config difference, pair them by seed, and report paired differences"
+    )
+    compare.add_argument("runs", nargs="+", metavar="RUN", help="run folders or study records (<out>/runs/*.json)")
+    compare.add_argument("--study", default=None, help="a study file: one table per comparison it lists")
+    compare.add_argument("--reference", default=None, help="the reference group (default: the first)")
+    compare.add_argument("--metrics", nargs="+", default=["R1", "mAP", "mINP"], help="metrics to report")
+    compare.add_argument("--plot-metric", default="mAP", help="the forest plot's metric")
+    compare.add_argument("--out", default=None, help="write compare.md, .csv, .json and forest.png here")
+    compare.add_argument("--allow-mixed", action="store_true", help="make the table from mixed provenance, marked")
+    compare.set_defaults(handler=_compare)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from wrim.study import load_study
+    from wrim.study.compare import compare_runs, compare_study, load_runs, to_markdown, write_outputs
+
+    runs = load_runs(args.runs)
+    metrics = tuple(args.metrics)
+    if args.study:
+        tables = compare_study(load_study(args.study), runs, metrics, args.allow_mixed)
+    else:
+        tables = [compare_runs(runs, args.reference, metrics=metrics, allow_mixed=args.allow_mixed)]
+    print(to_markdown(tables), flush=True)
+    if args.out:
+        written = write_outputs(tables, args.out, args.plot_metric)
+        print(f"wrote {', '.join(str(path) for path in written)}", flush=True)
+    return 0
+
+
 #: The subcommands, each a registration function that adds its parser and sets ``handler`` (a subcommand in its own
 #: module registers the same way: ``def add_parser(sub): p = sub.add_parser(...); p.set_defaults(handler=run)``).
-SUBCOMMANDS = (_add_train, _add_eval, _add_search, _add_bench, _add_synth, _add_check_data, _add_export, _add_study)
+SUBCOMMANDS = (
+    _add_train,
+    _add_eval,
+    _add_search,
+    _add_bench,
+    _add_synth,
+    _add_check_data,
+    _add_export,
+    _add_study,
+    _add_compare,
+)
 
 
 def main(argv: list[str] | None = None) -> int:

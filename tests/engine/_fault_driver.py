@@ -15,8 +15,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.engine._tiny import wrimnet_test_tiny  # noqa: E402
-from wrim.engine import checkpoint, trainer  # noqa: E402
 from wrim.cli import main  # noqa: E402
+from wrim.engine import checkpoint, trainer  # noqa: E402
 from wrim.models import register_model  # noqa: E402
 
 register_model(wrimnet_test_tiny)

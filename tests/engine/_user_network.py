@@ -3,8 +3,10 @@ hooks of examples/miim_in_your_model.py (``ResNetWithMIIM``: separate MIIMs afte
 that returns a ``WRIMNetOutput`` in training mode (so the default loss trains it).
 Importing it registers nothing; ``_plugin_parts.py`` registers it as a plugin would."""
 
+import functools
 import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 import torch
 import torch.nn.functional as F
@@ -14,9 +16,15 @@ from torch import nn
 from wrim.models import WRIMNetOutput
 
 _EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "miim_in_your_model.py"
-_spec = importlib.util.spec_from_file_location("miim_in_your_model", _EXAMPLE)
-_example = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_example)
+
+
+@functools.cache
+def _example() -> ModuleType:
+    """The example, loaded on first use (the tests that build this network are marked ``repo``)."""
+    spec = importlib.util.spec_from_file_location("miim_in_your_model", _EXAMPLE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 class ResNetMIIM(nn.Module):
@@ -31,7 +39,7 @@ class ResNetMIIM(nn.Module):
         super().__init__()
         trunk = torchvision.models.resnet18(weights=None)
         trunk.fc = nn.Identity()
-        self.trunk = _example.ResNetWithMIIM(trunk, channels=(64, 128, 256, 512), init_values=None)
+        self.trunk = _example().ResNetWithMIIM(trunk, channels=(64, 128, 256, 512), init_values=None)
         self.neck = nn.BatchNorm1d(512)
         self.classifier = nn.Linear(512, num_classes, bias=False)
 

@@ -95,6 +95,7 @@ def test_python_dash_m_wrim(monkeypatch, capsys):
     assert "epochs must be an integer" in capsys.readouterr().err
 
 
+@pytest.mark.repo  # wrim bench runs examples/benchmarks
 def test_bench_rejects_unknown_names(capsys):
     assert main(["bench", "no_such_bench"]) == 2
     assert "available" in capsys.readouterr().err

@@ -12,8 +12,8 @@ import torch
 
 import wrim
 from tests.engine._tiny import FAULT, wrimnet_test_tiny
-from wrim.engine.checkpoint import load_checkpoint
 from wrim.cli import main
+from wrim.engine.checkpoint import load_checkpoint
 from wrim.models import _registry, create_model
 
 MODALITIES = torch.tensor([0, 1, 1, 0])
@@ -55,14 +55,18 @@ def test_export_best_loads_with_metrics_and_recipe(finished_run, tmp_path, capsy
     card = (out / "README.md").read_text()
     cells_keys = ("R1", "R5", "R10", "R20", "mAP", "mINP")
     cells = " | ".join(f"{final[key]:.2f}" for key in cells_keys)
-    assert f"| synthetic mode=all shots=1 | 1 | {cells} |" in card  # one trial: eval.final_trials=[0]
+    protocol = (  # the row is named by the run's protocol card
+        "synthetic (generator 5) mode=all shots=1, trials [0], galleries agw_seed, no re-ranking, flip off, fp32, "
+        f"checkpoint best (epoch {final['card']['checkpoint']['epoch']}, chosen on R1 of trials [0])"
+    )
+    assert f"| {protocol} | 1 | {cells} |" in card  # one trial: eval.final_trials=[0]
     assert "name: wrimnet_test_tiny" in card and "epochs: 2" in card  # the recipe (config.yaml)
     info = json.loads((out / "config.json").read_text())
     assert info["architecture"] == "wrimnet_test_tiny" and info["recipe"]["epochs"] == 2
     assert "output_dir" not in info["recipe"] and "root" not in info["recipe"]["data"]  # no local paths
     assert str(finished_run.parent) not in card
     assert all(oct(p.stat().st_mode & 0o044) == oct(0o044 & ~_umask()) for p in out.iterdir())  # readable to share
-    assert info["metrics"]["synthetic mode=all shots=1"] == {**{k: final[k] for k in cells_keys}, "trials": 1}
+    assert info["metrics"][protocol] == {**{k: final[k] for k in cells_keys}, "trials": 1}
 
 
 @pytest.mark.filterwarnings("ignore")
@@ -91,4 +95,4 @@ def test_unfinished_run_is_one_line_exit_2(finished_run, tmp_path, capsys) -> No
 def test_not_a_run_folder_is_one_line_exit_2(tmp_path, capsys) -> None:
     assert main(["export", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "is not a wrim run folder (no model.json / config.yaml)" in err
+    assert len(err.splitlines()) == 1 and "model.json' is missing" in err and "is not a wrim run folder" in err

@@ -24,6 +24,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from tests.engine._tiny import FAULT, wrimnet_test_tiny
+from wrim.cli import main
 from wrim.engine import checkpoint
 from wrim.engine.checkpoint import (
     CheckpointError,
@@ -34,7 +35,6 @@ from wrim.engine.checkpoint import (
     read_pointer,
     save_checkpoint,
 )
-from wrim.cli import main
 from wrim.engine.rundir import RunLock, RunLockedError, is_run_of, new_run_name
 from wrim.models import _registry, load_weights
 

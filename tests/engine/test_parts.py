@@ -61,6 +61,7 @@ def user_run(tmp_path_factory):
     return trainer, trainer.fit(), dataset
 
 
+@pytest.mark.repo  # the network of examples/miim_in_your_model.py
 def test_user_network_trains_evaluates_and_writes_its_checkpoints(user_run):
     trainer, result, _ = user_run
     run = result.run_dir
@@ -75,6 +76,16 @@ def test_user_network_trains_evaluates_and_writes_its_checkpoints(user_run):
     assert kinds == ["ModalityMIIM", "ModalityMIIM", "MIIM", "MIIM"]  # the paper's placements, by hooks
 
 
+@pytest.mark.repo  # the network of examples/miim_in_your_model.py
+def test_export_of_a_given_model_run_says_what_to_do(user_run, tmp_path, capsys):
+    _, result, _ = user_run
+    assert main(["export", str(result.run_dir), "--out", str(tmp_path / "shared")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "trained a model object given to Trainer(model=...)" in err
+    assert "_CountsVisible" in err and "@wrim.register_model" in err
+
+
+@pytest.mark.repo  # the network of examples/miim_in_your_model.py
 def test_num_visible_is_offered_to_a_forward_that_takes_it(user_run):
     trainer, _, _ = user_run
     training_calls = [n for n in trainer.net.seen if n is not None]  # evaluation calls forward(images, modalities)
@@ -83,6 +94,7 @@ def test_num_visible_is_offered_to_a_forward_that_takes_it(user_run):
     # a forward without the parameter is not given it: _Embedding below would raise a TypeError
 
 
+@pytest.mark.repo  # the network of examples/miim_in_your_model.py
 def test_resume_with_another_network_is_one_line_naming_the_first_difference(user_run):
     trainer, result, dataset = user_run
     config = load_config(result.run_dir / "config.yaml", ["epochs=2"])
@@ -120,6 +132,7 @@ class SupConOnEmbeddings(nn.Module):
         return loss
 
 
+@pytest.mark.repo  # the network of examples/miim_in_your_model.py
 def test_user_loss_pml_supcon_is_called_and_its_terms_logged(tmp_path):
     pytest.importorskip("pytorch_metric_learning")
     dataset = create_dataset("synthetic", None, **TINY_DATA)
@@ -131,6 +144,7 @@ def test_user_loss_pml_supcon_is_called_and_its_terms_logged(tmp_path):
     assert record["loss"] == pytest.approx(record["supcon"]) and record["loss"] > 0
 
 
+@pytest.mark.repo  # the network of examples/miim_in_your_model.py
 def test_default_loss_on_another_output_is_one_line_saying_what_to_pass(tmp_path):
     dataset = create_dataset("synthetic", None, **TINY_DATA)
     with pytest.raises(TypeError, match=r"WRIMNetOutput, got Tensor: pass your own loss") as err:
@@ -162,6 +176,7 @@ def test_build_module_gives_the_default_parts(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.repo  # the network of examples/miim_in_your_model.py
 def test_cli_trains_and_evaluates_a_plugin_model_on_a_plugin_dataset_in_subprocesses(tmp_path):
     cmd = [sys.executable, "-m", "wrim", "train", "--import", PLUGIN, "model.name=resnet18_miim"]
     cmd += tiny_overrides(tmp_path, "plugin", "epochs=1", "data.num_workers=0")
@@ -178,6 +193,7 @@ def test_cli_trains_and_evaluates_a_plugin_model_on_a_plugin_dataset_in_subproce
 
 
 @pytest.mark.slow
+@pytest.mark.repo  # the network of examples/miim_in_your_model.py
 def test_sigkill_then_resume_of_a_user_network_is_bit_identical(tmp_path, capsys, plugin):
     """The fault driver kills ``wrim train`` (the plugin's ResNet-18 + MIIMs) at epoch 2's second step; the resume
     must give the uninterrupted run's weights, logs and metrics exactly (CPU)."""
@@ -195,6 +211,7 @@ def test_sigkill_then_resume_of_a_user_network_is_bit_identical(tmp_path, capsys
 
 
 @pytest.mark.slow
+@pytest.mark.repo  # the network of examples/miim_in_your_model.py
 def test_ddp_two_gloo_processes_give_a_user_network_the_one_process_step(tmp_path):
     """2 gloo processes x half a batch vs 1 process, float64, the harness of tests/test_distributed.py: every loss
     term, gradient and BatchNorm running statistic of the ResNet-18 + MIIMs agrees (synced statistics, the metric
@@ -237,6 +254,7 @@ def _worst_gradient_difference(tmp_path, loss: str) -> float:
 
 
 @pytest.mark.slow
+@pytest.mark.repo  # the network of examples/miim_in_your_model.py
 def test_ddp_a_loss_of_your_own_that_gathers_as_documented_trains_like_one_process(tmp_path):
     """docs/training.md, Your loss under DDP: the loss gathers its CMKIC inputs with all_gather_with_grad, and 2
     processes give the one-process gradients (the 1e-5 bound of the default loss); without the gather they do not
@@ -253,6 +271,7 @@ def _records(run_dir):
 
 
 @pytest.mark.slow
+@pytest.mark.repo  # the network of examples/miim_in_your_model.py
 def test_ddp_two_gloo_processes_train_a_user_network_like_one(tmp_path):
     """``wrim train`` under torchrun (2 gloo processes x 4 identities) vs 1 process x 8, one epoch: every logged term
     within 0.05 % (the bound of tests/engine/test_distributed.py for epoch 1; measured 0.03 %). Later epochs drift as
@@ -279,6 +298,7 @@ def _plugin_run(tmp_path, name, *extra, config="synthetic"):
     return ["train", "--config", config, "--import", PLUGIN_MODULE, "model.name=resnet18_miim", *size, *run, *extra]
 
 
+@pytest.mark.repo  # the network of examples/miim_in_your_model.py
 def test_a_reader_without_default_trials_is_refused_before_the_first_epoch(tmp_path, capsys, plugin):
     """eval.final_trials left null (the dataset's default trials) for a reader that declares none: one line naming
     the key, before any training."""
@@ -290,11 +310,13 @@ def test_a_reader_without_default_trials_is_refused_before_the_first_epoch(tmp_p
 
 
 @pytest.mark.slow
+@pytest.mark.repo  # the network of examples/miim_in_your_model.py
 def test_a_reader_without_default_trials_trains_with_the_key_the_message_names(tmp_path, capsys, plugin):
     assert main(_plugin_run(tmp_path, "fixed", "data.dataset=tiny_no_trials", "eval.final_trials=[0]")) == 0
     assert json.loads((tmp_path / "fixed" / "final_metrics.json").read_text())["R1"] >= 0
 
 
+@pytest.mark.repo  # the network of examples/miim_in_your_model.py
 def test_a_plugin_written_to_the_docs_builds_under_the_paper_config(tmp_path, capsys, plugin):
     """``--config sysu`` sets model.pretrained_tag (for the built-in models) and backbone_lr_mult 0.1. The plugin's
     entrypoint (pretrained, num_classes, img_size, as documented) is built without the tag (the log says so);
@@ -310,6 +332,7 @@ def test_a_plugin_written_to_the_docs_builds_under_the_paper_config(tmp_path, ca
 
 
 @pytest.mark.slow
+@pytest.mark.repo  # the network of examples/miim_in_your_model.py
 def test_naming_the_pretrained_parameters_trains_them_at_the_backbone_rate(tmp_path, capsys, plugin):
     """The same run with ``optim.backbone_prefixes=[trunk.net.]`` (the ResNet the MIIMs were hooked into): one epoch,
     the ResNet at 0.1 x lr, the MIIMs, neck and classifier at lr."""

@@ -54,6 +54,12 @@ def test_import_flag_lets_a_subprocess_train_a_plugin_model_on_a_plugin_dataset(
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "final (" in proc.stdout and "my_net on" in (tmp_path / "run" / "train.log").read_text()
+    export = [sys.executable, "-m", "wrim", "export", str(tmp_path / "run"), "--out", str(tmp_path / "shared")]
+    proc = subprocess.run(export, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 2 and "unknown model 'my_net'" in proc.stderr  # the plugin is not imported
+    proc = subprocess.run([*export, "--import", "my_parts"], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "shared" / "model.safetensors").is_file()
 
 
 def test_an_entry_point_plugin_is_found_without_a_flag(tmp_path, monkeypatch, capsys, restore_registries):

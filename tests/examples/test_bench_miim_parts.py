@@ -6,6 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.repo  # runs the scripts in examples/
+
 SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "benchmarks" / "bench_miim_parts.py"
 
 

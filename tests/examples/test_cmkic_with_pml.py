@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.repo  # runs the scripts in examples/
+
 pytest.importorskip("pytorch_metric_learning")
 
 SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "cmkic_with_pml.py"

@@ -12,6 +12,8 @@ import torchvision
 
 import wrim
 
+pytestmark = pytest.mark.repo  # runs the scripts in examples/
+
 SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "miim_in_your_model.py"
 EXAMPLE = runpy.run_path(str(SCRIPT))
 

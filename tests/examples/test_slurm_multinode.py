@@ -9,6 +9,8 @@ import pytest
 
 from wrim.engine import load_config
 
+pytestmark = pytest.mark.repo  # runs the scripts in examples/
+
 SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "slurm_multinode.sbatch"
 
 

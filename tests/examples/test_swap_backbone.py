@@ -4,6 +4,10 @@ import math
 import runpy
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.repo  # runs the scripts in examples/
+
 SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "swap_backbone.py"
 
 

@@ -4,7 +4,11 @@ import math
 import runpy
 from pathlib import Path
 
+import pytest
+
 from tests.metric_bounds import assert_metric_bounds
+
+pytestmark = pytest.mark.repo  # runs the scripts in examples/
 
 SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "train_vireid.py"
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 import runpy
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.repo  # runs examples/benchmarks/bench_losses.py
+
 SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "benchmarks" / "bench_losses.py"
 
 

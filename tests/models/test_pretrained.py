@@ -133,6 +133,7 @@ def test_model_card_holds_metrics_recipe_terms_and_citations(tmp_path) -> None:
     assert json.loads((folder / "config.json").read_text())["metrics"]["sysu all-search"]["trials"] == 10
 
 
+@pytest.mark.repo  # reads docs/citing.md
 def test_card_bibtex_is_the_citing_page() -> None:
     """docs/citing.md is tested against CITATION.cff (tests/test_docs_snippets.py); the card quotes the page."""
     page = (ROOT / "docs" / "citing.md").read_text()

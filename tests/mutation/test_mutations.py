@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.repo  # mutates a copy of the checkout
+
 _SCRIPT = Path(__file__).with_name("run_mutations.py")
 
 

@@ -1,8 +1,8 @@
 """A dataset's fingerprint: what a number was measured on, in a form two runs can compare.
 
 Two copies of a dataset give comparable numbers only when they hold the same images under the same labels and the
-same protocol draws the same galleries. The fingerprint says so in a few fields ([D] docs: Evaluation, section
-Provenance and protocol cards):
+same protocol draws the same galleries. The fingerprint says so in a few fields ([D]; see
+docs: Evaluation, section Provenance and protocol cards):
 
 - ``name`` and ``version``: the reader's name and, where a dataset exists in several versions, which one this copy
   is (the reader's ``version`` attribute, e.g. whether SYSU-MM01's official gallery permutations are present);

@@ -124,8 +124,8 @@ class CheckpointEvaluation:
         flip: whether the flipped image's embedding was added.
         galleries: how the galleries were drawn (``dataset.gallery_sampling``; ``None`` where there is no choice).
         img_size: the (H, W) the images were resized to.
-        card: the protocol card ([`ProtocolCard`][wrim.evaluation.ProtocolCard]) of this evaluation.
         model: the loaded network (eval mode); dataset_object: the dataset it was evaluated on.
+        card: the protocol card ([`ProtocolCard`][wrim.evaluation.ProtocolCard]) of this evaluation.
     """
 
     checkpoint: str
@@ -138,9 +138,9 @@ class CheckpointEvaluation:
     flip: bool
     galleries: str | None = None
     img_size: tuple[int, int] = (288, 144)
-    card: ProtocolCard | None = None
     model: nn.Module | None = field(default=None, repr=False)
     dataset_object: Any = field(default=None, repr=False)
+    card: ProtocolCard | None = None
 
     @property
     def std(self) -> dict[str, float | None]:
@@ -332,13 +332,7 @@ def load_run_model(
     dtype = amp_dtype(run["amp"] if amp is None else amp, torch_device)
     model_kwargs = dict(saved.get("model", {}).get("kwargs") or {})
     num_classes = info["num_classes"]
-    if info.get("model") is None:
-        raise ValueError(
-            f"{run_dir} trained a model object given to Trainer(model=...) ({info.get('class')}), which cannot be "
-            "rebuilt by name: register its constructor with @wrim.register_model (and --import its module), or "
-            "evaluate it from Python with wrim.evaluation.evaluate_protocol"
-        )
-    config = ModelConfig(name=info["model"], kwargs=model_kwargs)
+    config = ModelConfig(name=RunFolder(run_dir).model_name(), kwargs=model_kwargs)
     net = build_model(config, num_classes, img_size, weights=False)
     load_weights(net, checkpoint)
     memory_format = torch.channels_last if run["channels_last"] else torch.preserve_format

@@ -27,10 +27,12 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import json
 import warnings
 from pathlib import Path
 from typing import Any
+
+from wrim.engine.checkpoint import WEIGHTS
+from wrim.engine.rundir import TAGS
 
 __all__ = ["ONNX_TOLERANCE", "add_export_parser", "check_onnx", "export_onnx", "export_run", "run_export"]
 
@@ -44,11 +46,19 @@ def add_export_parser(sub: Any) -> None:
     export.add_argument("--out", required=True, help="the folder to write (replaced if written by wrim before)")
     export.add_argument(
         "--checkpoint",
-        choices=["best", "last"],
+        choices=list(TAGS),
         default="best",
         help="which checkpoint (default: best)",
     )
     export.add_argument("--onnx", action="store_true", help="also write model.onnx, checked with onnxruntime")
+    export.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import a module (name or .py path) that registers the run's model; repeatable",
+    )
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -71,40 +81,37 @@ def export_run(run_dir: str | Path, out: str | Path, *, checkpoint: str = "best"
         ``out``.
 
     Raises:
-        ValueError: not a finished run folder, no such checkpoint, the ONNX check failed (nothing is written).
+        ValueError: not a finished run folder, a model given to ``Trainer(model=...)`` (not rebuildable by name), no
+            such checkpoint, the ONNX check failed (nothing is written).
     """
-    from wrim.engine.checkpoint import load_checkpoint
-    from wrim.engine.config import read_yaml
+    from wrim.engine.config import config_to_dict
+    from wrim.engine.rundir import RunFolder
     from wrim.models import create_model
     from wrim.models.pretrained import pretrained_config, staged_folder, write_pretrained
 
-    run_dir = Path(run_dir)
-    if checkpoint not in ("best", "last"):
-        raise ValueError(f"checkpoint must be 'best' or 'last'; got {checkpoint!r}")
-    files = {name: run_dir / name for name in ("model.json", "config.yaml", "final_metrics.json")}
-    if not files["model.json"].is_file() or not files["config.yaml"].is_file():
-        raise ValueError(f"{str(run_dir)!r} is not a wrim run folder (no model.json / config.yaml)")
-    if not files["final_metrics.json"].is_file():
+    folder = RunFolder(run_dir)
+    info = folder.read_model_info()
+    recipe = config_to_dict(folder.read_config())
+    final = folder.read_final_metrics()
+    if final is None:
         raise ValueError(
-            f"{str(run_dir)!r} has not finished (no final_metrics.json): finish it with wrim train --resume {run_dir}"
+            f"{str(folder.path)!r} has not finished (no final_metrics.json): finish it with wrim train --resume "
+            f"{folder.path}"
         )
-    info = json.loads(files["model.json"].read_text(encoding="utf-8"))
-    recipe = read_yaml(files["config.yaml"])
-    final = json.loads(files["final_metrics.json"].read_text(encoding="utf-8"))
     model = create_model(
-        info["model"], num_classes=info["num_classes"], img_size=tuple(info["img_size"]),
+        folder.model_name(), num_classes=info["num_classes"], img_size=tuple(info["img_size"]),
         **(recipe.get("model", {}).get("kwargs") or {}),
     )  # fmt: skip
-    state = load_checkpoint(run_dir, checkpoint, model)
-    weights = (Path(state["checkpoint_set"]).relative_to(run_dir) / "model.safetensors").as_posix()
+    state = folder.load_checkpoint(checkpoint, model)
+    weights = (Path(state["checkpoint_set"]).relative_to(folder.path) / WEIGHTS).as_posix()
     metrics = _run_metrics(recipe, final) if weights == final.get("weights") else None
     if metrics is None:
         print(f"note: final_metrics.json scores {final.get('weights')}, not {weights}: the card holds no metrics")
     config = pretrained_config(model, metrics=metrics, config=_shareable(recipe))
     model.eval()
-    with staged_folder(out) as folder:
-        notes = [check_onnx(model, export_onnx(model, folder / "model.onnx"))] if onnx else []
-        write_pretrained(model, folder, config, load_id=str(out), notes=notes)
+    with staged_folder(out) as staged:
+        notes = [check_onnx(model, export_onnx(model, staged / "model.onnx"))] if onnx else []
+        write_pretrained(model, staged, config, load_id=str(out), notes=notes)
     return Path(out)
 
 
@@ -121,27 +128,22 @@ def _shareable(recipe: dict) -> dict:
 
 
 def _run_metrics(recipe: dict, final: dict) -> dict[str, dict[str, float]]:
-    """``final_metrics.json`` as one protocol row: dataset, protocol arguments and the number of trials."""
+    """``final_metrics.json`` as one row of the model card, named by its protocol card (dataset and version,
+    protocol, trials, galleries, re-ranking, flip, precision, checkpoint choice); a run written before protocol
+    cards gets the dataset, protocol arguments and the number of trials its config gives."""
+    from wrim.engine.rundir import METRIC_NAMES
+    from wrim.evaluation.card import ProtocolCard
+
+    row = {key: final[key] for key in METRIC_NAMES if key in final}
+    if final.get("card"):
+        card = ProtocolCard.from_dict(final["card"])
+        return {card.header(): {**row, "trials": len(card.trials)}}
     data, evaluation = recipe.get("data") or {}, recipe.get("eval") or {}
-    dataset = data.get("dataset", "test")
     protocol = " ".join(f"{key}={value}" for key, value in (evaluation.get("protocol") or {}).items())
-    row = {key: final[key] for key in ("R1", "R5", "R10", "R20", "mAP", "mINP") if key in final}
     trials = evaluation.get("final_trials")
-    if trials is None:
-        trials = _default_trials(dataset)
     if trials is not None:
-        row["trials"] = len(trials) if isinstance(trials, (list, tuple)) else trials
-    return {f"{dataset} {protocol}".strip(): row}
-
-
-def _default_trials(dataset: str) -> int | None:
-    """How many trials the dataset's evaluation averages when ``eval.final_trials`` is not set."""
-    from wrim import data
-
-    if dataset == "regdb":
-        return 1  # one split (data.dataset_kwargs.trial) per trained model
-    readers = {"synthetic": data.SyntheticVIReID, "sysu": data.SYSUMM01, "llcm": data.LLCM}
-    return len(readers[dataset].default_trials) if dataset in readers else None
+        row["trials"] = len(trials)
+    return {f"{data.get('dataset', 'test')} {protocol}".strip(): row}
 
 
 def export_onnx(model: Any, path: Path) -> Path:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from wrim._plotting import INSTALL_HINT, new_figure, save_figure
+from wrim.engine.rundir import METRICS_LOG
 
 __all__ = ["MetricsLogger", "plot_curves", "show_progress"]
 
@@ -46,7 +47,7 @@ class MetricsLogger:
 
     def __init__(self, run_dir: str | Path, resume_epoch: int | None = None, tensorboard: bool = True) -> None:
         self.run_dir = Path(run_dir)
-        self.jsonl = self.run_dir / "metrics.jsonl"
+        self.jsonl = self.run_dir / METRICS_LOG
         self.csv = self.run_dir / "metrics.csv"
         self.records: list[dict[str, Any]] = []
         if resume_epoch is not None and self.jsonl.is_file():

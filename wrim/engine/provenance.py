@@ -2,8 +2,8 @@
 
 A run's ``provenance.json`` holds one *segment* per process that trained it: the first start, then each resume.
 A segment is written when the process starts (``ended: null``) and completed when it stops, however it stops
-(``outcome``: ``"finished"``, ``"interrupted"`` or ``"failed: <error type>"``). Each segment records ([D] docs:
-Evaluation, section Provenance and protocol cards):
+(``outcome``: ``"finished"``, ``"interrupted"`` or ``"failed: <error type>"``). Each segment records ([D] see
+docs: Evaluation, section Provenance and protocol cards):
 
 - ``wrim``: the version, and when wrim is imported from a git checkout its commit and whether the package's files
   (``wrim/``) differ from it (``dirty``, with the changed files);

@@ -16,7 +16,7 @@ from safetensors import safe_open
 from torch import nn
 
 from wrim.engine.checkpoint import checkpoint_exists
-from wrim.engine.config import Config, apply_overrides, config_diff, config_from_dict, load_config, structural_changes
+from wrim.engine.config import Config, apply_overrides, config_diff, config_from_dict, structural_changes
 
 __all__ = ["check_resume", "first_weight_difference", "resume_config"]
 
@@ -44,10 +44,12 @@ def resume_config(run_dir: str | Path, overrides: list[str] | None = None) -> Co
 
 
 def _saved_config(run_dir: Path) -> Config:
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        raise ValueError(f"--resume: {str(path)!r} is missing; is {str(run_dir)!r} a wrim run folder?")
-    return load_config(path)
+    from wrim.engine.rundir import RunFolder
+
+    try:
+        return RunFolder(run_dir).read_config()
+    except ValueError as err:
+        raise ValueError(f"--resume: {err}") from None
 
 
 def _format_changes(changes: dict[str, tuple[Any, Any]]) -> str:

@@ -236,6 +236,21 @@ class RunFolder:
             raise ValueError(f"{str(self.file(MODEL_INFO))!r} lacks {missing}: it was edited; rerun wrim train")
         return info
 
+    def model_name(self) -> str:
+        """The registered model name that rebuilds the run's network.
+
+        Raises:
+            ValueError: the run trained a model object given to ``Trainer(model=...)``, which no name rebuilds.
+        """
+        info = self.read_model_info()
+        if info.get("model") is None:
+            raise ValueError(
+                f"{self.path} trained a model object given to Trainer(model=...) ({info.get('class')}), which cannot "
+                "be rebuilt by name: register its constructor with @wrim.register_model (and --import its module), "
+                "or load the weights into your model from Python (RunFolder(run).weights())"
+            )
+        return info["model"]
+
     def write_model_info(self, info: dict[str, Any]) -> None:
         write_json(self.file(MODEL_INFO), info)
 

@@ -15,7 +15,6 @@ Examples:
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -226,9 +225,8 @@ class Trainer(EpochLoop):
         if self.resume:
             self._load_resume_state()
         check_evaluation(cfg.eval, self.dataset)  # bad trials or eval.protocol fail now, not after an epoch
-        logged = self.run_dir / "metrics.jsonl"  # every rank reads it: the pending evaluation is collective
-        if self.pending_record is not None and logged.is_file():
-            epochs = [json.loads(line)["epoch"] for line in logged.read_text(encoding="utf-8").splitlines() if line]
+        if self.pending_record is not None:  # every rank reads the log: the pending evaluation is collective
+            epochs = [record["epoch"] for record in RunFolder(self.run_dir).read_history()]
             self.pending_record = None if self.start_epoch in epochs else self.pending_record
         barrier(self.dist)  # rank 0 rewrites metrics.jsonl next
         if not self.dist.is_main:

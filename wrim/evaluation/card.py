@@ -4,8 +4,8 @@ The field's numbers are often incomparable for reasons the number itself does no
 test code, flip averaging, which galleries were drawn, which dataset version, which RegDB trial the model was trained
 on, and whether the checkpoint was chosen on the test set. A [`ProtocolCard`][wrim.evaluation.ProtocolCard] states each
 of them; wrim writes one beside every metric it reports (``final_metrics.json``, ``wrim eval``'s table and JSON, the
-model card of an exported run) and ``wrim compare`` refuses to pair numbers whose cards differ ([D] docs: Evaluation,
-section Provenance and protocol cards).
+model card of an exported run) and ``wrim compare`` refuses to pair numbers whose cards differ ([D] see
+docs: Evaluation, section Provenance and protocol cards).
 """
 
 from __future__ import annotations

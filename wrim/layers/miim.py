@@ -16,11 +16,11 @@ Out = X + γ ⊙ BN_{affine=False}(X ⊙ G)              re-weighting + residual
 ``"add_relu"`` ``Out = ReLU(X + γ ⊙ BN(X ⊙ G))`` (the ReLU of the [N] module list after the sum, as in a ResNet
 block) or ``"gate"`` ``Out = γ ⊙ BN(X ⊙ G)`` (re-weighting only, no residual).
 
-``gate`` chooses where ``G`` comes from ([D], controls for ablations; docs: Layers, section Gate modes and
-interventions): ``"learned"`` (above, the paper's block), ``"constant"`` (``G = gate_value`` everywhere: no
-compression, GRI or restore, so the block is ``X + BN(X ⊙ c)``, i.e. ``X + BN(X)`` for any ``c > 0``) or ``"static"``
-(``G = σ(Θ)`` with ``Θ`` a trained (C, h, w) parameter initialised to 0: a learned re-weighting of channels and
-regions that is the same for every image).
+``gate`` chooses where ``G`` comes from ([D], controls for ablations; see
+docs: Layers, section Gate modes and interventions): ``"learned"`` (above, the paper's block), ``"constant"``
+(``G = gate_value`` everywhere: no compression, GRI or restore, so the block is ``X + BN(X ⊙ c)``, which is
+``X + BN(X)`` but for BatchNorm's ε) or ``"static"`` (``G = σ(Θ)`` with ``Θ`` a trained (C, h, w) parameter
+initialised to 0: a learned re-weighting of channels and regions that is the same for every image).
 
 Test-time interventions change a trained block's gate inside a ``with miim.intervene(...)`` block and restore the
 block exactly when it ends: ``"removed"`` (``Out = X``), ``"channel_mean"`` (``G`` replaced by one given value per
@@ -220,11 +220,12 @@ class MIIM(nn.Module):
         attn_drop: float = 0.0,
         proj_drop: float = 0.0,
         init_values: float | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        *,
         gate: str = "learned",
         gate_value: float = 0.5,
         gate_grid: tuple[int, int] | None = None,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
     ) -> None:
         """
         Args:
@@ -248,13 +249,14 @@ class MIIM(nn.Module):
             proj_drop: GRI output-projection dropout.
             init_values: None (default) keeps the paper's ``X + BN(X ⊙ G)``; a float adds a learnable per-channel
                 scale ``γ`` on the branch, initialised to it (0: a fresh MIIM is the identity). [D]
-            gate: ``"learned"`` (the paper: SCC → GRI → SCR on the image), ``"constant"`` (``G = gate_value``; the
-                compression, GRI and restore are not built) or ``"static"`` (``G = σ(Θ)``, ``Θ`` a trained
-                (C, h, w) parameter starting at 0, the same for every image; needs ``gate_grid``). [D] controls.
-            gate_value: the constant gate's value, in (0, 1].
-            gate_grid: ``(h, w)``, the region grid of the static gate (``⌈H/s⌉ × ⌈W/s⌉`` of the maps it will see).
             device: parameter device.
             dtype: parameter dtype.
+            gate: keyword-only. ``"learned"`` (the paper: SCC → GRI → SCR on the image), ``"constant"``
+                (``G = gate_value``; the compression, GRI and restore are not built) or ``"static"`` (``G = σ(Θ)``,
+                ``Θ`` a trained (C, h, w) parameter starting at 0, the same for every image; needs ``gate_grid``).
+                [D] controls.
+            gate_value: the constant gate's value, in (0, 1].
+            gate_grid: ``(h, w)``, the region grid of the static gate (``⌈H/s⌉ × ⌈W/s⌉`` of the maps it will see).
         """
         super().__init__()
         if reduction < 1 or channels < reduction:

@@ -13,6 +13,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from wrim.version import RELEASE_DATE, __version__
+
 __all__ = ["PAPER_BIBTEX", "SOFTWARE_BIBTEX", "check_metrics", "model_card", "plain_recipe"]
 
 _METRIC_ORDER = ("R1", "R5", "R10", "R20", "mAP", "mINP")
@@ -154,11 +156,11 @@ PAPER_BIBTEX = """@inproceedings{wu2024wrimnet,
   archivePrefix = {arXiv},
   url           = {https://arxiv.org/abs/2408.10624}
 }"""
-SOFTWARE_BIBTEX = """@software{wrim,
-  title   = {wrim: WRIM-Net layers, losses and training for visible-infrared person re-identification},
-  author  = {{wrim contributors}},
-  version = {0.1.0},
-  year    = {2026},
-  date    = {2026-11-27},
-  license = {MIT}
-}"""
+SOFTWARE_BIBTEX = f"""@software{{wrim,
+  title   = {{wrim: WRIM-Net layers, losses and training for visible-infrared person re-identification}},
+  author  = {{{{wrim contributors}}}},
+  version = {{{__version__}}},
+  year    = {{{RELEASE_DATE[:4]}}},
+  date    = {{{RELEASE_DATE}}},
+  license = {{MIT}}
+}}"""

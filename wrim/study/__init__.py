@@ -1,6 +1,9 @@
 """Studies over seeds: a study file of variants x seeds, a resumable runner (local workers or SLURM), and
 ``compare``: grouped runs, paired differences with their 95 % intervals and p-values, tables and a forest plot."""
 
+from wrim.study.compare import compare_runs as compare_runs
+from wrim.study.compare import compare_study as compare_study
+from wrim.study.compare import load_runs as load_runs
 from wrim.study.runner import Job as Job
 from wrim.study.runner import check_one_code_version as check_one_code_version
 from wrim.study.runner import plan as plan
@@ -18,6 +21,9 @@ __all__ = [
     "StudySpec",
     "Variant",
     "check_one_code_version",
+    "compare_runs",
+    "compare_study",
+    "load_runs",
     "load_study",
     "plan",
     "run_job",

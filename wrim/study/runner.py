@@ -7,8 +7,8 @@ provenance (every segment: code, versions, device, config, dataset), its wall an
 a finished run, so the same command continues a stopped study: finished runs are skipped, interrupted ones resume
 from their last checkpoint (and their provenance then holds two segments, which the record and ``wrim compare``
 disclose). A study never mixes code: a record, or an interrupted run, made on another commit (or with another
-dirty state) than the code now running is refused in one line, unless ``allow_mixed`` ([D] docs: Reproducing the
-paper, section The study runner).
+dirty state) than the code now running is refused in one line, unless ``allow_mixed`` ([D] see
+docs: Training, section Studies over seeds).
 
 On Linux each run receives SIGTERM when the runner dies, however it dies (its last published checkpoint is kept, and
 its provenance shows the epochs it had done), so a killed study leaves no run behind; where that is not available, a
@@ -113,7 +113,8 @@ def _stop_with_parent() -> None:
 
 def _command(job: Job) -> list[str]:
     """``python -m wrim train``: a fresh run, or ``--resume`` of an interrupted one (its saved config)."""
-    train = [sys.executable, "-m", "wrim", "train", "--config", job.spec.config]
+    imports = [argument for module in job.spec.imports for argument in ("--import", module)]
+    train = [sys.executable, "-m", "wrim", "train", "--config", job.spec.config, *imports]
     if checkpoint_exists(job.run_dir, "any"):
         return [*train, "--resume", str(job.run_dir), "progress=false"]
     overrides = job.spec.run_overrides(job.variant, job.seed)
@@ -163,6 +164,7 @@ def run_job(job: Job, threads: int = 1, log: Any = print) -> dict[str, Any]:
     _wait_for_other_process(job, log)
     wall, cpu = 0.0, 0.0
     if RunFolder(job.run_dir).read_final_metrics() is None:
+        log(f"{'resume' if checkpoint_exists(job.run_dir, 'any') else 'start'} {job.name}")
         code, wall, cpu = _train(job, threads)
         if code != 0:
             lines = (job.runs_dir / f"{job.name}.out").read_text(encoding="utf-8", errors="replace").splitlines()
@@ -193,10 +195,7 @@ def run_local(jobs: list[Job], workers: int = 1, threads: int = 1, log: Any = pr
             log(f"skip {job.name}: finished ({job.record_path})")
     failures: list[str] = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        running = {}
-        for job in todo:
-            log(f"{'resume' if checkpoint_exists(job.run_dir, 'any') else 'run'} {job.name}")
-            running[pool.submit(run_job, job, threads, log)] = job
+        running = {pool.submit(run_job, job, threads, log): job for job in todo}
         for future in concurrent.futures.as_completed(running):
             job = running[future]
             try:

@@ -4,6 +4,7 @@
 name: synthetic_bench                  # names the study's records
 config: synthetic_bench                # a shipped config name or a YAML path, as for wrim train --config
 overrides: [progress=false]            # for every run
+imports: [my_parts.py]                 # optional: plugins that register models / datasets (wrim train --import)
 seeds: [0, 1, 2, 3, 4]                 # default seeds of every variant
 variants:
   no_miim:
@@ -22,8 +23,8 @@ comparisons:                           # the tables: each variant paired by seed
 
 Every variant x seed is one run; variants that share their overrides share their runs only when they are one
 variant (the key names the run). Checked when the file is read: unknown keys, a variant named twice, overrides the
-config does not take (each applied once to the base config), comparisons naming unknown variants ([D] docs:
-Reproducing the paper, section The study runner).
+config does not take (each applied once to the base config), comparisons naming unknown variants ([D] see
+docs: Training, section Studies over seeds).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from wrim.engine.config import load_config, read_yaml
 __all__ = ["Comparison", "StudySpec", "Variant", "load_study"]
 
 _KEY = re.compile(r"^[A-Za-z0-9_.-]+$")
-_STUDY_KEYS = {"name", "config", "overrides", "seeds", "variants", "comparisons"}
+_STUDY_KEYS = {"name", "config", "overrides", "imports", "seeds", "variants", "comparisons"}
 _VARIANT_KEYS = {"label", "overrides", "seeds"}
 _COMPARISON_KEYS = {"title", "reference", "variants"}
 
@@ -71,6 +72,7 @@ class StudySpec:
     overrides: tuple[str, ...]
     variants: dict[str, Variant]
     comparisons: tuple[Comparison, ...]
+    imports: tuple[str, ...] = ()
     path: Path | None = None
 
     def jobs(self) -> list[tuple[Variant, int]]:
@@ -137,6 +139,13 @@ def _comparison(body: Any, variants: dict[str, Variant], where: str) -> Comparis
     return Comparison(str(body.get("title", names[1])), names[0], tuple(names[1:]))
 
 
+def _relative_to(study: Path, name: str) -> str:
+    """A ``.yaml`` / ``.py`` path relative to the study file's folder (a name or an absolute path as given)."""
+    if not Path(name).is_absolute() and Path(name).suffix in (".yaml", ".yml", ".py"):
+        return str((study.parent / name).resolve())
+    return name
+
+
 def load_study(path: str | Path) -> StudySpec:
     """Read and check a study file.
 
@@ -157,17 +166,23 @@ def load_study(path: str | Path) -> StudySpec:
     default_seeds = _seeds(data["seeds"], f"{where}: seeds") if "seeds" in data else None
     variants = {key: _variant(key, body, default_seeds, where) for key, body in data["variants"].items()}
     comparisons = tuple(_comparison(body, variants, where) for body in data.get("comparisons") or [])
-    config = str(data.get("config", "synthetic"))
-    if not Path(config).is_absolute() and Path(config).suffix in (".yaml", ".yml"):
-        config = str(path.parent / config)  # a YAML path is relative to the study file
+    config = _relative_to(path, str(data.get("config", "synthetic")))
+    imports = data.get("imports") or []
+    if not isinstance(imports, list) or not all(isinstance(item, str) for item in imports):
+        raise ValueError(f"{where}: imports must be a list of module names or .py paths; got {imports!r}")
     spec = StudySpec(
         name=str(data.get("name", path.stem)),
         config=config,
         overrides=_strings(data.get("overrides"), f"{where}: overrides"),
         variants=variants,
         comparisons=comparisons,
+        imports=tuple(_relative_to(path, item) for item in imports),
         path=path,
     )
+    if spec.imports:
+        from wrim.engine.plugins import load_plugins
+
+        load_plugins(list(spec.imports))  # the plugins' models and datasets, for the checks below
     for variant in variants.values():  # every override is checked against the config before any run starts
         try:
             load_config(config, spec.run_overrides(variant, variant.seeds[0]))

@@ -1,0 +1,26 @@
+"""The shipped study files (examples/studies/*.yaml) load: every variant's overrides build a config."""
+
+from pathlib import Path
+
+import pytest
+
+from wrim.study import load_study, plan
+
+pytestmark = pytest.mark.repo  # reads examples/studies/
+
+STUDIES = sorted((Path(__file__).resolve().parents[2] / "examples" / "studies").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=[p.stem for p in STUDIES])
+def test_study_file_loads_and_plans(path: Path, tmp_path: Path) -> None:
+    spec = load_study(path)  # checks every variant's overrides against the config
+    jobs = plan(spec, tmp_path / "out", tmp_path / "runs")
+    assert len(jobs) == sum(len(v.seeds) for v in spec.variants.values())
+    assert {c.reference for c in spec.comparisons} <= set(spec.variants)
+
+
+def test_the_synthetic_study_has_the_controls_and_five_seeds() -> None:
+    spec = load_study(STUDIES[[p.stem for p in STUDIES].index("synthetic_bench")])
+    for key in ("no_miim", "wrim", "wrim_constant_gate", "wrim_static_gate"):
+        assert spec.variants[key].seeds == (0, 1, 2, 3, 4)
+    assert "model.kwargs.miim_kwargs={gate: static}" in spec.variants["wrim_static_gate"].overrides
