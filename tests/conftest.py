@@ -1,8 +1,13 @@
-"""Shared test fixtures: device selection (``WRIM_TEST_DEVICE``), seeding, the CUDA marker and the version markers.
+"""Shared test fixtures: device selection (``WRIM_TEST_DEVICE``), seeding, the CUDA marker, the version markers and
+the Hypothesis profiles.
 
 ``@pytest.mark.needs(torch="2.4")`` skips a test of a feature that needs a newer dependency than wrim's floor, with
 the version in the reason; ``@pytest.mark.needs_compile`` skips where ``torch.compile`` cannot work with the
 installed versions (`wrim._versions.compile_unsupported_reason`).
+
+Hypothesis (the property tests of ``tests/hostile``): the ``default`` profile draws few examples per property so the
+default suite stays fast; ``HYPOTHESIS_PROFILE=slow`` draws many more. Draws are random (not derandomised); a failure
+prints its seed and a ``@reproduce_failure`` blob, and ``pytest --hypothesis-seed=N`` replays the run.
 """
 
 from __future__ import annotations
@@ -12,10 +17,15 @@ import os
 
 import pytest
 import torch
+from hypothesis import settings
 
 from wrim._versions import at_least, compile_unsupported_reason
 
 TEST_DEVICE = torch.device(os.environ.get("WRIM_TEST_DEVICE", "cpu"))
+
+settings.register_profile("default", max_examples=20, deadline=None, derandomize=False, print_blob=True)
+settings.register_profile("slow", max_examples=400, deadline=None, derandomize=False, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 def pytest_configure(config: pytest.Config) -> None:
