@@ -27,6 +27,12 @@ from wrim.models import _registry
 
 pytestmark = pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 
+# after the hostile input: should a guard ever let it through, the command stops at once on this instead of training
+# or evaluating (the error line then names something else, and the test fails fast)
+STOP = "data.dataset=no_such_dataset"
+# a dataset that fails at once (no list.csv): reached only if a guard let the run folder through
+NO_DATA = ["--dataset", "list", "--root", "/nonexistent-wrim-data"]
+
 
 def _error(capsys, *paths: Path) -> str:
     """The one stderr line, which must name each of ``paths`` and be an error of wrim (not an escaped type)."""
@@ -57,7 +63,7 @@ def test_hostile_yaml_is_one_line_exit_2(tmp_path, capsys, name) -> None:
     text, message = YAML[name]
     path = tmp_path / "hostile.yaml"
     path.write_text(text)
-    assert main(["train", "--config", str(path), f"output_dir={tmp_path / 'runs'}"]) == 2
+    assert main(["train", "--config", str(path), f"output_dir={tmp_path / 'runs'}", STOP]) == 2
     assert message in _error(capsys, path)
     assert not (tmp_path / "runs").exists()
 
@@ -65,7 +71,7 @@ def test_hostile_yaml_is_one_line_exit_2(tmp_path, capsys, name) -> None:
 def test_non_utf8_yaml_is_one_line_exit_2(tmp_path, capsys) -> None:
     path = tmp_path / "hostile.yaml"
     path.write_bytes(b"name: caf\xe9\n")
-    assert main(["train", "--config", str(path)]) == 2
+    assert main(["train", "--config", str(path), STOP]) == 2
     assert "can't decode byte 0xe9" in _error(capsys, path)
 
 
@@ -75,7 +81,7 @@ def test_non_utf8_yaml_is_one_line_exit_2(tmp_path, capsys) -> None:
      "model.kwargs.head_kwargs=" + "[" * 100, "eval.protocol={1: 2}", "epochs=!!python/object/apply:os.system [true]"],
 )  # fmt: skip
 def test_hostile_overrides_are_one_line_exit_2(tmp_path, capsys, override) -> None:
-    assert main(["train", f"output_dir={tmp_path}", override]) == 2
+    assert main(["train", f"output_dir={tmp_path}", override, STOP]) == 2
     assert override.split("=")[0] in _error(capsys)
     assert not any(tmp_path.iterdir())
 
@@ -93,7 +99,8 @@ def test_hostile_overrides_are_one_line_exit_2(tmp_path, capsys, override) -> No
 def test_hostile_list_csv_is_one_line_exit_2(tmp_path, capsys, rows, message) -> None:
     path = tmp_path / "list.csv"
     path.write_text("path,pid,camera,modality,split\n" + rows, newline="")
-    args = ["train", "--dry-run", "data.dataset=list", f"data.root={tmp_path}", "eval.protocol={}"]
+    # model.name=none: should the list be let through, the dry run stops at the unknown model instead of building one
+    args = ["train", "--dry-run", "data.dataset=list", f"data.root={tmp_path}", "eval.protocol={}", "model.name=none"]
     assert main([*args, f"output_dir={tmp_path / 'runs'}"]) == 2
     assert message in _error(capsys, path)
 
@@ -103,7 +110,7 @@ def test_python_m_wrim_exits_2_after_one_line(tmp_path) -> None:
     path.write_text("a: &x 1\nb: *x\n")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     proc = subprocess.run(
-        [sys.executable, "-m", "wrim", "train", "--config", str(path)], capture_output=True, text=True, env=env
+        [sys.executable, "-m", "wrim", "train", "--config", str(path), STOP], capture_output=True, text=True, env=env
     )
     assert proc.returncode == 2
     assert (
@@ -145,7 +152,7 @@ def _set_dir(run: Path) -> Path:
 def test_a_pointer_out_of_the_run_is_one_line_exit_2(tmp_path, capsys, run) -> None:
     outside = shutil.move(_set_dir(run), tmp_path / "outside")
     (run / "last.json").write_text(json.dumps({"set": str(outside), "epoch": 1}))
-    assert main(["eval", "--checkpoint", str(run), "--dataset", "synthetic"]) == 2
+    assert main(["eval", "--checkpoint", str(run), *NO_DATA]) == 2
     assert "not at a set checkpoints/<name> of its run" in _error(capsys, run)
 
 
@@ -154,14 +161,14 @@ def test_a_manifest_entry_out_of_the_set_is_one_line_exit_2(tmp_path, capsys, ru
     manifest = json.loads(manifest_path.read_text())
     manifest["files"]["../../../elsewhere/state.pt"] = manifest["files"].pop("state.pt")
     manifest_path.write_text(json.dumps(manifest))
-    assert main(["eval", "--checkpoint", str(run), "--dataset", "synthetic"]) == 2
+    assert main(["eval", "--checkpoint", str(run), *NO_DATA]) == 2
     assert "its 'files' must give the bytes and sha256" in _error(capsys, run)
 
 
 def test_damaged_weights_are_one_line_exit_2(capsys, run) -> None:
     weights = _set_dir(run) / "model.safetensors"
     weights.write_bytes((2**63).to_bytes(8, "little") + weights.read_bytes()[8:])
-    assert main(["eval", "--checkpoint", str(weights), "--dataset", "synthetic"]) == 2
+    assert main(["eval", "--checkpoint", str(weights), *NO_DATA]) == 2
     assert "is not a readable .safetensors file" in _error(capsys, weights)
 
 

@@ -126,7 +126,7 @@ def test_damaged_files_are_one_line_naming_the_file(tmp_path, name, content, mes
         ("RGBA", "PNG", (1, 2, 3, 0), [1, 2, 3]),
         ("CMYK", "JPEG", (0, 0, 0, 0), None),
         ("I;16", "PNG", 257 * 100, [100, 100, 100]),
-        ("I;16", "TIFF", 65535, [255, 255, 255]),
+        ("I;16", "TIFF", 257 * 100, [100, 100, 100]),
         ("L", "BMP", 7, [7, 7, 7]),
         ("RGB", "TIFF", (1, 2, 3), [1, 2, 3]),
     ],

@@ -214,3 +214,12 @@ def test_any_header_is_refused_or_loaded_within_the_file(tmp_path_factory, heade
     with peak_growth_mb() as growth:
         refusal(lambda: load_weights(_net(), path, strict=False), path)
     assert growth[0] is None or growth[0] < 64, f"peak memory grew by {growth[0]:.0f} MB"
+
+
+def test_a_damaged_model_safetensors_in_a_folder_is_refused_in_one_line(tmp_path, saved_folder) -> None:
+    folder = Path(shutil.copytree(saved_folder, tmp_path / "model"))
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(ValueError, match="is not a readable .safetensors file") as info:
+        wrim.from_pretrained(folder)
+    assert_one_line_naming(info.value, weights)
