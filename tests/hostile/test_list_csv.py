@@ -37,6 +37,8 @@ PATH_ATTACKS = [
     ("a\x1bb.jpg", "holds a control character"),
     ('"a\nb.jpg"', "holds a control character"),  # a quoted newline: the record spans two lines
     ('"a\rb.jpg"', "holds a control character"),
+    (".", "names the root itself"),
+    ("./", "names the root itself"),
 ]
 
 

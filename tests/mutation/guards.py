@@ -57,6 +57,7 @@ GUARDS: tuple[Mutant, ...] = (
     ),
     _guard("list_drive", _LIST_PY, "or PureWindowsPath(path).drive or", "or", _PATH_TEST),
     _guard("list_dotdot", _LIST_PY, ' or ".." in PurePosixPath(path).parts:', ":", _PATH_TEST),
+    _guard("list_names_a_file", _LIST_PY, "if not PurePosixPath(path).parts:", "if False:", _PATH_TEST),
     _guard(
         "list_physical_lines",
         _LIST_PY,

@@ -106,6 +106,8 @@ def _path_problem(path: str) -> str | None:
         return "holds a backslash (separate folders with /)"
     if PurePosixPath(path).is_absolute() or PureWindowsPath(path).drive or ".." in PurePosixPath(path).parts:
         return "must be relative to the root, inside it"
+    if not PurePosixPath(path).parts:
+        return "names the root itself, not a file in it"
     return None
 
 
