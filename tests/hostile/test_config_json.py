@@ -89,6 +89,7 @@ ATTACKS = [
     (_set("model_args.img_size", "64x32"), "img_size must be (H, W) positive ints"),
     (_set("model_args.img_size", float("inf")), "absurdly large"),
     (_set("model_args.local_parts", -(2**40)), "absurdly large"),
+    (_set("model_args.backbone_kwargs", {"a\rb": 2**21}), "model_args.backbone_kwargs['a\\rb'] = 2097152 is absurdly"),
     (_set("model_args.head_kwargs", [1]), "model_args do not fit"),
     (_set("model_args.trust_remote_code", True), "model_args do not fit"),
 ]

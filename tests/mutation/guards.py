@@ -204,6 +204,13 @@ GUARDS: tuple[Mutant, ...] = (
         JSON + "::test_attacks_are_refused_naming_config_json",
     ),
     _guard(
+        "number_paths_escaped",
+        _PRE_PY,
+        'f"{where}.{key}" if key.isidentifier() else f"{where}[{key!r}]"',
+        'f"{where}.{key}"',
+        JSON + "::test_attacks_are_refused_naming_config_json",
+    ),
+    _guard(
         "max_side",
         _PRE_PY,
         "if any(isinstance(side, int) and side > MAX_SIDE for side in sides):",

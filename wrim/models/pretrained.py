@@ -332,7 +332,7 @@ def _numbers(value: Any, where: str) -> Iterator[tuple[str, float]]:
         yield where, value
     elif isinstance(value, dict):
         for key, item in value.items():
-            yield from _numbers(item, f"{where}.{key}")
+            yield from _numbers(item, f"{where}.{key}" if key.isidentifier() else f"{where}[{key!r}]")
     elif isinstance(value, list):
         for index, item in enumerate(value):
             yield from _numbers(item, f"{where}[{index}]")
