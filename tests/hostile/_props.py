@@ -86,7 +86,7 @@ def assert_one_line_naming(err: BaseException, path: Path, line: int | None = No
     text = str(err)
     assert text.strip() and len(text.splitlines()) == 1, f"not one line: {text!r}"
     where = str(path) if line is None else f"{path}:{line}"
-    assert where in text, f"the message does not name {where}: {text}"
+    assert where in text or repr(where)[1:-1] in text, f"the message does not name {where}: {text}"
 
 
 def refusal(call: Callable[[], Any], path: Path, line: int | None = None) -> tuple[Any, BaseException | None]:

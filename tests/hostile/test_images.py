@@ -94,6 +94,7 @@ def test_the_pixel_limit_holds_for_every_format(tmp_path, monkeypatch, fmt) -> N
         ("zero.jpg", b"", "the file is empty"),
         ("zero.png", b"", "the file is empty"),
         ("zero.bmp", b"", "the file is empty"),
+        ("new\nline.jpg", b"", "the file is empty"),
         ("text.jpg", b"not an image\n", "not an image"),
         ("png_header_only.png", _png(8, 8)[:33], "not an image"),
         ("truncated.png", _png(64, 64)[:-30], "cannot decode image"),

@@ -433,6 +433,13 @@ GUARDS: tuple[Mutant, ...] = (
         IMAGES + "::test_damaged_files_are_one_line_naming_the_file",
     ),
     _guard(
+        "image_path_quoted",
+        _LOADER_PY,
+        'f"cannot decode image {str(path)!r}: {reason}"',
+        "f\"cannot decode image '{path}': {reason}\"",
+        IMAGES + "::test_damaged_files_are_one_line_naming_the_file",
+    ),
+    _guard(
         "decoder_errors",
         _LOADER_PY,
         "except Exception as err:  # torchvision raises",

@@ -63,7 +63,7 @@ def read_image(path: str | Path) -> torch.Tensor:
         image = _decode(bytearray(path.read_bytes()), path.suffix.lower())
     except Exception as err:  # torchvision raises RuntimeError, PIL OSError, the checks ValueError
         reason = " ".join(str(err).split()) or type(err).__name__
-        raise UnreadableImageError(f"cannot decode image '{path}': {reason}") from None
+        raise UnreadableImageError(f"cannot decode image {str(path)!r}: {reason}") from None
     return image
 
 
