@@ -1,4 +1,5 @@
-"""Shared test fixtures: device selection (``WRIM_TEST_DEVICE``), seeding, the CUDA, repository and version markers.
+"""Shared test fixtures: device selection (``WRIM_TEST_DEVICE``), seeding, the CUDA, repository and version markers,
+the Hypothesis profiles.
 
 ``@pytest.mark.repo`` skips a test that reads the repository's files beyond the package and tests (docs, examples,
 README, CI scripts, the source tree) where they are absent. ``WRIM_TEST_INSTALLED=1`` (the installed-wheel job,
@@ -8,6 +9,10 @@ tree, so that the suite cannot pass against a source tree by accident; the heade
 ``@pytest.mark.needs(torch="2.4")`` skips a test of a feature that needs a newer dependency than wrim's floor, with
 the version in the reason; ``@pytest.mark.needs_compile`` skips where ``torch.compile`` cannot work with the
 installed versions (`wrim._versions.compile_unsupported_reason`).
+
+Hypothesis (the property tests of ``tests/hostile``): the ``default`` profile draws few examples per property so the
+default suite stays fast; ``HYPOTHESIS_PROFILE=slow`` draws many more. Draws are random (not derandomised); a failure
+prints its seed and a ``@reproduce_failure`` blob, and ``pytest --hypothesis-seed=N`` replays the run.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import settings
 
 from wrim._versions import at_least, compile_unsupported_reason
 
@@ -25,6 +31,10 @@ TEST_DEVICE = torch.device(os.environ.get("WRIM_TEST_DEVICE", "cpu"))
 ROOT = Path(__file__).resolve().parents[1]
 #: what ``@pytest.mark.repo`` tests need beside tests/ (the source tree, docs, examples, README, CI scripts)
 REPOSITORY_FILES = ("wrim/__init__.py", "docs/index.md", "examples", "README.md", "mkdocs.yml", ".ci/run")
+
+settings.register_profile("default", max_examples=20, deadline=None, derandomize=False, print_blob=True)
+settings.register_profile("slow", max_examples=400, deadline=None, derandomize=False, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -31,8 +31,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 _IGNORE = shutil.ignore_patterns(
-    ".git", "__pycache__", "*.egg-info", ".pytest_cache", ".ruff_cache", "site", "build", "dist", "runs", "outputs"
-)
+    ".git", "__pycache__", "*.egg-info", ".pytest_cache", ".ruff_cache", ".hypothesis", "site", "build", "dist",
+    "runs", "outputs",
+)  # fmt: skip
 _TIMEOUT_S = 900
 
 
@@ -205,8 +206,10 @@ def _first_failure(output: str) -> str:
     return match.group(1) if match else "?"
 
 
-def run(names: list[str] | None = None, verbose: bool = True) -> dict[str, str | None]:
-    """Apply each selected mutant to a fresh copy and run its tests.
+def run(
+    names: list[str] | None = None, verbose: bool = True, mutants: tuple[Mutant, ...] = MUTANTS
+) -> dict[str, str | None]:
+    """Apply each selected mutant of ``mutants`` (default: the planted bugs above) to a fresh copy and run its tests.
 
     Returns:
         ``{mutant name: the first failing test id, or None when the mutant survived}``.
@@ -214,8 +217,8 @@ def run(names: list[str] | None = None, verbose: bool = True) -> dict[str, str |
     Raises:
         RuntimeError: a snippet is missing, the copy does not import its own ``wrim``, or the unmutated tests fail.
     """
-    selected = tuple(m for m in MUTANTS if not names or m.name in names)
-    unknown = set(names or ()) - {m.name for m in MUTANTS}
+    selected = tuple(m for m in mutants if not names or m.name in names)
+    unknown = set(names or ()) - {m.name for m in mutants}
     if unknown:
         raise RuntimeError(f"unknown mutants {sorted(unknown)}; --list shows the names")
     check_snippets(ROOT, selected)

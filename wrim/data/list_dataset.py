@@ -20,16 +20,20 @@ Train identities are relabelled ``0..C-1``; the test split is the file's query a
 order. The camera rule: every gallery image is kept (RegDB's rule, ``protocol="regdb"``), or with
 ``exclude_same_camera=True`` a query's same-identity gallery images from its own camera are dropped (the
 Market-1501 convention, LLCM's rule, ``protocol="llcm"``). A malformed row is a ``ValueError`` naming ``file:line``.
-``wrim check-data --dataset list --root DIR`` checks every file (see `check_list()`).
+A path must stay inside ``root`` on every system: no absolute path, drive letter, ``..``, backslash or control
+character ([D] docs: Threat model). ``wrim check-data --dataset list --root DIR`` checks every file (see
+`check_list()`).
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import os
+import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING
 
 from wrim.data._registry import register_dataset
@@ -61,16 +65,50 @@ class ListRow:
     split: str
 
 
-def _header(reader: Iterator[list[str]], where: str) -> dict[str, int]:
-    """Column name -> index, from the first row; raises when a column is missing."""
-    header = next(reader, None)
+def _records(text: str, where: str) -> Iterator[tuple[int, list[str] | ValueError]]:
+    """``(line, cells)`` of each CSV record of ``text`` (``line`` its first physical line); a record the CSV module
+    cannot split (a field over its size limit, a NUL byte on older Pythons) comes as a ``file:line`` ValueError."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    while True:
+        line = reader.line_num + 1
+        try:
+            cells: list[str] | ValueError = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:
+            cells = ValueError(f"{where}:{line}: not a CSV record ({err})")
+        yield line, cells
+
+
+def _header(records: Iterator[tuple[int, list[str] | ValueError]], where: str) -> dict[str, int]:
+    """Column name -> index, from the first record; raises when a column is missing or named twice."""
+    _, header = next(records, (1, None))
+    if isinstance(header, ValueError):
+        raise header
     if header is None:
         raise ValueError(f"{where}:1: the file is empty; the first line must be the header {','.join(COLUMNS)}")
-    index = {name.strip().lower(): i for i, name in enumerate(header)}
+    names = [name.strip().lower() for name in header]
+    twice = [c for c in COLUMNS if names.count(c) > 1]
+    if twice:
+        raise ValueError(f"{where}:1: the header names column(s) {twice} more than once")
+    index = {name: i for i, name in enumerate(names)}
     missing = [c for c in COLUMNS if c not in index]
     if missing:
         raise ValueError(f"{where}:1: the header lacks column(s) {missing}; it must name {','.join(COLUMNS)}")
     return index
+
+
+def _path_problem(path: str) -> str | None:
+    """Why ``path`` may not name a file inside the root on every system, or None."""
+    if any(unicodedata.category(char) == "Cc" for char in path):
+        return "holds a control character"
+    if "\\" in path:
+        return "holds a backslash (separate folders with /)"
+    if PurePosixPath(path).is_absolute() or PureWindowsPath(path).drive or ".." in PurePosixPath(path).parts:
+        return "must be relative to the root, inside it"
+    if not PurePosixPath(path).parts:
+        return "names the root itself, not a file in it"
+    return None
 
 
 def _parse_row(cells: list[str], index: dict[str, int], line: int, where: str) -> ListRow:
@@ -81,8 +119,9 @@ def _parse_row(cells: list[str], index: dict[str, int], line: int, where: str) -
     empty = [name for name in COLUMNS if not value[name]]
     if empty:
         raise ValueError(f"{where}:{line}: empty {empty[0]!r}")
-    if Path(value["path"]).is_absolute() or ".." in Path(value["path"]).parts:
-        raise ValueError(f"{where}:{line}: path {value['path']!r} must be relative to the root, inside it")
+    problem = _path_problem(value["path"])
+    if problem is not None:
+        raise ValueError(f"{where}:{line}: path {value['path']!r} {problem}")
     modality = _MODALITIES.get(value["modality"].lower())
     if modality is None:
         raise ValueError(f"{where}:{line}: modality must be visible, infrared, 0 or 1, got {value['modality']!r}")
@@ -108,15 +147,18 @@ def read_list_file(path: str | os.PathLike, collect: list[str] | None = None) ->
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
-        raise ValueError(f"{path}: not UTF-8 ({err.reason} at byte {err.start})") from None
-    reader = csv.reader(text.splitlines())
-    index = _header(reader, str(path))
+        line = path.read_bytes()[: err.start].count(b"\n") + 1
+        raise ValueError(f"{path}: not UTF-8 ({err.reason} at line {line}, byte {err.start})") from None
+    records = _records(text, str(path))
+    index = _header(records, str(path))
     rows: list[ListRow] = []
     first_line: dict[str, int] = {}
-    for line, cells in enumerate(reader, 2):
-        if not any(cell.strip() for cell in cells):
-            continue
+    for line, cells in records:
         try:
+            if isinstance(cells, ValueError):
+                raise cells
+            if not any(cell.strip() for cell in cells):
+                continue
             row = _parse_row(cells, index, line, str(path))
             if row.path in first_line:
                 raise ValueError(f"{path}:{line}: {row.path!r} is already listed at line {first_line[row.path]}")

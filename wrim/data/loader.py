@@ -5,21 +5,26 @@ Batches are 4-tuples ``(images (B, 3, H, W) float32, pids (B,) long, camids (B,)
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torchvision
 from torch.utils.data import DataLoader, Dataset
-from torchvision.io import ImageReadMode, decode_image, read_file
+from torchvision.io import ImageReadMode, decode_image
 
 from wrim._versions import at_least
 from wrim.data.base import VIReIDDataset
 from wrim.data.records import ImageRecord
 from wrim.data.sampler import IdentityModalitySampler
 from wrim.data.transforms import TestTransform, TrainTransform
+
+if TYPE_CHECKING:
+    import PIL.Image
 
 __all__ = ["ImageDataset", "UnreadableImageError", "build_test_loader", "build_train_loader", "read_image"]
 
@@ -44,21 +49,64 @@ def read_image(path: str | Path) -> torch.Tensor:
     bytes (torchvision < 0.19 decodes only a byte tensor, not a path); other formats (RegDB's BMP) through PIL,
     which torchvision already depends on.
 
+    Before anything is decoded, the header is read with PIL: an image of more pixels than Pillow's limit
+    (``PIL.Image.MAX_IMAGE_PIXELS``: a decompression bomb) is refused. An animation gives its first frame (PIL),
+    16-bit pixels are scaled to 8 bits (``v // 257``), and 32-bit integer or float pixels (PIL modes ``I`` and
+    ``F``, of no fixed range) are refused.
+
     Raises:
-        UnreadableImageError: the file is missing, empty, truncated or not an image (names the file and the reason).
+        UnreadableImageError: the file is missing, empty, truncated, not an image, or refused above (names the file
+            and the reason).
     """
     path = Path(path)
     try:
-        if path.suffix.lower() in _TORCHVISION_FORMATS:
-            return decode_image(read_file(str(path)), mode=ImageReadMode.RGB)  # bytes (N,) uint8 -> (3, H, W)
-        from PIL import Image
-
-        with Image.open(path) as img:
-            arr = np.asarray(img.convert("RGB"))  # (H, W, 3)
-    except Exception as err:  # torchvision raises RuntimeError, PIL OSError / UnidentifiedImageError
+        image = _decode(bytearray(path.read_bytes()), path.suffix.lower())
+    except Exception as err:  # torchvision raises RuntimeError, PIL OSError, the checks ValueError
         reason = " ".join(str(err).split()) or type(err).__name__
-        raise UnreadableImageError(f"cannot decode image '{path}': {reason}") from None
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+        raise UnreadableImageError(f"cannot decode image {str(path)!r}: {reason}") from None
+    return image
+
+
+def _decode(data: bytearray, suffix: str) -> torch.Tensor:
+    """The bytes of an image file (format ``suffix``) -> uint8 (3, H, W) RGB, as `read_image()` describes."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not data:
+        raise ValueError("the file is empty")
+    try:
+        header = Image.open(io.BytesIO(data))  # reads the header only
+    except UnidentifiedImageError:
+        raise ValueError("not an image (PIL knows no such format)") from None
+    with header as img:
+        _check_size(img)
+        if suffix not in _TORCHVISION_FORMATS or getattr(img, "is_animated", False):
+            return torch.from_numpy(_pil_rgb(img)).permute(2, 0, 1).contiguous()  # (H, W, 3) -> (3, H, W)
+    image = decode_image(torch.frombuffer(data, dtype=torch.uint8), mode=ImageReadMode.RGB)  # bytes (N,) -> (3, H, W)
+    if image.dtype != torch.uint8:  # a 16-bit PNG
+        image = image.to(torch.int32).div(257, rounding_mode="floor").to(torch.uint8)
+    return image
+
+
+def _check_size(img: PIL.Image.Image) -> None:
+    """Refuse, from the header alone, an image of more pixels than Pillow's limit (a decompression bomb)."""
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and img.width * img.height > limit:
+        raise ValueError(
+            f"{img.width}x{img.height} pixels exceed PIL.Image.MAX_IMAGE_PIXELS = {limit} (a decompression bomb?)"
+        )
+
+
+def _pil_rgb(img: PIL.Image.Image) -> np.ndarray:
+    """``img`` (its first frame) as a (H, W, 3) uint8 RGB array; 16-bit gray (mode ``I;16*``) scaled by ``v // 257``;
+    32-bit pixels refused."""
+    if img.mode in ("I", "F"):
+        raise ValueError(f"mode {img.mode} (32-bit pixels of no fixed range); save it with 8-bit channels")
+    if img.mode.startswith("I;16"):
+        gray = (np.asarray(img).astype(np.int32) // 257).astype(np.uint8)  # (H, W)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    return np.array(img.convert("RGB"))
 
 
 class UnreadableImageError(ValueError):

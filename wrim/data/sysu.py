@@ -215,11 +215,13 @@ class SYSUMM01(VIReIDDataset):
         if perm is None or perm.size == 0:
             return []
         if trial >= perm.shape[0]:
-            raise ValueError(f"rand_perm_cam.mat has {perm.shape[0]} trials for cam{cam}/{pid:04d}; got trial={trial}")
+            raise ValueError(
+                f"{self.rand_perm_file} has {perm.shape[0]} trials for cam{cam}/{pid:04d}; got trial={trial}"
+            )
         indices = [int(i) for i in perm[trial, :shots]]
         if min(indices) < 1 or max(indices) > len(files):
             raise ValueError(
-                f"rand_perm_cam.mat picks images {indices} of cam{cam}/{pid:04d}, which has {len(files)} images: "
+                f"{self.rand_perm_file} picks images {indices} of cam{cam}/{pid:04d}, which has {len(files)} images: "
                 "the file does not belong to this copy of SYSU-MM01"
             )
         return [files[i - 1] for i in indices]
@@ -234,20 +236,39 @@ def read_rand_perm(path: str | os.PathLike) -> dict[tuple[int, int], np.ndarray]
 
     Raises:
         ImportError: scipy is not installed (the ``matlab`` extra).
-        ValueError: the file has no ``rand_perm_cam`` cell array.
+        ValueError: the file is no MATLAB file, or has no ``rand_perm_cam`` cell array of 6 cell arrays of index
+            matrices (whole numbers from 1).
     """
     try:
         from scipy.io import loadmat
     except ImportError as err:
         raise ImportError("reading rand_perm_cam.mat needs scipy: pip install scipy (the matlab extra)") from err
-    content = loadmat(str(path))
+    try:
+        content = loadmat(str(path), variable_names=["rand_perm_cam"])
+    except Exception as err:  # MatReadError, OSError, ValueError, NotImplementedError (v7.3), ...: a damaged file
+        reason = " ".join(str(err).split())
+        raise ValueError(f"{path}: not a readable MATLAB file ({type(err).__name__}: {reason})") from None
     cams = content.get("rand_perm_cam")
-    if cams is None or cams.dtype != object:
-        raise ValueError(f"{path}: expected a MATLAB cell array named 'rand_perm_cam' (the official SYSU-MM01 file)")
+    if cams is None or cams.dtype != object or cams.size != 6:
+        raise ValueError(
+            f"{path}: expected a MATLAB cell array named 'rand_perm_cam' of 6 cameras (the official SYSU-MM01 file)"
+        )
     out = {}
     for cam, per_id in enumerate(cams.ravel(), start=1):
-        for pid, perm in enumerate(np.asarray(per_id).ravel(), start=1):
+        if not (isinstance(per_id, np.ndarray) and per_id.dtype == object):
+            raise ValueError(f"{path}: rand_perm_cam{{{cam}}} must be a cell array of one cell per person id")
+        for pid, perm in enumerate(per_id.ravel(), start=1):
             perm = np.asarray(perm)
             if perm.size:
-                out[(cam, pid)] = np.atleast_2d(perm).astype(np.int64)
+                out[(cam, pid)] = _index_matrix(perm, f"{path}: rand_perm_cam{{{cam}}}{{{pid}}}")
     return out
+
+
+def _index_matrix(perm: np.ndarray, where: str) -> np.ndarray:
+    """``perm`` as a (trials, n) int64 matrix, checked: real whole numbers from 1 (below 2**31), at most 2-D."""
+    if perm.dtype.kind not in "iuf" or perm.ndim > 2:
+        raise ValueError(f"{where} must be a matrix of image indices, got {perm.dtype} of shape {perm.shape}")
+    if not (np.isfinite(perm).all() and (perm == np.round(perm)).all() and perm.min() >= 1 and perm.max() < 2**31):
+        first = perm.ravel()[:8].tolist()
+        raise ValueError(f"{where} must hold 1-based image indices (whole numbers from 1), got {first}")
+    return np.atleast_2d(perm).astype(np.int64)

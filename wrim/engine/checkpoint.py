@@ -166,17 +166,31 @@ def _disk_full(directory: Path, needed: int) -> CheckpointError:
 
 
 def read_pointer(directory: str | Path, tag: str) -> dict[str, Any] | None:
-    """The content of ``<directory>/<tag>.json`` (``set``, ``epoch`` and the tag's extra fields), or None."""
+    """The content of ``<directory>/<tag>.json`` (``set``, ``epoch`` and the tag's extra fields), or None.
+
+    Raises:
+        CheckpointError: the file is damaged, or its ``set`` is not ``checkpoints/<name>`` inside the run folder.
+    """
     path = Path(directory) / f"{tag}.json"
     if not path.is_file():
         return None
     try:
         pointer = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise CheckpointError(f"{str(path)!r} is damaged ({err}); delete it to fall back to the newest set") from err
+    except (OSError, ValueError, RecursionError) as err:
+        raise CheckpointError(
+            f"{str(path)!r} is damaged ({' '.join(str(err).split())}); delete it to fall back to the newest set"
+        ) from err
     if not isinstance(pointer, dict) or not isinstance(pointer.get("set"), str):
         raise CheckpointError(f"{str(path)!r} is not a wrim checkpoint pointer (no 'set' entry)")
+    folder, _, name = pointer["set"].partition("/")
+    if folder != SETS or not _plain_name(name):
+        raise CheckpointError(f"{str(path)!r} points at {pointer['set']!r}, not at a set {SETS}/<name> of its run")
     return pointer
+
+
+def _plain_name(name: str) -> bool:
+    """Whether ``name`` is one file or folder name on every system (no separator, drive, ``..`` or control)."""
+    return name not in ("", ".", "..") and not any(c in name for c in "/\\:") and name.isprintable()
 
 
 def checkpoint_exists(directory: str | Path, tag: str = "last") -> bool:
@@ -316,8 +330,18 @@ def _verify(set_dir: Path) -> dict[str, Any]:
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         files = manifest["files"]
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise CheckpointError(f"{str(manifest_path)!r} is damaged ({err})") from err
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as err:
+        raise CheckpointError(f"{str(manifest_path)!r} is damaged ({' '.join(str(err).split())})") from err
+    entry = {"bytes": int, "sha256": str}
+    if not (
+        isinstance(files, dict)
+        and sorted(files) == sorted((WEIGHTS, STATE))
+        and all(isinstance(meta, dict) and all(isinstance(meta.get(k), t) for k, t in entry.items())
+                for meta in files.values())
+    ):  # fmt: skip
+        raise CheckpointError(
+            f"{str(manifest_path)!r} is damaged: its 'files' must give the bytes and sha256 of {WEIGHTS} and {STATE}"
+        )
     for name, meta in files.items():
         path = set_dir / name
         if not path.is_file():
@@ -337,7 +361,10 @@ def _load_set(set_dir: Path, model: nn.Module | None) -> dict[str, Any]:
     try:
         state = torch.load(set_dir / STATE, map_location="cpu", weights_only=True)
     except Exception as err:  # a verified file that torch cannot read: written by another torch, or tampered
-        raise CheckpointError(f"{str(set_dir / STATE)!r} cannot be read ({type(err).__name__}: {err})") from err
+        reason = " ".join(str(err).split())
+        raise CheckpointError(f"{str(set_dir / STATE)!r} cannot be read ({type(err).__name__}: {reason})") from err
+    if not isinstance(state, dict) or not isinstance(state.get("epoch"), int):
+        raise CheckpointError(f"{str(set_dir / STATE)!r} is not a wrim training state (a mapping with an epoch)")
     if model is not None:
         load_weights(model, set_dir / WEIGHTS)
     state["checkpoint_set"] = str(set_dir)
@@ -365,7 +392,7 @@ def load_checkpoint(directory: str | Path, tag: str = "last", model: nn.Module |
     try:
         pointer = read_pointer(directory, tag)
     except CheckpointError as err:
-        if tag != "last":
+        if tag != "last" or not _sets(directory):  # no set to fall back to: the pointer's problem is the error
             raise
         log.warning("%s", err)
         pointer = None

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import types
 import typing
 from pathlib import Path
@@ -49,6 +50,7 @@ __all__ = [
 ]
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+MAX_DEPTH = 32  # nesting of YAML collections; a config is 3 deep, a deeper file is refused before it is built [D]
 
 
 def _is_dataclass_type(tp: Any) -> bool:
@@ -81,8 +83,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return value
         raise ValueError(f"{key} must be true or false, got {value!r}")
     if tp is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
-            raise ValueError(f"{key} must be an integer, got {value!r}")
+        whole = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not whole or int(value) != value or abs(value) >= 2**63:
+            raise ValueError(f"{key} must be an integer (of size below 2**63), got {value!r}")
         return int(value)
     if tp is float:
         if isinstance(value, str):
@@ -124,7 +127,7 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
     unknown = [k for k in data if k not in names]
     if unknown:
         where = f"section {prefix!r}" if prefix else "the top level"
-        raise ValueError(f"unknown config key(s) {[prefix + k for k in unknown]} in {where}; valid keys: {names}")
+        raise ValueError(f"unknown config key(s) {[prefix + str(k) for k in unknown]} in {where}; valid keys: {names}")
     kwargs = {}
     for name, value in data.items():
         tp = hints[name]
@@ -251,7 +254,10 @@ def load_config(name_or_path: str | Path = "synthetic", overrides: list[str] | N
         raise ValueError(f"config file {str(path)!r} does not exist; shipped configs: {list_configs()}")
     data = _read_yaml(path)
     data.setdefault("name", path.stem)
-    config = config_from_dict(data)
+    try:
+        config = config_from_dict(data)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: {err}") from None
     return apply_overrides(config, overrides or [])
 
 
@@ -263,6 +269,8 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     base = data.pop("base", None)
     if base is None:
         return data
+    if not isinstance(base, str):
+        raise ValueError(f"{str(path)!r}: base must be a config name or a YAML path, got {base!r}")
     base_path = Path(base) if Path(base).suffix in (".yaml", ".yml") else CONFIG_DIR / f"{base}.yaml"
     if not base_path.is_absolute() and not base_path.is_file():
         base_path = path.parent / base_path
@@ -288,12 +296,34 @@ def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """A safe YAML loader that rejects a key given twice in one mapping."""
+    """A safe YAML loader (no tags beyond plain data) that also rejects a key given twice in one mapping, a key that
+    is not a string, an alias (``*name``: a few of them can expand to billions of values) and nesting deeper than
+    `MAX_DEPTH`."""
+
+    depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            raise yaml.composer.ComposerError(
+                None, None, f"alias *{event.anchor} refused: write the value out in full", event.start_mark
+            )
+        if self.depth >= MAX_DEPTH:
+            raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_DEPTH} levels", event.start_mark)
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, yaml.Mark] = {}
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, str):
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is not a name (quote it)", key_node.start_mark
+                )
             if key in seen:
                 mark = key_node.start_mark
                 raise yaml.constructor.ConstructorError(
@@ -304,24 +334,23 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 def read_yaml(path: str | Path) -> Any:
-    """Reads a YAML file safely; a syntax error or a duplicate key is a one-line ``ValueError`` naming
-    ``file:line:column``."""
-    text = Path(path).read_text(encoding="utf-8")
+    """Reads a YAML file safely (`_UniqueKeyLoader`); a syntax error, a duplicate key, an alias, a tag or text that
+    is not UTF-8 is a one-line ``ValueError`` naming ``file:line:column`` (the file alone where YAML has no mark)."""
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+        return yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 (SafeLoader)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
         problem = " ".join(str(x) for x in (err.context, err.problem) if x)
-        raise ValueError(f"{where}: YAML error: {problem}") from None
-    except yaml.YAMLError as err:
+        raise ValueError(f"{where}: YAML error: {' '.join(problem.split())}") from None
+    except (yaml.YAMLError, ValueError) as err:  # ValueError: not UTF-8, an integer of over 4300 digits
         raise ValueError(f"{path}: YAML error: {' '.join(str(err).split())}") from None
 
 
 def _yaml_value(raw: str, key: str) -> Any:
     try:
-        return yaml.safe_load(raw)
-    except yaml.YAMLError as err:
+        return yaml.load(raw, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+    except (yaml.YAMLError, ValueError) as err:
         raise ValueError(f"{key}: cannot parse {raw!r} as a YAML value ({' '.join(str(err).split())})") from None
 
 

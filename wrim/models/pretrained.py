@@ -241,12 +241,12 @@ def load_pretrained(
     header = _read_header(weights)
     try:
         with torch.device("meta"):  # names and shapes only: nothing is allocated before they match
-            skeleton = _build(info["architecture"], kwargs)
+            skeleton = _build(info["architecture"], kwargs, folder / CONFIG_NAME)
     except (NotImplementedError, RuntimeError):  # a backbone whose __init__ reads tensor values (older timm)
         skeleton = None
     if skeleton is not None:
         _check_weights(skeleton, header, weights)
-    model = _build(info["architecture"], kwargs)  # within the bounded sizes of _check_model_args
+    model = _build(info["architecture"], kwargs, folder / CONFIG_NAME)  # within the bounded sizes of _check_model_args
     if skeleton is None:
         _check_weights(model, header, weights)
     from wrim.models.weights import load_weights
@@ -266,12 +266,12 @@ def read_config(folder: Path) -> dict:
         raise ValueError(f"{str(path)!r} is {path.stat().st_size} bytes; a wrim config.json holds < {MAX_CONFIG_BYTES}")
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, ValueError) as err:
-        raise ValueError(f"{str(path)!r} is not valid JSON ({err})") from None
+    except (ValueError, RecursionError) as err:  # UnicodeDecodeError is a ValueError
+        raise ValueError(f"{str(path)!r} is not valid JSON ({' '.join(str(err).split())})") from None
     if not isinstance(info, dict):
         raise ValueError(f"{str(path)!r} must hold a JSON object; got {type(info).__name__}")
     saved = info.get("wrim_version")
-    if not isinstance(saved, str) or not re.match(r"\d+\.\d+", saved):
+    if not isinstance(saved, str) or len(saved) > 64 or not re.match(r"\d+\.\d+", saved):
         raise ValueError(f"{str(path)!r} has no wrim_version: it is not a config.json written by wrim.save_pretrained")
     if _version(saved) > _version(__version__):
         raise ValueError(
@@ -291,6 +291,11 @@ def read_config(folder: Path) -> dict:
         raise ValueError(
             f"{str(path)!r} names architecture {architecture!r}, which wrim {__version__} does not have{hint}; "
             f"known: {', '.join(list_models())}"
+        )
+    modalities = info.get("modalities", {"visible": VISIBLE, "infrared": INFRARED})
+    if modalities != {"visible": VISIBLE, "infrared": INFRARED}:
+        raise ValueError(
+            f"{str(path)!r}: modalities {modalities!r} differ from wrim's: visible {VISIBLE}, infrared {INFRARED}"
         )
     _check_model_args(model_args, path)
     return info
@@ -327,7 +332,7 @@ def _numbers(value: Any, where: str) -> Iterator[tuple[str, float]]:
         yield where, value
     elif isinstance(value, dict):
         for key, item in value.items():
-            yield from _numbers(item, f"{where}.{key}")
+            yield from _numbers(item, f"{where}.{key}" if key.isidentifier() else f"{where}[{key!r}]")
     elif isinstance(value, list):
         for index, item in enumerate(value):
             yield from _numbers(item, f"{where}[{index}]")
@@ -346,8 +351,9 @@ def _check_overrides(saved: dict, overrides: dict) -> int | None:
     return num_classes
 
 
-def _build(architecture: str, kwargs: dict) -> nn.Module:
-    """``architecture``'s entrypoint called with the saved arguments; the built model's arguments must equal them.
+def _build(architecture: str, kwargs: dict, config: Path) -> nn.Module:
+    """``architecture``'s entrypoint called with the saved arguments (from ``config``); the built model's arguments
+    must equal them.
 
     An argument the entrypoint sets itself (``WRIMNet(backbone="x", **kwargs)`` raises "multiple values") is left
     to it, and the comparison afterwards checks that it set the saved value.
@@ -359,11 +365,12 @@ def _build(architecture: str, kwargs: dict) -> nn.Module:
         try:
             model = model_entrypoint(architecture)(pretrained=False, **given)
             break
-        except TypeError as err:
+        except (TypeError, ValueError) as err:  # a wrong type or value: the model's own check names it
             fixed = re.search(r"multiple values for keyword argument '(\w+)'", str(err))
             if fixed is None or fixed.group(1) not in given:
                 raise ValueError(
-                    f"config.json's model_args do not fit {architecture!r} of wrim {__version__}: {err}"
+                    f"{str(config)!r}: model_args do not fit {architecture!r} of wrim {__version__}: "
+                    + " ".join(str(err).split())
                 ) from None
             del given[fixed.group(1)]
     built = json.loads(json.dumps(getattr(model, "init_args", {}), default=str))
@@ -371,7 +378,7 @@ def _build(architecture: str, kwargs: dict) -> nn.Module:
     if differ:
         key = differ[0]
         raise ValueError(
-            f"{architecture!r} of wrim {__version__} builds {key}={built.get(key)!r}, but config.json saved "
+            f"{architecture!r} of wrim {__version__} builds {key}={built.get(key)!r}, but {str(config)!r} saved "
             f"{kwargs[key]!r}: this wrim cannot rebuild the saved model"
         )
     model.architecture = architecture

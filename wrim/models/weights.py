@@ -45,7 +45,9 @@ def load_weights(model: nn.Module, path: str | Path, strict: bool = True) -> tup
         (missing keys, unexpected keys).
 
     Raises:
-        ValueError: missing/unexpected keys (with ``strict``) or shape mismatches, each listed.
+        ValueError: missing/unexpected keys (with ``strict``), shape mismatches, or a tensor whose kind differs from
+            the model's (integer or boolean values for a floating-point tensor, or the reverse; float16 / bfloat16
+            for float32 is converted), each listed.
     """
     state = _read_safetensors(Path(path))
     expected = model.state_dict()
@@ -62,6 +64,13 @@ def load_weights(model: nn.Module, path: str | Path, strict: bool = True) -> tup
             f"{path}: {len(mismatched)} tensor shapes differ from the model (was it built with other arguments, "
             f"e.g. num_classes or backbone?): {'; '.join(mismatched[:20])}"
         )
+    kinds = [
+        f"{key}: file {state[key].dtype} vs model {expected[key].dtype}"
+        for key in state
+        if key in expected and _kind(state[key].dtype) != _kind(expected[key].dtype)
+    ]
+    if kinds:
+        raise ValueError(f"{path}: {len(kinds)} tensor dtypes differ in kind from the model: {'; '.join(kinds[:20])}")
     if strict and (missing or unexpected):
         raise ValueError(
             f"{path} does not match the model: missing keys ({len(missing)}): {missing[:30]}; unexpected keys "
@@ -91,8 +100,8 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:
             raise ValueError(
-                f"{path} cannot be loaded with torch.load(weights_only=True) ({err}); re-save it as a plain "
-                "state dict, ideally with safetensors.torch.save_file"
+                f"{path} cannot be loaded with torch.load(weights_only=True) ({' '.join(str(err).split())}); re-save "
+                "it as a plain state dict, ideally with safetensors.torch.save_file"
             ) from err
     for wrapper in ("state_dict", "model", "state_dict_ema"):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
@@ -115,6 +124,14 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
         raise ValueError(
             f"{path} is not a readable .safetensors file ({err}): it is damaged, truncated or in another format"
         ) from None
+
+
+def _kind(dtype: torch.dtype) -> str:
+    """``"float"``, ``"complex"``, ``"bool"`` or ``"int"``: a tensor loads into one of its kind (float16 into
+    float32), not into another kind (3.7 into an integer buffer)."""
+    if dtype.is_floating_point:
+        return "float"
+    return "complex" if dtype.is_complex else "bool" if dtype == torch.bool else "int"
 
 
 def _aliases(state: dict[str, torch.Tensor]) -> dict[str, set[str]]:
