@@ -4,9 +4,9 @@
     wrim bench layers --device cuda --dtype bfloat16 --kv-pool 1 2
 
 ``--modules gri`` times GRI alone on the compressed map (B, C/r, H/s, W/s), where the attention is all the work;
-``miim`` times the whole block on the stage's feature map (B, C, H, W). Memory is the peak CUDA allocation of one
-call on a GPU and the activation memory autograd saves on the CPU. Ratios are reference / fused (above 1 the fused
-path is better).
+``miim`` times the whole block on the stage's feature map (B, C, H, W). The two paths' calls alternate. Memory is
+the peak CUDA allocation of one call on a GPU and the activation memory autograd saves on the CPU. Ratios are
+reference / fused (above 1 the fused path is better).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import argparse
 import torch
 
 from wrim.engine.benchmarks._cli import BenchParser, default_device
-from wrim.engine.benchmarks._timing import median_ms, peak_memory_mb, size_arg
+from wrim.engine.benchmarks._timing import paired_ms, peak_memory_mb, size_arg
 from wrim.layers import GRI, MIIM
 
 __all__ = ["QUICK", "build_parser", "run"]
@@ -58,9 +58,30 @@ def _case(kind: str, stage: int, kv_pool: int, size: tuple[int, int], args: argp
     return module, x, -(-map_h // stride) * -(-map_w // stride)
 
 
+def _row(kind: str, stage: int, kv_pool: int, size: tuple[int, int], args: argparse.Namespace) -> str:
+    """One table row: the fused and the reference path of one module, their calls alternating."""
+    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    module, x, tokens = _case(kind, stage, kv_pool, size, args)
+
+    def path(fused: bool):
+        def step() -> None:
+            module.fused_attn = fused
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+                out = module(x)
+            out.float().mean().backward()
+
+        return step
+
+    fast_ms, ref_ms = paired_ms([path(True), path(False)], device, args.iters, args.warmup)
+    fast_mb, ref_mb = (peak_memory_mb(path(fused), device) for fused in (True, False))
+    return (
+        f"| {kind} | {size[0]}x{size[1]} | {stage} | {tokens} | {kv_pool} | {fast_ms:.2f} | {ref_ms:.2f} "
+        f"| {ref_ms / fast_ms:.2f}x | {fast_mb:.1f} | {ref_mb:.1f} | {ref_mb / fast_mb:.2f}x |"
+    )
+
+
 def run(args: argparse.Namespace) -> list[str]:
     """Prints one Markdown row per (module, size, placement, kv_pool) as it is measured; returns the table."""
-    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
     print(f"device {args.device}, dtype {args.dtype}, batch {args.batch}, torch {torch.__version__}\n", flush=True)
     rows = [
         "| module | input | stage | tokens | kv_pool | fused ms | reference ms | speed-up | fused MB | reference MB "
@@ -71,21 +92,6 @@ def run(args: argparse.Namespace) -> list[str]:
     for size in args.sizes:
         for stage in args.stages or [p[0] for p in PLACEMENTS]:
             for kind, kv_pool in [(kind, kv_pool) for kind in args.modules for kv_pool in args.kv_pool]:
-                module, x, tokens = _case(kind, stage, kv_pool, size, args)
-
-                def step(module: torch.nn.Module = module, x: torch.Tensor = x) -> None:
-                    with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-                        out = module(x)
-                    out.float().mean().backward()
-
-                result = {}
-                for fused in (True, False):
-                    module.fused_attn = fused
-                    result[fused] = (median_ms(step, device, args.iters, args.warmup), peak_memory_mb(step, device))
-                (fast_ms, fast_mb), (ref_ms, ref_mb) = result[True], result[False]
-                rows.append(
-                    f"| {kind} | {size[0]}x{size[1]} | {stage} | {tokens} | {kv_pool} | {fast_ms:.2f} | {ref_ms:.2f} "
-                    f"| {ref_ms / fast_ms:.2f}x | {fast_mb:.1f} | {ref_mb:.1f} | {ref_mb / fast_mb:.2f}x |"
-                )
+                rows.append(_row(kind, stage, kv_pool, size, args))
                 print(rows[-1], flush=True)
     return rows

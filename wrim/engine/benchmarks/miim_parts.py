@@ -11,7 +11,8 @@ backward of
   per-modality BatchNorm and the residual sum),
 
 beside its *FLOP share*: the baseline's measured training step (the engine's, eager) times the MIIM's FLOPs over
-the baseline's (``wrim.models.summary``), i.e. what the block would cost at the baseline's own FLOP rate. A second
+the baseline's (``wrim.models.summary``), i.e. what the block would cost at the baseline's own FLOP rate; the
+baseline's step and the blocks' calls alternate, so that a changing load affects them alike. A second
 table times the gate's largest products as ``F.linear`` and as the equivalent 1x1 convolution (GFLOP/s, forward +
 backward), with two small products around ``TokenLinear``'s threshold: why ``wrim.layers.TokenLinear`` exists and
 where it switches.
@@ -26,7 +27,7 @@ import torch.nn.functional as F
 
 from wrim.engine.benchmarks._cli import BenchParser, default_device
 from wrim.engine.benchmarks._engine import bench_config, engine_model, training_call
-from wrim.engine.benchmarks._timing import median_ms, size_arg
+from wrim.engine.benchmarks._timing import paired_ms, size_arg
 from wrim.layers import ModalityMIIM
 from wrim.models import summary
 
@@ -70,15 +71,23 @@ def _fwd_bwd(block: torch.nn.Module, x: torch.Tensor, modalities: torch.Tensor, 
 
 
 def parts_table(args: argparse.Namespace) -> list[str]:
-    """The MIIMs' gate, tail and whole-block times beside their FLOP shares of the baseline's step."""
+    """The MIIMs' gate, tail and whole-block times beside their FLOP shares of the baseline's step, every call of
+    one round (the baseline step, then each MIIM's gate and whole block) alternating."""
     device = torch.device(args.device)
     model = engine_model(bench_config(args.model, args.size, channels_last=False), device).train()
     baseline = args.model.replace("wrimnet_", "baseline_")
-    base_step = training_call(bench_config(baseline, args.size, channels_last=False), args.batch, device)
-    base_ms = median_ms(base_step, device, args.iters, args.warmup)
     flops = summary(model, args.size)
     base_gflops = flops.backbone_total.gflops + next(r.gflops for r in flops.rows if r.name == "heads")
     modalities = torch.tensor([0] * (args.batch // 2) + [1] * (args.batch - args.batch // 2), device=device)
+    calls = [training_call(bench_config(baseline, args.size, channels_last=False), args.batch, device)]
+    for name, block in model.miims.items():
+        index = int(name.removeprefix("stage"))
+        height, width = model.backbone.map_size(index, args.size)
+        x = torch.randn(
+            args.batch, model.backbone.channels[index - 1], height, width, device=device, requires_grad=True
+        )
+        calls += [_fwd_bwd(block, x, modalities, gate_only) for gate_only in (True, False)]
+    base_ms, *block_ms = paired_ms(calls, device, args.iters, args.warmup)
     rows = [
         f"baseline step ({baseline}, batch {args.batch}, {args.size[0]}x{args.size[1]}): {base_ms:.0f} ms for "
         f"{base_gflops:.2f} GFLOPs per image",
@@ -87,20 +96,16 @@ def parts_table(args: argparse.Namespace) -> list[str]:
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     totals = [0.0, 0.0, 0.0, 0.0]
-    for name, block in model.miims.items():
+    for (name, _), gate, whole in zip(model.miims.items(), block_ms[::2], block_ms[1::2], strict=True):
         index = int(name.removeprefix("stage"))
-        height, width = model.backbone.map_size(index, args.size)
-        channels = model.backbone.channels[index - 1]
-        x = torch.randn(args.batch, channels, height, width, device=device, requires_grad=True)
-        gate = median_ms(_fwd_bwd(block, x, modalities, True), device, args.iters, args.warmup)
-        whole = median_ms(_fwd_bwd(block, x, modalities, False), device, args.iters, args.warmup)
         gflops = next(r.gflops for r in flops.rows if r.name == f"miim{index}")
         share = base_ms * gflops / base_gflops
         for i, value in enumerate((share, gate, whole - gate, whole)):
             totals[i] += value
+        height, width = model.backbone.map_size(index, args.size)
         rows.append(
-            f"| {name} | {channels}, {height}, {width} | {gflops:.3f} | {share:.0f} | {gate:.0f} | {whole - gate:.0f} "
-            f"| {whole:.0f} | {whole / share:.2f}x |"
+            f"| {name} | {model.backbone.channels[index - 1]}, {height}, {width} | {gflops:.3f} | {share:.0f} "
+            f"| {gate:.0f} | {whole - gate:.0f} | {whole:.0f} | {whole / share:.2f}x |"
         )
     share, gate, tail, whole = totals
     rows.append(f"| all | | | {share:.0f} | {gate:.0f} | {tail:.0f} | {whole:.0f} | {whole / share:.2f}x |")
@@ -125,7 +130,7 @@ def _gemm_rates(images: int, per_image: int, c_in: int, c_out: int, args: argpar
         F.conv2d(grid, weight[:, :, None, None]).backward(upstream_grid)
 
     gflop = 3 * 2 * tokens * c_in * c_out / 1e9  # forward + the two backward products
-    linear_rate, conv_rate = (gflop / median_ms(step, device, args.iters, args.warmup) * 1e3 for step in (linear, conv))
+    linear_rate, conv_rate = (gflop / ms * 1e3 for ms in paired_ms([linear, conv], device, args.iters, args.warmup))
     return linear_rate, conv_rate
 
 
