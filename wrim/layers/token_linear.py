@@ -4,7 +4,7 @@ Shapes: ``B`` batch, ``N`` tokens, ``C_in`` / ``C_out`` channels.
 
 [D] (docs: Performance, section Where the time goes): on the CPU, PyTorch sends a float32 ``F.linear`` to the
 BLAS (MKL in the x86 wheels) and a convolution to oneDNN, which can run the same product at a higher rate (the
-rates measured there, forward + backward, by ``wrim bench miim_parts``). So on the CPU, for products of at least
+two compared there, forward + backward, by ``wrim bench miim_parts``). So on the CPU, for products of at least
 `CONV_MIN_MACS` multiply-adds, the tokens are laid out channel-first, ``(B, N, C_in) -> (B, C_in, N, 1)``, and
 convolved with the Linear's own weight viewed as ``(C_out, C_in, 1, 1)``; the result is returned as a
 ``(B, N, C_out)`` view of the contiguous ``(B, C_out, N)`` product, the layout the MIIM gate needs next
