@@ -10,9 +10,10 @@ wrim train --config sysu_adam --dry-run       # print the resolved config and th
 torchrun --nproc_per_node=4 -m wrim train --config sysu data.root=... data.num_ids=4
 wrim eval --checkpoint runs/sysu-... --dataset sysu --root /data/SYSU-MM01 mode=indoor   # the run's best
 wrim eval --checkpoint runs/synthetic-... --dataset synthetic --gate-maps 4   # + gate_maps.png in the run
-wrim bench                                    # examples/benchmarks/bench_*.py (from a source checkout);
-                                              # a script holding ``REQUIRES_CUDA = True`` is skipped without CUDA
-wrim bench layers losses                      # only bench_layers.py and bench_losses.py
+wrim bench                                    # every benchmark of wrim.engine.benchmarks (CUDA-only ones skipped)
+wrim bench layers losses                      # only these two, at their default sizes
+wrim bench step --device cpu --batch 16 --sizes 288x144 --modes eager   # one benchmark with its own arguments
+wrim bench --quick                            # every benchmark at its smallest size (a smoke run)
 wrim synth --out ./synthetic                  # write the synthetic set in SYSU-MM01's layout
 wrim check-data --dataset sysu --root /data/SYSU-MM01   # counts and files against the published statistics
 wrim check-data --dataset list --root /data/mine          # your own list.csv (or --import, any registered reader)
@@ -30,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 import traceback
@@ -46,8 +46,6 @@ if TYPE_CHECKING:
     from wrim.engine.config import Config
 
 __all__ = ["SUBCOMMANDS", "build_parser", "main"]
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,9 +136,16 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
-    bench = sub.add_parser("bench", help="run the benchmarks in examples/benchmarks that apply to this machine")
-    bench.add_argument("--all", action="store_true", help="run examples/benchmarks/run_all.sh instead")
-    bench.add_argument("names", nargs="*", help="only these benchmarks, e.g. layers eval (default: every bench_*.py)")
+    bench = sub.add_parser(
+        "bench",
+        help="run the package's benchmarks (wrim.engine.benchmarks) that apply to this machine",
+        description="Runs the benchmarks of wrim.engine.benchmarks (docs: Performance); one with --device cuda is "
+        "skipped without CUDA. After one NAME come its own arguments (wrim bench NAME --help).",
+    )
+    bench.add_argument("--quick", action="store_true", help="each benchmark at its smallest size (a smoke run)")
+    bench.add_argument("--list", action="store_true", help="list the benchmarks and stop")
+    bench.add_argument("names", nargs="*", metavar="NAME", help="only these benchmarks (default: every one)")
+    bench.add_argument("options", nargs=argparse.REMAINDER, help="after one NAME: that benchmark's arguments")
     bench.set_defaults(handler=_bench)
 
 
@@ -357,33 +362,23 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    import torch
+    from wrim.engine.benchmarks import BENCHMARKS, needs_missing_cuda, parse
 
-    folder = REPO_ROOT / "examples" / "benchmarks"
-    if not folder.is_dir():
-        raise ValueError(
-            f"{str(folder)!r} not found: wrim bench runs from a source checkout (git clone + pip install -e .)"
-        )
-    if args.all:
-        return subprocess.call(["bash", str(folder / "run_all.sh")], cwd=REPO_ROOT)
-    status = 0
-    scripts = sorted(folder.glob("bench_*.py"))
-    if args.names:
-        known = {p.stem.removeprefix("bench_"): p for p in scripts}
-        unknown = [n for n in args.names if n not in known]
-        if unknown:
-            raise ValueError(f"unknown benchmark(s) {unknown}; available: {sorted(known)}")
-        scripts = [known[n] for n in args.names]
-    for script in scripts:
-        if "REQUIRES_CUDA = True" in script.read_text(encoding="utf-8") and not torch.cuda.is_available():
-            print(f"== {script.name}: skipped (needs CUDA)", flush=True)
+    if args.list:
+        for name, module in BENCHMARKS.items():
+            print(f"{name:14s}{module.__doc__.splitlines()[0]}")
+        return 0
+    if args.options and (len(args.names) != 1 or args.quick):
+        raise ValueError(f"arguments {args.options} apply to one benchmark without --quick: wrim bench NAME --flag ...")
+    names = args.names or list(BENCHMARKS)
+    parsed = {name: parse(name, list(BENCHMARKS[name].QUICK) if args.quick else args.options) for name in names}
+    for name, options in parsed.items():
+        if needs_missing_cuda(options):
+            print(f"== {name}: skipped, needs CUDA (--device cpu runs it on the CPU)", flush=True)
             continue
-        print(f"== {script.name}", flush=True)
-        rc = subprocess.call([sys.executable, str(script)], cwd=REPO_ROOT)
-        if rc != 0:
-            print(f"== {script.name} failed with exit code {rc}", flush=True)
-            status = rc
-    return status
+        print(f"== {name}", flush=True)
+        BENCHMARKS[name].run(options)
+    return 0
 
 
 def _synth(args: argparse.Namespace) -> int:

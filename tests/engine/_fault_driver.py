@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.engine._tiny import wrimnet_test_tiny  # noqa: E402
 from wrim.cli import main  # noqa: E402
-from wrim.engine import checkpoint, trainer  # noqa: E402
+from wrim.engine import checkpoint, step, trainer  # noqa: E402
 from wrim.models import register_model  # noqa: E402
 
 register_model(wrimnet_test_tiny)
@@ -31,7 +31,7 @@ def hit() -> None:
 
 
 write_file, publish, evaluate, losses = (
-    checkpoint._write_file, trainer.publish_checkpoint, trainer.Trainer.evaluate, trainer.Trainer.compute_losses
+    checkpoint._write_file, trainer.publish_checkpoint, trainer.Trainer.evaluate, step.TrainStep.compute_losses
 )  # fmt: skip
 
 
@@ -62,5 +62,5 @@ def faulty_losses(self, *a):
 checkpoint._write_file = faulty_write
 trainer.publish_checkpoint = faulty_publish
 trainer.Trainer.evaluate = faulty_evaluate
-trainer.Trainer.compute_losses = faulty_losses
+step.TrainStep.compute_losses = faulty_losses
 sys.exit(main(["train", *args]))

@@ -16,8 +16,8 @@ from torch._dynamo.testing import CompileCounterWithBackend
 
 from tests.engine._tiny import tiny_overrides
 from wrim.engine import Trainer, load_config
+from wrim.engine.build import build_loss
 from wrim.engine.config import LossConfig
-from wrim.engine.trainer import build_loss
 from wrim.models import create_model
 
 SIZE = (64, 32)

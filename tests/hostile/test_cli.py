@@ -21,7 +21,7 @@ from PIL import Image
 from tests.engine._tiny import wrimnet_test_tiny
 from wrim.engine.build import build_model
 from wrim.engine.checkpoint import publish_checkpoint, save_checkpoint
-from wrim.engine.cli import main
+from wrim.cli import main
 from wrim.engine.config import ModelConfig
 from wrim.models import _registry
 

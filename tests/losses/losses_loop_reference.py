@@ -1,7 +1,7 @@
 """Slow, loop-based references for wrim's losses (plain Python / numpy, float64), PML-test style.
 
 Each function writes the loss out anchor by anchor and pair by pair, independent of the vectorised code in
-``wrim.losses``. The tests compare against them; ``examples/benchmarks/bench_losses.py`` times them.
+``wrim.losses``. The tests compare against them; ``wrim bench losses`` times them.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ object (``dataset.num_classes``), never from a table.
 | model | `build_model()` | ``model.name`` (a registered entrypoint), ``model.kwargs``, ``data.img_size`` |
 | loss | `build_loss()` | ``loss.*``: ``WRIMNetLoss`` (ID loss on every head + the metric term) |
 | optimiser, schedule | ``build_optimizer`` / ``build_scheduler`` (``wrim.engine.optim``) | ``optim.*`` |
+| training step | `build_step()` | ``amp``, ``optim.clip_grad_norm``, ``model.compile`` and the loss |
 | loader | `build_loader()` | ``data.*``, ``seed`` and the process's rank |
 
 A registered model entrypoint is called as ``entrypoint(pretrained=..., num_classes=..., img_size=(H, W),
@@ -35,7 +36,9 @@ import torch
 from torch import nn
 
 from wrim.engine.config import Config, DataConfig, EvalConfig, LossConfig, ModelConfig
+from wrim.engine.evaluate import amp_dtype
 from wrim.engine.optim import build_optimizer, build_scheduler
+from wrim.engine.step import TrainStep, loss_scaler
 
 if TYPE_CHECKING:
     from wrim.data import VIReIDDataset
@@ -48,6 +51,7 @@ __all__ = [
     "build_model",
     "build_optimizer",
     "build_scheduler",
+    "build_step",
     "check_evaluation",
     "check_parts",
     "check_process_count",
@@ -134,6 +138,45 @@ def build_loss(config: LossConfig) -> nn.Module:
         metric_weight=config.metric_weight,
         label_smoothing=config.label_smoothing,
         gather_across_ranks=config.gather_across_ranks,
+    )
+
+
+def build_step(
+    config: Config,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+    *,
+    loss: Any = None,
+    scaler: torch.amp.GradScaler | None = None,
+) -> TrainStep:
+    """The engine's training step for ``config``: what ``Trainer`` runs for each batch and ``wrim bench`` times.
+
+    Args:
+        config: the run configuration (``amp``, ``optim.clip_grad_norm``, ``model.compile``, ``loss.*``).
+        model: the module the step calls, on ``device`` (the network, or its ``DistributedDataParallel`` wrapper).
+        optimizer: the optimiser of the network's parameters (`build_optimizer`).
+        device: where the step runs (``amp: auto`` is bf16 on CUDA, fp32 elsewhere).
+        loss: the objective; ``None`` builds ``loss.*`` (`build_loss`) and checks each step that the model returns
+            the ``WRIMNetOutput`` it needs.
+        scaler: the GradScaler to use (the trainer keeps its state in checkpoints); ``None`` makes the precision's
+            own (``wrim.engine.step.loss_scaler``).
+    """
+    output_type = None
+    if loss is None:
+        from wrim.models import WRIMNetOutput
+
+        loss, output_type = build_loss(config.loss), WRIMNetOutput
+    precision = amp_dtype(config.amp, device)
+    return TrainStep(
+        model,
+        loss,
+        optimizer,
+        amp_dtype=precision,
+        scaler=scaler if scaler is not None else loss_scaler(device, precision),
+        clip_grad_norm=config.optim.clip_grad_norm,
+        compile=config.model.compile,
+        output_type=output_type,
     )
 
 

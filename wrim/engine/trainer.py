@@ -14,7 +14,6 @@ Examples:
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 from dataclasses import dataclass
@@ -26,15 +25,14 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
-from wrim._versions import compile_if_supported
 from wrim.distributed import DistInfo, barrier, init_distributed, resolve_device, shutdown_distributed
 from wrim.engine.build import (
     build_dataset,
     build_loader,
-    build_loss,
     build_model,
     build_optimizer,
     build_scheduler,
+    build_step,
     check_evaluation,
     check_parts,
     check_process_count,
@@ -54,12 +52,13 @@ from wrim.engine.checkpoint import (
     save_checkpoint,
 )
 from wrim.engine.config import Config, config_sha256, config_to_dict
-from wrim.engine.epoch import EpochLoop, NonFiniteLossError
+from wrim.engine.epoch import EpochLoop, NonFiniteLossError, check_finite_state
 from wrim.engine.evaluate import EvalModel, amp_dtype, plot_ranklist_png, precision_name
 from wrim.engine.logger import MetricsLogger, attach_run_log, plot_curves, show_progress
 from wrim.engine.provenance import environment, utc_now
 from wrim.engine.resume import check_resume
 from wrim.engine.rundir import RunFolder, RunLock, choose_run_dir
+from wrim.engine.step import TrainStep, loss_scaler
 from wrim.evaluation.card import ProtocolCard, protocol_card
 from wrim.layers import convert_sync_batchnorm
 
@@ -88,7 +87,7 @@ class TrainResult:
     best_r1: float
 
 
-class Trainer(EpochLoop):
+class Trainer:
     """Trains and evaluates one run described by a [`Config`][wrim.engine.Config], from parts given or built.
 
     A part left ``None`` is built from the config by ``wrim.engine.build`` (as ``wrim train`` does). A given part
@@ -132,22 +131,18 @@ class Trainer(EpochLoop):
         self.net = model  # the network itself: checkpoints, evaluation, the optimiser's parameters
         self.loss_fn = loss
         self._model_given = model is not None
-        self._output_type: type | None = None  # what the default loss consumes (WRIMNetOutput), checked per step
         self.dist = DistInfo()
         self.device = torch.device("cpu")
         self.run_dir = Path()
-        self.model: nn.Module | None = None  # what the step calls: ``net``, DDP-wrapped under torchrun
         self.loader: torch.utils.data.DataLoader | None = None
         self.iters_per_epoch = 0
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
         self.amp_dtype: torch.dtype | None = None
         self.scaler: torch.amp.GradScaler | None = None
-        self._loss_scaling = False
-        self._takes_num_visible = False
-        self._step = self.train_step
+        self.step: TrainStep | None = None  # forward, losses, backward and the optimiser update of one batch
+        self.loop: EpochLoop | None = None  # the batches of one epoch through ``step``
         self.start_epoch = 0  # epochs done when the run (re)started
-        self.start_epoch_done = 0  # epochs whose checkpoint is published
         self.best_r1, self.best_epoch = -1.0, 0
         self.pending_record: dict[str, Any] | None = None
         self.logger: MetricsLogger | None = None
@@ -166,6 +161,9 @@ class Trainer(EpochLoop):
         self._setup_data()
         self._setup_model()
         self._setup_state()
+        self.loop = EpochLoop(
+            self.step, self.loader, self.scheduler, self.config, self.dist, self.device, self.run_dir, self.logger
+        )
 
     def _setup_run(self) -> None:
         cfg = self.config
@@ -178,8 +176,7 @@ class Trainer(EpochLoop):
         if self.resume:
             check_resume(self.run_dir, cfg)
         self.amp_dtype = self._amp_dtype()
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
-        self._loss_scaling = self.scaler.is_enabled()
+        self.scaler = loss_scaler(self.device, self.amp_dtype)
 
     def _setup_data(self) -> None:
         from wrim.data import check_counts
@@ -204,19 +201,14 @@ class Trainer(EpochLoop):
             net = convert_sync_batchnorm(net, self.device)
         memory_format = torch.channels_last if cfg.model.channels_last else torch.preserve_format
         self.net = net.to(self.device, memory_format=memory_format)
-        self._takes_num_visible = "num_visible" in inspect.signature(self.net.forward).parameters
-        model: nn.Module = self.net
+        model: nn.Module = self.net  # what the step calls: the network, DDP-wrapped under torchrun
         if self.dist.distributed:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
-        self.model = model
-        # model.compile: the whole step (forward, losses, backward) as one graph, around the DDP-wrapped module
-        self._step = compile_if_supported(self.train_step) if cfg.model.compile else self.train_step
-        if self.loss_fn is None:
-            from wrim.models import WRIMNetOutput
-
-            self.loss_fn, self._output_type = build_loss(cfg.loss), WRIMNetOutput
         self.optimizer = build_optimizer(self.net, cfg.optim)
+        # model.compile: the whole step (forward, losses, backward) as one graph, around the DDP-wrapped module
+        self.step = build_step(cfg, model, self.optimizer, self.device, loss=self.loss_fn, scaler=self.scaler)
+        self.loss_fn = self.step.loss
         self.scheduler = build_scheduler(self.optimizer, cfg.optim, cfg.epochs, self.iters_per_epoch)
 
     def _setup_state(self) -> None:
@@ -326,6 +318,27 @@ class Trainer(EpochLoop):
 
     def _amp_dtype(self) -> torch.dtype | None:
         return amp_dtype(self.config.amp, self.device)
+
+    # ------------------------------------------------------------------ one batch, one epoch
+
+    def compute_losses(
+        self, out: Any, pids: torch.Tensor, modalities: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The total loss and every named term of the model's training output: the step's
+        ``compute_losses`` (``wrim.engine.step.TrainStep``)."""
+        return self.step.compute_losses(out, pids, modalities)
+
+    def train_step(
+        self, images: torch.Tensor, pids: torch.Tensor, modalities: torch.Tensor, num_visible: int | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Forward, losses and backward of one batch, what ``model.compile: true`` compiles as one graph: the step's
+        ``forward_backward`` (``wrim.engine.step.TrainStep``); the optimiser update stays outside."""
+        return self.step.forward_backward(images, pids, modalities, num_visible)
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """Runs one epoch (0-based) and returns the mean of every loss term, the lr and images/s
+        (``wrim.engine.epoch.EpochLoop.train_epoch``)."""
+        return self.loop.train_epoch(epoch)
 
     # ------------------------------------------------------------------ evaluation and checkpoints
 
@@ -450,7 +463,6 @@ class Trainer(EpochLoop):
                 self.dataset.name or type(self.dataset).__name__, self.dataset.num_classes, len(self.dataset.train),
                 self.iters_per_epoch, cfg.epochs, self.device,
             )  # fmt: skip
-        self.start_epoch_done = self.start_epoch
         if self.pending_record is not None:  # stopped between the checkpoint and the end of its evaluation
             log.info("re-running the evaluation of epoch %d", self.start_epoch)
             self._after_checkpoint(self.start_epoch, dict(self.pending_record))
@@ -464,7 +476,7 @@ class Trainer(EpochLoop):
         )
         for epoch in epochs:
             record: dict[str, Any] = {"epoch": epoch + 1, **self.train_epoch(epoch)}
-            self._check_finite_state(epoch)
+            check_finite_state(self.net, epoch, self.iters_per_epoch, self.run_dir)
             state = self._state(epoch + 1, record)
             if self.dist.is_main:
                 with ctrl_c_deferred():  # a Ctrl-C during the save stops the run once the epoch is published

@@ -2,10 +2,9 @@
 
 Shapes: ``B`` batch, ``N`` tokens, ``C_in`` / ``C_out`` channels.
 
-[D] (docs: Performance, section Speed at the FLOP floor (issue 30)): on the CPU, PyTorch sends a float32
-``F.linear`` to the BLAS (MKL in the x86 wheels) and a convolution to oneDNN. On the 2-core AMD EPYC machines of
-this project the BLAS path runs GRI's and the gate's projections at 160-190 GFLOP/s and oneDNN's 1×1 convolution
-of the same product at 260-380 GFLOP/s, forward + backward. So on the CPU, for products of at least
+[D] (docs: Performance, section Where the time goes): on the CPU, PyTorch sends a float32 ``F.linear`` to the
+BLAS (MKL in the x86 wheels) and a convolution to oneDNN, which can run the same product at a higher rate (the
+two compared there, forward + backward, by ``wrim bench miim_parts``). So on the CPU, for products of at least
 `CONV_MIN_MACS` multiply-adds, the tokens are laid out channel-first, ``(B, N, C_in) -> (B, C_in, N, 1)``, and
 convolved with the Linear's own weight viewed as ``(C_out, C_in, 1, 1)``; the result is returned as a
 ``(B, N, C_out)`` view of the contiguous ``(B, C_out, N)`` product, the layout the MIIM gate needs next
@@ -21,8 +20,8 @@ from torch import nn
 __all__ = ["CONV_MIN_MACS", "TokenLinear", "token_linear"]
 
 #: Products smaller than this many multiply-adds (tokens x C_in x C_out) stay on ``F.linear``: below it the layout
-#: change costs more than the faster kernel saves (measured: 512 x 64 -> 256 runs 1.7x slower as a convolution,
-#: 512 x 128 -> 512 (33.5 M) 1.2x faster, 2592 x 512 -> 2048 2.1x faster, forward + backward) [D].
+#: change costs more than the faster kernel saves (products on both sides of it are timed in docs: Performance,
+#: section Where the time goes) [D].
 CONV_MIN_MACS = 2**25
 
 

@@ -1,21 +1,20 @@
-"""Benchmark ``wrim.evaluation.evaluate`` against a loop port of the field's reference evaluation code.
+"""``wrim.evaluation.evaluate`` against a loop port of the field's reference evaluation code.
 
-The loop reference below is a faithful numpy port of AGW / DEEN ``eval_sysu`` and ``eval_llcm`` (anchors.md
-section 4: per-query Python loop, numpy argsort, de-duplicated CMC). Problems are synthetic but shaped like the real
-protocols: identity-clustered float32 features, negative cosine distances, the real camera sets.
+    wrim bench evaluation --scales sysu,llcm --threads 1
 
-- ``sysu``: 3,803 IR queries (cam3 / cam6) x 301 single-shot RGB gallery images of 96 ids (cam1/2/4/5).
-- ``llcm``: 7,166 NIR queries x one VIS image per (id, camera) of 351 ids over 9 cameras (about 3k).
-- ``llcm-full``: the v2i role swap at full size, 8,680 VIS-sized probes x 7,166 NIR-sized gallery.
-- ``llcm-huge``: a 14,000 x 30,000 matrix (1.7 GB of float32 distances) to show the chunked memory use.
+The problems are synthetic but shaped like the real protocols. The loop reference below is a numpy port of AGW /
+DEEN's ``eval_sysu`` and ``eval_llcm`` (a per-query Python loop, numpy argsort, de-duplicated CMC). Features are
+identity-clustered float32 vectors, distances negative cosine, the camera sets the real ones:
 
-The two large scales time wrim only unless ``--ref-on-large`` is given (the loop takes minutes there). The last
-column is the process's peak resident memory so far (it includes the distance matrix itself).
+- ``sysu``: 3,803 IR queries (cam3 / cam6) x 301 single-shot RGB gallery images of 96 ids (cam1/2/4/5);
+- ``llcm``: 7,166 NIR queries x one VIS image per (id, camera) of 351 ids over 9 cameras (about 3k);
+- ``llcm-full``: the v2i role swap at full size, 8,680 VIS-sized probes x 7,166 NIR-sized gallery;
+- ``llcm-huge``: a 14,000 x 30,000 matrix (1.7 GB of float32 distances), to show the chunked memory use.
 
-Usage::
-
-    python examples/benchmarks/bench_eval.py                       # sysu + llcm, markdown table
-    python examples/benchmarks/bench_eval.py --scales sysu --threads 1
+The two large scales time wrim only unless ``--ref-on-large`` is given (the loop takes minutes there). wrim's time
+is the median of ``--repeats`` runs after one warm-up, the loop's one run; "equal" compares the two results (the
+loop with a stable argsort, so that exact ties cannot order differently). The last column is the process's peak
+resident memory so far (it includes the distance matrix itself).
 """
 
 from __future__ import annotations
@@ -23,12 +22,17 @@ from __future__ import annotations
 import argparse
 import functools
 import resource
-import time
 
 import numpy as np
 import torch
 
+from wrim.engine.benchmarks._cli import BenchParser
+from wrim.engine.benchmarks._timing import median_ms
 from wrim.evaluation import evaluate
+
+__all__ = ["QUICK", "build_parser", "run"]
+
+QUICK = ("--scales", "sysu", "--repeats", "1")
 
 SCALES = {
     # name: (num_query, num_ids, query cams, gallery cams, gallery images or None = one per (id, cam), protocol)
@@ -98,64 +102,55 @@ def make_problem(scale: str, seed: int = 0, dim: int = 256):
     return -(q_feat @ g_feat.T), q_pids, g_pids, q_cams, g_cams, protocol
 
 
-def best_of(fn, repeats: int):
-    """(fastest wall time of ``repeats`` calls, the last result)."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return min(times), out
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = BenchParser("evaluation", __doc__)
     parser.add_argument("--scales", default="sysu,llcm", help=f"comma-separated, from {list(SCALES)}")
-    parser.add_argument("--repeats", type=int, default=5, help="wrim timings: best of this many runs")
+    parser.add_argument("--repeats", type=int, default=5, help="wrim timings: the median of this many runs")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--device", default="cpu", help="device for wrim (the loop always runs on the CPU)")
     parser.add_argument("--ref-on-large", action="store_true", help="also time the loop on llcm-full / llcm-huge")
-    args = parser.parse_args()
+    return parser
+
+
+def _row(scale: str, args: argparse.Namespace) -> str:
+    distmat, q_pids, g_pids, q_cams, g_cams, protocol = make_problem(scale)
+    device = torch.device(args.device)
+    inputs = [torch.from_numpy(x).to(device) for x in (distmat, q_pids, g_pids, q_cams, g_cams)]
+    out = evaluate(*inputs, protocol=protocol)
+    t_wrim = median_ms(lambda: evaluate(*inputs, protocol=protocol), device, args.repeats, warmup=1) / 1e3
+    if scale in ("sysu", "llcm") or args.ref_on_large:
+        loop = functools.partial(reference_loop, distmat, q_pids, g_pids, q_cams, g_cams, protocol)
+        t_ref = median_ms(loop, torch.device("cpu"), iters=1, warmup=0) / 1e3
+        ref = reference_loop(distmat, q_pids, g_pids, q_cams, g_cams, protocol, kind="stable")
+        equal = (
+            np.allclose(out.cmc.cpu().numpy(), ref[0], rtol=0, atol=1e-6)
+            and abs(out.mAP - ref[1]) < 1e-9
+            and abs(out.mINP - ref[2]) < 1e-9
+        )
+        ref_cell, speed_cell, equal_cell = f"{t_ref:.3f}", f"{t_ref / t_wrim:.0f}x", "yes" if equal else "NO"
+    else:
+        ref_cell = speed_cell = equal_cell = "-"
+    return (
+        f"| {scale} | {distmat.shape[0]} x {distmat.shape[1]} | {protocol} | {ref_cell} | {t_wrim:.4f} | "
+        f"{speed_cell} | {100 * out.rank1:.2f} | {100 * out.mAP:.2f} | {100 * out.mINP:.2f} | {equal_cell} | "
+        f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} |"
+    )
+
+
+def run(args: argparse.Namespace) -> list[str]:
+    """Prints one Markdown row per scale; returns the table."""
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, wrim on {args.device}\n")
-    print(
+    rows = [
         "| scale | queries x gallery | protocol | reference loop (s) | wrim (s) | speed-up | R1 | mAP | mINP | equal "
-        "| peak RSS (MiB) |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+        "| peak RSS (MiB) |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    print("\n".join(rows), flush=True)
     for scale in args.scales.split(","):
-        distmat, q_pids, g_pids, q_cams, g_cams, protocol = make_problem(scale)
-        inputs = [torch.from_numpy(x).to(args.device) for x in (distmat, q_pids, g_pids, q_cams, g_cams)]
-
-        def run_wrim(inputs=inputs, protocol=protocol):
-            out = evaluate(*inputs, protocol=protocol)
-            if inputs[0].is_cuda:
-                torch.cuda.synchronize()
-            return out
-
-        if args.repeats > 1:
-            run_wrim()  # warm-up
-        t_wrim, out = best_of(run_wrim, args.repeats)
-        if scale in ("sysu", "llcm") or args.ref_on_large:
-            t_ref, _ = best_of(functools.partial(reference_loop, distmat, q_pids, g_pids, q_cams, g_cams, protocol), 1)
-            # the equality check uses a stable argsort so exact ties cannot order differently
-            ref = reference_loop(distmat, q_pids, g_pids, q_cams, g_cams, protocol, kind="stable")
-            equal = (
-                np.allclose(out.cmc.numpy(), ref[0], rtol=0, atol=1e-6)
-                and abs(out.mAP - ref[1]) < 1e-9
-                and abs(out.mINP - ref[2]) < 1e-9
-            )
-            ref_cell, speed_cell, equal_cell = f"{t_ref:.3f}", f"{t_ref / t_wrim:.0f}x", "yes" if equal else "NO"
-        else:
-            ref_cell = speed_cell = equal_cell = "-"
-        print(
-            f"| {scale} | {distmat.shape[0]} x {distmat.shape[1]} | {protocol} | {ref_cell} | {t_wrim:.4f} | "
-            f"{speed_cell} | {100 * out.rank1:.2f} | {100 * out.mAP:.2f} | {100 * out.mINP:.2f} | {equal_cell} | "
-            f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} |"
-        )
-
-
-if __name__ == "__main__":
-    main()
+        if scale not in SCALES:
+            raise ValueError(f"unknown scale {scale!r}; choose from {list(SCALES)}")
+        rows.append(_row(scale, args))
+        print(rows[-1], flush=True)
+    return rows
