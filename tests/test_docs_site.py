@@ -262,7 +262,8 @@ def test_assets_are_local_and_exist(site, pages) -> None:
 
 def test_figures_are_shown(pages) -> None:
     images = Counter(Path(urlsplit(url).path).name for page in pages.values() for url in page.images)
-    for figure in ("architecture.svg", "curves.png", "ranklist.png"):
+    figures = ("architecture.svg", "miim.svg", "modality_miim.svg", "cmkic.svg", "curves.png", "ranklist.png")
+    for figure in (*figures, "gate_maps.png"):
         assert images[figure] >= 1, f"no page shows {figure}"
 
 

@@ -133,7 +133,7 @@ def plot_gate_maps(
     Row ``i`` shows the ``i``-th visible image and the ``i``-th infrared image of the batch (put the same person
     at the same position of each modality to compare them), each followed by one overlay per placement: the map
     nearest-upsampled to the image (each MIIM gate covers ``s × s``-pixel blocks of its stage) in a jet colour
-    map, fixed to the range [0, 1] so that placements and images compare.
+    map, fixed to the range [0, 1] so that placements and images compare, with its colour bar on the right.
 
     Args:
         images: (B, 3, H, W) images normalised with ``mean`` / ``std``.
@@ -166,8 +166,9 @@ def plot_gate_maps(
     pictures = pictures.clamp(0, 1).permute(0, 2, 3, 1).numpy()  # (B, H, W, 3)
     names = list(maps)
     cols = 2 * (1 + len(names))
-    fig = new_figure("plot_gate_maps", (1.1 * cols, 2.3 * rows))
-    axes = fig.subplots(rows, cols, squeeze=False)
+    fig = new_figure("plot_gate_maps", (1.1 * cols + 0.6, 2.3 * rows))
+    layout = fig.add_gridspec(rows, cols + 1, width_ratios=[1.0] * cols + [0.12])  # last column: the colour bar
+    axes = layout[:, :cols].subgridspec(rows, cols).subplots(squeeze=False)
     for row in range(rows):
         for side, index in enumerate((visible[row], infrared[row])):
             start = side * (1 + len(names))
@@ -181,10 +182,13 @@ def plot_gate_maps(
                 up = nn.functional.interpolate(grid.float(), size=(height, width), mode="nearest")[0, 0]  # (H, W)
                 ax = axes[row, start + offset]
                 ax.imshow(pictures[index])
-                ax.imshow(up.numpy(), cmap="jet", vmin=0.0, vmax=1.0, alpha=alpha)
+                overlay = ax.imshow(up.numpy(), cmap="jet", vmin=0.0, vmax=1.0, alpha=alpha)
                 ax.set_title(name, fontsize=7)
     for ax in axes.flat:
         ax.axis("off")
+    bar = fig.colorbar(overlay, cax=fig.add_subplot(layout[:, cols]))
+    bar.set_label("gate (reduced over channels)", fontsize=7)
+    bar.ax.tick_params(labelsize=6)
     if path is None:
         fig.tight_layout()
     else:
