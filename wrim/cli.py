@@ -341,10 +341,17 @@ def _resolve_checkpoint(path: Path) -> tuple[Path, Path]:
     from wrim.engine.checkpoint import SETS, CheckpointError
     from wrim.engine.rundir import RunFolder
 
-    if path.is_file() and path.suffix == ".safetensors":
-        run_dir = path.parent.parent.parent if path.parent.parent.name == SETS else path.parent
+    if path.is_file() and path.parent.parent.name == SETS:  # a file of a checkpoint set
+        if path.suffix != ".safetensors":
+            raise ValueError(
+                f"--checkpoint {str(path)!r} is not a weights file: give the set's model.safetensors or the run folder"
+            )
+        run_dir = path.parent.parent.parent
         RunFolder(run_dir).require()
         return path, run_dir
+    if path.is_file() and path.suffix == ".safetensors":
+        RunFolder(path.parent).require()
+        return path, path.parent
     tag = path.name.removesuffix(".safetensors").removesuffix(".json")  # <run>/best.safetensors: an older layout
     run_dir, tag = (path, None) if path.is_dir() else (path.parent, tag)
     folder = RunFolder(run_dir)

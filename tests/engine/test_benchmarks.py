@@ -13,9 +13,9 @@ import pytest
 import torch
 
 import wrim.layers.token_linear as token_linear_module
+from wrim.cli import main
 from wrim.engine.benchmarks import BENCHMARKS, parse
 from wrim.engine.benchmarks.token_linear import linear_path
-from wrim.cli import main
 from wrim.engine.step import TrainStep
 from wrim.layers import TokenLinear
 from wrim.losses import WRIMNetLoss

@@ -30,8 +30,8 @@ def test_eval_equals_final_metrics_under_bf16_autocast(tmp_path, capsys):
 
     assert main([*args, "--amp", "none"]) == 0  # fp32 embeddings of the same weights: the old behaviour
     table = capsys.readouterr().out.splitlines()
-    assert "(fp32, flip False" in table[0] and table[-1].startswith(" mean") and "±" in table[-1]
-    assert [line.split()[0] for line in table[2:-1]] == ["0", "1"]
+    assert "flip off, fp32," in table[0] and table[-1].startswith(" mean") and "±" in table[-1]
+    assert table[1].startswith("weights ") and [line.split()[0] for line in table[3:-1]] == ["0", "1"]
 
     # wrim search with the same run: infrared queries of one person against a visible camera's folders
     from wrim.data import SyntheticVIReID

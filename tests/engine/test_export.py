@@ -56,7 +56,7 @@ def test_export_best_loads_with_metrics_and_recipe(finished_run, tmp_path, capsy
     cells_keys = ("R1", "R5", "R10", "R20", "mAP", "mINP")
     cells = " | ".join(f"{final[key]:.2f}" for key in cells_keys)
     protocol = (  # the row is named by the run's protocol card
-        "synthetic (generator 5) mode=all shots=1, trials [0], galleries agw_seed, no re-ranking, flip off, fp32, "
+        "synthetic (generator 5) mode=all shots=1, trials 0, galleries agw_seed, no re-ranking, flip off, fp32, "
         f"checkpoint best (epoch {final['card']['checkpoint']['epoch']}, chosen on R1 of trials [0])"
     )
     assert f"| {protocol} | 1 | {cells} |" in card  # one trial: eval.final_trials=[0]

@@ -19,9 +19,9 @@ import pytest
 from PIL import Image
 
 from tests.engine._tiny import wrimnet_test_tiny
+from wrim.cli import main
 from wrim.engine.build import build_model
 from wrim.engine.checkpoint import publish_checkpoint, save_checkpoint
-from wrim.cli import main
 from wrim.engine.config import ModelConfig
 from wrim.models import _registry
 

@@ -56,8 +56,8 @@ MUTANTS: tuple[Mutant, ...] = (
         "gate_no_permute",
         "MIIM.gate: gate reshaped to (B, C, h, w) without the permute",
         "wrim/layers/miim.py",
-        "return gate.view(batch, grid_h, grid_w, self.channels).permute(0, 3, 1, 2)",
-        "return gate.reshape(batch, self.channels, grid_h, grid_w)",
+        "gate = gate.view(batch, grid_h, grid_w, self.channels).permute(0, 3, 1, 2)",
+        "gate = gate.reshape(batch, self.channels, grid_h, grid_w)",
         LAYERS,
     ),
     Mutant(

@@ -195,9 +195,6 @@ class OptimConfig:
             weight decay). Every trainable parameter gets ``weight_decay``, BatchNorm and biases included.
         lr: base learning rate (head parameters).
         backbone_lr_mult: learning-rate factor of the backbone parameters (AGW: 0.1 with ImageNet weights).
-        backbone_prefixes: what a backbone parameter's name starts with: ``backbone.`` for the registered models;
-            the attribute holding the pretrained network of your own (``[net.]`` for a model that keeps it in
-            ``self.net``). A multiplier other than 1 that matches no parameter is an error.
         weight_decay: weight decay of every parameter.
         momentum: SGD momentum.
         nesterov: SGD Nesterov momentum.
@@ -210,12 +207,14 @@ class OptimConfig:
         gamma: step factor.
         min_lr_factor: final learning-rate factor of the cosine schedule.
         clip_grad_norm: clip the global gradient norm to this value (> 0); ``None`` disables clipping.
+        backbone_prefixes: what a backbone parameter's name starts with: ``backbone.`` for the registered models;
+            the attribute holding the pretrained network of your own (``[net.]`` for a model that keeps it in
+            ``self.net``). A multiplier other than 1 that matches no parameter is an error.
     """
 
     name: str = option("sgd", choices=("sgd", "adam", "adamw"))
     lr: float = option(0.1, gt=0)
     backbone_lr_mult: float = option(0.1, ge=0)
-    backbone_prefixes: tuple[str, ...] = option(("backbone.",), pattern=r"[\w.]+")
     weight_decay: float = option(5e-4, ge=0)
     momentum: float = option(0.9, ge=0, lt=1)
     nesterov: bool = True
@@ -226,6 +225,7 @@ class OptimConfig:
     gamma: float = option(0.1, gt=0)
     min_lr_factor: float = option(0.01, ge=0, le=1)
     clip_grad_norm: float | None = option(None, gt=0)
+    backbone_prefixes: tuple[str, ...] = option(("backbone.",), pattern=r"[\w.]+")
 
 
 @dataclass

@@ -1,5 +1,8 @@
 """Protocol-exact evaluation for VI-ReID: CMC / mAP / mINP as the field's reference code computes them."""
 
+from wrim.evaluation.card import ProtocolCard as ProtocolCard
+from wrim.evaluation.card import check_training_trial as check_training_trial
+from wrim.evaluation.card import protocol_card as protocol_card
 from wrim.evaluation.metrics import PROTOCOLS as PROTOCOLS
 from wrim.evaluation.metrics import RankMetrics as RankMetrics
 from wrim.evaluation.metrics import camera_keep_mask as camera_keep_mask
@@ -21,9 +24,11 @@ __all__ = [
     "DISTANCES",
     "FolderEmbeddings",
     "PROTOCOLS",
+    "ProtocolCard",
     "ProtocolResult",
     "RankMetrics",
     "camera_keep_mask",
+    "check_training_trial",
     "embed_folder",
     "evaluate",
     "evaluate_protocol",
@@ -33,5 +38,6 @@ __all__ = [
     "mean_metrics",
     "pairwise_distance",
     "plot_ranklist",
+    "protocol_card",
     "rank_gallery",
 ]

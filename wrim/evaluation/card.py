@@ -84,10 +84,21 @@ class ProtocolCard:
             checkpoint += f", chosen on {self.checkpoint['selected_on']})" if "selected_on" in self.checkpoint else ")"
         leak = f", CROSS-TRIAL: trained on split {self.training_trial}" if self.cross_trial else ""
         return (
-            f"{self.dataset}{version} {protocol}, trials {self.trials}{galleries}, "
+            f"{self.dataset}{version} {protocol}, trials {_spans(self.trials)}{galleries}, "
             f"{rerank or 'no re-ranking'}, flip {'on' if self.flip else 'off'}, {self.precision}, "
             f"checkpoint {checkpoint}{leak}"
         )
+
+
+def _spans(values: list[int]) -> str:
+    """``[0, 1, 2, 3, 7]`` -> ``"0-3, 7"``: runs of consecutive integers as spans."""
+    spans: list[list[int]] = []
+    for value in values:
+        if spans and value == spans[-1][1] + 1:
+            spans[-1][1] = value
+        else:
+            spans.append([value, value])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
 
 
 def protocol_card(

@@ -259,15 +259,7 @@ class MIIM(nn.Module):
             gate_grid: ``(h, w)``, the region grid of the static gate (``⌈H/s⌉ × ⌈W/s⌉`` of the maps it will see).
         """
         super().__init__()
-        if reduction < 1 or channels < reduction:
-            raise ValueError(
-                f"reduction must be between 1 and channels (dim = channels // reduction >= 1); got "
-                f"channels={channels}, reduction={reduction}"
-            )
-        if stride < 1:
-            raise ValueError(f"stride must be >= 1; got {stride}")
-        if combine not in COMBINES:
-            raise ValueError(f"combine must be one of {COMBINES}; got {combine!r}")
+        _check_arguments(channels, reduction, stride, combine)
         _check_gate(gate, gate_value, gate_grid)
         factory = {"device": device, "dtype": dtype}
         self.channels = channels
@@ -436,6 +428,19 @@ class MIIM(nn.Module):
         if self.gri is None:
             return f"{described}, gate={self.describe_gate()!r}"
         return f"{described}, num_heads={self.gri.num_heads}"
+
+
+def _check_arguments(channels: int, reduction: int, stride: int, combine: str) -> None:
+    """Raise a ValueError for a reduction outside [1, channels], a stride below 1 or an unknown combine."""
+    if reduction < 1 or channels < reduction:
+        raise ValueError(
+            f"reduction must be between 1 and channels (dim = channels // reduction >= 1); got "
+            f"channels={channels}, reduction={reduction}"
+        )
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1; got {stride}")
+    if combine not in COMBINES:
+        raise ValueError(f"combine must be one of {COMBINES}; got {combine!r}")
 
 
 def _check_gate(gate: str, gate_value: float, gate_grid: tuple[int, int] | None) -> None:
