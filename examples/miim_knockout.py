@@ -19,7 +19,7 @@ vs infrared difference of the per-channel mean gate, and the relative size of th
 
 Run::
 
-    python examples/miim_knockout.py /work/study/runs/wrim-seed0 /work/study/runs/wrim-seed1 --out knockout
+    python examples/miim_knockout.py runs/wrim-seed0 runs/wrim-seed1 runs/wrim-seed2 --out knockout
 """
 
 from __future__ import annotations

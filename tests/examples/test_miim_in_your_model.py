@@ -15,6 +15,8 @@ import wrim
 pytestmark = pytest.mark.repo  # runs the scripts in examples/
 
 SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "miim_in_your_model.py"
+if not SCRIPT.is_file():  # the script is read at import, before the marker can skip
+    pytest.skip("needs the repository's files; absent here: examples", allow_module_level=True)
 EXAMPLE = runpy.run_path(str(SCRIPT))
 
 

@@ -24,3 +24,20 @@ def test_the_synthetic_study_has_the_controls_and_five_seeds() -> None:
     for key in ("no_miim", "wrim", "wrim_constant_gate", "wrim_static_gate"):
         assert spec.variants[key].seeds == (0, 1, 2, 3, 4)
     assert "model.kwargs.miim_kwargs={gate: static}" in spec.variants["wrim_static_gate"].overrides
+
+
+RESULTS = Path(__file__).resolve().parents[2] / "examples" / "results" / "synthetic_bench"
+
+
+def test_the_committed_study_tables_are_what_compare_computes_from_its_records() -> None:
+    """examples/results/synthetic_bench: compare.md is `wrim compare` of the committed records, which all come from
+    one code version (so the tables in docs/reproducing.md, copied from it, are no hand edit)."""
+    from wrim.study.compare import compare_study, load_runs, to_markdown
+
+    records = sorted((RESULTS / "runs").glob("*.json"))
+    assert records, "no committed records"
+    runs = load_runs(records)  # refuses unreadable records
+    spec = load_study(STUDIES[[p.stem for p in STUDIES].index("synthetic_bench")])
+    tables = compare_study(spec, runs, ("R1", "mAP", "mINP"), False)  # False: mixed code would raise
+    assert to_markdown(tables).strip() == (RESULTS / "compare.md").read_text().strip()
+    assert (RESULTS / "forest.png").is_file()
