@@ -155,12 +155,12 @@ class Trainer:
         self.device = resolve_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
         self.dist = init_distributed(self.device)
         self.run_dir = self._resolve_run_dir()
+        if self.resume:  # the resume checks, once, before anything is built or logged
+            self._resume_state = load_checkpoint(self.run_dir, "last")
+            check_resume(self.run_dir, cfg, self._resume_state)
         self._handlers = attach_run_log(self.run_dir) if self.dist.is_main else []
         for path in self._stale:
             log.info("removed %s, left by an interrupted save", path)
-        if self.resume:  # the resume checks, once, before anything is built
-            self._resume_state = load_checkpoint(self.run_dir, "last")
-            check_resume(self.run_dir, cfg, self._resume_state)
         self.amp_dtype = amp_dtype(cfg.amp, self.device)
         self.scaler = loss_scaler(self.device, self.amp_dtype)
 
