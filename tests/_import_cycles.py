@@ -1,9 +1,12 @@
 """Import cycles and private cross-package imports in a wrim tree, read with ``ast`` (nothing is imported).
 
 Usage: ``python tests/_import_cycles.py [ROOT]`` (ROOT holds the ``wrim`` folder; default the repository). Prints
-the cycles between modules (module-level imports; importing ``a.b.c`` also runs ``a/__init__`` and ``a/b/__init__``),
-the cycles between sub-packages (all imports, deferred ones in functions included), and every import of a private
-name (``_name`` or ``pkg._module``) from another sub-package. Exit status 1 when any is found.
+the cycles between modules, the cycles between sub-packages, and every import of a private name (``_name`` or
+``pkg._module``) from another sub-package. Exit status 1 when any is found.
+
+Every import that runs counts, deferred ones inside functions included (a deferred import hides a cycle from the
+interpreter, not from the reader); imports under ``if TYPE_CHECKING:`` never run and do not count. Importing
+``a.b.c`` also runs ``a/__init__`` and ``a/b/__init__``.
 """
 
 from __future__ import annotations
@@ -30,22 +33,17 @@ def _module_name(path: Path, root: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _imports(tree: ast.Module) -> list[tuple[str, list[str], bool]]:
-    """``(module, imported names, at module level)`` for every ``wrim`` import of a file that runs."""
-    top = {id(node) for node in tree.body} | {
-        id(sub) for node in tree.body if isinstance(node, (ast.If, ast.Try)) for sub in ast.walk(node)
-    }
+def _imports(tree: ast.Module) -> list[tuple[str, list[str]]]:
+    """``(module, imported names)`` for every ``wrim`` import of a file that runs, at module level or deferred."""
     skip = _type_checking_ids(tree)
     found = []
     for node in ast.walk(tree):
         if id(node) in skip:
             continue
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("wrim") and node.level == 0:
-            found.append((node.module, [a.name for a in node.names], id(node) in top))
+            found.append((node.module, [a.name for a in node.names]))
         elif isinstance(node, ast.Import):
-            for alias in node.names:
-                if alias.name.startswith("wrim"):
-                    found.append((alias.name, [], id(node) in top))
+            found.extend((alias.name, []) for alias in node.names if alias.name.startswith("wrim"))
     return found
 
 
@@ -118,7 +116,7 @@ def analyse(root: Path) -> tuple[list[list[str]], list[list[str]], list[str]]:
     for name, path in files.items():
         tree = ast.parse(path.read_text())
         own_packages = set(_with_parents(name))
-        for target, names, at_top in _imports(tree):
+        for target, names in _imports(tree):
             resolved = _resolve(target, names, modules)
             for mod in resolved:
                 if _subpackage(mod) != _subpackage(name):
@@ -127,17 +125,16 @@ def analyse(root: Path) -> tuple[list[list[str]], list[list[str]], list[str]]:
                     hidden += [n for n in names if n.startswith("_") and f"{target}.{n}" not in modules]
                     if hidden and mod not in _SHARED:
                         private.append(f"{name} imports {', '.join(hidden)} from {mod}")
-                if at_top:
-                    for dep in _with_parents(mod):  # importing a.b.c runs a/b/__init__ first (not the importer's own)
-                        if dep not in own_packages and dep in modules:
-                            module_graph[name].add(dep)
+                for dep in _with_parents(mod):  # importing a.b.c runs a/b/__init__ first (not the importer's own)
+                    if dep not in own_packages and dep in modules:
+                        module_graph[name].add(dep)
     return _cycles(module_graph), _cycles(package_graph), private
 
 
 def main(argv: list[str]) -> int:
     root = Path(argv[1]) if len(argv) > 1 else Path(__file__).resolve().parents[1]
     module_cycles, package_cycles, private = analyse(root)
-    print(f"module-level import cycles: {len(module_cycles)}")
+    print(f"module import cycles (deferred imports included): {len(module_cycles)}")
     for cycle in module_cycles:
         print("  " + " <-> ".join(cycle))
     print(f"sub-package cycles (deferred imports included): {len(package_cycles)}")

@@ -40,9 +40,6 @@ from typing import TYPE_CHECKING
 import yaml
 
 if TYPE_CHECKING:
-    import torch
-
-    from wrim.data import TestSplit
     from wrim.engine.config import Config
 
 __all__ = ["SUBCOMMANDS", "build_parser", "main"]
@@ -98,12 +95,15 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
+    from wrim.engine.checkpoint import WEIGHTS
+    from wrim.engine.precision import AMP_CHOICES
+
     ev = sub.add_parser("eval", help="evaluate a checkpoint on a dataset's protocol")
     ev.add_argument(
         "--checkpoint",
         required=True,
         help="a run folder (its best checkpoint, else its last), <run>/best or <run>/last, or a checkpoint set's "
-        "model.safetensors",
+        f"{WEIGHTS}",
     )
     ev.add_argument("--dataset", required=True, help="a registered dataset: synthetic, sysu, regdb, llcm, list, ...")
     ev.add_argument("--root", default=None, help="the dataset folder (not needed for synthetic)")
@@ -113,7 +113,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--device", default="auto")
     ev.add_argument("--num-workers", type=int, default=2, help="DataLoader workers")
     ev.add_argument("--flip", action=argparse.BooleanOptionalAction, help="add the flipped image (default: the run's)")
-    ev.add_argument("--amp", choices=["auto", "bf16", "fp16", "none"], help="autocast (default: the run's amp)")
+    ev.add_argument("--amp", choices=AMP_CHOICES, help="autocast (default: the run's amp)")
     ev.add_argument("--json", action="store_true", help="print the per-trial metrics, mean and std as JSON")
     ev.add_argument("--compile", action="store_true", help="torch.compile the model (opt-in; compiling takes minutes)")
     ev.add_argument("--dataset-arg", action="append", default=[], metavar="key=value", help="e.g. trial=3 (RegDB)")
@@ -135,20 +135,6 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     ev.set_defaults(handler=_eval)
 
 
-def _add_bench(sub: argparse._SubParsersAction) -> None:
-    bench = sub.add_parser(
-        "bench",
-        help="run the package's benchmarks (wrim.engine.benchmarks) that apply to this machine",
-        description="Runs the benchmarks of wrim.engine.benchmarks (docs: Performance); one with --device cuda is "
-        "skipped without CUDA. After one NAME come its own arguments (wrim bench NAME --help).",
-    )
-    bench.add_argument("--quick", action="store_true", help="each benchmark at its smallest size (a smoke run)")
-    bench.add_argument("--list", action="store_true", help="list the benchmarks and stop")
-    bench.add_argument("names", nargs="*", metavar="NAME", help="only these benchmarks (default: every one)")
-    bench.add_argument("options", nargs=argparse.REMAINDER, help="after one NAME: that benchmark's arguments")
-    bench.set_defaults(handler=_bench)
-
-
 def _add_synth(sub: argparse._SubParsersAction) -> None:
     synth = sub.add_parser("synth", help="write the synthetic VI-ReID set in SYSU-MM01's native layout")
     synth.add_argument("--out", required=True, help="the output folder")
@@ -164,6 +150,13 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     add_search_arguments(search)
     _add_import(search)
     search.set_defaults(handler=_search)
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    from wrim.engine.benchmarks import add_bench_parser, run_bench
+
+    add_bench_parser(sub)  # wrim.engine.benchmarks owns its arguments
+    sub.choices["bench"].set_defaults(handler=run_bench)
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
@@ -198,13 +191,15 @@ def _parse_pairs(items: list[str]) -> dict[str, object]:
 
 
 def _print_metrics(title: str, metrics: dict[str, float]) -> None:
-    cells = "  ".join(f"{k} {metrics[k]:.2f}" for k in ("R1", "R5", "R10", "R20", "mAP", "mINP") if k in metrics)
+    from wrim.evaluation import METRIC_NAMES
+
+    cells = "  ".join(f"{k} {metrics[k]:.2f}" for k in METRIC_NAMES if k in metrics)
     print(f"{title}: {cells}", flush=True)
 
 
 def _train(args: argparse.Namespace) -> int:
     from wrim.engine.config import load_config
-    from wrim.engine.resume import resume_config
+    from wrim.engine.resume import check_resume, resume_config
     from wrim.engine.rundir import resume_folder
     from wrim.engine.trainer import Trainer
 
@@ -219,6 +214,8 @@ def _train(args: argparse.Namespace) -> int:
         run_dir = resume_folder(config, run_dir)
         config = resume_config(run_dir, overrides)
     if args.dry_run:
+        if args.resume:  # Trainer checks a resume; a dry run builds no Trainer
+            check_resume(run_dir, config)
         return _dry_run(config)
     result = Trainer(config, run_dir=run_dir, resume=bool(args.resume)).fit()
     if int(os.environ.get("RANK", "0")) == 0:
@@ -230,8 +227,8 @@ def _train(args: argparse.Namespace) -> int:
 def _dry_run(config: Config) -> int:
     """Prints the resolved config, builds the dataset (when it can be read), the model (without weights), losses,
     optimiser and augmentation, as training would (``wrim.engine.build``)."""
-    from wrim.data import TrainTransform, dataset_needs_root
-    from wrim.engine.build import build_dataset, build_loss, build_model, build_optimizer
+    from wrim.data import dataset_needs_root
+    from wrim.engine.build import build_dataset, build_loss, build_model, build_optimizer, build_train_transform
     from wrim.engine.config import config_to_dict
     from wrim.models import summary
 
@@ -243,13 +240,7 @@ def _dry_run(config: Config) -> int:
     model = build_model(config.model, num_classes or 1, tuple(data.img_size), weights=False)
     build_loss(config.loss)
     optimizer = build_optimizer(model, config.optim)
-    TrainTransform(
-        data.img_size,
-        channel_aug=data.channel_aug,
-        exchange_prob=data.exchange_prob,
-        gray=data.channel_gray,
-        random_erasing=data.random_erasing,
-    )
+    build_train_transform(data)
     print(summary(model), flush=True)
     weights = "not loaded in a dry run" if config.model.pretrained or config.model.pretrained_file else "none"
     groups = ", ".join(f"{len(g['params'])} tensors at lr {g['lr']:g}" for g in optimizer.param_groups)
@@ -264,12 +255,12 @@ def _dry_run(config: Config) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from wrim.engine.evaluate import evaluate_checkpoint
+    from wrim.engine.evaluate import evaluate_checkpoint, resolve_checkpoint
     from wrim.engine.rundir import complete_old_run
 
     if args.gate_maps < 0:
         raise ValueError(f"--gate-maps must be a number of queries >= 1, got {args.gate_maps}")
-    checkpoint, run_dir = _resolve_checkpoint(Path(args.checkpoint))
+    checkpoint, run_dir = resolve_checkpoint(Path(args.checkpoint))
     report = evaluate_checkpoint(
         checkpoint, run_dir, args.dataset, args.root,
         trials=[int(t) for t in args.trials.split(",")] if args.trials else None,
@@ -283,45 +274,16 @@ def _eval(args: argparse.Namespace) -> int:
     if note:
         print(note, file=sys.stderr, flush=True)
     if args.gate_maps:
-        model, dataset, img_size = report.model, report.dataset_object, report.img_size
-        split = dataset.test_split(report.trial_ids[0], **report.protocol)
-        device = next(model.parameters()).device
-        path = _write_gate_maps(model, split, args.gate_maps, img_size, device, run_dir / "gate_maps.png")
+        from wrim.visualize import plot_split_gate_maps
+
+        split = report.dataset_object.test_split(report.trial_ids[0], **report.protocol)
+        path = run_dir / "gate_maps.png"
+        try:
+            plot_split_gate_maps(report.model, split, args.gate_maps, path, report.img_size)
+        except ValueError as err:
+            raise ValueError(f"--gate-maps: {err}") from err
         print(f"gate maps of {args.gate_maps} queries: {path}", flush=True)
     return 0
-
-
-def _write_gate_maps(
-    model: torch.nn.Module, split: TestSplit, count: int, img_size: tuple[int, int], device: torch.device, path: Path
-) -> Path:
-    """Plots the gates of ``count`` queries (distinct people) beside a gallery image of the same person."""
-    import torch
-
-    from wrim.data import read_image
-    from wrim.data.transforms import TestTransform
-    from wrim.visualize import gate_maps, plot_gate_maps
-
-    gallery_by_pid = {}
-    for record in split.gallery:
-        gallery_by_pid.setdefault(record.pid, record)
-    pairs, seen = [], set()
-    for record in split.query:
-        if record.pid in gallery_by_pid and record.pid not in seen and len(pairs) < count:
-            seen.add(record.pid)
-            pairs.append((record, gallery_by_pid[record.pid]))
-    if not pairs:
-        raise ValueError("--gate-maps: no query has a gallery image of the same person in this protocol")
-    records = [r for pair in pairs for r in pair]  # query, gallery, query, gallery, ...
-    transform = TestTransform(img_size)
-    images = torch.stack([transform(read_image(r.path), r.modality) for r in records])  # (2N, 3, H, W)
-    modalities = torch.tensor([r.modality for r in records])
-    maps = gate_maps(model, images.to(device), modalities)
-    titles = [f"id {query.pid}" for query, _ in pairs]
-    try:
-        plot_gate_maps(images, maps, modalities, path, titles=titles)
-    except ImportError as err:
-        raise ValueError(f"--gate-maps: {err}") from err
-    return path
 
 
 def _parse_img_size(text: str) -> tuple[int, int]:
@@ -335,57 +297,11 @@ def _parse_img_size(text: str) -> tuple[int, int]:
     return size
 
 
-def _resolve_checkpoint(path: Path) -> tuple[Path, Path]:
-    """``(weights file, run folder)`` for a run folder (its best checkpoint, else its last), ``<run>/best``,
-    ``<run>/last`` (``.json`` too) or a set's ``model.safetensors``."""
-    from wrim.engine.checkpoint import SETS, CheckpointError
-    from wrim.engine.rundir import RunFolder
-
-    if path.is_file() and path.parent.parent.name == SETS:  # a file of a checkpoint set
-        if path.suffix != ".safetensors":
-            raise ValueError(
-                f"--checkpoint {str(path)!r} is not a weights file: give the set's model.safetensors or the run folder"
-            )
-        run_dir = path.parent.parent.parent
-        RunFolder(run_dir).require()
-        return path, run_dir
-    if path.is_file() and path.suffix == ".safetensors":
-        RunFolder(path.parent).require()
-        return path, path.parent
-    tag = path.name.removesuffix(".safetensors").removesuffix(".json")  # <run>/best.safetensors: an older layout
-    run_dir, tag = (path, None) if path.is_dir() else (path.parent, tag)
-    folder = RunFolder(run_dir)
-    folder.require()
-    try:
-        return folder.weights(tag), run_dir
-    except CheckpointError as err:
-        raise ValueError(f"--checkpoint {str(path)!r}: {err}") from None
-
-
 def _search(args: argparse.Namespace) -> int:
+    from wrim.engine.evaluate import resolve_checkpoint
     from wrim.engine.search import run_search
 
-    return run_search(args, *_resolve_checkpoint(Path(args.checkpoint)))
-
-
-def _bench(args: argparse.Namespace) -> int:
-    from wrim.engine.benchmarks import BENCHMARKS, needs_missing_cuda, parse
-
-    if args.list:
-        for name, module in BENCHMARKS.items():
-            print(f"{name:14s}{module.__doc__.splitlines()[0]}")
-        return 0
-    if args.options and (len(args.names) != 1 or args.quick):
-        raise ValueError(f"arguments {args.options} apply to one benchmark without --quick: wrim bench NAME --flag ...")
-    names = args.names or list(BENCHMARKS)
-    parsed = {name: parse(name, list(BENCHMARKS[name].QUICK) if args.quick else args.options) for name in names}
-    for name, options in parsed.items():
-        if needs_missing_cuda(options):
-            print(f"== {name}: skipped, needs CUDA (--device cpu runs it on the CPU)", flush=True)
-            continue
-        print(f"== {name}", flush=True)
-        BENCHMARKS[name].run(options)
-    return 0
+    return run_search(args, *resolve_checkpoint(Path(args.checkpoint)))
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -469,11 +385,11 @@ def _study(args: argparse.Namespace) -> int:
 
 def _study_tables(spec: object, out: Path, allow_mixed: bool) -> None:
     """The study's comparisons from its records (``wrim compare --study``) into ``out``, or why there are none."""
-    from wrim.study.compare import compare_study, load_runs, write_outputs
+    from wrim.study.compare import COMPARED_METRICS, compare_study, load_runs, write_outputs
 
     records = sorted((out / "runs").glob("*.json"))
     try:
-        tables = compare_study(spec, load_runs(records), ("R1", "mAP", "mINP"), allow_mixed)
+        tables = compare_study(spec, load_runs(records), COMPARED_METRICS, allow_mixed)
     except ValueError as err:
         print(f"no tables yet: {err}", flush=True)
         return
@@ -482,13 +398,15 @@ def _study_tables(spec: object, out: Path, allow_mixed: bool) -> None:
 
 
 def _add_compare(sub: argparse._SubParsersAction) -> None:
+    from wrim.study.compare import COMPARED_METRICS
+
     compare = sub.add_parser(
         "compare", help="group runs by their config difference, pair them by seed, and report paired differences"
     )
     compare.add_argument("runs", nargs="+", metavar="RUN", help="run folders or study records (<out>/runs/*.json)")
     compare.add_argument("--study", default=None, help="a study file: one table per comparison it lists")
     compare.add_argument("--reference", default=None, help="the reference group (default: the first)")
-    compare.add_argument("--metrics", nargs="+", default=["R1", "mAP", "mINP"], help="metrics to report")
+    compare.add_argument("--metrics", nargs="+", default=list(COMPARED_METRICS), help="metrics to report")
     compare.add_argument("--plot-metric", default="mAP", help="the forest plot's metric")
     compare.add_argument("--out", default=None, help="write compare.md, .csv, .json and forest.png here")
     compare.add_argument("--allow-mixed", action="store_true", help="make the table from mixed provenance, marked")

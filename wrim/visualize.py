@@ -22,17 +22,21 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from wrim._checks import check_modalities
 from wrim._plotting import new_figure, save_figure
+from wrim.data.transforms import IMAGENET_MEAN, IMAGENET_STD, TestTransform
 from wrim.layers import ModalityMIIM, miim_placements
 from wrim.modality import INFRARED, VISIBLE
 
-__all__ = ["capture_gates", "gate_maps", "plot_gate_maps"]
+if TYPE_CHECKING:
+    from wrim.data import TestSplit
+
+__all__ = ["capture_gates", "gate_maps", "plot_gate_maps", "plot_split_gate_maps"]
 
 _REDUCTIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "mean": lambda gate: gate.mean(dim=1),
@@ -123,8 +127,8 @@ def plot_gate_maps(
     maps: dict[str, torch.Tensor],
     modalities: torch.Tensor,
     path: str | Path | None = None,
-    mean: Sequence[float] = (0.485, 0.456, 0.406),
-    std: Sequence[float] = (0.229, 0.224, 0.225),
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
     alpha: float = 0.55,
     titles: Sequence[str] | None = None,
 ) -> Any:
@@ -194,3 +198,52 @@ def plot_gate_maps(
     else:
         save_figure(fig, path, dpi=120)
     return fig
+
+
+def plot_split_gate_maps(
+    model: nn.Module, split: TestSplit, count: int, path: str | Path, img_size: tuple[int, int] = (288, 144)
+) -> Any:
+    """The gates of ``count`` queries of a test split (distinct people), each beside a gallery image of the same
+    person (``wrim eval --gate-maps N``).
+
+    The pairs are the split's first ``count`` queries whose person has a gallery image (that person's first one);
+    the images are read and resized as the evaluation reads them ([`TestTransform`][wrim.data.TestTransform]).
+
+    Args:
+        model: as for `gate_maps`, on the device it runs on.
+        split: the test split (``dataset.test_split(trial, **protocol)``).
+        count: the number of queries (rows), >= 1.
+        path: the PNG to write (folders are created).
+        img_size: (H, W) the model was trained at.
+
+    Returns:
+        the ``matplotlib.figure.Figure``.
+
+    Raises:
+        ValueError: ``count < 1``, no query of the split has a gallery image of the same person, or matplotlib is
+            not installed.
+    """
+    from wrim.data import read_image
+
+    if count < 1:
+        raise ValueError(f"count must be a number of queries >= 1, got {count}")
+    gallery_by_pid = {}
+    for record in split.gallery:
+        gallery_by_pid.setdefault(record.pid, record)
+    pairs, seen = [], set()
+    for record in split.query:
+        if record.pid in gallery_by_pid and record.pid not in seen and len(pairs) < count:
+            seen.add(record.pid)
+            pairs.append((record, gallery_by_pid[record.pid]))
+    if not pairs:
+        raise ValueError("no query has a gallery image of the same person in this split: there is no pair to show")
+    records = [r for pair in pairs for r in pair]  # query, gallery, query, gallery, ...
+    transform = TestTransform(img_size)
+    images = torch.stack([transform(read_image(r.path), r.modality) for r in records])  # (2N, 3, H, W)
+    modalities = torch.tensor([r.modality for r in records])  # (2N,)
+    maps = gate_maps(model, images.to(next(model.parameters()).device), modalities)
+    titles = [f"id {query.pid}" for query, _ in pairs]
+    try:
+        return plot_gate_maps(images, maps, modalities, path, titles=titles)
+    except ImportError as err:
+        raise ValueError(str(err)) from err

@@ -82,7 +82,8 @@ def test_parser_subcommands():
     parser = build_parser()
     assert parser.parse_args(["train"]).config == "synthetic"
     assert parser.parse_args(["train", "--resume"]).resume is True
-    assert parser.parse_args(["bench", "--all"]).all is True
+    assert parser.parse_args(["bench", "--quick"]).quick is True
+    assert parser.parse_args(["bench", "step", "--device", "cpu"]).options == ["--device", "cpu"]
     with pytest.raises(SystemExit):
         parser.parse_args(["eval"])  # --checkpoint and --dataset are required
 
@@ -95,7 +96,6 @@ def test_python_dash_m_wrim(monkeypatch, capsys):
     assert "epochs must be an integer" in capsys.readouterr().err
 
 
-@pytest.mark.repo  # wrim bench runs examples/benchmarks
 def test_bench_rejects_unknown_names(capsys):
     assert main(["bench", "no_such_bench"]) == 2
     assert "available" in capsys.readouterr().err

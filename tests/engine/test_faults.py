@@ -242,6 +242,30 @@ def test_resume_rejects_structural_changes_without_touching_the_run(tmp_path, ca
     assert (run / "config.yaml").read_text() == before
 
 
+def test_a_resume_is_checked_once_and_names_a_model_that_does_not_fit(tmp_path, monkeypatch, tiny_model):
+    from wrim.engine import Trainer, resume, trainer
+    from wrim.engine.resume import resume_config
+
+    run = tmp_path / "run"
+    assert main(["train", *FAULT, f"output_dir={tmp_path}", "run_name=run", "epochs=1"]) == 0
+    calls = []
+
+    def counting(original):
+        def check(*args, **kwargs):
+            calls.append(args[0])
+            return original(*args, **kwargs)
+
+        return check
+
+    monkeypatch.setattr(resume, "check_resume", counting(resume.check_resume))
+    monkeypatch.setattr(trainer, "check_resume", counting(trainer.check_resume))
+    assert main(["train", "--resume", str(run), "epochs=2"]) == 0
+    assert len(calls) == 1  # wrim train --resume: one check, the trainer's
+    other = wrimnet_test_tiny(num_classes=3, img_size=(64, 32))  # the run has 8 identities
+    with pytest.raises(ValueError, match=r"--resume: .*shapes differ.*build the model the run was trained with"):
+        Trainer(resume_config(run, ["epochs=3"]), run_dir=run, resume=True, model=other).fit()
+
+
 # ---------------------------------------------------------------- real runs: kills, full disk, divergence
 
 

@@ -42,7 +42,7 @@ from wrim.data.records import ImageRecord, TestSplit
 from wrim.modality import INFRARED, VISIBLE
 
 if TYPE_CHECKING:
-    from wrim.data.check import DataCheckReport, _Scan
+    from wrim.data.check_files import DataCheckReport, _Scan
 
 __all__ = ["COLUMNS", "ListDataset", "ListRow", "check_list", "read_list_file"]
 
@@ -240,7 +240,7 @@ def check_list(
     Returns:
         A [`DataCheckReport`][wrim.data.DataCheckReport]; ``ok`` when nothing was found.
     """
-    from wrim.data.check import DataCheckReport, _check_files, _Scan
+    from wrim.data.check_files import DataCheckReport, _check_files, _Scan
     from wrim.data.fingerprint import dataset_fingerprint
 
     root = Path(root).expanduser()

@@ -26,7 +26,14 @@ from wrim.data.transforms import TestTransform, TrainTransform
 if TYPE_CHECKING:
     import PIL.Image
 
-__all__ = ["ImageDataset", "UnreadableImageError", "build_test_loader", "build_train_loader", "read_image"]
+__all__ = [
+    "ImageDataset",
+    "UnreadableImageError",
+    "build_test_loader",
+    "build_train_loader",
+    "build_train_transform",
+    "read_image",
+]
 
 log = logging.getLogger("wrim")
 
@@ -221,13 +228,7 @@ def build_train_loader(
         world_size=world_size,
         with_seeds=True,
     )
-    transform = TrainTransform(
-        img_size,
-        channel_aug=channel_aug,
-        exchange_prob=exchange_prob,
-        gray=channel_gray,
-        random_erasing=random_erasing,
-    )
+    transform = build_train_transform(img_size, channel_aug, random_erasing, exchange_prob, channel_gray)
     generator = torch.Generator().manual_seed(int(seed) * 1_000_003 + sampler.rank)
     return DataLoader(
         ImageDataset(records, transform, skip_bad_images=skip_bad_images),
@@ -235,6 +236,20 @@ def build_train_loader(
         num_workers=num_workers,
         generator=generator,
         persistent_workers=num_workers > 0,
+    )
+
+
+def build_train_transform(
+    img_size: tuple[int, int] = (288, 144),
+    channel_aug: bool = True,
+    random_erasing: float = 0.5,
+    exchange_prob: float = 0.5,
+    channel_gray: int = 2,
+) -> TrainTransform:
+    """The training augmentation of `build_train_loader` (its arguments of the same names): a
+    [`TrainTransform`][wrim.data.TrainTransform]."""
+    return TrainTransform(
+        img_size, channel_aug=channel_aug, exchange_prob=exchange_prob, gray=channel_gray, random_erasing=random_erasing
     )
 
 

@@ -14,7 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from wrim.data.base import VIReIDDataset
-from wrim.data.check import DataCheckReport, _check_files, _Scan
+from wrim.data.check_files import DataCheckReport, _check_files, _Scan
 from wrim.data.fingerprint import dataset_fingerprint
 from wrim.data.records import ImageRecord
 
@@ -33,7 +33,7 @@ def check_reader(dataset: VIReIDDataset, decode: bool = True, workers: int | Non
     - **files**: every train, query and gallery image exists, is not empty and decodes (``decode=True``); files
       with the same bytes are named.
 
-    The problems' kinds are those of ``wrim.data.check.Problem``.
+    The problems' kinds are those of ``wrim.data.check_files.Problem``.
 
     Args:
         dataset: the reader, e.g. ``wrim.data.create_dataset("my_data", root)``.

@@ -17,12 +17,16 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from wrim.data._registry import create_dataset
 from wrim.data.base import VIReIDDataset, pid_number
-from wrim.data.llcm import LLCM
-from wrim.data.regdb import RegDB
-from wrim.data.sysu import SYSUMM01
 from wrim.modality import INFRARED, VISIBLE
+
+if TYPE_CHECKING:  # the readers are built by name (the registry): LLCM.version asks this module for its version
+    from wrim.data.llcm import LLCM
+    from wrim.data.regdb import RegDB
+    from wrim.data.sysu import SYSUMM01
 
 __all__ = [
     "LLCM_NIR_CAMS",
@@ -291,13 +295,13 @@ def count_copy(dataset: str, root: Path) -> tuple[dict[str, tuple[int | None, st
     refused: list[str] = []
     if dataset != "regdb":
         try:
-            return _COUNTERS[dataset](SYSUMM01(root) if dataset == "sysu" else LLCM(root)), refused
+            return _COUNTERS[dataset](create_dataset(dataset, root)), refused
         except ValueError as err:
             return {}, [f"the {dataset} reader refused the folder: {str(err).splitlines()[0]}"]
     splits = {}
     for t in REGDB_SPLITS:
         try:
-            splits[t] = _regdb_counts(RegDB(root, trial=t))
+            splits[t] = _regdb_counts(create_dataset("regdb", root, trial=t))
         except ValueError as err:
             refused.append(f"RegDB(trial={t}) refused the folder: {str(err).splitlines()[0]}")
     complete = sum(all((root / "idx" / f"{stem}_{t}.txt").is_file() for stem in _REGDB_STEMS) for t in REGDB_SPLITS)

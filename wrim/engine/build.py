@@ -26,8 +26,6 @@ import contextlib
 import inspect
 import logging
 import random
-import socket
-import urllib.parse
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -36,8 +34,8 @@ import torch
 from torch import nn
 
 from wrim.engine.config import Config, DataConfig, EvalConfig, LossConfig, ModelConfig
-from wrim.engine.evaluate import amp_dtype
 from wrim.engine.optim import build_optimizer, build_scheduler
+from wrim.engine.precision import amp_dtype
 from wrim.engine.step import TrainStep, loss_scaler
 
 if TYPE_CHECKING:
@@ -52,6 +50,7 @@ __all__ = [
     "build_optimizer",
     "build_scheduler",
     "build_step",
+    "build_train_transform",
     "check_evaluation",
     "check_parts",
     "check_process_count",
@@ -59,6 +58,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("wrim")
+
+#: Seconds the hub client waits for a weights file's metadata while a model is built with ``pretrained=True``.
+_HUB_LOOKUP_TIMEOUT_S = 3
 
 
 def seed_everything(seed: int) -> None:
@@ -116,7 +118,7 @@ def build_model(config: ModelConfig, num_classes: int, img_size: tuple[int, int]
             log.warning("model.pretrained_tag=%s is not passed: %s takes no pretrained_tag argument",
                         config.pretrained_tag, config.name)  # fmt: skip
     pretrained = weights and config.pretrained
-    with _hub_offline_if_unreachable(pretrained and config.pretrained_file is None):
+    with _bounded_hub_lookup(pretrained and config.pretrained_file is None):
         return create_model(
             config.name, pretrained=pretrained, num_classes=num_classes, img_size=tuple(img_size), **kwargs
         )
@@ -218,15 +220,11 @@ def build_loader(
     data = config.data
     base = build_train_loader(
         dataset,
-        img_size=data.img_size,
+        **_augmentation(data),
         num_ids=data.num_ids,
         num_instances=data.num_instances,
         num_workers=data.num_workers,
         seed=config.seed,
-        channel_aug=data.channel_aug,
-        random_erasing=data.random_erasing,
-        exchange_prob=data.exchange_prob,
-        channel_gray=data.channel_gray,
         rank=dist.rank if dist.distributed else None,
         world_size=dist.world_size if dist.distributed else None,
         skip_bad_images=data.skip_bad_images,
@@ -238,6 +236,25 @@ def build_loader(
         pin_memory=pin_memory,
         persistent_workers=False,
     )
+
+
+def build_train_transform(config: DataConfig) -> Any:
+    """The training augmentation of ``data.*``: the transform `build_loader` gives its loader
+    (``wrim.data.loader.build_train_transform``)."""
+    from wrim.data.loader import build_train_transform as data_train_transform
+
+    return data_train_transform(**_augmentation(config))
+
+
+def _augmentation(config: DataConfig) -> dict[str, Any]:
+    """The image size and augmentation arguments of ``data.*``, by their names in ``wrim.data.build_train_loader``."""
+    return {
+        "img_size": config.img_size,
+        "channel_aug": config.channel_aug,
+        "random_erasing": config.random_erasing,
+        "exchange_prob": config.exchange_prob,
+        "channel_gray": config.channel_gray,
+    }
 
 
 def check_parts(model: Any, loss: Any, dataset: Any) -> None:
@@ -305,26 +322,21 @@ def check_process_count(trained: int, resuming: int, num_ids: int) -> None:
 
 
 @contextlib.contextmanager
-def _hub_offline_if_unreachable(download: bool) -> Iterator[None]:
-    """One 3 s probe of the Hugging Face hub before timm downloads weights: when it is unreachable, the hub client is
-    put in offline mode (cached weights still load; missing ones fail at once with the message naming
-    ``model.pretrained_file``) instead of retrying for about a minute."""
+def _bounded_hub_lookup(download: bool) -> Iterator[None]:
+    """While timm fetches pretrained weights from the Hugging Face hub, its client's metadata request (the one that
+    finds out whether a cached file is current) waits at most ``_HUB_LOOKUP_TIMEOUT_S`` seconds instead of its default
+    10: an unreachable hub then falls back to locally cached weights at once, and missing ones fail with the message
+    naming ``model.pretrained_file``. wrim opens no connection itself; a timeout set by the user
+    (``HF_HUB_ETAG_TIMEOUT``) is kept."""
     try:
         from huggingface_hub import constants
     except ImportError:
         constants = None
-    if not download or constants is None or constants.HF_HUB_OFFLINE:
+    if not download or constants is None or constants.HF_HUB_ETAG_TIMEOUT != constants.DEFAULT_ETAG_TIMEOUT:
         yield
         return
-    host = urllib.parse.urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    constants.HF_HUB_ETAG_TIMEOUT = _HUB_LOOKUP_TIMEOUT_S
     try:
-        socket.create_connection((host, 443), timeout=3).close()
-    except OSError as err:
-        log.warning("%s is unreachable (%s): only locally cached pretrained weights can be used", host, err)
-        constants.HF_HUB_OFFLINE = True
-        try:
-            yield
-        finally:
-            constants.HF_HUB_OFFLINE = False
-        return
-    yield
+        yield
+    finally:
+        constants.HF_HUB_ETAG_TIMEOUT = constants.DEFAULT_ETAG_TIMEOUT

@@ -21,6 +21,7 @@ from wrim.distributed import DistInfo
 from wrim.engine.checkpoint import read_pointer
 from wrim.engine.config import Config
 from wrim.engine.logger import MetricsLogger, show_progress
+from wrim.engine.precision import memory_format
 from wrim.engine.step import TrainStep
 from wrim.modality import VISIBLE
 
@@ -128,10 +129,10 @@ class EpochLoop:
             dynamic_ncols=True,
         )
         pending: list[tuple[int, torch.Tensor]] = []  # (step, its detached terms) not yet read on the host
-        memory_format = torch.channels_last if cfg.model.channels_last else torch.preserve_format
+        layout = memory_format(cfg.model.channels_last)
         for step, (images, pids, _camids, modalities) in enumerate(bar):
             num_visible = int((modalities == VISIBLE).sum())  # the loader's CPU ids: no device sync
-            images = images.to(self.device, non_blocking=True).contiguous(memory_format=memory_format)
+            images = images.to(self.device, non_blocking=True).contiguous(memory_format=layout)
             pids = pids.to(self.device, non_blocking=True)
             modalities = modalities.to(self.device, non_blocking=True)
             terms = self.step(images, pids, modalities, num_visible)

@@ -1,5 +1,7 @@
 """Evaluating a trained run: one precision for the trainer's evaluation and ``wrim eval``, per-trial reports.
 
+``AMP_CHOICES``, ``amp_dtype`` and ``precision_name`` are ``wrim.engine.precision``'s, named here too.
+
 The trainer's evaluations (each epoch's and the final one written to ``final_metrics.json``) and ``wrim eval`` embed
 images through the same [`EvalModel`][wrim.engine.evaluate.EvalModel]: the run's ``amp`` setting ([D] bf16 autocast
 on CUDA, fp32 on the CPU, as in training) and memory format. ``wrim eval`` reads them from the run's saved
@@ -9,10 +11,10 @@ Using a trained checkpoint).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,12 +22,16 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from wrim.engine.precision import AMP_CHOICES, amp_dtype, autocast, memory_format, precision_name
 from wrim.engine.rundir import CONFIG, RunFolder
 from wrim.evaluation.card import ProtocolCard, check_training_trial, protocol_card
+from wrim.evaluation.metrics import METRIC_NAMES
 from wrim.flip import flip_average
 
 if TYPE_CHECKING:
-    from wrim.data import TestSplit
+    from wrim.data import TestSplit, VIReIDDataset
+    from wrim.distributed import DistInfo
+    from wrim.engine.config import Config
 
 __all__ = [
     "AMP_CHOICES",
@@ -33,32 +39,12 @@ __all__ = [
     "EvalModel",
     "amp_dtype",
     "evaluate_checkpoint",
+    "evaluate_training_weights",
     "load_run_model",
     "plot_ranklist_png",
     "precision_name",
+    "resolve_checkpoint",
 ]
-
-#: The values of the ``amp`` config key and of ``wrim eval --amp``.
-AMP_CHOICES: tuple[str, ...] = ("auto", "bf16", "fp16", "none")
-
-
-def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of an ``amp`` setting on ``device``: ``"auto"`` is bf16 on CUDA and none (fp32) elsewhere.
-
-    Args:
-        amp: ``"auto"``, ``"bf16"``, ``"fp16"`` or ``"none"``.
-        device: where the model runs.
-    """
-    if amp not in AMP_CHOICES:
-        raise ValueError(f"amp must be one of {list(AMP_CHOICES)}, got {amp!r}")
-    if amp == "auto":
-        return torch.bfloat16 if device.type == "cuda" else None
-    return {"bf16": torch.bfloat16, "fp16": torch.float16, "none": None}[amp]
-
-
-def precision_name(dtype: torch.dtype | None) -> str:
-    """How an autocast dtype is reported (protocol cards, provenance): ``"fp32"`` or e.g. ``"bfloat16 autocast"``."""
-    return "fp32" if dtype is None else f"{str(dtype).removeprefix('torch.')} autocast"
 
 
 class EvalModel(nn.Module):
@@ -89,23 +75,18 @@ class EvalModel(nn.Module):
 
     def _prep(self, images: torch.Tensor) -> torch.Tensor:
         images = images.to(self.device, non_blocking=True)
-        return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
-
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+        return images.contiguous(memory_format=memory_format(self.channels_last))
 
     def forward(self, images: torch.Tensor, modalities: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W), (B,) -> (B, D) float32 embeddings."""
-        with self._autocast():
+        with autocast(self.device.type, self.amp_dtype):
             return self.net(self._prep(images), modalities.to(self.device)).float()
 
     def embed(self, images: torch.Tensor, modalities: torch.Tensor, flip: bool = True) -> torch.Tensor:
         """(B, 3, H, W), (B,) -> (B, D) float32 embeddings, flip-averaged when ``flip`` and the model offers it."""
         if not hasattr(self.net, "embed"):
             return flip_average(self.forward, images, modalities) if flip else self.forward(images, modalities)
-        with self._autocast():
+        with autocast(self.device.type, self.amp_dtype):
             return self.net.embed(self._prep(images), modalities.to(self.device), flip=flip).float()
 
 
@@ -118,7 +99,7 @@ class CheckpointEvaluation:
         dataset: the dataset name.
         protocol: the protocol arguments (e.g. ``{"mode": "all", "shots": 1}``).
         trial_ids: the gallery trials, in the order of ``trials``.
-        trials: per trial ``{"R1", "R5", "R10", "R20", "mAP", "mINP"}`` in %.
+        trials: per trial, each of ``wrim.evaluation.METRIC_NAMES`` in %.
         mean: the trial average (the number the field reports).
         precision: ``"fp32"`` or the autocast dtype, e.g. ``"bf16 autocast"``.
         flip: whether the flipped image's embedding was added.
@@ -161,7 +142,7 @@ class CheckpointEvaluation:
 
     def format(self) -> str:
         """A table: one line per trial, then ``mean ± std``; the settings on the first line."""
-        keys = [k for k in ("R1", "R5", "R10", "R20", "mAP", "mINP") if k in self.mean]
+        keys = [k for k in METRIC_NAMES if k in self.mean]
         galleries = f", galleries {self.galleries}" if self.galleries else ""
         lines = [
             f"{self.dataset} {self.protocol} with {self.checkpoint} ({self.precision}, flip {self.flip}{galleries})",
@@ -236,7 +217,7 @@ def evaluate_checkpoint(
     Args:
         checkpoint: the weights file (``<run>/checkpoints/<set>/model.safetensors``).
         run_dir: the run folder holding ``model.json`` (and ``config.yaml``).
-        dataset: ``"synthetic"``, ``"sysu"``, ``"regdb"`` or ``"llcm"``.
+        dataset: a registered dataset name (``wrim.data.list_datasets()``).
         root: the dataset folder (``None`` for the synthetic set).
         trials: gallery trials; img_size: (H, W), default the training size.
         batch_size: images per forward pass (default the run's ``eval.batch_size``).
@@ -292,6 +273,58 @@ def evaluate_checkpoint(
     )
 
 
+def evaluate_training_weights(
+    net: nn.Module,
+    dataset: VIReIDDataset,
+    config: Config,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    dist: DistInfo,
+    trials: Sequence[int] | None,
+) -> tuple[dict[str, float], tuple[TestSplit, dict[str, torch.Tensor]] | None]:
+    """The trainer's evaluation of the weights it holds: ``(metrics, (first split, features by path))`` on rank 0,
+    ``({}, None)`` on the others; ``net`` is left in training mode.
+
+    Every image of the requested trials is embedded once (``wrim.evaluation.extract_features``) through
+    [`EvalModel`][wrim.engine.evaluate.EvalModel] at the run's precision, then ``wrim.evaluation.evaluate_protocol``
+    scores and averages the trials from those embeddings (R1..mINP in %). Under DDP this is collective: every rank
+    embeds its contiguous block of the images with rank 0's weights and buffers (broadcast first), the blocks are
+    gathered in order, and rank 0 computes the metrics, so the features equal the single-process ones and extraction
+    time falls as 1/N.
+
+    Args:
+        net: the network being trained.
+        dataset: the run's data; config: the run configuration (``eval.*``, ``data.img_size``, the memory format).
+        device: where ``net`` lives; amp_dtype: the run's autocast dtype.
+        dist: this process's place in the job.
+        trials: gallery trials to average; ``None`` = the dataset's default trials.
+    """
+    import torch.distributed
+
+    from wrim.evaluation import evaluate_protocol, extract_features
+    from wrim.evaluation.protocol import trial_splits
+
+    trial_ids = list(dataset.default_trials if trials is None else trials)
+    splits = trial_splits(dataset, trial_ids, config.eval.protocol)
+    records = {r.path: r for split in splits for r in (*split.query, *split.gallery)}
+    eval_model = EvalModel(net, device, amp_dtype, config.model.channels_last)
+    with torch.no_grad():
+        if dist.distributed:  # every rank embeds with rank 0's model (per-rank BN buffers may differ)
+            for tensor in net.state_dict().values():
+                torch.distributed.broadcast(tensor, src=0)
+        feats = extract_features(
+            eval_model, list(records.values()), img_size=tuple(config.data.img_size),
+            batch_size=config.eval.batch_size, device=device, flip=config.eval.flip,
+            num_workers=config.data.num_workers, shard=True,
+        )  # (N, D)  # fmt: skip
+    net.train()
+    if not dist.is_main:
+        return {}, None
+    features = dict(zip(records, feats.cpu()))
+    result = evaluate_protocol(features, dataset, trials=trial_ids, **config.eval.protocol)
+    return {k: float(v) for k, v in result.as_dict().items()}, (splits[0], features)
+
+
 def load_run_model(
     run_dir: str | Path,
     checkpoint: str | Path | None = None,
@@ -335,9 +368,39 @@ def load_run_model(
     config = ModelConfig(name=RunFolder(run_dir).model_name(), kwargs=model_kwargs)
     net = build_model(config, num_classes, img_size, weights=False)
     load_weights(net, checkpoint)
-    memory_format = torch.channels_last if run["channels_last"] else torch.preserve_format
-    net = net.to(torch_device, memory_format=memory_format).eval()
+    net = net.to(torch_device, memory_format=memory_format(run["channels_last"])).eval()
     return EvalModel(net, torch_device, dtype, run["channels_last"], img_size=img_size)
+
+
+def resolve_checkpoint(path: Path) -> tuple[Path, Path]:
+    """``(weights file, run folder)`` that ``wrim eval --checkpoint`` / ``wrim search --checkpoint`` names: a run
+    folder (its best checkpoint, else its last), ``<run>/best``, ``<run>/last`` (``.json`` too) or a checkpoint
+    set's weights file.
+
+    Raises:
+        ValueError: not a run folder, a file of a set that is not its weights, or no such checkpoint.
+    """
+    from wrim.engine.checkpoint import SETS, WEIGHTS, CheckpointError
+
+    if path.is_file() and path.parent.parent.name == SETS:  # a file of a checkpoint set
+        if path.suffix != ".safetensors":
+            raise ValueError(
+                f"--checkpoint {str(path)!r} is not a weights file: give the set's {WEIGHTS} or the run folder"
+            )
+        run_dir = path.parent.parent.parent
+        RunFolder(run_dir).require()
+        return path, run_dir
+    if path.is_file() and path.suffix == ".safetensors":
+        RunFolder(path.parent).require()
+        return path, path.parent
+    tag = path.name.removesuffix(".safetensors").removesuffix(".json")  # <run>/best.safetensors: an older layout
+    run_dir, tag = (path, None) if path.is_dir() else (path.parent, tag)
+    folder = RunFolder(run_dir)
+    folder.require()
+    try:
+        return folder.weights(tag), run_dir
+    except CheckpointError as err:
+        raise ValueError(f"--checkpoint {str(path)!r}: {err}") from None
 
 
 def plot_ranklist_png(

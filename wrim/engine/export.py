@@ -131,7 +131,7 @@ def _run_metrics(recipe: dict, final: dict) -> dict[str, dict[str, float]]:
     """``final_metrics.json`` as one row of the model card, named by its protocol card (dataset and version,
     protocol, trials, galleries, re-ranking, flip, precision, checkpoint choice); a run written before protocol
     cards gets the dataset, protocol arguments and the number of trials its config gives."""
-    from wrim.engine.rundir import METRIC_NAMES
+    from wrim.evaluation import METRIC_NAMES
     from wrim.evaluation.card import ProtocolCard
 
     row = {key: final[key] for key in METRIC_NAMES if key in final}

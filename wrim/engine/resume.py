@@ -1,9 +1,11 @@
 """Resuming a run: the config it continues with and the resume checks (``wrim.engine.rundir`` finds the folder).
 
-A resume continues only the run it was asked to continue. `check_resume()` holds
-the three checks, in order: the given config against the run's ``config.yaml`` (only resumable keys may change),
-the checkpoint's own config against ``config.yaml``, and the model's parameter names and shapes against the
-checkpoint's weights. Each failure is one line naming the first difference.
+A resume continues only the run it was asked to continue. `check_resume()` holds the checks, in order: the given
+config against the run's ``config.yaml`` (only resumable keys may change), the checkpoint's own config against
+``config.yaml``, and (when given a model) the model's parameter names and shapes against the checkpoint's weights.
+Each failure is one line naming the first difference. ``Trainer`` runs it once per resume, with the checkpoint's
+state, before it builds anything; the weights are checked against the model where they are loaded
+(``wrim.models.load_weights`` refuses other names or shapes before loading any).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 from safetensors import safe_open
 from torch import nn
 
-from wrim.engine.checkpoint import checkpoint_exists
+from wrim.engine.checkpoint import WEIGHTS, checkpoint_exists
 from wrim.engine.config import Config, apply_overrides, config_diff, config_from_dict, structural_changes
 
 __all__ = ["check_resume", "first_weight_difference", "resume_config"]
@@ -24,7 +26,8 @@ log = logging.getLogger("wrim")
 
 
 def resume_config(run_dir: str | Path, overrides: list[str] | None = None) -> Config:
-    """The saved config of a run folder with ``overrides`` applied; only resumable keys may change.
+    """The saved config of a run folder with ``overrides`` applied, for ``Trainer(config, resume=True)``, which
+    checks it (`check_resume`: only resumable keys may change) once, before it builds anything.
 
     Args:
         run_dir: the run folder (holds ``config.yaml``).
@@ -32,15 +35,11 @@ def resume_config(run_dir: str | Path, overrides: list[str] | None = None) -> Co
             (``epochs``, ``eval.*``, logging, ``data.num_workers``, ...).
 
     Raises:
-        ValueError: no checkpoint or no saved config, or an override that changes the run's structure (every
-            difference listed).
+        ValueError: no checkpoint or no saved config, or an override that is not a config key or value.
     """
     if not checkpoint_exists(run_dir, "any"):
         raise ValueError(f"--resume: {str(run_dir)!r} holds no checkpoint to resume from")
-    saved = _saved_config(Path(run_dir))
-    config = apply_overrides(saved, overrides or [])
-    check_resume(run_dir, config)
-    return config
+    return apply_overrides(_saved_config(Path(run_dir)), overrides or [])
 
 
 def _saved_config(run_dir: Path) -> Config:
@@ -87,7 +86,7 @@ def check_resume(
             f"({_format_changes(changes)}); restore config.yaml or start a new run"
         )
     if model is not None:
-        weights = Path(state["checkpoint_set"]) / "model.safetensors"
+        weights = Path(state["checkpoint_set"]) / WEIGHTS
         difference = first_weight_difference(model, weights)
         if difference is not None:
             raise ValueError(

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wrim.engine.checkpoint import WEIGHTS, atomic_write, checkpoint_exists, load_checkpoint, read_pointer
+from wrim.evaluation.metrics import METRIC_NAMES
 
 if TYPE_CHECKING:
     from wrim.engine.config import Config
@@ -358,9 +359,6 @@ class RunFolder:
             last.update(ended=utc_now(), outcome=outcome)
         last["epochs"] = [last["epochs"][0], epochs_done]
         write_json(self.file(PROVENANCE), provenance)
-
-
-METRIC_NAMES: tuple[str, ...] = ("R1", "R5", "R10", "R20", "mAP", "mINP")
 
 
 def run_record(run_dir: str | Path) -> dict[str, Any]:

@@ -15,6 +15,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from wrim.engine.precision import AMP_CHOICES
+
 __all__ = ["Config", "DataConfig", "EvalConfig", "LossConfig", "ModelConfig", "OptimConfig", "option"]
 
 
@@ -285,7 +287,7 @@ class Config:
     epochs: int = option(120, ge=1)
     seed: int = option(0, ge=0)
     device: str = option("auto", pattern=r"auto|cpu|mps|cuda(:\d+)?")
-    amp: str = option("auto", choices=("auto", "bf16", "fp16", "none"))
+    amp: str = option("auto", choices=AMP_CHOICES)
     output_dir: str = option("runs", nonempty=True)
     run_name: str | None = option(None, pattern=r"[\w.+-]+")
     log_every: int = option(10, ge=1)

@@ -23,6 +23,8 @@ __all__ = ["add_search_arguments", "run_search"]
 
 def add_search_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments of ``wrim search`` (registered by ``wrim.cli``)."""
+    from wrim.engine.precision import AMP_CHOICES
+
     parser.add_argument("--checkpoint", required=True, help="a run folder (its best checkpoint) or a file in one")
     parser.add_argument("--query", required=True, help="a query image, or a folder of query images")
     parser.add_argument("--gallery", required=True, help="the folder of gallery images (searched recursively)")
@@ -36,7 +38,7 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top", type=int, default=10, help="gallery images per query in the CSV and picture")
     parser.add_argument("--out", default="search", help="the output folder (ranking.csv, ranklist.png)")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--amp", choices=["auto", "bf16", "fp16", "none"], default=None, help="default: the run's")
+    parser.add_argument("--amp", choices=AMP_CHOICES, default=None, help="default: the run's")
     parser.add_argument("--flip", action="store_true", help="add the flipped image's embedding")
 
 

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from wrim._versions import compile_if_supported
+from wrim.engine.precision import autocast
 
 __all__ = ["TrainStep", "loss_scaler"]
 
@@ -133,12 +134,7 @@ class TrainStep:
             The loss terms by name (as `compute_losses`), detached float32 scalars still on the device.
         """
         kwargs = {"num_visible": num_visible} if num_visible is not None and self.takes_num_visible else {}
-        autocast = (
-            contextlib.nullcontext()
-            if self.amp_dtype is None
-            else torch.autocast(images.device.type, dtype=self.amp_dtype)
-        )
-        with autocast:
+        with autocast(images.device.type, self.amp_dtype):
             out = self.model(images, modalities, **kwargs)
         total, terms = self.compute_losses(out, pids, modalities)
         (self.scaler.scale(total) if self.loss_scaling else total).backward()

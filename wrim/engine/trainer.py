@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,13 +52,14 @@ from wrim.engine.checkpoint import (
 )
 from wrim.engine.config import Config, config_sha256, config_to_dict
 from wrim.engine.epoch import EpochLoop, NonFiniteLossError, check_finite_state
-from wrim.engine.evaluate import EvalModel, amp_dtype, plot_ranklist_png, precision_name
-from wrim.engine.logger import MetricsLogger, attach_run_log, plot_curves, show_progress
-from wrim.engine.provenance import environment, utc_now
+from wrim.engine.evaluate import evaluate_training_weights
+from wrim.engine.logger import MetricsLogger, attach_run_log, show_progress
+from wrim.engine.precision import amp_dtype, memory_format
 from wrim.engine.resume import check_resume
+from wrim.engine.run_report import TrainResult, final_card, model_info, provenance_segment, write_final_results
 from wrim.engine.rundir import RunFolder, RunLock, choose_run_dir
 from wrim.engine.step import TrainStep, loss_scaler
-from wrim.evaluation.card import ProtocolCard, protocol_card
+from wrim.evaluation import METRIC_NAMES
 from wrim.layers import convert_sync_batchnorm
 
 if TYPE_CHECKING:
@@ -68,23 +68,6 @@ if TYPE_CHECKING:
 __all__ = ["NonFiniteLossError", "TrainResult", "Trainer"]
 
 log = logging.getLogger("wrim")
-
-
-@dataclass
-class TrainResult:
-    """What [`Trainer.fit()`][wrim.engine.Trainer.fit] returns.
-
-    Args:
-        run_dir: the run folder (config, checkpoints, metrics, PNGs).
-        metrics: the final evaluation in % (``R1``, ``R5``, ``R10``, ``R20``, ``mAP``, ``mINP``).
-        best_epoch: the epoch (1-based) of the best R1 seen during training (0 when never evaluated).
-        best_r1: that R1 in %.
-    """
-
-    run_dir: Path
-    metrics: dict[str, float]
-    best_epoch: int
-    best_r1: float
 
 
 class Trainer:
@@ -128,7 +111,7 @@ class Trainer:
         self.resume = resume
         self._requested_run_dir = Path(run_dir) if run_dir is not None else None
         self.dataset = dataset
-        self.net = model  # the network itself: checkpoints, evaluation, the optimiser's parameters
+        self.net = model
         self.loss_fn = loss
         self._model_given = model is not None
         self.dist = DistInfo()
@@ -140,12 +123,14 @@ class Trainer:
         self.scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
         self.amp_dtype: torch.dtype | None = None
         self.scaler: torch.amp.GradScaler | None = None
-        self.step: TrainStep | None = None  # forward, losses, backward and the optimiser update of one batch
-        self.loop: EpochLoop | None = None  # the batches of one epoch through ``step``
-        self.start_epoch = 0  # epochs done when the run (re)started
+        self.batch_step: TrainStep | None = None
+        self.epoch_loop: EpochLoop | None = None
+        self.epochs_at_start = 0
+        self.epochs_done = 0
         self.best_r1, self.best_epoch = -1.0, 0
         self.pending_record: dict[str, Any] | None = None
         self.logger: MetricsLogger | None = None
+        self._resume_state: dict[str, Any] | None = None
         self._handlers: list[logging.Handler] = []
         self._lock: RunLock | None = None
         self._stale: list[Path] = []
@@ -161,8 +146,8 @@ class Trainer:
         self._setup_data()
         self._setup_model()
         self._setup_state()
-        self.loop = EpochLoop(
-            self.step, self.loader, self.scheduler, self.config, self.dist, self.device, self.run_dir, self.logger
+        self.epoch_loop = EpochLoop(
+            self.batch_step, self.loader, self.scheduler, self.config, self.dist, self.device, self.run_dir, self.logger
         )
 
     def _setup_run(self) -> None:
@@ -170,12 +155,13 @@ class Trainer:
         self.device = resolve_device(cfg.device, int(os.environ.get("LOCAL_RANK", "0")))
         self.dist = init_distributed(self.device)
         self.run_dir = self._resolve_run_dir()
+        if self.resume:  # the resume checks, once, before anything is built or logged
+            self._resume_state = load_checkpoint(self.run_dir, "last")
+            check_resume(self.run_dir, cfg, self._resume_state)
         self._handlers = attach_run_log(self.run_dir) if self.dist.is_main else []
         for path in self._stale:
             log.info("removed %s, left by an interrupted save", path)
-        if self.resume:
-            check_resume(self.run_dir, cfg)
-        self.amp_dtype = self._amp_dtype()
+        self.amp_dtype = amp_dtype(cfg.amp, self.device)
         self.scaler = loss_scaler(self.device, self.amp_dtype)
 
     def _setup_data(self) -> None:
@@ -199,16 +185,17 @@ class Trainer:
             net = build_model(cfg.model, self.dataset.num_classes, tuple(cfg.data.img_size))
         if self.dist.distributed and cfg.model.sync_bn:  # global batch statistics (CUDA and CPU)
             net = convert_sync_batchnorm(net, self.device)
-        memory_format = torch.channels_last if cfg.model.channels_last else torch.preserve_format
-        self.net = net.to(self.device, memory_format=memory_format)
-        model: nn.Module = self.net  # what the step calls: the network, DDP-wrapped under torchrun
+        self.net = net.to(self.device, memory_format=memory_format(cfg.model.channels_last))
+        ddp_or_net: nn.Module = self.net
         if self.dist.distributed:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
-            model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+            ddp_or_net = nn.parallel.DistributedDataParallel(self.net, device_ids=device_ids)
         self.optimizer = build_optimizer(self.net, cfg.optim)
         # model.compile: the whole step (forward, losses, backward) as one graph, around the DDP-wrapped module
-        self.step = build_step(cfg, model, self.optimizer, self.device, loss=self.loss_fn, scaler=self.scaler)
-        self.loss_fn = self.step.loss
+        self.batch_step = build_step(
+            cfg, ddp_or_net, self.optimizer, self.device, loss=self.loss_fn, scaler=self.scaler
+        )
+        self.loss_fn = self.batch_step.loss
         self.scheduler = build_scheduler(self.optimizer, cfg.optim, cfg.epochs, self.iters_per_epoch)
 
     def _setup_state(self) -> None:
@@ -219,56 +206,26 @@ class Trainer:
         check_evaluation(cfg.eval, self.dataset)  # bad trials or eval.protocol fail now, not after an epoch
         if self.pending_record is not None:  # every rank reads the log: the pending evaluation is collective
             epochs = [record["epoch"] for record in RunFolder(self.run_dir).read_history()]
-            self.pending_record = None if self.start_epoch in epochs else self.pending_record
+            self.pending_record = None if self.epochs_at_start in epochs else self.pending_record
         barrier(self.dist)  # rank 0 rewrites metrics.jsonl next
         if not self.dist.is_main:
             return
-        self.logger = MetricsLogger(self.run_dir, resume_epoch=self.start_epoch if self.resume else None)
+        self.logger = MetricsLogger(self.run_dir, resume_epoch=self.epochs_at_start if self.resume else None)
         folder = RunFolder(self.run_dir)
         folder.save_config(cfg)  # only once the run is known to start
-        folder.write_model_info(self._model_info())
+        folder.write_model_info(model_info(self.net, self.dataset, cfg, self._model_name))
         if not self._finished():  # a resume of a finished run trains nothing: no new segment
-            folder.start_segment(self._segment())
+            segment = provenance_segment(
+                cfg, self.dataset, self.device, self.amp_dtype, self.dist.world_size,
+                resumed=bool(self.resume), epochs_done=self.epochs_at_start,
+            )  # fmt: skip
+            folder.start_segment(segment)
             self._recording = True
 
     def _finished(self) -> bool:
         """Whether the run has trained all its epochs and written its final metrics (a resume then does nothing)."""
-        done = self.start_epoch == self.config.epochs and self.pending_record is None
+        done = self.epochs_at_start == self.config.epochs and self.pending_record is None
         return done and RunFolder(self.run_dir).read_final_metrics() is not None
-
-    def _model_info(self) -> dict[str, Any]:
-        """``model.json``: what rebuilds the network, its MIIMs' gate modes and (RegDB) the split it trains on."""
-        from wrim.layers import miim_placements
-
-        info = {
-            "model": self._model_name,
-            "num_classes": self.dataset.num_classes,
-            "img_size": self.config.data.img_size,
-        }
-        if self._model_given:  # wrim eval cannot rebuild a model object; it names the class for the reader
-            info["class"] = f"{type(self.net).__module__}.{type(self.net).__qualname__}"
-        gates = {name: block.describe_gate() for name, block in miim_placements(self.net).items()}
-        if gates:
-            info["gates"] = gates
-        if getattr(self.dataset, "trial", None) is not None:
-            info["training_trial"] = int(self.dataset.trial)
-        return info
-
-    def _segment(self) -> dict[str, Any]:
-        """This process's provenance segment (wrim.engine.provenance): code, versions, device, config, data."""
-        from wrim.data.fingerprint import dataset_fingerprint
-
-        cfg = self.config
-        return {
-            "started": utc_now(),
-            "resumed": bool(self.resume),
-            "epochs": [self.start_epoch, self.start_epoch],
-            **environment(self.device, precision_name(self.amp_dtype), self.dist.world_size),
-            "seed": cfg.seed,
-            "config_sha256": config_sha256(cfg),
-            "config": config_to_dict(cfg),
-            "dataset": dataset_fingerprint(self.dataset, cfg.eval.protocol),
-        }
 
     @property
     def _model_name(self) -> str | None:
@@ -276,24 +233,33 @@ class Trainer:
         return None if self._model_given else self.config.model.name
 
     def _load_resume_state(self) -> None:
+        """The checkpoint read (and checked) by ``_setup_run`` into the parts: weights, optimiser, schedule, scaler,
+        epoch, best R1, the pending evaluation and this process's RNG state."""
         from wrim.models import load_weights
 
-        state = load_checkpoint(self.run_dir, "last")
-        check_resume(self.run_dir, self.config, state, self.net)
-        load_weights(self.net, Path(state["checkpoint_set"]) / "model.safetensors")
+        state = self._resume_state
+        weights = Path(state["checkpoint_set"]) / WEIGHTS
+        try:
+            load_weights(self.net, weights)  # names, shapes and kinds checked before anything is loaded
+        except ValueError as err:
+            raise ValueError(
+                f"--resume: {err}; build the model the run was trained with (same class, arguments and number of "
+                "identities) or start a new run"
+            ) from None
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if "scaler" in state:
             self.scaler.load_state_dict(state["scaler"])
-        self.start_epoch = state["epoch"]
+        self.epochs_at_start = self.epochs_done = state["epoch"]
         best = read_pointer(self.run_dir, "best")
-        if best is not None and best["epoch"] <= self.start_epoch:
+        if best is not None and best["epoch"] <= self.epochs_at_start:
             self.best_r1, self.best_epoch = best["R1"], best["epoch"]
         self.pending_record = state.get("record")
         rng = state["rng"]  # one state per process of the run: the same process count (data.num_ids is per process)
         check_process_count(len(rng), self.dist.world_size, self.config.data.num_ids)
         restore_rng_state(rng[self.dist.rank])
-        log.info("resumed %s after epoch %d (%s)", self.run_dir, self.start_epoch, state["checkpoint_set"])
+        log.info("resumed %s after epoch %d (%s)", self.run_dir, self.epochs_at_start, state["checkpoint_set"])
+        self._resume_state = None
 
     def _resolve_run_dir(self) -> Path:
         run_dir = choose_run_dir(self.config, self._requested_run_dir, self.resume)
@@ -316,9 +282,6 @@ class Trainer:
         barrier(self.dist)
         return run_dir
 
-    def _amp_dtype(self) -> torch.dtype | None:
-        return amp_dtype(self.config.amp, self.device)
-
     # ------------------------------------------------------------------ one batch, one epoch
 
     def compute_losses(
@@ -326,63 +289,35 @@ class Trainer:
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The total loss and every named term of the model's training output: the step's
         ``compute_losses`` (``wrim.engine.step.TrainStep``)."""
-        return self.step.compute_losses(out, pids, modalities)
+        return self.batch_step.compute_losses(out, pids, modalities)
 
     def train_step(
         self, images: torch.Tensor, pids: torch.Tensor, modalities: torch.Tensor, num_visible: int | None = None
     ) -> dict[str, torch.Tensor]:
         """Forward, losses and backward of one batch, what ``model.compile: true`` compiles as one graph: the step's
         ``forward_backward`` (``wrim.engine.step.TrainStep``); the optimiser update stays outside."""
-        return self.step.forward_backward(images, pids, modalities, num_visible)
+        return self.batch_step.forward_backward(images, pids, modalities, num_visible)
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """Runs one epoch (0-based) and returns the mean of every loss term, the lr and images/s
         (``wrim.engine.epoch.EpochLoop.train_epoch``)."""
-        return self.loop.train_epoch(epoch)
+        return self.epoch_loop.train_epoch(epoch)
 
     # ------------------------------------------------------------------ evaluation and checkpoints
 
     def evaluate(self, trials: tuple[int, ...] | list[int] | None) -> dict[str, float]:
         """Evaluates the current weights on the dataset's protocol; returns R1..mINP in % (rank 0; others ``{}``).
 
-        Every image of the requested trials is embedded once (``wrim.evaluation.extract_features``), then
-        ``wrim.evaluation.evaluate_protocol`` scores and averages the trials from those embeddings. Under DDP this
-        is collective: every rank embeds its contiguous block of the images with rank 0's weights and buffers
-        (broadcast first), the blocks are gathered in order, and rank 0 computes the metrics, so the features equal
-        the single-process ones and extraction time falls as 1/N.
+        Collective under DDP: ``wrim.engine.evaluate.evaluate_training_weights``, whose embeddings of the first
+        trial's split are kept for the final ``ranklist.png``.
 
         Args:
             trials: gallery trials to average; ``None`` = the dataset's default trials.
         """
-        from wrim.evaluation import evaluate_protocol, extract_features
-        from wrim.evaluation.protocol import trial_splits
-
-        cfg = self.config
-        trial_ids = list(self.dataset.default_trials if trials is None else trials)
-        splits = trial_splits(self.dataset, trial_ids, cfg.eval.protocol)
-        records = {r.path: r for split in splits for r in (*split.query, *split.gallery)}
-        eval_model = EvalModel(self.net, self.device, self.amp_dtype, cfg.model.channels_last)
-        with torch.no_grad():
-            if self.dist.distributed:  # every rank embeds with rank 0's model (per-rank BN buffers may differ)
-                for tensor in self.net.state_dict().values():
-                    dist.broadcast(tensor, src=0)
-            feats = extract_features(
-                eval_model,
-                list(records.values()),
-                img_size=tuple(cfg.data.img_size),
-                batch_size=cfg.eval.batch_size,
-                device=self.device,
-                flip=cfg.eval.flip,
-                num_workers=cfg.data.num_workers,
-                shard=True,
-            )  # (N, D)
-        self.net.train()
-        if not self.dist.is_main:
-            return {}
-        features = dict(zip(records, feats.cpu()))
-        result = evaluate_protocol(features, self.dataset, trials=trial_ids, **cfg.eval.protocol)
-        self._last_eval = (splits[0], features)
-        return {k: float(v) for k, v in result.as_dict().items()}
+        metrics, self._last_eval = evaluate_training_weights(
+            self.net, self.dataset, self.config, self.device, self.amp_dtype, self.dist, trials
+        )
+        return metrics
 
     def _state(self, epoch_done: int, record: dict[str, Any]) -> dict[str, Any]:
         # every rank's RNG state (collective: all ranks call this together)
@@ -430,7 +365,7 @@ class Trainer:
             raise
         finally:
             if self._recording:  # rank 0, once the run had started: complete its provenance segment
-                RunFolder(self.run_dir).update_segment(self.start_epoch_done, outcome)
+                RunFolder(self.run_dir).update_segment(self.epochs_done, outcome)
             if self.logger is not None:
                 self.logger.close()
             for h in self._handlers:
@@ -447,14 +382,14 @@ class Trainer:
 
     def _fit(self) -> TrainResult:
         cfg = self.config
-        if self.start_epoch > cfg.epochs:
+        if self.epochs_at_start > cfg.epochs:
             raise ValueError(
-                f"{self.run_dir} has already trained {self.start_epoch} epochs, more than epochs={cfg.epochs}"
+                f"{self.run_dir} has already trained {self.epochs_at_start} epochs, more than epochs={cfg.epochs}"
             )
         if self._finished():
             result = RunFolder(self.run_dir).read_final_metrics()
             log.info("run %s already finished (%d epochs): nothing to do", self.run_dir, cfg.epochs)
-            metrics = {k: v for k, v in result.items() if k in ("R1", "R5", "R10", "R20", "mAP", "mINP")}
+            metrics = {k: result[k] for k in METRIC_NAMES if k in result}
             return TrainResult(self.run_dir, metrics, self.best_epoch, self.best_r1)
         if self.dist.is_main:
             log.info(
@@ -464,11 +399,11 @@ class Trainer:
                 self.iters_per_epoch, cfg.epochs, self.device,
             )  # fmt: skip
         if self.pending_record is not None:  # stopped between the checkpoint and the end of its evaluation
-            log.info("re-running the evaluation of epoch %d", self.start_epoch)
-            self._after_checkpoint(self.start_epoch, dict(self.pending_record))
+            log.info("re-running the evaluation of epoch %d", self.epochs_at_start)
+            self._after_checkpoint(self.epochs_at_start, dict(self.pending_record))
         epochs = tqdm(
-            range(self.start_epoch, cfg.epochs),
-            initial=self.start_epoch,
+            range(self.epochs_at_start, cfg.epochs),
+            initial=self.epochs_at_start,
             total=cfg.epochs,
             desc="training",
             disable=not (show_progress(cfg.progress) and self.dist.is_main),
@@ -482,8 +417,8 @@ class Trainer:
                 with ctrl_c_deferred():  # a Ctrl-C during the save stops the run once the epoch is published
                     set_dir = save_checkpoint(self.run_dir, self.net, state, config_sha256(cfg))
                     publish_checkpoint(self.run_dir, "last", set_dir, epoch=epoch + 1)
-                self.start_epoch_done = epoch + 1
-                RunFolder(self.run_dir).update_segment(self.start_epoch_done)  # the epochs so far, however it ends
+                self.epochs_done = epoch + 1
+                RunFolder(self.run_dir).update_segment(self.epochs_done)  # the epochs so far, however it ends
             barrier(self.dist)
             self._after_checkpoint(epoch + 1, record)
             if self.dist.is_main:
@@ -524,16 +459,6 @@ class Trainer:
             log.info("epoch %d/%d: %s", epoch_done, cfg.epochs, summary)
         barrier(self.dist)
 
-    def _card(self, checkpoint: dict[str, Any]) -> ProtocolCard:
-        """The protocol card of the final evaluation (the same card ``wrim eval`` gives for these weights)."""
-        cfg = self.config
-        trials = self.dataset.default_trials if cfg.eval.final_trials is None else cfg.eval.final_trials
-        return protocol_card(
-            self.dataset, protocol=cfg.eval.protocol, trials=list(trials), flip=cfg.eval.flip,
-            precision=precision_name(self.amp_dtype), checkpoint=checkpoint,
-            training_trial=getattr(self.dataset, "trial", None),
-        )  # fmt: skip
-
     def _published_set(self) -> Path:
         return self.run_dir / read_pointer(self.run_dir, "last")["set"]
 
@@ -547,13 +472,11 @@ class Trainer:
         state = folder.load_checkpoint(tag, self.net)
         metrics = self.evaluate(cfg.eval.final_trials)
         weights = Path(state["checkpoint_set"]) / WEIGHTS
-        card = self._card(folder.checkpoint_choice(weights))
-        result = {"weights": weights.relative_to(self.run_dir).as_posix(), "best_epoch": self.best_epoch, **metrics}
-        folder.write_final_metrics({**result, "card": card.as_dict()})
-        log.info("protocol: %s", card.header())
-        plot_curves(self.logger.records, self.run_dir / "curves.png")
-        if cfg.eval.ranklist:
-            plot_ranklist_png(*self._last_eval, self.run_dir / "ranklist.png", tuple(cfg.data.img_size))
+        card = final_card(cfg, self.dataset, self.amp_dtype, folder.checkpoint_choice(weights))
+        write_final_results(
+            folder, weights, metrics, card, best_epoch=self.best_epoch, history=self.logger.records,
+            ranklist=self._last_eval if cfg.eval.ranklist else None, img_size=tuple(cfg.data.img_size),
+        )  # fmt: skip
         trials = "default" if cfg.eval.final_trials is None else list(cfg.eval.final_trials)
         log.info(
             "final (%s weights, epoch %d, trials %s): R1 %.2f  mAP %.2f  mINP %.2f  -> %s",

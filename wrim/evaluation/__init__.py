@@ -3,6 +3,7 @@
 from wrim.evaluation.card import ProtocolCard as ProtocolCard
 from wrim.evaluation.card import check_training_trial as check_training_trial
 from wrim.evaluation.card import protocol_card as protocol_card
+from wrim.evaluation.metrics import METRIC_NAMES as METRIC_NAMES
 from wrim.evaluation.metrics import PROTOCOLS as PROTOCOLS
 from wrim.evaluation.metrics import RankMetrics as RankMetrics
 from wrim.evaluation.metrics import camera_keep_mask as camera_keep_mask
@@ -23,6 +24,7 @@ from wrim.flip import flip_average as flip_average
 __all__ = [
     "DISTANCES",
     "FolderEmbeddings",
+    "METRIC_NAMES",
     "PROTOCOLS",
     "ProtocolCard",
     "ProtocolResult",

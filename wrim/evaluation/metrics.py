@@ -45,11 +45,14 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["PROTOCOLS", "RankMetrics", "camera_keep_mask", "evaluate", "mean_metrics"]
+__all__ = ["METRIC_NAMES", "PROTOCOLS", "RankMetrics", "camera_keep_mask", "evaluate", "mean_metrics"]
 
 PROTOCOLS: tuple[str, ...] = ("sysu", "regdb", "llcm")
 _CMC_KINDS: tuple[str, ...] = ("reference", "standard")
 _REPORTED_RANKS: tuple[int, ...] = (1, 5, 10, 20)
+#: The reported metrics, in the order the field's tables give them (`RankMetrics.as_dict`'s keys): R1, R5, R10, R20,
+#: mAP, mINP.
+METRIC_NAMES: tuple[str, ...] = (*(f"R{k}" for k in _REPORTED_RANKS), "mAP", "mINP")
 # Elements of a (query chunk x gallery) block of the sort ranker; a few int64 blocks of this size stay live per chunk
 # (~32 MiB each). The counting ranker's (query chunk x M x gallery) bool block may be 4x larger: its int64 blocks are
 # (query chunk x gallery) only, and fewer, larger blocks keep the op count low.
@@ -89,7 +92,7 @@ class RankMetrics:
         return float(self.cmc[min(k, self.cmc.numel()) - 1])
 
     def as_dict(self) -> dict[str, float]:
-        """``{"R1", "R5", "R10", "R20", "mAP", "mINP"}`` in percent, the numbers the field reports."""
+        """`METRIC_NAMES` -> value in percent, the numbers the field reports."""
         out = {f"R{k}": 100.0 * self.rank(k) for k in _REPORTED_RANKS}
         out["mAP"] = 100.0 * self.mAP
         out["mINP"] = 100.0 * self.mINP

@@ -47,7 +47,7 @@ class ProtocolResult:
     trial_ids: list[int] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, float]:
-        """The trial average as ``{"R1", "R5", "R10", "R20", "mAP", "mINP"}`` in percent."""
+        """The trial average as ``{name: value}`` in percent, one value per ``METRIC_NAMES``."""
         return self.mean.as_dict()
 
 

@@ -18,7 +18,7 @@ import re
 import torch
 from torch import nn
 
-from wrim._checks import PairBatch, check_embeddings, check_nonnegative
+from wrim._checks import check_embeddings, check_nonnegative
 from wrim.losses.base import BaseLoss
 from wrim.losses.cmkic import CMKICLoss
 
@@ -33,6 +33,33 @@ def _term_prefix(loss: nn.Module) -> str:
 
 def _accepts(loss: nn.Module, keyword: str) -> bool:
     return keyword in inspect.signature(loss.forward).parameters
+
+
+class _CalledLoss:
+    """A stage loss that offers no checked path (a pytorch-metric-learning loss, your own ``nn.Module``): nothing is
+    checked ahead, and each term is its call ``loss(embeddings, labels, modalities=...)``, which checks what it
+    checks. `BaseLoss` offers the same two methods with its checks."""
+
+    def __init__(self, loss: nn.Module) -> None:
+        self.loss = loss
+
+    def check_labels(
+        self, embeddings: torch.Tensor, labels: torch.Tensor, modalities: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return labels, modalities
+
+    def compute_checked(
+        self, embeddings: torch.Tensor, labels: torch.Tensor, modalities: torch.Tensor | None, **kwargs: torch.Tensor
+    ) -> torch.Tensor:
+        if modalities is not None:
+            kwargs["modalities"] = modalities
+        return self.loss(embeddings, labels, **kwargs)
+
+
+def _stage(loss: nn.Module) -> BaseLoss | _CalledLoss:
+    """``loss`` when it offers ``check_labels`` and ``compute_checked`` (every `BaseLoss`), else its call."""
+    offers = callable(getattr(loss, "check_labels", None)) and callable(getattr(loss, "compute_checked", None))
+    return loss if offers else _CalledLoss(loss)
 
 
 class AICLLoss(nn.Module):
@@ -136,9 +163,7 @@ class AICLLoss(nn.Module):
                 f"p5_embeddings and p4_embeddings must describe the same batch; got {p5_embeddings.shape[0]} and "
                 f"{p4_embeddings.shape[0]} rows"
             )
-        if isinstance(self.loss, BaseLoss):
-            batch = self.loss.check_batch(p5_embeddings, labels, None, None, None, modalities, None)
-            labels, modalities = batch.labels, batch.modalities
+        labels, modalities = _stage(self.loss).check_labels(p5_embeddings, labels, modalities)
         return p5_embeddings, p4_embeddings, labels, modalities
 
     def compute_loss(
@@ -164,12 +189,7 @@ class AICLLoss(nn.Module):
     ) -> torch.Tensor:
         """One stage's loss: a wrim loss through its unchecked path, any other loss through its call."""
         kwargs = {} if key_embeddings is None else {"key_embeddings": key_embeddings}
-        if isinstance(self.loss, BaseLoss):
-            batch = PairBatch(embeddings, labels, None, labels, modalities, modalities)
-            return self.loss.compute_loss(batch, None, **kwargs)
-        if modalities is not None:
-            kwargs["modalities"] = modalities
-        return self.loss(embeddings, labels, **kwargs)
+        return _stage(self.loss).compute_checked(embeddings, labels, modalities, **kwargs)
 
     def extra_repr(self) -> str:
         return f"p5_weight={self.p5_weight}, p4_weight={self.p4_weight}, p5_keys_from_p4={self.p5_keys_from_p4}"

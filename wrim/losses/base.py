@@ -123,6 +123,21 @@ class BaseLoss(nn.Module):
         """The loss of a validated batch (no checks: call it only with what `check_batch` returns)."""
         raise NotImplementedError(f"{type(self).__name__} must implement compute_loss()")
 
+    def check_labels(
+        self, embeddings: torch.Tensor, labels: torch.Tensor, modalities: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Validate a batch without pairs once, for a caller that computes several terms on it (``AICLLoss``'s P5
+        and P4 terms): ``(labels, modalities)`` as `check_batch` returns them, to pass to `compute_checked`."""
+        batch = self.check_batch(embeddings, labels, None, None, None, modalities, None)
+        return batch.labels, batch.modalities
+
+    def compute_checked(
+        self, embeddings: torch.Tensor, labels: torch.Tensor, modalities: torch.Tensor | None, **kwargs: torch.Tensor
+    ) -> torch.Tensor:
+        """The loss of (B, D) ``embeddings`` whose labels and ids `check_labels` returned (``embeddings`` may be
+        another stage's of the same batch), without checking again; ``kwargs`` go to `compute_loss`."""
+        return self.compute_loss(PairBatch(embeddings, labels, None, labels, modalities, modalities), None, **kwargs)
+
     def check_any_anchor(self, valid: torch.Tensor, message: Callable[[], str]) -> None:
         """Apply ``no_positive`` to a batch whose (B,) ``valid`` mask marks the anchors that contribute.
 

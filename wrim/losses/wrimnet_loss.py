@@ -23,9 +23,34 @@ from torch import nn
 
 from wrim._checks import check_nonnegative
 from wrim.distributed import all_gather_with_grad
-from wrim.losses.aicl import AICLLoss
 
 __all__ = ["WRIMNetLoss"]
+
+
+class _CalledMetric:
+    """A metric loss that offers no checked path (any callable ``loss(p5, p4, labels, modalities=...)``): nothing is
+    checked at the entrance, and the loss is its call on the (gathered) batch. `AICLLoss` offers the same two
+    methods with its checks."""
+
+    def __init__(self, loss: Any) -> None:
+        self.loss = loss
+
+    def check_inputs(
+        self, p5: torch.Tensor, p4: torch.Tensor, labels: torch.Tensor, modalities: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        return p5, p4, labels, modalities
+
+    def compute_loss(
+        self, p5: torch.Tensor, p4: torch.Tensor, labels: torch.Tensor, modalities: torch.Tensor | None
+    ) -> torch.Tensor:
+        return self.loss(p5, p4, labels, **({} if modalities is None else {"modalities": modalities}))
+
+
+def _two_step(loss: Any) -> Any:
+    """``loss`` when it offers ``check_inputs`` and ``compute_loss`` on ``(p5, p4, labels, modalities)`` (as
+    `AICLLoss` does: checked once at the entrance, computed on the gathered batch), else its call."""
+    offers = callable(getattr(loss, "check_inputs", None)) and callable(getattr(loss, "compute_loss", None))
+    return loss if offers else _CalledMetric(loss)
 
 
 class WRIMNetLoss(nn.Module):
@@ -58,7 +83,8 @@ class WRIMNetLoss(nn.Module):
         """
         Args:
             metric_loss: called as ``metric_loss(p5, p4, labels, modalities=...)``, e.g. ``AICLLoss()``; None for
-                the ID loss alone.
+                the ID loss alone. One that offers ``check_inputs`` and ``compute_loss`` on those four arguments (as
+                ``AICLLoss`` does) is checked once, at the entrance before the DDP gather, then computed unchecked.
             id_weight: w_id; [D] default 1.0.
             metric_weight: w_m; [D] default 1.0.
             label_smoothing: ε of the cross-entropy; [D] default 0.1.
@@ -92,16 +118,12 @@ class WRIMNetLoss(nn.Module):
             metric = id_total.new_zeros(())
         else:
             p5, p4 = output.p5_projection.float(), output.p4_projection.float()  # (B, D5), (B, D4)
-            checked = isinstance(self.metric_loss, AICLLoss)  # check at the entrance, before the gather, once
-            if checked:
-                p5, p4, labels, modalities = self.metric_loss.check_inputs(p5, p4, labels, modalities)
+            metric_loss = _two_step(self.metric_loss)
+            p5, p4, labels, modalities = metric_loss.check_inputs(p5, p4, labels, modalities)  # once, before the gather
             if self.gather_across_ranks:  # (B, .) -> (N * B, .) in rank order; identity in a single process
                 p5, p4, labels = all_gather_with_grad(p5), all_gather_with_grad(p4), all_gather_with_grad(labels)
                 modalities = None if modalities is None else all_gather_with_grad(modalities)
-            if checked:
-                metric = self.metric_loss.compute_loss(p5, p4, labels, modalities)
-            else:
-                metric = self.metric_loss(p5, p4, labels, **({} if modalities is None else {"modalities": modalities}))
+            metric = metric_loss.compute_loss(p5, p4, labels, modalities)
             parts = dict(getattr(self.metric_loss, "terms", {}))
         total = self.id_weight * id_total + self.metric_weight * metric
         self.terms = {

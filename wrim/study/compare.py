@@ -24,10 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from wrim.engine.provenance import COMPARED_FIELDS, field_value
-from wrim.engine.rundir import METRIC_NAMES, read_json, run_record, write_json
+from wrim.engine.rundir import read_json, run_record, write_json
+from wrim.evaluation import METRIC_NAMES
 from wrim.study.stats import PairedDifference, paired_difference
 
 __all__ = [
+    "COMPARED_METRICS",
     "ComparisonRow",
     "ComparisonTable",
     "compare_runs",
@@ -38,6 +40,9 @@ __all__ = [
     "to_markdown",
     "write_outputs",
 ]
+
+#: The metrics a comparison reports unless told otherwise (``wrim compare --metrics``, ``wrim study``'s tables).
+COMPARED_METRICS: tuple[str, ...] = ("R1", "mAP", "mINP")
 
 #: Config keys that never make two runs different settings (the pairing key, paths, logging, workers).
 IGNORED_KEYS: tuple[str, ...] = (
@@ -218,7 +223,7 @@ def compare_runs(
     variants: list[str] | None = None,
     *,
     title: str = "",
-    metrics: tuple[str, ...] = ("R1", "mAP", "mINP"),
+    metrics: tuple[str, ...] = COMPARED_METRICS,
     allow_mixed: bool = False,
     labels: dict[str, str] | None = None,
 ) -> ComparisonTable:

@@ -10,7 +10,8 @@ from torch import nn
 
 from wrim.engine.build import build_model, build_optimizer, build_step
 from wrim.engine.config import Config, load_config
-from wrim.engine.evaluate import EvalModel, amp_dtype
+from wrim.engine.evaluate import EvalModel
+from wrim.engine.precision import amp_dtype, memory_format
 from wrim.modality import INFRARED, VISIBLE
 
 __all__ = ["NUM_CLASSES", "bench_config", "engine_model", "inference_call", "sampler_batch", "training_call"]
@@ -36,8 +37,7 @@ def sampler_batch(
     labels = torch.arange(ids).repeat_interleave(2 * instances)
     modalities = torch.tensor(([VISIBLE] * instances + [INFRARED] * instances) * ids)
     images = torch.randn(batch, 3, *size, generator=torch.Generator().manual_seed(0))
-    if channels_last:
-        images = images.contiguous(memory_format=torch.channels_last)
+    images = images.contiguous(memory_format=memory_format(channels_last))
     return images.to(device), labels.to(device), modalities.to(device)
 
 
@@ -59,8 +59,7 @@ def engine_model(config: Config, device: torch.device) -> nn.Module:
     """``model.name`` built by ``wrim.engine.build.build_model`` (no weights), on ``device`` in the training memory
     format."""
     net = build_model(config.model, NUM_CLASSES, tuple(config.data.img_size), weights=False)
-    memory_format = torch.channels_last if config.model.channels_last else torch.preserve_format
-    return net.to(device, memory_format=memory_format)
+    return net.to(device, memory_format=memory_format(config.model.channels_last))
 
 
 def training_call(config: Config, batch: int, device: torch.device) -> Callable[[], dict[str, torch.Tensor]]:

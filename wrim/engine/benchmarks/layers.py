@@ -17,6 +17,7 @@ import torch
 
 from wrim.engine.benchmarks._cli import BenchParser, default_device
 from wrim.engine.benchmarks._timing import paired_ms, peak_memory_mb, size_arg
+from wrim.engine.precision import autocast
 from wrim.layers import GRI, MIIM
 
 __all__ = ["QUICK", "build_parser", "run"]
@@ -66,7 +67,7 @@ def _row(kind: str, stage: int, kv_pool: int, size: tuple[int, int], args: argpa
     def path(fused: bool):
         def step() -> None:
             module.fused_attn = fused
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+            with autocast(device.type, None if dtype == torch.float32 else dtype):
                 out = module(x)
             out.float().mean().backward()
 
