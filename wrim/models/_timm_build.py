@@ -209,16 +209,20 @@ def dry_run(
         model.train(was_training)
         for handle in handles:
             handle.remove()
-    returned = list(returned.values()) if isinstance(returned, dict) else list(returned)
-    channels_last = str(getattr(model, "output_fmt", "NCHW")).endswith("NHWC")
-    kinds = [
-        "tokens" if f.dim() == 3 else "NHWC" if channels_last and f.shape[-1] == c else "NCHW"
-        for f, c in zip(returned, channels, strict=True)
-    ]
     layouts = [
         measure_layout(outputs.get(i), channels[i], reductions[i], shape[1:], name, i + 1) for i in range(NUM_STAGES)
     ]
-    return DryRun(layouts, stage_of, order, kinds)
+    return DryRun(layouts, stage_of, order, returned_layouts(model, returned, channels))
+
+
+def returned_layouts(model: nn.Module, returned, channels: tuple[int, ...]) -> list[str]:
+    """The layout ("NCHW", "NHWC" or "tokens") of each feature a timm feature extractor returns."""
+    returned = list(returned.values()) if isinstance(returned, dict) else list(returned)
+    channels_last = str(getattr(model, "output_fmt", "NCHW")).endswith("NHWC")
+    return [
+        "tokens" if f.dim() == 3 else "NHWC" if channels_last and f.shape[-1] == c else "NCHW"
+        for f, c in zip(returned, channels, strict=True)
+    ]
 
 
 def shape_run(model: nn.Module, shape: tuple[int, ...]):

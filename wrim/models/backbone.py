@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from wrim._versions import at_least
-from wrim.layers.modality_miim import ModalityBatch
+from wrim.layers import ModalityBatch
 from wrim.models import _timm_build as build
 from wrim.models._arguments import pair
 from wrim.models._timm_build import NUM_STAGES, TapLayout

@@ -381,7 +381,7 @@ def _call(architecture: str, arguments: dict, config: Path) -> nn.Module:
     check."""
     try:
         return model_entrypoint(architecture)(pretrained=False, **arguments)
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError) as err:  # a wrong type or value: the model's own check names it
         raise ValueError(
             f"{str(config)!r}: model_args do not fit {architecture!r} of wrim {__version__}: "
             + " ".join(str(err).split())
