@@ -22,6 +22,7 @@ _SHARED = {
     "wrim._deprecation",
     "wrim._files",
     "wrim._plotting",
+    "wrim._registry",
     "wrim._versions",
     "wrim.modality",
     "wrim.version",

@@ -275,3 +275,22 @@ def test_checked_skips_the_checks_only_when_asked() -> None:
     with torch.no_grad():
         trusted = module(x, torch.tensor([0, 1]), checked=True)
         torch.testing.assert_close(trusted, module(x, torch.tensor([0, 1])))
+
+
+def test_a_modality_batch_is_the_same_call_as_its_three_arguments() -> None:
+    """``module(x, ModalityBatch(ids, n, checked))`` is ``module(x, ids, n, checked=checked)``: the same values, the
+    same checks (an unchecked batch is validated); given with ``num_visible`` / ``checked`` besides, a TypeError."""
+    from wrim.layers import ModalityBatch
+
+    module = _module().eval()
+    x = torch.randn(4, 32, 8, 4)
+    ids = torch.tensor([0, 0, 1, 1])
+    with torch.no_grad():
+        for num_visible in (None, 2):
+            torch.testing.assert_close(module(x, ModalityBatch(ids, num_visible)), module(x, ids, num_visible))
+    with pytest.raises(ValueError, match="1 visible ids .0. followed by 3 infrared"):
+        module(x, ModalityBatch(ids, 1))
+    with pytest.raises(TypeError, match="carries its own num_visible and checked"):
+        module(x, ModalityBatch(ids), num_visible=2)
+    checked = ModalityBatch(ids, 2).validated(4, x.device)
+    assert checked.checked and checked.ids.dtype == torch.long

@@ -57,7 +57,7 @@ def test_unknown_model_lists_close_names() -> None:
 
 
 def test_register_model(monkeypatch) -> None:
-    monkeypatch.setattr(_registry, "_ENTRYPOINTS", dict(_registry._ENTRYPOINTS))
+    monkeypatch.setattr(_registry.MODELS, "entries", dict(_registry.MODELS.entries))
 
     @register_model
     def tiny_test_net(pretrained: bool = False, **kwargs) -> WRIMNet:
@@ -73,3 +73,25 @@ def test_register_model(monkeypatch) -> None:
     other.__name__ = "tiny_test_net"
     with pytest.raises(ValueError, match="already registered"):
         register_model(other)
+
+
+def test_one_registry_class_serves_models_and_datasets(monkeypatch) -> None:
+    """Models and datasets are held by the same ``Registry`` class; each keeps its decorator's shape
+    (``@register_model`` by function name, ``@register_dataset("name")``) and says "unknown <kind>" the same way."""
+    from wrim._registry import Registry
+    from wrim.data import _registry as data_registry
+    from wrim.data import dataset_entrypoint, register_dataset
+
+    assert type(_registry.MODELS) is Registry and type(data_registry.DATASETS) is Registry
+    monkeypatch.setattr(data_registry.DATASETS, "entries", dict(data_registry.DATASETS.entries))
+
+    @register_dataset("tiny_test_data")
+    def tiny_test_data(root=None):
+        raise AssertionError("never built")
+
+    assert dataset_entrypoint("tiny_test_data") is tiny_test_data
+    for lookup, kind in ((model_entrypoint, "model"), (dataset_entrypoint, "dataset")):
+        with pytest.raises(ValueError, match=rf"^unknown {kind} 'no_such_name'; registered: .*--import MODULE"):
+            lookup("no_such_name")
+    with pytest.raises(ValueError, match="non-empty name"):
+        register_dataset("")

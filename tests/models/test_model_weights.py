@@ -82,3 +82,26 @@ def test_channels_last_model(tmp_path) -> None:
     target = _model()
     load_weights(target, path)
     torch.testing.assert_close(target.backbone.model.conv1.weight, source.backbone.model.conv1.weight)
+
+
+def test_one_comparison_of_a_model_with_a_weights_file_allows_tied_weights(tmp_path) -> None:
+    """``state_differences`` is the one comparison of a model with a file's header, on real and meta tensors alike;
+    the resume check reads it too: a tied weight stored once is not missing, a reshaped one is named."""
+    from wrim.engine.resume import first_weight_difference
+    from wrim.models.weights import open_weights, state_differences
+
+    path = tmp_path / "tied.safetensors"
+    save_weights(_Tied(), path)
+    with open_weights(path) as file:
+        assert len(file.shapes) == 3 and len({"encoder.weight", "decoder.weight"} & file.shapes.keys()) == 1
+        assert not state_differences(_Tied(), file.shapes)
+        with torch.device("meta"):
+            assert not state_differences(_Tied(), file.shapes)
+    assert first_weight_difference(_Tied(), path) is None
+    save_file({"encoder.weight": torch.zeros(4, 5), "encoder.bias": torch.zeros(4), "other": torch.zeros(1)}, str(path))
+    with open_weights(path) as file:
+        differences = state_differences(_Tied(), file.shapes)
+    assert differences.shapes == [("encoder.weight", (4, 5), (4, 4))]
+    assert differences.missing == ["decoder.bias"] and differences.unexpected == ["other"]
+    first = first_weight_difference(_Tied(), path)
+    assert first == "'encoder.weight' has shape (4, 5) in the checkpoint, (4, 4) in the model (3 differences in all)"

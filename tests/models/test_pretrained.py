@@ -395,3 +395,72 @@ def test_push_to_hub_uploads_the_saved_folder(tmp_path, monkeypatch) -> None:
     assert calls["repo"] == ("org/name", {"private": True, "exist_ok": True, "repo_type": "model"})
     assert calls["files"] == ["README.md", "config.json", "model.safetensors"]
     assert 'wrim.from_pretrained("org/name")' in calls["card"]
+
+
+@pytest.mark.parametrize(
+    ("build", "architecture"),
+    [
+        (lambda: WRIMNet("resnet18", num_classes=3, img_size=SIZE), "wrimnet_resnet18"),
+        (lambda: WRIMNet("resnet18.a1_in1k", num_classes=3, img_size=SIZE), "wrimnet_resnet18"),
+        (lambda: WRIMNet("resnet18", 3, img_size=SIZE, separate_stages=(), shared_stages=()), "baseline_resnet18"),
+        (
+            lambda: create_model("wrimnet_resnet18", backbone="test_resnet", num_classes=3, img_size=SIZE),
+            "wrimnet_resnet18",
+        ),
+    ],
+    ids=["wrimnet", "weight_tag", "baseline", "created"],
+)
+def test_a_wrimnet_is_saved_under_the_registered_name_of_its_backbone(tmp_path, build, architecture) -> None:
+    """``WRIMNet(...)`` is saved as the entrypoint of its backbone (MIIMs or none), not as wrimnet_resnet50; a model
+    built by ``create_model`` keeps the name it was built by."""
+    model = build()
+    folder = wrim.save_pretrained(model, tmp_path / "model")
+    saved = json.loads((folder / "config.json").read_text())["architecture"]
+    assert saved == architecture
+    again = wrim.from_pretrained(folder)
+    assert again.architecture == saved and again.backbone.name == model.backbone.name
+
+
+def test_a_wrimnet_without_a_registered_name_is_refused(tmp_path) -> None:
+    model = WRIMNet("test_resnet", num_classes=3, img_size=SIZE)
+    with pytest.raises(ValueError, match=r"no registered name.*'test_resnet'.*@wrim.register_model"):
+        wrim.save_pretrained(model, tmp_path / "model")
+    assert not (tmp_path / "model").exists()
+
+
+def test_an_entrypoint_that_fixes_an_argument_rebuilds_without_retrying(tmp_path, monkeypatch) -> None:
+    """An entrypoint ``WRIMNet(backbone="test_resnet", **kwargs)`` fixes its backbone: the saved backbone equals what it
+    builds, so it is not passed again (no "multiple values" error to recover from); an entrypoint that fixes another
+    value than the saved one is a one-line error naming the argument."""
+    from wrim.models import _registry
+
+    monkeypatch.setattr(_registry.MODELS, "entries", dict(_registry.MODELS.entries))
+
+    def fixed_tiny(pretrained: bool = False, **kwargs) -> WRIMNet:
+        return WRIMNet(backbone="test_resnet", pretrained=pretrained, **kwargs)
+
+    wrim.register_model(fixed_tiny)
+    model = _trained_like(create_model("fixed_tiny", num_classes=3, img_size=SIZE, local_parts=3))
+    folder = wrim.save_pretrained(model, tmp_path / "model")
+    images = torch.randn(4, 3, *SIZE)
+    assert torch.equal(_embed(wrim.from_pretrained(folder), images), _embed(model, images))
+    _edit_config(folder, lambda info: info["model_args"].update(backbone="resnet18"))
+    with pytest.raises(ValueError, match="model_args do not fit 'fixed_tiny'.*multiple values.*'backbone'"):
+        wrim.from_pretrained(folder)
+
+
+def test_loading_reads_the_weights_header_once(saved, monkeypatch) -> None:
+    """from_pretrained checks the names and shapes and loads the tensors through one opening of model.safetensors."""
+    import wrim.models.weights as weights
+
+    opened = []
+    original = weights.safe_open
+
+    def counting(*args, **kwargs):
+        opened.append(args[0])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(weights, "safe_open", counting)
+    _, folder = saved
+    wrim.from_pretrained(folder)
+    assert opened == [str(folder / "model.safetensors")]

@@ -215,3 +215,70 @@ def test_pretrained_download_failure_names_pretrained_file(monkeypatch) -> None:
     monkeypatch.setattr(timm, "create_model", offline)
     with pytest.raises(RuntimeError, match="pretrained_file="):
         WRIMNet("resnet18", num_classes=3, pretrained=True)
+
+
+def _ids_seen_by(backbone: StagedBackbone, stage: int, seen: list) -> None:
+    class RecordIds(nn.Module):
+        def forward(self, x, batch):
+            seen.append((stage, batch.ids.tolist(), batch.num_visible))
+            return x
+
+    backbone.set_block(stage, RecordIds(), takes_modalities=True)
+
+
+def test_each_call_and_a_nested_call_see_their_own_modality_batch() -> None:
+    """The blocks get the ModalityBatch of the forward call that runs them: a second backbone call made from inside
+    stage 1's block (nested) sees its own batch, the outer call's later stages see the outer batch again, and
+    after the call no batch is left behind (a direct call of the timm model is a clear error)."""
+    backbone = StagedBackbone("resnet18", img_size=(64, 32)).eval()
+    images = torch.randn(2, 3, 64, 32)
+    seen: list = []
+    for stage in (2, 3):
+        _ids_seen_by(backbone, stage, seen)
+    inner = torch.tensor([1, 1])
+
+    class CallsAgain(nn.Module):
+        def forward(self, x, batch):
+            seen.append((1, batch.ids.tolist(), batch.num_visible))
+            if len(seen) == 1:  # once: the nested call
+                backbone(images, inner, num_visible=0)
+            return x
+
+    backbone.set_block(1, CallsAgain(), takes_modalities=True)
+    with torch.no_grad():
+        backbone(images, torch.tensor([0, 1]))
+    outer = [0, 1]
+    assert seen == [
+        (1, outer, None),
+        (1, [1, 1], 0),
+        (2, [1, 1], 0),
+        (3, [1, 1], 0),
+        (2, outer, None),
+        (3, outer, None),
+    ]
+    with pytest.raises(ValueError, match="takes modalities, but none were given"):
+        backbone.model(images)
+
+
+def test_a_thread_sees_only_its_own_modality_batch() -> None:
+    """Two models in two threads at once: each model's blocks see only their own call's ModalityBatch."""
+    import threading
+
+    results: dict[int, list] = {0: [], 1: []}
+    models = {}
+    for modality in (0, 1):
+        models[modality] = StagedBackbone("resnet18", img_size=(64, 32)).eval()
+        _ids_seen_by(models[modality], 2, results[modality])
+    images = torch.randn(2, 3, 64, 32)
+
+    def run(modality: int) -> None:
+        with torch.no_grad():
+            for _ in range(3):
+                models[modality](images, torch.full((2,), modality))
+
+    threads = [threading.Thread(target=run, args=(modality,)) for modality in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == {m: [(2, [m, m], None)] * 3 for m in (0, 1)}

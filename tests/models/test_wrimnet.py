@@ -385,10 +385,10 @@ def test_eval_routing_equals_the_any_order_formulation_float64(ids: list[int]) -
 
 def test_modalities_are_validated_once_per_training_step(monkeypatch) -> None:
     """Check at the entrance, trust inside: a default training step (the trainer's ``num_visible``) validates
-    ``modalities`` once and ``num_visible`` against it once, in WRIMNet.forward; the ModalityMIIMs trust them
-    (before: 6 validations, WRIMNet 2 and each ModalityMIIM 2). A direct ModalityMIIM call still checks."""
+    ``modalities`` once and ``num_visible`` against it once, in WRIMNet.forward (``ModalityBatch.validated``); the
+    ModalityMIIMs trust the checked ``ModalityBatch`` (before: 6 validations, WRIMNet 2 and each ModalityMIIM 2). A
+    direct ModalityMIIM call still checks."""
     import wrim.layers.modality_miim as modality_miim_module
-    import wrim.models.wrimnet as wrimnet_module
 
     calls: list[str] = []
 
@@ -401,12 +401,11 @@ def test_modalities_are_validated_once_per_training_step(monkeypatch) -> None:
 
         monkeypatch.setattr(module, name, wrapper)
 
-    for module in (wrimnet_module, modality_miim_module):
-        counting(module, "check_modalities")
-        counting(module, "check_modality_split")
+    counting(modality_miim_module, "check_modalities")
+    counting(modality_miim_module, "check_modality_split")
     model = WRIMNet("resnet18", num_classes=NUM_CLASSES, img_size=SIZE).train()
     model(_images(4), torch.tensor([1, 0, 0, 1]), num_visible=2)
-    assert calls == ["wrim.models.wrimnet.check_modalities", "wrim.models.wrimnet.check_modality_split"]
+    assert calls == ["wrim.layers.modality_miim.check_modalities", "wrim.layers.modality_miim.check_modality_split"]
     calls.clear()
     model.miims["stage1"](torch.randn(2, 64, 16, 8), torch.tensor([0, 1]))
     assert calls == ["wrim.layers.modality_miim.check_modalities"]

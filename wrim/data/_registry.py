@@ -1,4 +1,5 @@
-"""The dataset registry: ``@register_dataset("name")`` factories, looked up by name (as ``wrim.models`` does models).
+"""The dataset registry: ``@register_dataset("name")`` factories, looked up by name (a
+``wrim._registry.Registry``, as ``wrim.models`` has for models).
 
 A factory is a ``VIReIDDataset`` subclass or a function called as ``factory(root, **dataset_kwargs)`` that returns a
 [`VIReIDDataset`][wrim.data.VIReIDDataset]. The built-in readers register themselves (``synthetic``, ``sysu``,
@@ -13,6 +14,8 @@ import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from wrim._registry import Registry
+
 __all__ = [
     "create_dataset",
     "dataset_entrypoint",
@@ -22,7 +25,12 @@ __all__ = [
     "register_dataset",
 ]
 
-_DATASETS: dict[str, Callable[..., Any]] = {}
+DATASETS = Registry(
+    "dataset",
+    hint="Add one with @wrim.data.register_dataset('name') in a module loaded by --import MODULE (or a "
+    "'wrim.plugins' entry point), or write a list.csv for data.dataset=list",
+)
+_DATASETS = DATASETS.entries  # the registered factories by name (tests register temporary ones here)
 _Factory = TypeVar("_Factory", bound=Callable[..., Any])
 
 
@@ -37,26 +45,17 @@ def register_dataset(name: str) -> Callable[[_Factory], _Factory]:
     Raises:
         ValueError: ``name`` is empty or already registered to another factory.
     """
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"register_dataset needs a non-empty name, e.g. @register_dataset('my_data'); got {name!r}")
-
-    def register(factory: _Factory) -> _Factory:
-        if name in _DATASETS and _DATASETS[name] is not factory:
-            raise ValueError(f"a dataset named {name!r} is already registered; register yours under another name")
-        _DATASETS[name] = factory
-        return factory
-
-    return register
+    return DATASETS.register(name)
 
 
 def list_datasets() -> list[str]:
     """Names of the registered datasets, sorted."""
-    return sorted(_DATASETS)
+    return DATASETS.names()
 
 
 def is_dataset(name: str) -> bool:
     """Whether ``name`` is a registered dataset."""
-    return name in _DATASETS
+    return name in DATASETS
 
 
 def dataset_entrypoint(name: str) -> Callable[..., Any]:
@@ -65,13 +64,7 @@ def dataset_entrypoint(name: str) -> Callable[..., Any]:
     Raises:
         ValueError: ``name`` is not registered (the registered names and how to add one are listed).
     """
-    if name not in _DATASETS:
-        raise ValueError(
-            f"unknown dataset {name!r}; registered: {', '.join(list_datasets())}. Add one with "
-            "@wrim.data.register_dataset('name') in a module loaded by --import MODULE (or a 'wrim.plugins' "
-            "entry point), or write a list.csv for data.dataset=list"
-        )
-    return _DATASETS[name]
+    return DATASETS.get(name)
 
 
 def dataset_needs_root(name: str) -> bool:

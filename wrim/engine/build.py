@@ -96,13 +96,9 @@ def build_model(config: ModelConfig, num_classes: int, img_size: tuple[int, int]
         ValueError: an unknown name (the registered ones listed, and how to add one), or ``model.pretrained_file``
             for an entrypoint that takes no such argument.
     """
-    from wrim.models import create_model, is_model, list_models, model_entrypoint
+    from wrim.models import create_model, model_entrypoint
 
-    if not is_model(config.name):
-        raise ValueError(
-            f"unknown model {config.name!r}; registered: {', '.join(list_models())}. Add one with "
-            "@wrim.register_model in a module loaded by --import MODULE (or a 'wrim.plugins' entry point)"
-        )
+    model_entrypoint(config.name)  # an unknown name: the one "unknown model" error (the registered names listed)
     kwargs = dict(config.kwargs)
     if weights and config.pretrained_file is not None:
         if not _takes(model_entrypoint(config.name), "pretrained_file"):

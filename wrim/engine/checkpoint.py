@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from wrim._files import umask_mode
+from wrim.models.weights import WEIGHTS_FILE
 
 __all__ = [
     "CheckpointError",
@@ -61,7 +62,7 @@ log = logging.getLogger("wrim")
 
 SETS = "checkpoints"
 MANIFEST = "manifest.json"
-WEIGHTS = "model.safetensors"
+WEIGHTS = WEIGHTS_FILE  # wrim.models.weights: the one home of the name
 STATE = "state.pt"
 
 

@@ -14,11 +14,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from safetensors import safe_open
 from torch import nn
 
 from wrim.engine.checkpoint import WEIGHTS, checkpoint_exists
 from wrim.engine.config import Config, apply_overrides, config_diff, config_from_dict, structural_changes
+from wrim.models.weights import open_weights, state_differences
 
 __all__ = ["check_resume", "first_weight_difference", "resume_config"]
 
@@ -99,19 +99,17 @@ def check_resume(
 
 
 def first_weight_difference(model: nn.Module, path: str | Path) -> str | None:
-    """The first tensor whose name or shape differs between ``model.state_dict()`` and a ``.safetensors`` file (in
-    the model's order, then the file's), with the count of differences; ``None`` when they match."""
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    with safe_open(str(path), framework="pt") as file:
-        found = {k: tuple(file.get_slice(k).get_shape()) for k in file.keys()}  # noqa: SIM118 (not a dict)
+    """The first tensor whose name or shape differs between ``model.state_dict()`` and a ``.safetensors`` file
+    (shapes first, then names missing from the file, then names only in the file; tied weights stored once are not
+    missing), with the count of differences; ``None`` when they match."""
+    with open_weights(path) as file:
+        found = state_differences(model, file.shapes)
     differences = [
-        f"{k!r} has shape {found[k]} in the checkpoint, {shape} in the model"
-        if k in found
-        else f"{k!r} is in the model, not in the checkpoint"
-        for k, shape in expected.items()
-        if found.get(k) != shape
+        f"{key!r} has shape {shape_in_file} in the checkpoint, {shape} in the model"
+        for key, shape_in_file, shape in found.shapes
     ]
-    differences += [f"{k!r} is in the checkpoint, not in the model" for k in found if k not in expected]
+    differences += [f"{key!r} is in the model, not in the checkpoint" for key in found.missing]
+    differences += [f"{key!r} is in the checkpoint, not in the model" for key in found.unexpected]
     if not differences:
         return None
     more = f" ({len(differences)} differences in all)" if len(differences) > 1 else ""

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -37,10 +38,61 @@ from wrim.layers.miim import MIIM, GateChange, combine_output, folded_norm, fold
 from wrim.layers.norm import update_running_stats
 from wrim.modality import INFRARED, VISIBLE
 
-__all__ = ["ModalityMIIM", "miim_placements"]
+__all__ = ["ModalityBatch", "ModalityMIIM", "miim_placements"]
 
 torch.fx.wrap("reweight")
 torch.fx.wrap("_per_modality_moments")  # one call in fx graphs: torch < 2.4 cannot trace promote_types(y.dtype)
+
+
+class ModalityBatch(NamedTuple):
+    """The modalities of one batch as one value: what a [`ModalityMIIM`][wrim.layers.ModalityMIIM] routes by.
+
+    A network that validates its inputs once (``WRIMNet``) builds one with `ModalityBatch.of` and hands the same
+    value to each of its ModalityMIIMs, which then check nothing again.
+    """
+
+    ids: torch.Tensor  # (B,) 0 = visible, 1 = infrared
+    num_visible: int | None = None  # a modality-sorted batch's visible count (rows [0, n) visible); None: any order
+    checked: bool = False  # ids (a (B,) long tensor on the maps' device) and num_visible were validated
+
+    @classmethod
+    def of(cls, ids: torch.Tensor, num_visible: int | None = None, checked: bool = False) -> ModalityBatch:
+        """A batch of ``ids``; under ``torch.fx`` symbolic tracing a traced ``num_visible`` is dropped (the graph
+        holds the any-order formulation, whose values are the same)."""
+        if isinstance(num_visible, torch.fx.Proxy):
+            num_visible = None
+        return cls(ids, num_visible, checked)
+
+    @classmethod
+    def given(cls, modalities: torch.Tensor | ModalityBatch, num_visible: int | None, checked: bool) -> ModalityBatch:
+        """What a ``forward(x, modalities, num_visible, checked=...)`` was given, as one value: a ``ModalityBatch``
+        as it is (which carries its own ``num_visible`` and ``checked``), ids through `of`.
+
+        Raises:
+            TypeError: a ``ModalityBatch`` together with ``num_visible`` or ``checked``.
+        """
+        if not isinstance(modalities, ModalityBatch):
+            return cls.of(modalities, num_visible, checked)
+        if num_visible is not None or checked:
+            raise TypeError(
+                "a ModalityBatch carries its own num_visible and checked: leave the num_visible and checked "
+                "arguments at their defaults (None, False)"
+            )
+        return modalities
+
+    def validated(self, batch_size: int, device: torch.device) -> ModalityBatch:
+        """This batch, checked (eagerly; a no-op under fx tracing): ``batch_size`` ids of 0 / 1 as a long tensor
+        on ``device``, and ``num_visible`` visible ids first when it is given.
+
+        Raises:
+            TypeError / ValueError: as ``wrim._checks.check_modalities`` and ``check_modality_split``.
+        """
+        if self.checked or not checks_enabled():
+            return self
+        ids = check_modalities(self.ids, batch_size).to(device)
+        if self.num_visible is not None:
+            check_modality_split(ids, self.num_visible)
+        return ModalityBatch(ids, self.num_visible, True)
 
 
 class ModalityMIIM(nn.Module):
@@ -79,13 +131,19 @@ class ModalityMIIM(nn.Module):
         self.infrared.fused_attn = enable
 
     def forward(
-        self, x: torch.Tensor, modalities: torch.Tensor, num_visible: int | None = None, *, checked: bool = False
+        self,
+        x: torch.Tensor,
+        modalities: torch.Tensor | ModalityBatch,
+        num_visible: int | None = None,
+        *,
+        checked: bool = False,
     ) -> torch.Tensor:
         """Route each sample through its modality's MIIM: ``X + γ^{m} ⊙ BN^{m}(X ⊙ Up(G^{m}(X)))``.
 
         Args:
             x: feature map, (B, C, H, W).
-            modalities: (B,) ids, 0 = visible, 1 = infrared.
+            modalities: (B,) ids, 0 = visible, 1 = infrared; or a [`ModalityBatch`][wrim.layers.ModalityBatch],
+                which carries ``num_visible`` and ``checked`` itself (then leave both at their defaults).
             num_visible: None for any batch; or the number ``n`` of visible samples of a modality-sorted batch
                 (rows ``[0, n)`` visible, ``[n, B)`` infrared; checked), so that each copy's gate runs only on its
                 own rows. A Python int: ``torch.compile`` specialises on it.
@@ -96,16 +154,13 @@ class ModalityMIIM(nn.Module):
         Returns:
             (B, C, H, W).
         """
-        if checks_enabled() and not checked:
+        batch = ModalityBatch.given(modalities, num_visible, checked)
+        if checks_enabled() and not batch.checked:
             self.visible.check_input(x)
-            modalities = check_modalities(modalities, x.shape[0]).to(x.device)
-            if num_visible is not None:
-                check_modality_split(modalities, num_visible)
-        if isinstance(num_visible, torch.fx.Proxy):  # fx symbolic tracing: trace the any-order formulation
-            num_visible = None
+            batch = batch.validated(x.shape[0], x.device)
         if not torch.jit.is_scripting() and (self.visible.removed() or self.infrared.removed()):
-            return self._without_removed(x, modalities, num_visible)  # a copy taken out: its rows keep X
-        return self._routed(x, modalities, num_visible)
+            return self._without_removed(x, batch.ids, batch.num_visible)  # a copy taken out: its rows keep X
+        return self._routed(x, batch.ids, batch.num_visible)
 
     def _routed(self, x: torch.Tensor, modalities: torch.Tensor, num_visible: int | None) -> torch.Tensor:
         """`forward` on validated inputs. (B, C, H, W), (B,) -> (B, C, H, W)."""

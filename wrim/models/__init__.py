@@ -5,11 +5,11 @@ registered names; ``WRIMNet(backbone="<any timm name>", ...)`` takes any other b
 ``from_pretrained`` / ``push_to_hub`` share a trained model as a folder or Hub repository (config, weights, card).
 """
 
-from wrim.models._factory import create_model
+from wrim.models._factory import create_model, from_pretrained
 from wrim.models._registry import is_model, list_models, model_entrypoint, register_model
 from wrim.models.backbone import StagedBackbone
 from wrim.models.heads import EmbeddingHead, HeadOutput
-from wrim.models.pretrained import from_pretrained, push_to_hub, save_pretrained
+from wrim.models.pretrained import push_to_hub, save_pretrained
 from wrim.models.summary import ModelSummary, SummaryRow, summary
 from wrim.models.weights import load_state_dict_file, load_weights, save_weights
 from wrim.models.wrimnet import WRIMNet, WRIMNetOutput

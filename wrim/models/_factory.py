@@ -10,7 +10,6 @@ section Sharing a trained model).
 
 from __future__ import annotations
 
-import difflib
 import functools
 import inspect
 from collections.abc import Callable
@@ -18,11 +17,12 @@ from pathlib import Path
 
 from torch import nn
 
-from wrim.models._registry import is_model, list_models, model_entrypoint
+from wrim.models._registry import model_entrypoint
+from wrim.models.pretrained import load_pretrained
 
-__all__ = ["create_model", "records_init_args"]
+__all__ = ["create_model", "from_pretrained", "records_init_args"]
 
-HUB_PREFIX = "hf-hub:"
+HUB_PREFIX = "hf-hub:"  # a Hub repository's id follows; the factory strips it, ``pretrained`` never sees it
 
 
 def records_init_args(init: Callable[..., None]) -> Callable[..., None]:
@@ -74,19 +74,36 @@ def create_model(
             f"create_model's second positional argument is pretrained (a bool); got {pretrained!r}. Pass the other "
             f"arguments by keyword, e.g. create_model({name!r}, num_classes={pretrained!r})"
         )
-    if name.startswith(HUB_PREFIX) or pretrained_path is not None:
-        from wrim.models.pretrained import load_pretrained
-
-        source = name if pretrained_path is None else pretrained_path
-        architecture = None if pretrained_path is None else name
-        return load_pretrained(source, architecture=architecture, overrides=kwargs)
-    if not is_model(name):
-        close = difflib.get_close_matches(name, list_models(), n=5, cutoff=0.5)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        raise ValueError(
-            f"unknown model {name!r}.{hint} Registered: {', '.join(list_models())}. "
-            "For any other timm backbone use wrim.models.WRIMNet(backbone='<timm name>', ...)"
-        )
-    model = model_entrypoint(name)(pretrained=pretrained, **kwargs)
+    if pretrained_path is not None:
+        return load_pretrained(*_source(pretrained_path), architecture=name, overrides=kwargs)
+    if name.startswith(HUB_PREFIX):
+        return load_pretrained(*_source(name), overrides=kwargs)
+    model = model_entrypoint(name)(pretrained=pretrained, **kwargs)  # an unknown name: the one "unknown model" error
     model.architecture = name
     return model
+
+
+def from_pretrained(path_or_repo_id: str | Path) -> nn.Module:
+    """Rebuild a model saved by [`save_pretrained()`][wrim.models.save_pretrained] and load its weights strictly.
+
+    Args:
+        path_or_repo_id: the folder, or a Hub id ``"org/name"`` (``"hf-hub:org/name"`` too), downloaded with
+            ``huggingface_hub.snapshot_download`` into its cache (``HF_HOME``; ``HF_HUB_OFFLINE=1`` reads only the
+            cache). Only config.json, model.safetensors and README.md are fetched.
+
+    Returns:
+        the model, in training mode as every new module (call ``.eval()`` to embed).
+
+    Raises:
+        ValueError: one line naming what is wrong: no config.json, an unknown architecture (the known ones
+            listed), a config.json from a newer wrim, unknown keys, weights whose names or shapes differ (the
+            first named), a Hub id that is neither cached nor downloadable. Nothing is loaded then.
+    """
+    return load_pretrained(*_source(path_or_repo_id))
+
+
+def _source(path_or_repo_id: str | Path) -> tuple[str | Path, bool]:
+    """``(folder or Hub id, whether it is a Hub id for certain)``: the ``hf-hub:`` prefix is read here, once."""
+    if isinstance(path_or_repo_id, str) and path_or_repo_id.startswith(HUB_PREFIX):
+        return path_or_repo_id.removeprefix(HUB_PREFIX), True
+    return path_or_repo_id, False

@@ -9,19 +9,15 @@ Shapes: ``B`` batch, ``C_k`` channels of stage ``k``, ``H_k, W_k`` its map size,
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import NamedTuple
 
 import timm
 import torch
 from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode
-
-if TYPE_CHECKING:
-    from wrim.models.backbone import StagedBackbone
 
 NUM_STAGES = 4
 
@@ -54,12 +50,21 @@ class TapLayout:
         return feature_map
 
 
-def _first_line(err: BaseException) -> str:
+class DryRun(NamedTuple):
+    """What `dry_run` measures."""
+
+    layouts: list[TapLayout]  # each tap's output layout
+    stage_of: dict[str, int]  # module name -> the stage its whole call lies in (0: several)
+    order: list[str]  # module names in call order
+    returned: list[str]  # the layout ("NCHW", "NHWC", "tokens") of each feature the extractor returns
+
+
+def first_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return text[0][:200] if text else type(err).__name__
 
 
-def _full_feature_info(name: str, timm_kwargs: dict) -> list[dict]:
+def full_feature_info(name: str, timm_kwargs: dict) -> list[dict]:
     """Every feature level timm lists for ``name`` (built without weights, on the meta device where possible)."""
     kwargs = {key: value for key, value in timm_kwargs.items() if key not in ("pretrained", "pretrained_cfg_overlay")}
     try:
@@ -73,7 +78,7 @@ def _full_feature_info(name: str, timm_kwargs: dict) -> list[dict]:
     return list(info)
 
 
-def _choose_taps(name: str, info: list[dict]) -> tuple[int, ...]:
+def choose_taps(name: str, info: list[dict]) -> tuple[int, ...]:
     """Indices into ``feature_info`` of the four stage ends.
 
     With at least four resolutions: the last level of each of the last four; with one resolution (ViT): the ends of
@@ -95,7 +100,7 @@ def _choose_taps(name: str, info: list[dict]) -> tuple[int, ...]:
     return tuple(range(len(info) - NUM_STAGES, len(info)))
 
 
-def _takes_img_size(name: str, timm_kwargs: dict) -> bool:
+def takes_img_size(name: str, timm_kwargs: dict) -> bool:
     """Whether timm's model ``name`` accepts an ``img_size`` argument (checked on the meta device)."""
     kwargs = {key: value for key, value in timm_kwargs.items() if key not in ("pretrained", "pretrained_cfg_overlay")}
     try:
@@ -108,7 +113,7 @@ def _takes_img_size(name: str, timm_kwargs: dict) -> bool:
     return True
 
 
-def _resolve(model: nn.Module, name: str, backbone: str) -> str:
+def resolve_tap(model: nn.Module, name: str, backbone: str) -> str:
     """The name, inside timm's feature extractor, of the module that ``feature_info`` calls ``name``."""
     head, _, tail = name.partition(".")
     candidates = [name, f"model.{name}", f"body.{name}", f"{head}_{tail}" if tail else name]
@@ -126,7 +131,9 @@ def _resolve(model: nn.Module, name: str, backbone: str) -> str:
     )
 
 
-def _layout(output, channels: int, reduction: int, img_size: tuple[int, int], name: str, stage: int) -> TapLayout:
+def measure_layout(
+    output, channels: int, reduction: int, img_size: tuple[int, int], name: str, stage: int
+) -> TapLayout:
     """The layout of a tap output measured in the dry run."""
     if isinstance(output, torch.Tensor) and output.dim() == 4:
         if output.shape[1] == channels:
@@ -147,12 +154,19 @@ def _layout(output, channels: int, reduction: int, img_size: tuple[int, int], na
     )
 
 
-def _dry_run(backbone: StagedBackbone, channels: tuple[int, ...]) -> tuple[list[TapLayout], dict[str, int]]:
-    """One no-grad eval forward at ``img_size``: each tap's layout, and which stage every module runs in.
+def dry_run(
+    model: nn.Module,
+    taps: list[nn.Module],
+    channels: tuple[int, ...],
+    reductions: tuple[int, ...],
+    shape: tuple[int, int, int],
+    name: str,
+) -> DryRun:
+    """One no-grad eval forward of ``model`` on a (1, *shape) input: each tap's layout, which stage every module
+    runs in, the modules in call order and the layout of each feature the extractor returns.
 
     ``stage_of[name]`` is k when the module's whole call lies in stage k, 0 when it spans several stages.
     """
-    model, taps = backbone.model, backbone.taps
     outputs: dict[int, object] = {}
     done = [0]  # taps finished so far
     starts: dict[str, int] = {}
@@ -160,56 +174,58 @@ def _dry_run(backbone: StagedBackbone, channels: tuple[int, ...]) -> tuple[list[
     order: list[str] = []
     handles = []
 
-    def pre(name):
+    def pre(module_name):
         def fn(module, args):
-            if name not in starts:
-                starts[name] = done[0] + 1
-                order.append(name)
+            if module_name not in starts:
+                starts[module_name] = done[0] + 1
+                order.append(module_name)
 
         return fn
 
-    def post(name, tap_index):
+    def post(module_name, tap_index):
         def fn(module, args, output):
             end = done[0] + 1
             if tap_index is not None and tap_index not in outputs:
                 outputs[tap_index] = output
                 done[0] += 1
-            if name in starts and name not in stage_of:
-                stage_of[name] = starts[name] if starts[name] == end else 0
+            if module_name in starts and module_name not in stage_of:
+                stage_of[module_name] = starts[module_name] if starts[module_name] == end else 0
 
         return fn
 
     tap_index = {id(tap): i for i, tap in enumerate(taps)}
-    for name, module in model.named_modules():
+    for module_name, module in model.named_modules():
         if module is model:
             continue
-        handles.append(module.register_forward_pre_hook(pre(name)))
-        handles.append(module.register_forward_hook(post(name, tap_index.get(id(module)))))
+        handles.append(module.register_forward_pre_hook(pre(module_name)))
+        handles.append(module.register_forward_hook(post(module_name, tap_index.get(id(module)))))
     was_training = model.training
     model.eval()
     try:
-        returned = _shape_run(model, (1, backbone.in_chans, *backbone.img_size))
+        returned = shape_run(model, (1, *shape))
     except Exception as err:  # noqa: BLE001 - a size the model cannot run
-        raise _size_error(backbone.name, backbone.img_size, err) from err
+        raise size_error(name, shape[1:], err) from err
     finally:
         model.train(was_training)
         for handle in handles:
             handle.remove()
-    backbone._order = order
+    layouts = [
+        measure_layout(outputs.get(i), channels[i], reductions[i], shape[1:], name, i + 1) for i in range(NUM_STAGES)
+    ]
+    return DryRun(layouts, stage_of, order, returned_layouts(model, returned, channels))
+
+
+def returned_layouts(model: nn.Module, returned, channels: tuple[int, ...]) -> list[str]:
+    """The layout ("NCHW", "NHWC" or "tokens") of each feature a timm feature extractor returns."""
     returned = list(returned.values()) if isinstance(returned, dict) else list(returned)
     channels_last = str(getattr(model, "output_fmt", "NCHW")).endswith("NHWC")
-    backbone.returned = [
+    return [
         "tokens" if f.dim() == 3 else "NHWC" if channels_last and f.shape[-1] == c else "NCHW"
         for f, c in zip(returned, channels, strict=True)
-    ]  # the layout of each feature the extractor returns
-    layouts = [
-        _layout(outputs.get(i), channels[i], backbone.reductions[i], backbone.img_size, backbone.name, i + 1)
-        for i in range(NUM_STAGES)
     ]
-    return layouts, stage_of
 
 
-def _shape_run(model: nn.Module, shape: tuple[int, ...]):
+def shape_run(model: nn.Module, shape: tuple[int, ...]):
     """A no-grad forward of zeros: on fake tensors (shapes only, no compute) where the model allows, else real.
 
     Returns:
@@ -224,14 +240,14 @@ def _shape_run(model: nn.Module, shape: tuple[int, ...]):
         return model(torch.zeros(shape))
 
 
-def _remove_last_downsampling(backbone: StagedBackbone) -> tuple[int, str | None]:
-    """Set the stride-2 convs / pools that run in stage 4 to stride 1, then re-measure.
+def remove_last_downsampling(modules: list[nn.Module]) -> int:
+    """Set the stride-2 convs / pools inside ``modules`` (the last stage's) to stride 1.
 
     Returns:
-        how many layers changed, and why it did not work (None when the backbone ran).
+        how many layers changed.
     """
     changed = 0
-    for module in backbone.stage_modules(NUM_STAGES):
+    for module in modules:
         for layer in module.modules():
             if isinstance(layer, nn.Conv2d) and max(layer.stride) > 1:
                 shrinks = layer.padding != tuple((k - 1) // 2 for k in layer.kernel_size)
@@ -245,20 +261,10 @@ def _remove_last_downsampling(backbone: StagedBackbone) -> tuple[int, str | None
                     layer.kernel_size = one
                 layer.stride = one
                 changed += 1
-    if not changed:
-        return 0, "its last stage has no stride-2 convolution or pooling to change (it downsamples otherwise)"
-    for handle in backbone._handles:
-        handle.remove()
-    try:
-        backbone._install_taps()
-        with torch.no_grad():  # a real training-mode pass too (some models cache position biases in eval)
-            copy.deepcopy(backbone.model).train()(torch.zeros(2, backbone.in_chans, *backbone.img_size))
-    except (ValueError, RuntimeError) as err:
-        return changed, f"with its stride-2 layers set to 1 it fails ({_first_line(err.__cause__ or err)})"
-    return changed, None
+    return changed
 
 
-def _size_error(name: str, img_size: tuple[int, int], err: BaseException) -> ValueError:
+def size_error(name: str, img_size: tuple[int, int], err: BaseException) -> ValueError:
     """A ValueError for a size the model cannot run, naming sizes that work (its pretrained size; multiples)."""
     cfg = timm.models.get_pretrained_cfg(timm.models.split_model_name_tag(name)[0])
     native = tuple(cfg.input_size[1:]) if cfg is not None and getattr(cfg, "input_size", None) else (224, 224)
@@ -267,13 +273,13 @@ def _size_error(name: str, img_size: tuple[int, int], err: BaseException) -> Val
         size = (-(-img_size[0] // multiple) * multiple, -(-img_size[1] // multiple) * multiple)
         multiples.append(f"{size} (multiples of {multiple})")
     return ValueError(
-        f"backbone {name!r} cannot run at img_size={img_size} ({type(err).__name__}: {_first_line(err)}). It runs "
+        f"backbone {name!r} cannot run at img_size={img_size} ({type(err).__name__}: {first_line(err)}). It runs "
         f"at its pretrained size {native}; depending on its patch / window sizes one of these may work: "
         f"{', '.join(multiples)}"
     )
 
 
-def _check_backbone_state(
+def check_backbone_state(
     name: str, state_dict: dict[str, torch.Tensor], timm_kwargs: dict, pretrained_file: str | Path
 ) -> None:
     """Raise a ValueError listing missing / unexpected / mis-shaped keys of a backbone weights file.
@@ -310,17 +316,17 @@ def _check_backbone_state(
         )
 
 
-def _timm_create(name: str, pretrained_file: str | Path | None, **kwargs) -> nn.Module:
+def timm_create(name: str, pretrained_file: str | Path | None, **kwargs) -> nn.Module:
     """``timm.create_model`` with clear errors for failed downloads and mismatching local weights."""
     try:
         return timm.create_model(name, **kwargs)
     except (RuntimeError, OSError) as err:  # huggingface_hub / urllib: no internet, no cache, no such weights
         if kwargs.get("pretrained") and pretrained_file is None:
-            raise _download_error(name, err) from err
+            raise download_error(name, err) from err
         raise
 
 
-def _download_error(name: str, err: Exception) -> RuntimeError:
+def download_error(name: str, err: Exception) -> RuntimeError:
     return RuntimeError(
         f"could not get timm's pretrained weights for {name!r} ({type(err).__name__}: {str(err)[:300]}). "
         "Without internet, download the weights elsewhere (e.g. timm.create_model(name, pretrained=True) and "
@@ -329,7 +335,7 @@ def _download_error(name: str, err: Exception) -> RuntimeError:
     )
 
 
-def _undilate(module: nn.Module, name: str) -> None:
+def undilate(module: nn.Module, name: str) -> None:
     """Set every dilated conv of ``module`` to dilation 1 with the same output size (re-id last stride 1)."""
     for conv in module.modules():
         if not isinstance(conv, nn.Conv2d) or conv.dilation == (1, 1):

@@ -30,10 +30,11 @@ construction, which also measures each stage's output layout and grid.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import math
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import timm
@@ -41,21 +42,10 @@ import torch
 from torch import nn
 
 from wrim._versions import at_least
-from wrim.models._timm_build import (
-    NUM_STAGES,
-    TapLayout,
-    _check_backbone_state,
-    _choose_taps,
-    _dry_run,
-    _first_line,
-    _full_feature_info,
-    _remove_last_downsampling,
-    _resolve,
-    _size_error,
-    _takes_img_size,
-    _timm_create,
-    _undilate,
-)
+from wrim.layers import ModalityBatch
+from wrim.models import _timm_build as build
+from wrim.models._arguments import pair
+from wrim.models._timm_build import NUM_STAGES, TapLayout
 from wrim.models.weights import load_state_dict_file
 
 __all__ = ["StagedBackbone", "check_backbone_name"]
@@ -79,13 +69,9 @@ class _TapHook:
     """Forward hook on a tap module: ``output -> from_map(block(to_map(output)))``.
 
     A plain object (no closure), so ``copy.deepcopy`` of the model copies it along with the block it points to.
-    The block is the caller's module (e.g. a MIIM owned by [`WRIMNet`][wrim.models.WRIMNet]); a block that
-    takes modalities gets them from ``backbone.modalities`` (and ``num_visible=backbone.num_visible`` by keyword when
-    that is set, for a modality-sorted batch; ``checked=True`` when the caller validated them), which each
-    [`forward()`][wrim.models.StagedBackbone.forward] call sets (an attribute of this model, not global state:
-    other models, processes and DDP ranks have their own). With
-    gradient checkpointing a stage is recomputed in ``backward()``, which must therefore come before the next
-    forward call of the same model, as in any training step.
+    The block is the caller's module (e.g. a MIIM owned by [`WRIMNet`][wrim.models.WRIMNet]); a block that takes
+    modalities gets the running call's [`ModalityBatch`][wrim.layers.ModalityBatch] from
+    `StagedBackbone.modality_batch` (see there).
     """
 
     def __init__(self, backbone: StagedBackbone, layout: TapLayout) -> None:
@@ -98,13 +84,8 @@ class _TapHook:
         if self.block is None:
             return None
         feature_map = self.layout.to_map(output)  # (B, C_k, H_k, W_k)
-        trusted = {"checked": True} if self.backbone.checked else {}  # validated by the caller: not again
-        if self.takes_modalities and self.backbone.num_visible is not None:
-            feature_map = self.block(
-                feature_map, self.backbone.modalities, num_visible=self.backbone.num_visible, **trusted
-            )
-        elif self.takes_modalities:
-            feature_map = self.block(feature_map, self.backbone.modalities, **trusted)
+        if self.takes_modalities:
+            feature_map = self.block(feature_map, self.backbone.modality_batch())
         else:
             feature_map = self.block(feature_map)
         return self.layout.from_map(output, feature_map)
@@ -153,11 +134,11 @@ class StagedBackbone(nn.Module):
                 f"resolution) or 2 (the backbone's own stride); got {last_stride!r}"
             )
         self.name = name
-        self.img_size = _pair(img_size, "img_size")
+        self.img_size = pair(img_size, "img_size")
         self.in_chans = in_chans
-        self.modalities: torch.Tensor | None = None
-        self.num_visible: int | None = None
-        self.checked = False
+        self._batch: ModalityBatch | None = None  # see modality_batch()
+        self._depth = 0  # forward calls running (2 while a block calls this backbone again)
+        self.grad_checkpointing = False
         timm_kwargs = self._timm_arguments(pretrained, pretrained_file, dict(kwargs, in_chans=in_chans))
         want_stride_one = last_stride in (None, 1)
         reason = ""
@@ -166,7 +147,7 @@ class StagedBackbone(nn.Module):
             try:
                 model = self._create(name, pretrained_file, dict(timm_kwargs, output_stride=16))
             except _TIMM_ERRORS as err:
-                reason = f"timm's output_stride=16 is not supported ({type(err).__name__}: {_first_line(err)})"
+                reason = f"timm's output_stride=16 is not supported ({type(err).__name__}: {build.first_line(err)})"
         if model is None:
             model = self._create(name, pretrained_file, timm_kwargs)
         self.model = model
@@ -189,13 +170,13 @@ class StagedBackbone(nn.Module):
         else:
             state_dict = None
             timm_kwargs["pretrained"] = bool(pretrained)
-        info = _full_feature_info(self.name, timm_kwargs)
-        self.out_indices = _choose_taps(self.name, info)
-        self.takes_img_size = _takes_img_size(self.name, timm_kwargs)
+        info = build.full_feature_info(self.name, timm_kwargs)
+        self.out_indices = build.choose_taps(self.name, info)
+        self.takes_img_size = build.takes_img_size(self.name, timm_kwargs)
         if self.takes_img_size:
             timm_kwargs["img_size"] = self.img_size
         if state_dict is not None:
-            _check_backbone_state(self.name, state_dict, timm_kwargs, pretrained_file)
+            build.check_backbone_state(self.name, state_dict, timm_kwargs, pretrained_file)
             timm_kwargs["pretrained_cfg_overlay"] = {"state_dict": state_dict}
         return timm_kwargs
 
@@ -214,10 +195,10 @@ class StagedBackbone(nn.Module):
             self.last_stride = 1
             if not last_stage_dilation:
                 for module in self.stage_modules(NUM_STAGES):
-                    _undilate(module, name)
+                    build.undilate(module, name)
             return
         reason = reason or "timm ignores output_stride=16"
-        changed, failure = _remove_last_downsampling(self)
+        changed, failure = self._remove_last_downsampling()
         if failure is None and self._probe_grids()[2] == self._probe_grids()[3]:
             self.last_stride = 1
             return
@@ -233,6 +214,25 @@ class StagedBackbone(nn.Module):
             raise ValueError(f"{message}. Pass last_stride=None (warn and go on) or last_stride=2")
         warnings.warn(f"{message}. Pass last_stride=2 to silence this warning", stacklevel=4)
 
+    def _remove_last_downsampling(self) -> tuple[int, str | None]:
+        """Set the stride-2 convs / pools that run in stage 4 to stride 1, then re-measure.
+
+        Returns:
+            how many layers changed, and why it did not work (None when the backbone ran).
+        """
+        changed = build.remove_last_downsampling(self.stage_modules(NUM_STAGES))
+        if not changed:
+            return 0, "its last stage has no stride-2 convolution or pooling to change (it downsamples otherwise)"
+        for handle in self._handles:
+            handle.remove()
+        try:
+            self._install_taps()
+            with torch.no_grad():  # a real training-mode pass too (some models cache position biases in eval)
+                copy.deepcopy(self.model).train()(torch.zeros(2, self.in_chans, *self.img_size))
+        except (ValueError, RuntimeError) as err:
+            return changed, f"with its stride-2 layers set to 1 it fails ({build.first_line(err.__cause__ or err)})"
+        return changed, None
+
     def _check_token_strides(self) -> None:
         """A token-sequence stage needs ``img_size`` to be a multiple of its stride (else border pixels drop)."""
         for layout, reduction in zip(self.layouts, self.reductions, strict=True):
@@ -247,11 +247,13 @@ class StagedBackbone(nn.Module):
     def _create(self, name: str, pretrained_file: str | Path | None, timm_kwargs: dict) -> nn.Module:
         """The timm feature extractor for the chosen taps, with size errors that name working sizes."""
         try:
-            return _timm_create(name, pretrained_file, features_only=True, out_indices=self.out_indices, **timm_kwargs)
+            return build.timm_create(
+                name, pretrained_file, features_only=True, out_indices=self.out_indices, **timm_kwargs
+            )
         except (RuntimeError, AssertionError, ValueError) as err:  # e.g. a window size that does not fit img_size
             if "output_stride" in timm_kwargs or "img_size" not in timm_kwargs or "weights" in str(err):
                 raise
-            raise _size_error(name, self.img_size, err) from err
+            raise build.size_error(name, self.img_size, err) from err
 
     def _install_taps(self) -> None:
         """Find the tap modules, measure their layouts with a dry run and hook them."""
@@ -259,7 +261,7 @@ class StagedBackbone(nn.Module):
         info = model.feature_info
         names = info.module_name()
         hook_types = [info.info[i].get("hook_type", "forward") for i in info.out_indices]
-        self.tap_names: tuple[str, ...] = tuple(_resolve(model, name, self.name) for name in names)
+        self.tap_names: tuple[str, ...] = tuple(build.resolve_tap(model, name, self.name) for name in names)
         if any(kind != "forward" for kind in hook_types):
             raise ValueError(
                 f"backbone {self.name!r} exposes its features through {hook_types} hooks (a stage's input, not its "
@@ -267,7 +269,10 @@ class StagedBackbone(nn.Module):
             )
         self.taps = [model.get_submodule(name) for name in self.tap_names]
         self.reductions: tuple[int, ...] = tuple(info.reduction())
-        self.layouts, self.stage_of = _dry_run(self, tuple(info.channels()))
+        shape = (self.in_chans, *self.img_size)
+        measured = build.dry_run(model, self.taps, tuple(info.channels()), self.reductions, shape, self.name)
+        self.layouts, self.stage_of = measured.layouts, measured.stage_of
+        self._order, self.returned = measured.order, measured.returned  # call order; layouts of the returned maps
         grids = self._probe_grids()
         if grids[2] == grids[3] and self.reductions[3] != self.reductions[2]:
             self.reductions = (*self.reductions[:3], self.reductions[2])
@@ -289,7 +294,9 @@ class StagedBackbone(nn.Module):
         Args:
             index: the 1-based stage.
             block: a module (B, C_k, H_k, W_k) -> same shape; the caller owns it (it is not registered here).
-            takes_modalities: call ``block(map, modalities)`` with the modalities given to ``forward``.
+            takes_modalities: call ``block(map, batch)`` with the [`ModalityBatch`][wrim.layers.ModalityBatch]
+                of the ``forward`` call (ids, visible count, checked), which a ``ModalityMIIM`` takes as its
+                ``modalities``.
         """
         self.hooks[index - 1].block = block
         self.hooks[index - 1].takes_modalities = takes_modalities
@@ -297,7 +304,7 @@ class StagedBackbone(nn.Module):
     def forward(
         self,
         images: torch.Tensor,
-        modalities: torch.Tensor | None = None,
+        modalities: torch.Tensor | ModalityBatch | None = None,
         num_visible: int | None = None,
         *,
         checked: bool = False,
@@ -306,16 +313,24 @@ class StagedBackbone(nn.Module):
 
         Args:
             images: (B, 3, H, W).
-            modalities: (B,) ids for blocks that take them.
+            modalities: (B,) ids for blocks that take them, or a [`ModalityBatch`][wrim.layers.ModalityBatch]
+                (which carries ``num_visible`` and ``checked``: leave both at their defaults).
             num_visible: for a modality-sorted batch, its visible count, passed on to blocks that take modalities
                 (see [`ModalityMIIM`][wrim.layers.ModalityMIIM]); None for any batch.
             checked: keyword-only; the caller validated ``modalities`` (and ``num_visible``): blocks that take
-                modalities get ``checked=True`` and do not validate them again.
+                modalities do not validate them again.
         """
-        self.checked = checked
-        self.modalities = modalities  # read by the hooks; kept for a checkpointed stage's recomputation in backward
-        self.num_visible = num_visible
-        features = self.model(images)
+        batch = None if modalities is None else ModalityBatch.given(modalities, num_visible, checked)
+        outer = self._batch
+        self._batch, self._depth = batch, self._depth + 1
+        try:
+            features = self.model(images)
+        finally:
+            self._depth -= 1
+            if self._depth:  # a nested call gives the outer call its batch back
+                self._batch = outer
+            elif not self.grad_checkpointing:  # the outermost clears it (see modality_batch)
+                self._batch = None
         if isinstance(features, dict):
             features = list(features.values())
         maps = []
@@ -326,6 +341,29 @@ class StagedBackbone(nn.Module):
                 feature = feature.permute(0, 3, 1, 2)  # (B, H, W, C) -> (B, C, H, W)
             maps.append(feature)  # (B, C_k, H_k, W_k)
         return maps
+
+    def modality_batch(self) -> ModalityBatch:
+        """The [`ModalityBatch`][wrim.layers.ModalityBatch] of the running ``forward`` call, for the blocks that
+        take modalities.
+
+        timm's ``forward`` takes images only, so the batch's modalities reach the hooked blocks through this one
+        context: ``forward`` sets it before running the timm model and restores it after, in one place. A call
+        nested in a block (this backbone run again inside its own forward) sees its own batch and gives the outer
+        call's back. With gradient checkpointing (`set_grad_checkpointing`) the outermost call's batch stays set
+        after it returns, because a checkpointed stage is recomputed in ``backward()``, which must therefore come
+        before the next forward call of the same model, as in any training step. It is an attribute of this model,
+        not global state: other models, processes and DDP ranks have their own; one model runs one forward at a
+        time (as its BatchNorm statistics need anyway).
+
+        Raises:
+            ValueError: no forward call of this backbone gave modalities (e.g. its timm model was called directly).
+        """
+        if self._batch is None:
+            raise ValueError(
+                f"a block after a stage of {self.name!r} takes modalities, but none were given: call the "
+                "StagedBackbone as backbone(images, modalities), not its timm model directly"
+            )
+        return self._batch
 
     # ------------------------------------------------------------------------------------------------ inspection
 
@@ -361,14 +399,4 @@ class StagedBackbone(nn.Module):
         if not hasattr(self.model, "set_grad_checkpointing"):
             raise ValueError(f"backbone {self.name!r} ({type(self.model).__name__}) has no gradient checkpointing")
         self.model.set_grad_checkpointing(enable)
-
-
-# --------------------------------------------------------------------------------------------------- helpers
-
-
-def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
-    """An (H, W) pair from an int or a 2-sequence of positive ints."""
-    pair = (value, value) if isinstance(value, int) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, int) and v > 0 for v in pair):
-        raise ValueError(f"{name} must be (H, W) positive ints, e.g. (288, 144); got {value!r}")
-    return pair
+        self.grad_checkpointing = enable

@@ -16,12 +16,13 @@ z = Linear(C, P)(ReLU(BN(Linear(C, C)(f))))   contrastive projection MLP (P = 12
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
-__all__ = ["EmbeddingHead", "HeadOutput"]
+__all__ = ["EmbeddingHead", "HeadOutput", "WRIMNetOutput"]
 
 
 class HeadOutput(NamedTuple):
@@ -106,3 +107,35 @@ class EmbeddingHead(nn.Module):
         logits = None if self.classifier is None else self.classifier(features)  # (B, K)
         projection = None if self.projection is None else self.projection(features)  # (B, P)
         return HeadOutput(features, logits, projection)
+
+
+@dataclass
+class WRIMNetOutput:
+    """What [`WRIMNet`][wrim.models.WRIMNet] returns in training mode; every dict is keyed by head name.
+
+    Head names: ``"p5_global"``, ``"p5_part0"``, ..., ``"p5_part{local_parts-1}"``, ``"p4_global"``.
+    """
+
+    logits: dict[str, torch.Tensor]  # (B, K) per head; empty when the model has num_classes=0
+    features: dict[str, torch.Tensor]  # (B, C_head) BNNeck features
+    projections: dict[str, torch.Tensor]  # (B, P) contrastive projections (not normalised) of the projection_heads
+    pooled: dict[str, torch.Tensor] = field(default_factory=dict)  # (B, C_head) pooled features before the BNNeck
+
+    @property
+    def p5_projection(self) -> torch.Tensor:
+        """The P5 global projection, (B, P): CMKIC's / AICL's P5 input."""
+        return self.projections["p5_global"]
+
+    @property
+    def p4_projection(self) -> torch.Tensor:
+        """The P4 global projection, (B, P): AICL's auxiliary input."""
+        return self.projections["p4_global"]
+
+    def rows(self, index: torch.Tensor) -> WRIMNetOutput:
+        """This output with every (B, ...) tensor's rows taken in ``index`` order (B,)."""
+        return WRIMNetOutput(
+            logits={name: value[index] for name, value in self.logits.items()},
+            features={name: value[index] for name, value in self.features.items()},
+            projections={name: value[index] for name, value in self.projections.items()},
+            pooled={name: value[index] for name, value in self.pooled.items()},
+        )

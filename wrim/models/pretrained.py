@@ -33,16 +33,18 @@ import torch
 from torch import nn
 
 from wrim._files import umask_mode
+from wrim._versions import release
+from wrim.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from wrim.modality import INFRARED, VISIBLE
-from wrim.models._factory import HUB_PREFIX
-from wrim.models._registry import is_model, list_models
+from wrim.models import weights as weight_files
+from wrim.models._registry import MODELS, is_model, model_entrypoint
 from wrim.models.model_card import check_metrics, model_card, plain_recipe
+from wrim.models.weights import WEIGHTS_FILE, WeightsFile, load_from, open_weights, state_differences
 from wrim.version import __version__
 
-__all__ = ["from_pretrained", "push_to_hub", "save_pretrained"]
+__all__ = ["load_pretrained", "push_to_hub", "save_pretrained"]
 
 CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
 FORMAT = 1
 MAX_CONFIG_BYTES = 1 << 20  # a config.json is a few kB; larger is refused before it is read
@@ -56,8 +58,6 @@ KNOWN_KEYS = frozenset(
 _REFUSED_ARGS = frozenset({"pretrained", "pretrained_file"})
 _REFUSED_BACKBONE_ARGS = frozenset({"pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "checkpoint_path"})
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)  # wrim.data.transforms.TestTransform's defaults
-_IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 # --------------------------------------------------------------------------------------------------------- save
@@ -102,7 +102,14 @@ def pretrained_config(model: nn.Module, *, metrics: Mapping[str, Any] | None = N
         )
     model_args = {key: value for key, value in init_args.items() if key not in _REFUSED_ARGS}
     model_args["num_classes"] = model.num_classes  # reset_classifier may have changed it
-    architecture = getattr(model, "architecture", None) or "wrimnet_resnet50"  # WRIMNet(...) is its entrypoint
+    architecture = getattr(model, "architecture", None)  # a WRIMNet(...) knows the entrypoint of its backbone
+    if not isinstance(architecture, str):
+        raise ValueError(
+            f"save_pretrained: this {type(model).__name__} has no registered name, which config.json needs to "
+            f"rebuild it (backbone {init_args.get('backbone')!r}; registered: {', '.join(MODELS.names())}). "
+            "Register an entrypoint that builds it with @wrim.register_model and create the model with "
+            "wrim.create_model('<its name>', ...)"
+        )
     height, width = model.img_size
     info = {
         "format": FORMAT,
@@ -118,8 +125,8 @@ def pretrained_config(model: nn.Module, *, metrics: Mapping[str, Any] | None = N
             "interpolation": "bilinear",
             "crop_pct": 1.0,
             "crop_mode": "center",
-            "mean": list(_IMAGENET_MEAN),
-            "std": list(_IMAGENET_STD),
+            "mean": list(IMAGENET_MEAN),  # wrim.data.TestTransform's defaults
+            "std": list(IMAGENET_STD),
             "num_classes": model.num_classes,
         },
         "modalities": {"visible": VISIBLE, "infrared": INFRARED},
@@ -136,12 +143,10 @@ def pretrained_config(model: nn.Module, *, metrics: Mapping[str, Any] | None = N
 
 def write_pretrained(model: nn.Module, folder: Path, info: dict, load_id: str, notes: Sequence[str] = ()) -> None:
     """Write config.json, model.safetensors and README.md into the existing ``folder`` (no staging)."""
-    from wrim.models.weights import save_weights
-
     (folder / CONFIG_NAME).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-    save_weights(model, folder / WEIGHTS_NAME, metadata={"format": "pt"})
+    weight_files.save_weights(model, folder / WEIGHTS_FILE, metadata={"format": "pt"})
     (folder / CARD_NAME).write_text(model_card(info, load_id, notes), encoding="utf-8")
-    for name in (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME):
+    for name in (CONFIG_NAME, WEIGHTS_FILE, CARD_NAME):
         os.chmod(folder / name, umask_mode(0o666))  # safetensors writes 0600; the folder is meant to be shared
 
 
@@ -203,32 +208,22 @@ def push_to_hub(
 # --------------------------------------------------------------------------------------------------------- load
 
 
-def from_pretrained(path_or_repo_id: str | Path) -> nn.Module:
-    """Rebuild a model saved by [`save_pretrained()`][wrim.models.save_pretrained] and load its weights strictly.
-
-    Args:
-        path_or_repo_id: the folder, or a Hub id ``"org/name"`` (``"hf-hub:org/name"`` too), downloaded with
-            ``huggingface_hub.snapshot_download`` into its cache (``HF_HOME``; ``HF_HUB_OFFLINE=1`` reads only the
-            cache). Only config.json, model.safetensors and README.md are fetched.
-
-    Returns:
-        the model, in training mode as every new module (call ``.eval()`` to embed).
-
-    Raises:
-        ValueError: one line naming what is wrong: no config.json, an unknown architecture (the known ones
-            listed), a config.json from a newer wrim, unknown keys, weights whose names or shapes differ (the
-            first named), a Hub id that is neither cached nor downloadable. Nothing is loaded then.
-    """
-    return load_pretrained(path_or_repo_id)
-
-
 def load_pretrained(
-    source: str | Path, *, architecture: str | None = None, overrides: Mapping[str, Any] | None = None
+    source: str | Path,
+    from_hub: bool = False,
+    *,
+    architecture: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> nn.Module:
     """[`from_pretrained()`][wrim.models.from_pretrained] with ``create_model``'s checks: the saved
     ``architecture`` must be the given one, and ``overrides`` (constructor arguments) must equal the saved ones
-    except ``num_classes``, whose classifiers are replaced after loading."""
-    folder = _resolve_folder(source)
+    except ``num_classes``, whose classifiers are replaced after loading.
+
+    Args:
+        source: a folder, or a Hub id ``"org/name"`` (without ``hf-hub:``, which the factory reads).
+        from_hub: ``source`` is a Hub id, never a local folder.
+    """
+    folder = _resolve_folder(source, from_hub)
     info = read_config(folder)
     weights = _weights_file(folder)
     if architecture is not None and architecture != info["architecture"]:
@@ -238,20 +233,22 @@ def load_pretrained(
         )
     kwargs = dict(info["model_args"])
     num_classes = _check_overrides(kwargs, dict(overrides or {}))
-    header = _read_header(weights)
-    try:
-        with torch.device("meta"):  # names and shapes only: nothing is allocated before they match
-            skeleton = _build(info["architecture"], kwargs, folder / CONFIG_NAME)
-    except (NotImplementedError, RuntimeError):  # a backbone whose __init__ reads tensor values (older timm)
-        skeleton = None
-    if skeleton is not None:
-        _check_weights(skeleton, header, weights)
-    model = _build(info["architecture"], kwargs, folder / CONFIG_NAME)  # within the bounded sizes of _check_model_args
-    if skeleton is None:
-        _check_weights(model, header, weights)
-    from wrim.models.weights import load_weights
-
-    load_weights(model, weights)
+    config = folder / CONFIG_NAME
+    with open_weights(weights) as file:  # the header is read once, here
+        try:
+            with torch.device("meta"):  # names and shapes only: nothing is allocated before they match
+                given = _given_arguments(info["architecture"], kwargs, config)
+                skeleton = _build(info["architecture"], kwargs, given, config)
+                _check_weights(skeleton, file)
+        except (NotImplementedError, RuntimeError):  # a backbone whose __init__ reads tensor values (older timm)
+            given = None
+        if given is None:  # within the bounded sizes of _check_model_args
+            given = _given_arguments(info["architecture"], kwargs, config)
+            model = _build(info["architecture"], kwargs, given, config)
+            _check_weights(model, file)
+        else:
+            model = _build(info["architecture"], kwargs, given, config)
+        load_from(model, file)
     if num_classes is not None and num_classes != model.num_classes:
         model.reset_classifier(num_classes)
     return model
@@ -273,7 +270,7 @@ def read_config(folder: Path) -> dict:
     saved = info.get("wrim_version")
     if not isinstance(saved, str) or len(saved) > 64 or not re.match(r"\d+\.\d+", saved):
         raise ValueError(f"{str(path)!r} has no wrim_version: it is not a config.json written by wrim.save_pretrained")
-    if _version(saved) > _version(__version__):
+    if release(saved) > release(__version__):
         raise ValueError(
             f"{str(path)!r} was written by wrim {saved}, newer than this wrim {__version__}; upgrade: "
             "pip install -U wrim"
@@ -289,8 +286,8 @@ def read_config(folder: Path) -> dict:
     if not is_model(architecture):
         hint = " (wrim never imports code a config names)" if any(c in architecture for c in ".:/") else ""
         raise ValueError(
-            f"{str(path)!r} names architecture {architecture!r}, which wrim {__version__} does not have{hint}; "
-            f"known: {', '.join(list_models())}"
+            f"{str(path)!r} names architecture {architecture!r}, which wrim {__version__} does not have{hint}: "
+            f"{MODELS.unknown(architecture)}"
         )
     modalities = info.get("modalities", {"visible": VISIBLE, "infrared": INFRARED})
     if modalities != {"visible": VISIBLE, "infrared": INFRARED}:
@@ -309,7 +306,7 @@ def _check_model_args(model_args: dict, path: Path) -> None:
         raise ValueError(f"{str(path)!r}: model_args.backbone_kwargs must be an object")
     refused += [f"backbone_kwargs.{key}" for key in sorted(_REFUSED_BACKBONE_ARGS & set(backbone_kwargs))]
     if refused:
-        raise ValueError(f"{str(path)!r}: model_args {refused} would load weights from elsewhere than {WEIGHTS_NAME}")
+        raise ValueError(f"{str(path)!r}: model_args {refused} would load weights from elsewhere than {WEIGHTS_FILE}")
     backbone = model_args.get("backbone", "resnet50")
     import timm
 
@@ -351,29 +348,23 @@ def _check_overrides(saved: dict, overrides: dict) -> int | None:
     return num_classes
 
 
-def _build(architecture: str, kwargs: dict, config: Path) -> nn.Module:
-    """``architecture``'s entrypoint called with the saved arguments (from ``config``); the built model's arguments
-    must equal them.
+def _given_arguments(architecture: str, kwargs: dict, config: Path) -> dict:
+    """The saved arguments (``kwargs``, from ``config``) to pass to ``architecture``'s entrypoint: ``num_classes``
+    and those that differ from what the entrypoint builds given ``num_classes`` alone.
 
-    An argument the entrypoint sets itself (``WRIMNet(backbone="x", **kwargs)`` raises "multiple values") is left
-    to it, and the comparison afterwards checks that it set the saved value.
+    An argument the entrypoint fixes itself (``WRIMNet(backbone="x", **kwargs)``) is so never given twice; `_build`
+    then checks that the model it builds has every saved argument.
     """
-    from wrim.models._registry import model_entrypoint
+    reference = _call(architecture, {key: kwargs[key] for key in ("num_classes",) if key in kwargs}, config)
+    built = _plain(getattr(reference, "init_args", {}))
+    return {key: value for key, value in kwargs.items() if key == "num_classes" or built.get(key, ...) != value}
 
-    given = dict(kwargs)
-    while True:
-        try:
-            model = model_entrypoint(architecture)(pretrained=False, **given)
-            break
-        except (TypeError, ValueError) as err:  # a wrong type or value: the model's own check names it
-            fixed = re.search(r"multiple values for keyword argument '(\w+)'", str(err))
-            if fixed is None or fixed.group(1) not in given:
-                raise ValueError(
-                    f"{str(config)!r}: model_args do not fit {architecture!r} of wrim {__version__}: "
-                    + " ".join(str(err).split())
-                ) from None
-            del given[fixed.group(1)]
-    built = json.loads(json.dumps(getattr(model, "init_args", {}), default=str))
+
+def _build(architecture: str, kwargs: dict, given: dict, config: Path) -> nn.Module:
+    """``architecture``'s entrypoint called with the ``given`` arguments (`_given_arguments`); the built model's
+    arguments must equal every saved one (``kwargs``, from ``config``)."""
+    model = _call(architecture, given, config)
+    built = _plain(getattr(model, "init_args", {}))
     differ = [key for key in kwargs if built.get(key) != kwargs[key]]
     if differ:
         key = differ[0]
@@ -385,54 +376,56 @@ def _build(architecture: str, kwargs: dict, config: Path) -> nn.Module:
     return model
 
 
+def _call(architecture: str, arguments: dict, config: Path) -> nn.Module:
+    """``architecture``'s entrypoint called with ``arguments``; a wrong type or value is named by the model's own
+    check."""
+    try:
+        return model_entrypoint(architecture)(pretrained=False, **arguments)
+    except (TypeError, ValueError) as err:  # a wrong type or value: the model's own check names it
+        raise ValueError(
+            f"{str(config)!r}: model_args do not fit {architecture!r} of wrim {__version__}: "
+            + " ".join(str(err).split())
+        ) from None
+
+
+def _plain(init_args: dict) -> dict:
+    """Constructor arguments as config.json holds them (tuples as lists, other objects as strings)."""
+    return json.loads(json.dumps(init_args, default=str))
+
+
 def _weights_file(folder: Path) -> Path:
     """model.safetensors; never a pickle (``.bin``, ``.pt``, ...), which can run code when loaded."""
-    path = folder / WEIGHTS_NAME
+    path = folder / WEIGHTS_FILE
     if path.is_file():
         return path
     pickles = sorted(p.name for p in folder.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".pkl", ".ckpt"))
     also = f"; it holds {pickles}, pickle files, which wrim never loads (unpickling can run code)" if pickles else ""
-    raise ValueError(f"{str(folder)!r} has no {WEIGHTS_NAME}{also}")
+    raise ValueError(f"{str(folder)!r} has no {WEIGHTS_FILE}{also}")
 
 
-def _read_header(path: Path) -> dict[str, tuple[int, ...]]:
-    """Name -> shape of every tensor in a safetensors file, read from its header only."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as file:
-            return {key: tuple(file.get_slice(key).get_shape()) for key in file.keys()}  # noqa: SIM118
-    except Exception as err:  # SafetensorError: damaged, truncated or not safetensors
-        raise ValueError(f"{str(path)!r} is not a readable .safetensors file ({err})") from None
-
-
-def _check_weights(model: nn.Module, header: dict[str, tuple[int, ...]], path: Path) -> None:
+def _check_weights(model: nn.Module, file: WeightsFile) -> None:
     """Every weight name and shape of ``model`` (built on the meta device) against the file's header."""
-    state = model.state_dict(keep_vars=True)
-    groups: dict[int, set[str]] = {}  # tied tensors (one object) are stored once, under one of their names
-    for key, tensor in state.items():
-        groups.setdefault(id(tensor), set()).add(key)
-    missing = [key for key, tensor in state.items() if not groups[id(tensor)] & header.keys()]
-    unexpected = [key for key in header if key not in state]
-    shapes = [
-        f"{key!r}: file {header[key]} vs model {tuple(state[key].shape)}"
-        for key in state
-        if key in header and header[key] != tuple(state[key].shape)
-    ]
+    differences = state_differences(model, file.shapes)
+    shapes = [f"{key!r}: file {found} vs model {shape}" for key, found, shape in differences.shapes]
     problems = [
         f"{label} {items[0] if label == 'shape of' else repr(items[0])} (first of {len(items)})"
-        for label, items in (("missing", missing), ("unexpected", unexpected), ("shape of", shapes))
+        for label, items in (
+            ("missing", differences.missing),
+            ("unexpected", differences.unexpected),
+            ("shape of", shapes),
+        )
         if items
     ]
     if problems:
-        raise ValueError(f"{str(path)!r} does not match config.json's model: {'; '.join(problems)}")
+        raise ValueError(f"{str(file.path)!r} does not match config.json's model: {'; '.join(problems)}")
 
 
-def _resolve_folder(source: str | Path) -> Path:
-    """A local folder, or the Hub repository's snapshot in huggingface_hub's cache."""
+def _resolve_folder(source: str | Path, from_hub: bool) -> Path:
+    """A local folder, or the Hub repository's snapshot in huggingface_hub's cache (``from_hub``: ``source`` is a
+    Hub id for certain)."""
     text = str(source)
-    if text.startswith(HUB_PREFIX):
-        return _download(text.removeprefix(HUB_PREFIX))
+    if from_hub:
+        return _download(text)
     path = Path(source)
     if path.is_dir():
         return path
@@ -454,7 +447,7 @@ def _download(repo_id: str) -> Path:
         ) from None
     try:
         folder = snapshot_download(
-            repo_id, allow_patterns=[CONFIG_NAME, WEIGHTS_NAME, CARD_NAME], library_name="wrim",
+            repo_id, allow_patterns=[CONFIG_NAME, WEIGHTS_FILE, CARD_NAME], library_name="wrim",
             library_version=__version__,
         )  # fmt: skip
     except LocalEntryNotFoundError:
@@ -474,10 +467,6 @@ def _json_ok(value: Any) -> bool:
     except (TypeError, ValueError):
         return False
     return True
-
-
-def _version(text: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

@@ -21,7 +21,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from wrim._versions import at_least
 from wrim.modality import VISIBLE
-from wrim.models.backbone import NUM_STAGES, _pair
+from wrim.models._arguments import pair
+from wrim.models.backbone import NUM_STAGES
 from wrim.models.wrimnet import WRIMNet
 
 __all__ = ["ModelSummary", "SummaryRow", "summary"]
@@ -103,7 +104,7 @@ def summary(
     """
     if not isinstance(model, WRIMNet):
         raise TypeError(f"summary expects a wrim WRIMNet; got {type(model).__name__}")
-    height, width = _pair(model.img_size if img_size is None else tuple(img_size), "img_size")
+    height, width = pair(model.img_size if img_size is None else tuple(img_size), "img_size")
     ids = torch.tensor([0, 1] if modalities is None else list(modalities), dtype=torch.long)
     param = next(model.parameters())
     images = torch.zeros(len(ids), model.backbone.in_chans, height, width, device=param.device, dtype=param.dtype)

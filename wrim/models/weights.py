@@ -10,13 +10,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_model
+from safetensors import safe_open
+from safetensors.torch import save_model
 from torch import nn
 
-__all__ = ["load_state_dict_file", "load_weights", "save_weights"]
+__all__ = [
+    "WEIGHTS_FILE",
+    "StateDifferences",
+    "WeightsFile",
+    "load_state_dict_file",
+    "load_weights",
+    "open_weights",
+    "save_weights",
+    "state_differences",
+]
+
+#: the file name of a model's weights in a checkpoint set and in a ``save_pretrained`` folder
+WEIGHTS_FILE = "model.safetensors"
 
 
 def save_weights(model: nn.Module, path: str | Path, metadata: dict[str, str] | None = None) -> None:
@@ -49,33 +65,105 @@ def load_weights(model: nn.Module, path: str | Path, strict: bool = True) -> tup
             the model's (integer or boolean values for a floating-point tensor, or the reverse; float16 / bfloat16
             for float32 is converted), each listed.
     """
-    state = _read_safetensors(Path(path))
-    expected = model.state_dict()
-    aliases = _aliases(expected)
-    missing = sorted(key for key in expected if key not in state and not (aliases.get(key, set()) & state.keys()))
-    unexpected = sorted(key for key in state if key not in expected)
+    with open_weights(path) as file:
+        return load_from(model, file, strict=strict)
+
+
+class WeightsFile:
+    """An open ``.safetensors`` file: its header (``shapes``, read once on opening) and its tensors on demand."""
+
+    def __init__(self, path: Path, handle) -> None:
+        self.path = path
+        self._handle = handle
+        self.shapes: dict[str, tuple[int, ...]] = {
+            key: tuple(handle.get_slice(key).get_shape())
+            for key in handle.keys()  # noqa: SIM118 - a safetensors handle, not a dict
+        }
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """Every tensor of the file, on CPU."""
+        try:
+            return {key: self._handle.get_tensor(key) for key in self.shapes}
+        except Exception as err:  # SafetensorError: data shorter than the header says
+            raise ValueError(f"{self.path} is not a readable .safetensors file ({err})") from None
+
+
+@contextmanager
+def open_weights(path: str | Path) -> Iterator[WeightsFile]:
+    """Open a ``.safetensors`` file and read its header once, with errors that name the file and what is wrong."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; give a .safetensors file (for a run folder: wrim eval --checkpoint)")
+    if not path.is_file():
+        raise ValueError(f"weights file not found: {path}")
+    unreadable = f"{path} is not a readable .safetensors file ({{}}): it is damaged, truncated or in another format"
+    try:
+        handle = safe_open(str(path), framework="pt")
+    except Exception as err:  # SafetensorError (a damaged or truncated file, or another format)
+        raise ValueError(unreadable.format(err)) from None
+    with handle:
+        try:
+            file = WeightsFile(path, handle)
+        except Exception as err:  # noqa: BLE001 - a header safetensors opened but cannot describe
+            raise ValueError(unreadable.format(err)) from None
+        yield file
+
+
+@dataclass(frozen=True)
+class StateDifferences:
+    """How a model's state dict differs from a weights file's header, in the model's order then the file's.
+
+    A key is not missing when a tensor tied to it (one tensor under several names: safetensors stores it once) is
+    in the file.
+    """
+
+    missing: list[str]  # in the model, not in the file
+    unexpected: list[str]  # in the file, not in the model
+    shapes: list[tuple[str, tuple[int, ...], tuple[int, ...]]]  # (key, file shape, model shape)
+
+    def __bool__(self) -> bool:
+        return bool(self.missing or self.unexpected or self.shapes)
+
+
+def state_differences(model: nn.Module, shapes: Mapping[str, tuple[int, ...]]) -> StateDifferences:
+    """The one comparison of ``model``'s state dict (names, shapes; meta tensors too) with a file's ``shapes``."""
+    state = model.state_dict(keep_vars=True)
+    tied = _tied(state)
+    missing = [key for key in state if key not in shapes and not tied.get(key, set()) & shapes.keys()]
+    unexpected = [key for key in shapes if key not in state]
     mismatched = [
-        f"{key}: file {tuple(state[key].shape)} vs model {tuple(expected[key].shape)}"
-        for key in state
-        if key in expected and state[key].shape != expected[key].shape
+        (key, tuple(shapes[key]), tuple(tensor.shape))
+        for key, tensor in state.items()
+        if key in shapes and tuple(shapes[key]) != tuple(tensor.shape)
     ]
-    if mismatched:
+    return StateDifferences(missing, unexpected, mismatched)
+
+
+def load_from(model: nn.Module, file: WeightsFile, strict: bool = True) -> tuple[list[str], list[str]]:
+    """`load_weights` from an open file (its header already read): check the names, shapes and kinds, then load."""
+    differences = state_differences(model, file.shapes)
+    if differences.shapes:
+        listed = [f"{key}: file {found} vs model {shape}" for key, found, shape in differences.shapes]
         raise ValueError(
-            f"{path}: {len(mismatched)} tensor shapes differ from the model (was it built with other arguments, "
-            f"e.g. num_classes or backbone?): {'; '.join(mismatched[:20])}"
+            f"{file.path}: {len(listed)} tensor shapes differ from the model (was it built with other arguments, "
+            f"e.g. num_classes or backbone?): {'; '.join(listed[:20])}"
         )
+    missing, unexpected = sorted(differences.missing), sorted(differences.unexpected)
+    if strict and (missing or unexpected):
+        raise ValueError(
+            f"{file.path} does not match the model: missing keys ({len(missing)}): {missing[:30]}; unexpected keys "
+            f"({len(unexpected)}): {unexpected[:30]}. Build the model with the arguments it was saved with, "
+            "or pass strict=False to load the matching keys"
+        )
+    state, expected = file.tensors(), model.state_dict()
     kinds = [
         f"{key}: file {state[key].dtype} vs model {expected[key].dtype}"
         for key in state
         if key in expected and _kind(state[key].dtype) != _kind(expected[key].dtype)
     ]
     if kinds:
-        raise ValueError(f"{path}: {len(kinds)} tensor dtypes differ in kind from the model: {'; '.join(kinds[:20])}")
-    if strict and (missing or unexpected):
         raise ValueError(
-            f"{path} does not match the model: missing keys ({len(missing)}): {missing[:30]}; unexpected keys "
-            f"({len(unexpected)}): {unexpected[:30]}. Build the model with the arguments it was saved with, "
-            "or pass strict=False to load the matching keys"
+            f"{file.path}: {len(kinds)} tensor dtypes differ in kind from the model: {'; '.join(kinds[:20])}"
         )
     model.load_state_dict({key: value for key, value in state.items() if key in expected}, strict=False)
     return missing, unexpected
@@ -113,17 +201,9 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    """``safetensors.torch.load_file`` with errors that name the file and say what is wrong with it."""
-    if path.is_dir():
-        raise ValueError(f"{path} is a folder; give a .safetensors file (for a run folder: wrim eval --checkpoint)")
-    if not path.is_file():
-        raise ValueError(f"weights file not found: {path}")
-    try:
-        return load_file(str(path))
-    except Exception as err:  # SafetensorError (a damaged or truncated file, or another format)
-        raise ValueError(
-            f"{path} is not a readable .safetensors file ({err}): it is damaged, truncated or in another format"
-        ) from None
+    """Every tensor of a ``.safetensors`` file, with errors that name the file and say what is wrong with it."""
+    with open_weights(path) as file:
+        return file.tensors()
 
 
 def _kind(dtype: torch.dtype) -> str:
@@ -134,12 +214,13 @@ def _kind(dtype: torch.dtype) -> str:
     return "complex" if dtype.is_complex else "bool" if dtype == torch.bool else "int"
 
 
-def _aliases(state: dict[str, torch.Tensor]) -> dict[str, set[str]]:
-    """For each key whose tensor shares storage with other keys, the set of those other keys."""
-    by_storage: dict[tuple[int, int, tuple[int, ...]], set[str]] = {}
+def _tied(state: Mapping[str, torch.Tensor]) -> dict[str, set[str]]:
+    """For each key whose tensor is tied to other keys (one object, or one storage), the set of those other keys."""
+    groups: dict[object, set[str]] = {}
     for key, tensor in state.items():
         if tensor.device.type == "meta" or tensor.numel() == 0:
-            continue
-        ident = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
-        by_storage.setdefault(ident, set()).add(key)
-    return {key: names - {key} for names in by_storage.values() if len(names) > 1 for key in names}
+            ident: object = id(tensor)  # no storage to compare: the same object is the same tensor
+        else:
+            ident = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape))
+        groups.setdefault(ident, set()).add(key)
+    return {key: names - {key} for names in groups.values() if len(names) > 1 for key in names}

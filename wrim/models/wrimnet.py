@@ -21,47 +21,25 @@ on (``baseline_resnet50``).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wrim._checks import check_modalities, check_modality_split, checks_enabled
+from wrim._checks import checks_enabled
 from wrim.flip import flip_average
-from wrim.layers import MIIM, ModalityMIIM
+from wrim.layers import MIIM, ModalityBatch, ModalityMIIM
 from wrim.modality import VISIBLE
+from wrim.models._arguments import check_heads, check_images, check_placements, miim_arguments, min_image_size, pair
 from wrim.models._factory import records_init_args
 from wrim.models._registry import register_model
-from wrim.models.backbone import NUM_STAGES, StagedBackbone, _pair
-from wrim.models.heads import EmbeddingHead
+from wrim.models.backbone import NUM_STAGES, StagedBackbone
+from wrim.models.heads import EmbeddingHead, WRIMNetOutput
 
 __all__ = ["WRIMNet", "WRIMNetOutput"]
-
-
-@dataclass
-class WRIMNetOutput:
-    """What [`WRIMNet`][wrim.models.WRIMNet] returns in training mode; every dict is keyed by head name.
-
-    Head names: ``"p5_global"``, ``"p5_part0"``, ..., ``"p5_part{local_parts-1}"``, ``"p4_global"``.
-    """
-
-    logits: dict[str, torch.Tensor]  # (B, K) per head; empty when the model has num_classes=0
-    features: dict[str, torch.Tensor]  # (B, C_head) BNNeck features
-    projections: dict[str, torch.Tensor]  # (B, P) contrastive projections (not normalised) of the projection_heads
-    pooled: dict[str, torch.Tensor] = field(default_factory=dict)  # (B, C_head) pooled features before the BNNeck
-
-    @property
-    def p5_projection(self) -> torch.Tensor:
-        """The P5 global projection, (B, P): CMKIC's / AICL's P5 input."""
-        return self.projections["p5_global"]
-
-    @property
-    def p4_projection(self) -> torch.Tensor:
-        """The P4 global projection, (B, P): AICL's auxiliary input."""
-        return self.projections["p4_global"]
 
 
 class WRIMNet(nn.Module):
@@ -139,7 +117,7 @@ class WRIMNet(nn.Module):
         """
         super().__init__()
         self._check_arguments(num_classes, local_parts, separate_stages, shared_stages)
-        self.img_size = _pair(img_size, "img_size")
+        self.img_size = pair(img_size, "img_size")
         self.local_parts = local_parts
         self.backbone = StagedBackbone(
             backbone,
@@ -150,11 +128,13 @@ class WRIMNet(nn.Module):
             last_stage_dilation=last_stage_dilation,
             **(backbone_kwargs or {}),
         )
-        per_stage = self._miim_arguments(token_stride, stride, reduction, num_heads, kv_pool)
+        per_stage = miim_arguments(self.backbone.reductions, token_stride, stride, reduction, num_heads, kv_pool)
+        self.token_stride, self.miim_strides = token_stride, per_stage["stride"]
         self._build_miims(backbone, per_stage, pos_embed=pos_embed, **(miim_kwargs or {}))
         self.check_image_size(self.img_size)
         self._build_heads(num_classes, proj_dim, projection_heads, embed_heads, head_kwargs or {})
         self.grad_checkpointing = False
+        self._architecture: str | None = None  # set by create_model
 
     # ------------------------------------------------------------------------------------------ build steps
 
@@ -169,37 +149,7 @@ class WRIMNet(nn.Module):
             )
         if not isinstance(local_parts, int) or local_parts < 0:
             raise ValueError(f"local_parts must be an int >= 0; got {local_parts!r}")
-        self.separate_stages = _check_stages(separate_stages, "separate_stages")
-        self.shared_stages = _check_stages(shared_stages, "shared_stages")
-        both = set(self.separate_stages) & set(self.shared_stages)
-        if both:
-            raise ValueError(
-                f"stages {sorted(both)} are in both separate_stages and shared_stages; a stage gets one MIIM kind"
-            )
-
-    def _miim_arguments(
-        self,
-        token_stride: int,
-        stride: int | Sequence[int] | None,
-        reduction: int | Sequence[int],
-        num_heads: int | Sequence[int] | None,
-        kv_pool: int | Sequence[int],
-    ) -> dict[str, tuple[int | None, ...]]:
-        """Each per-stage MIIM argument as a 4-tuple (strides from ``token_stride`` unless given); sets
-        ``token_stride`` and ``miim_strides``."""
-        if not isinstance(token_stride, int) or token_stride < 1:
-            raise ValueError(f"token_stride must be a positive int (paper: 16); got {token_stride!r}")
-        if stride is None:
-            stride = tuple(max(1, token_stride // r) for r in self.backbone.reductions)
-        per_stage = {
-            "reduction": _per_stage(reduction, "reduction"),
-            "stride": _per_stage(stride, "stride"),
-            "num_heads": _per_stage(num_heads, "num_heads", allow_none=True),
-            "kv_pool": _per_stage(kv_pool, "kv_pool"),
-        }
-        self.token_stride = token_stride
-        self.miim_strides = per_stage["stride"]
-        return per_stage
+        self.separate_stages, self.shared_stages = check_placements(separate_stages, shared_stages)
 
     def _build_miims(self, backbone: str, per_stage: dict[str, tuple[int | None, ...]], **miim_kwargs) -> None:
         """A ``ModalityMIIM`` after each separate stage and a ``MIIM`` after each shared one, hooked into the
@@ -240,8 +190,8 @@ class WRIMNet(nn.Module):
         head_channels.update({f"p5_part{i}": channels[3] for i in range(self.local_parts)})
         head_channels["p4_global"] = channels[2]
         self.head_names: tuple[str, ...] = tuple(head_channels)
-        self.projection_heads = _check_heads(projection_heads, self.head_names, "projection_heads")
-        self.embed_heads = _check_heads(embed_heads, self.head_names, "embed_heads")
+        self.projection_heads = check_heads(projection_heads, self.head_names, "projection_heads")
+        self.embed_heads = check_heads(embed_heads, self.head_names, "embed_heads")
         self.heads = nn.ModuleDict(
             {
                 name: EmbeddingHead(width, num_classes, proj_dim if name in self.projection_heads else 0, **head_kwargs)
@@ -257,6 +207,17 @@ class WRIMNet(nn.Module):
         """Identities of the ID classifiers (0 when there are none)."""
         return self.heads["p5_global"].num_classes
 
+    @property
+    def architecture(self) -> str | None:
+        """The registered name that rebuilds this model (what ``save_pretrained`` writes): the one
+        ``create_model`` built it by, else the entrypoint of its backbone (``WRIMNet("resnet18")``:
+        ``wrimnet_resnet18``, ``baseline_resnet18`` without MIIMs); None when no registered name applies."""
+        return self._architecture or _variant_of(self.backbone.name, bool(self.miims))
+
+    @architecture.setter
+    def architecture(self, name: str) -> None:
+        self._architecture = name
+
     def check_image_size(self, img_size: tuple[int, int]) -> None:
         """Raise a ValueError unless (H, W) images give every MIIM and the P5 strips at least one region."""
         height, width = img_size
@@ -266,12 +227,8 @@ class WRIMNet(nn.Module):
                 f"img_size={self.backbone.img_size}; got images of "
                 f"{(height, width)}. Resize the images or build the model with img_size=({height}, {width})"
             )
-        need_h, need_w = 1, 1
-        for index in range(1, NUM_STAGES + 1):
-            stride = self.miim_strides[index - 1] if f"stage{index}" in self.miims else 1
-            parts = max(self.local_parts, 1) if index == NUM_STAGES else 1
-            reduction = self.backbone.reductions[index - 1]
-            need_h, need_w = max(need_h, reduction * stride, reduction * parts), max(need_w, reduction * stride)
+        strides = [self.miim_strides[k] if f"stage{k + 1}" in self.miims else 1 for k in range(NUM_STAGES)]
+        need_h, need_w = min_image_size(self.backbone.reductions, strides, self.local_parts)
         if height < need_h or width < need_w:
             raise ValueError(
                 f"images of {(height, width)} are too small for {self.backbone.name!r} with MIIM strides "
@@ -279,53 +236,51 @@ class WRIMNet(nn.Module):
                 f" use at least ({need_h}, {need_w}), e.g. the field's (288, 144)"
             )
 
-    def _check_inputs(self, images: torch.Tensor, modalities: torch.Tensor | None) -> torch.Tensor | None:
-        if not isinstance(images, torch.Tensor):
-            raise TypeError(f"images must be a torch.Tensor (B, 3, H, W); got {type(images).__name__}")
-        if images.dim() != 4 or images.shape[1] != self.backbone.in_chans:
-            raise ValueError(
-                f"images must be (B, {self.backbone.in_chans}, H, W); got shape {tuple(images.shape)}"
-                + (" - add a batch dimension with images[None]" if images.dim() == 3 else "")
-            )
-        if not images.is_floating_point():
-            raise TypeError(f"images must be a float tensor (normalised); got {images.dtype}")
-        self.check_image_size(tuple(images.shape[-2:]))
+    def _modality_batch(
+        self, images: torch.Tensor, modalities: torch.Tensor | ModalityBatch | None, num_visible: int | None
+    ) -> ModalityBatch | None:
+        """The inputs checked once, here (the images and, into one checked value, the modalities); the
+        ModalityMIIMs trust the value. None without modalities; ``num_visible`` is dropped where no block uses it."""
+        if isinstance(modalities, ModalityBatch) and modalities.checked:
+            return modalities  # from forward, which checked the inputs
+        if checks_enabled():
+            check_images(images, self.backbone.in_chans)
+            self.check_image_size(tuple(images.shape[-2:]))
         if modalities is None:
-            if self.separate_stages:
+            if self.separate_stages and checks_enabled():
                 raise ValueError(
                     f"modalities is required: this model has modality-specific MIIMs after stages "
                     f"{self.separate_stages}; pass a (B,) tensor with 0 = visible, 1 = infrared"
                 )
             return None
-        return check_modalities(modalities, images.shape[0]).to(images.device)
+        batch = modalities if isinstance(modalities, ModalityBatch) else ModalityBatch.of(modalities, num_visible)
+        if not self.separate_stages:
+            batch = ModalityBatch(batch.ids, None, batch.checked)
+        return batch.validated(images.shape[0], images.device)
 
     # ------------------------------------------------------------------------------------------------ forward
 
     def forward_features(
-        self, images: torch.Tensor, modalities: torch.Tensor | None = None, *, num_visible: int | None = None
+        self,
+        images: torch.Tensor,
+        modalities: torch.Tensor | ModalityBatch | None = None,
+        *,
+        num_visible: int | None = None,
     ) -> dict[str, torch.Tensor]:
         """Backbone stages with their MIIMs.
 
         Args:
             images: (B, 3, H, W) float images.
-            modalities: (B,) ids, 0 = visible, 1 = infrared (needed when there are separate stages).
+            modalities: (B,) ids, 0 = visible, 1 = infrared (needed when there are separate stages); or a
+                [`ModalityBatch`][wrim.layers.ModalityBatch] (a checked one is trusted).
             num_visible: keyword-only; for a modality-sorted batch (``n`` visible rows first, checked), ``n``: each
                 ``ModalityMIIM`` copy then runs on its own rows only. None (default) for any order.
 
         Returns:
             ``{"p4": (B, C_3, H_3, W_3), "p5": (B, C_4, H_4, W_4)}``, both after their MIIMs.
         """
-        if checks_enabled():
-            modalities = self._check_inputs(images, modalities)
-            if num_visible is not None and modalities is not None:
-                check_modality_split(modalities, num_visible)
-        return self._features(images, modalities, num_visible)
-
-    def _features(
-        self, images: torch.Tensor, modalities: torch.Tensor | None, num_visible: int | None
-    ) -> dict[str, torch.Tensor]:
-        """`forward_features` on validated inputs: the ModalityMIIMs do not check them again."""
-        maps = self.backbone(images, modalities, num_visible, checked=True)  # [(B, C_k, H_k, W_k)] after the MIIMs
+        batch = self._modality_batch(images, modalities, num_visible)
+        maps = self.backbone(images, batch)  # [(B, C_k, H_k, W_k)] after the MIIMs, which get the checked batch
         return {"p4": maps[2], "p5": maps[3]}
 
     def pool(self, features: dict[str, torch.Tensor], heads: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
@@ -390,31 +345,16 @@ class WRIMNet(nn.Module):
             In training mode a [`WRIMNetOutput`][wrim.models.WRIMNetOutput]; in eval mode the (B, D)
                 L2-normalised test embedding.
         """
-        return self._run(images, modalities, num_visible, pre_logits=not self.training)
-
-    def _run(
-        self, images: torch.Tensor, modalities: torch.Tensor | None, num_visible: int | None, pre_logits: bool
-    ) -> WRIMNetOutput | torch.Tensor:
-        """`forward`'s body: validate the inputs once, route the batch by modality, run the heads.
-
-        Check at the entrance, trust inside: ``modalities`` is validated here (and ``num_visible`` against it);
-        the ModalityMIIMs get them with ``checked=True``. A single-modality batch (``num_visible`` 0 or B) is not
-        reordered.
-        """
-        if isinstance(num_visible, torch.fx.Proxy):  # fx symbolic tracing: trace the any-order formulation
-            num_visible = None
-        if checks_enabled():
-            modalities = self._check_inputs(images, modalities)
-        if num_visible is None or modalities is None or not self.separate_stages:
-            return self.forward_head(self._features(images, modalities, None), pre_logits=pre_logits)
-        order = None if num_visible in (0, images.shape[0]) else torch.argsort(modalities, stable=True)  # (B,)
-        routed = modalities if order is None else modalities[order]  # visible rows first, each in input order
-        if checks_enabled():
-            check_modality_split(routed, num_visible)
+        order = None
+        if self.separate_stages and _mixed(modalities, num_visible, images.shape[0]):
+            order = torch.argsort(modalities, stable=True)  # (B,) visible rows first, each in input order
+            images, modalities = images[order], modalities[order]
+        batch = self._modality_batch(images, modalities, num_visible)  # checked once: the split after the sort
+        output = self.forward_head(self.forward_features(images, batch), pre_logits=not self.training)
         if order is None:
-            return self.forward_head(self._features(images, routed, num_visible), pre_logits=pre_logits)
-        features = self._features(images[order], routed, num_visible)
-        return _rows(self.forward_head(features, pre_logits=pre_logits), torch.argsort(order))
+            return output
+        back = torch.argsort(order)  # (B,) every row back in the input order
+        return output[back] if isinstance(output, torch.Tensor) else output.rows(back)
 
     def embed(self, images: torch.Tensor, modalities: torch.Tensor | None = None, flip: bool = True) -> torch.Tensor:
         """The test embedding, optionally averaged with the horizontally flipped images'. Call ``eval()`` first.
@@ -434,14 +374,13 @@ class WRIMNet(nn.Module):
         Returns:
             (B, D), unit norm.
         """
-        return flip_average(self._embed, images, modalities) if flip else self._embed(images, modalities)
-
-    def _embed(self, images: torch.Tensor, modalities: torch.Tensor | None) -> torch.Tensor:
-        """(B, 3, H, W), (B,) -> (B, D): the eval forward with the host-counted ``num_visible``."""
-        if self.training:
-            return self._run(images, modalities, None, pre_logits=True)
+        if flip:
+            return flip_average(functools.partial(self.embed, flip=False), images, modalities)
+        if self.training:  # forward would return the training outputs
+            return self.forward_head(self.forward_features(images, modalities), pre_logits=True)
         countable = isinstance(modalities, torch.Tensor) and modalities.dim() == 1 and bool(self.separate_stages)
-        num_visible = int((modalities == VISIBLE).sum()) if countable and _eager() else None
+        eager = checks_enabled() and not torch.jit.is_tracing() and not torch.compiler.is_compiling()  # no fx either
+        num_visible = int((modalities == VISIBLE).sum()) if countable and eager else None
         return self(images, modalities, num_visible=num_visible)
 
     # ------------------------------------------------------------------------------------------- timm interface
@@ -465,58 +404,11 @@ class WRIMNet(nn.Module):
         self.grad_checkpointing = enable
 
 
-def _eager() -> bool:
-    """Whether this call runs eagerly (not under torch.compile / export, jit tracing or fx symbolic tracing)."""
-    return checks_enabled() and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
-
-
-def _rows(output: WRIMNetOutput | torch.Tensor, index: torch.Tensor) -> WRIMNetOutput | torch.Tensor:
-    """``output`` with every (B, ...) tensor's rows taken in ``index`` order (B,)."""
-    if isinstance(output, torch.Tensor):
-        return output[index]
-    return WRIMNetOutput(
-        logits={name: value[index] for name, value in output.logits.items()},
-        features={name: value[index] for name, value in output.features.items()},
-        projections={name: value[index] for name, value in output.projections.items()},
-        pooled={name: value[index] for name, value in output.pooled.items()},
-    )
-
-
-def _check_stages(stages: Sequence[int], name: str) -> tuple[int, ...]:
-    """Validate 1-based stage indices (Block1..Block4)."""
-    if isinstance(stages, int):
-        stages = (stages,)
-    stages = tuple(stages)
-    bad = [s for s in stages if not isinstance(s, int) or not 1 <= s <= NUM_STAGES]
-    if bad:
-        raise ValueError(
-            f"{name} holds 1-based stage indices 1..{NUM_STAGES} (the paper's Block1..Block4); got {bad} in {stages}"
-        )
-    if len(set(stages)) != len(stages):
-        raise ValueError(f"{name} lists a stage twice: {stages}")
-    return tuple(sorted(stages))
-
-
-def _check_heads(heads: Sequence[str] | None, names: tuple[str, ...], argument: str) -> tuple[str, ...]:
-    """A non-empty subset of the head names (None = all), in the given order."""
-    if heads is None:
-        return names
-    heads = (heads,) if isinstance(heads, str) else tuple(heads)
-    if not heads or any(name not in names for name in heads):
-        raise ValueError(f"{argument} must be a non-empty subset of {names}; got {heads!r}")
-    return heads
-
-
-def _per_stage(value: int | Sequence[int] | None, name: str, allow_none: bool = False) -> tuple[int | None, ...]:
-    """One positive int per stage 1..4 from an int or a 4-sequence (None entries where ``allow_none``)."""
-    values = (value,) * NUM_STAGES if value is None or isinstance(value, int) else tuple(value)
-
-    def valid(v) -> bool:
-        return (v is None and allow_none) or (isinstance(v, int) and v >= 1)
-
-    if len(values) != NUM_STAGES or not all(valid(v) for v in values):
-        raise ValueError(f"{name} must be a positive int or {NUM_STAGES} of them (stages 1..4); got {value!r}")
-    return values
+def _mixed(modalities: torch.Tensor | None, num_visible: int | None, batch: int) -> bool:
+    """Whether ``forward`` sorts the batch: (B,) ids with an int ``num_visible`` of both modalities (anything else,
+    invalid input included, goes unsorted to the checks; a traced ``num_visible`` is no int)."""
+    shaped = isinstance(modalities, torch.Tensor) and modalities.dim() == 1 and modalities.shape[0] == batch
+    return shaped and isinstance(num_visible, int) and 0 < num_visible < batch
 
 
 # ----------------------------------------------------------------------------------------------- entrypoints
@@ -541,30 +433,49 @@ def _create_wrimnet(pretrained: bool, defaults: dict, pretrained_tag: str | None
 
 
 _NO_MIIM = {"separate_stages": (), "shared_stages": ()}
+#: each registered WRIMNet: the arguments its entrypoint fixes (any other WRIMNet argument may be given to it)
+_VARIANTS: dict[str, dict] = {
+    "wrimnet_resnet50": {"backbone": "resnet50"},
+    "wrimnet_resnet18": {"backbone": "resnet18"},
+    "wrimnet_resnet101": {"backbone": "resnet101"},
+    "wrimnet_convnext_tiny": {"backbone": "convnext_tiny"},
+    "wrimnet_vit_small": {"backbone": "vit_small_patch16_224"},
+    "baseline_resnet50": {"backbone": "resnet50", **_NO_MIIM},
+    "baseline_resnet18": {"backbone": "resnet18", **_NO_MIIM},
+}
+
+
+def _variant_of(backbone: str, has_miims: bool) -> str | None:
+    """The registered WRIMNet of ``backbone`` (its weight tag aside): ``wrimnet_*`` with MIIMs, ``baseline_*``
+    without; None when none is registered."""
+    for name, fixed in _VARIANTS.items():
+        if fixed["backbone"] == backbone.partition(".")[0] and ("shared_stages" not in fixed) == has_miims:
+            return name
+    return None
 
 
 @register_model
 def wrimnet_resnet50(pretrained: bool = False, **kwargs) -> WRIMNet:
     """WRIM-Net as in the paper: ResNet-50, last stride 1, separate MIIMs after stages 1-2, shared after 3-4."""
-    return _create_wrimnet(pretrained, {"backbone": "resnet50"}, **kwargs)
+    return _create_wrimnet(pretrained, _VARIANTS["wrimnet_resnet50"], **kwargs)
 
 
 @register_model
 def wrimnet_resnet18(pretrained: bool = False, **kwargs) -> WRIMNet:
     """WRIM-Net on ResNet-18 (CPU-sized; same placements and strides as the paper)."""
-    return _create_wrimnet(pretrained, {"backbone": "resnet18"}, **kwargs)
+    return _create_wrimnet(pretrained, _VARIANTS["wrimnet_resnet18"], **kwargs)
 
 
 @register_model
 def wrimnet_resnet101(pretrained: bool = False, **kwargs) -> WRIMNet:
     """WRIM-Net on ResNet-101."""
-    return _create_wrimnet(pretrained, {"backbone": "resnet101"}, **kwargs)
+    return _create_wrimnet(pretrained, _VARIANTS["wrimnet_resnet101"], **kwargs)
 
 
 @register_model
 def wrimnet_convnext_tiny(pretrained: bool = False, **kwargs) -> WRIMNet:
     """WRIM-Net on ConvNeXt-Tiny (last stage at stride 1, undilated; the paper's placements and strides)."""
-    return _create_wrimnet(pretrained, {"backbone": "convnext_tiny"}, **kwargs)
+    return _create_wrimnet(pretrained, _VARIANTS["wrimnet_convnext_tiny"], **kwargs)
 
 
 @register_model
@@ -574,16 +485,16 @@ def wrimnet_vit_small(pretrained: bool = False, **kwargs) -> WRIMNet:
     Every ViT stage already sits at 1/16 resolution, the grid ``token_stride=16`` asks for (the paper's strides
     4, 2, 1, 1 on ResNet-50), so the MIIMs attend over the same token grid without further compression. [D]
     """
-    return _create_wrimnet(pretrained, {"backbone": "vit_small_patch16_224"}, **kwargs)
+    return _create_wrimnet(pretrained, _VARIANTS["wrimnet_vit_small"], **kwargs)
 
 
 @register_model
 def baseline_resnet50(pretrained: bool = False, **kwargs) -> WRIMNet:
     """The AGW-style baseline: ResNet-50, last stride 1, the same BNNeck heads, no MIIM."""
-    return _create_wrimnet(pretrained, {"backbone": "resnet50", **_NO_MIIM}, **kwargs)
+    return _create_wrimnet(pretrained, _VARIANTS["baseline_resnet50"], **kwargs)
 
 
 @register_model
 def baseline_resnet18(pretrained: bool = False, **kwargs) -> WRIMNet:
     """The baseline on ResNet-18 (CPU-sized), no MIIM."""
-    return _create_wrimnet(pretrained, {"backbone": "resnet18", **_NO_MIIM}, **kwargs)
+    return _create_wrimnet(pretrained, _VARIANTS["baseline_resnet18"], **kwargs)
