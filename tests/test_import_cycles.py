@@ -24,7 +24,6 @@ def test_no_import_cycle_and_no_private_import_across_subpackages() -> None:
     assert private == [], private
 
 
-@pytest.mark.xfail(reason="the cycles inside wrim/models/ are being opened there", strict=False)
 def test_no_import_cycle_inside_models() -> None:
     module_cycles, _, _ = analyse(ROOT)
     assert [cycle for cycle in module_cycles if _in_models(cycle)] == []

@@ -11,13 +11,9 @@ import pytest
 pytestmark = pytest.mark.repo  # reads the wrim/ source tree
 
 ROOT = Path(__file__).resolve().parents[1]
-MODELS = "wrim/models/"
-# facts still repeated in wrim/models/, whose copies are being moved to their homes there
-OPEN_IN_MODELS = ("the weights file name", "the metric order R1..mINP", "ImageNet mean / std")
-
 # (fact, pattern, the one file allowed to hold it)
 FACTS = [
-    ("the weights file name", r"""["']model\.safetensors["']""", "wrim/engine/checkpoint.py"),
+    ("the weights file name", r"""["']model\.safetensors["']""", "wrim/models/weights.py"),
     ("the metric order R1..mINP", r'"R1",\s*"R5"', None),  # built from the reported ranks in its home
     ("the metric names constant", r"^METRIC_NAMES\b.*=", "wrim/evaluation/metrics.py"),
     ("the amp choices", r'"bf16",\s*"fp16"', "wrim/engine/precision.py"),
@@ -25,6 +21,7 @@ FACTS = [
     ("the memory-format expression", r"channels_last if|preserve_format", "wrim/engine/precision.py"),
     ("the autocast helper", r"torch\.autocast\([^)]*dtype=", "wrim/engine/precision.py"),
     ("best, else last", r'"best" if .*else "last"', "wrim/engine/rundir.py"),
+    ("the unknown-name message of a registry", r'unknown (\{self\.kind\}|model|dataset) \{', "wrim/_registry.py"),
 ]
 
 
@@ -34,41 +31,18 @@ def _files_with(pattern: str, root: Path = ROOT) -> list[str]:
     return [p.relative_to(root).as_posix() for p in paths if regex.search(p.read_text(encoding="utf-8"))]
 
 
-def _repeats(pattern: str, home: str | None, skip_models: bool, root: Path = ROOT) -> list[str]:
-    return [f for f in _files_with(pattern, root) if f != home and not (skip_models and f.startswith(MODELS))]
+def _repeats(pattern: str, home: str | None, root: Path = ROOT) -> list[str]:
+    return [f for f in _files_with(pattern, root) if f != home]
 
 
 @pytest.mark.parametrize(("fact", "pattern", "home"), FACTS, ids=[fact for fact, _, _ in FACTS])
-def test_one_home_outside_models(fact: str, pattern: str, home: str | None) -> None:
-    repeats = _repeats(pattern, home, skip_models=True)
+def test_one_home(fact: str, pattern: str, home: str | None) -> None:
+    repeats = _repeats(pattern, home)
     assert not repeats, f"{fact} is written again in {repeats}; import it from {home or 'its home'}"
-
-
-_WITH_MODELS = [
-    pytest.param(*fact, marks=pytest.mark.xfail(reason="copies in wrim/models/ being moved", strict=False))
-    if fact[0] in OPEN_IN_MODELS
-    else fact
-    for fact in FACTS
-]
-
-
-@pytest.mark.parametrize(("fact", "pattern", "home"), _WITH_MODELS, ids=[fact for fact, _, _ in FACTS])
-def test_one_home_in_models_too(fact: str, pattern: str, home: str | None) -> None:
-    repeats = _repeats(pattern, home, skip_models=False)
-    if fact == "the weights file name":  # the constant may live in wrim/models/weights.py (checkpoint re-exports)
-        repeats = [f for f in repeats if f != "wrim/models/weights.py"]
-    assert not repeats, f"{fact} is written again in {repeats}; import it from {home or 'its home'}"
-
-
-def test_one_unknown_model_message() -> None:
-    files = _files_with(r"unknown model \{")
-    if len(files) > 1:
-        pytest.xfail(f"the 'unknown model' message is written in {files}: one home is being made in wrim/models/")
-    assert len(files) == 1
 
 
 def test_the_check_names_the_file_that_repeats_a_fact(tmp_path: Path) -> None:
     for name, text in {"home.py": 'AMP = ("auto", "bf16", "fp16")', "copy.py": 'choices=["bf16", "fp16"]'}.items():
         (tmp_path / "wrim" / "engine").mkdir(parents=True, exist_ok=True)
         (tmp_path / "wrim" / "engine" / name).write_text(text + "\n")
-    assert _repeats(r'"bf16",\s*"fp16"', "wrim/engine/home.py", True, tmp_path) == ["wrim/engine/copy.py"]
+    assert _repeats(r'"bf16",\s*"fp16"', "wrim/engine/home.py", tmp_path) == ["wrim/engine/copy.py"]

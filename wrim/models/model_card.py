@@ -17,8 +17,6 @@ from wrim.version import RELEASE_DATE, __version__
 
 __all__ = ["PAPER_BIBTEX", "SOFTWARE_BIBTEX", "check_metrics", "model_card", "plain_recipe"]
 
-_METRIC_ORDER = ("R1", "R5", "R10", "R20", "mAP", "mINP")
-
 
 def model_card(info: dict, load_id: str, notes: Sequence[str] = ()) -> str:
     """The README.md of a saved model: what it is, how to load it, the recipe, the metrics, data terms, BibTeX.
@@ -78,9 +76,11 @@ def _model_table(info: dict) -> str:
 
 
 def _metrics_table(metrics: dict) -> str:
+    from wrim.evaluation.metrics import METRIC_NAMES  # the metrics' order, where they are computed
+
     if not metrics:
         return "No metrics were recorded with these weights."
-    columns = [k for k in _METRIC_ORDER if any(k in m for m in metrics.values())]
+    columns = [k for k in METRIC_NAMES if any(k in m for m in metrics.values())]
     columns += sorted({k for m in metrics.values() for k in m} - {*columns, "trials"})
     lines = ["| protocol | trials | " + " | ".join(columns) + " |", "|---" * (len(columns) + 2) + "|"]
     for protocol, values in metrics.items():
