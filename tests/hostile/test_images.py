@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import struct
+import subprocess
+import sys
 import zlib
 
 import numpy as np
@@ -117,6 +119,31 @@ def test_damaged_files_are_one_line_naming_the_file(tmp_path, name, content, mes
     assert_confined(events, tmp_path)
 
 
+def _png_failing_its_data_check() -> bytes:
+    """A 10x12 PNG whose compressed pixel data fails zlib's check (its Adler-32 flipped), every chunk CRC intact:
+    torchvision 0.29.1's PNG decoder kills the process on it (libpng: "IDAT: incorrect data check")."""
+    pixels = Image.fromarray(np.random.default_rng(0).integers(0, 255, (12, 10, 3), dtype=np.uint8))
+    raw = bytearray(_encoded(pixels, "PNG"))
+    tag = raw.index(b"IDAT")
+    end = tag + 4 + struct.unpack(">I", raw[tag - 4 : tag])[0]  # the chunk's data ends here, its CRC follows
+    raw[end - 4 : end] = bytes(b ^ 0xFF for b in raw[end - 4 : end])  # the zlib stream's Adler-32
+    raw[end : end + 4] = struct.pack(">I", zlib.crc32(raw[tag:end]))
+    return bytes(raw)
+
+
+def test_a_png_failing_its_data_check_is_refused_not_a_crash(tmp_path) -> None:
+    """In a child process, so that a decoder that crashes fails this test instead of ending the suite."""
+    path = tmp_path / "damaged.png"
+    path.write_bytes(_png_failing_its_data_check())
+    script = (
+        "import sys\nfrom wrim.data import UnreadableImageError, read_image\n"
+        "try:\n    read_image(sys.argv[1])\nexcept UnreadableImageError as err:\n    print(err)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"read_image ended the process with {result.returncode}: {result.stderr[-500:]}"
+    assert result.stdout.startswith(f"cannot decode image {str(path)!r}") and result.stdout.count("\n") == 1
+
+
 @pytest.mark.parametrize(
     ("mode", "fmt", "pixel", "expected"),
     [
@@ -198,6 +225,7 @@ def test_any_mode_and_format_is_rgb_of_its_size_or_refused(tmp_path_factory, mod
     cut=st.integers(min_value=0),
 )
 @example(suffix="png", at=16, data=b"\x7f\xff\xff\xff\x7f\xff\xff\xff", cut=0)  # IHDR claims 2**31 - 1 squared
+@example(suffix="png", at=222, data=b"k\xdd\ns", cut=9)  # crashed torchvision's PNG decoder (IDAT data check)
 def test_any_damaged_image_decodes_or_is_refused_in_one_line(tmp_path_factory, suffix, at, data, cut) -> None:
     rng = np.random.default_rng(at)
     pixels = Image.fromarray(rng.integers(0, 255, (12, 10, 3), dtype=np.uint8))

@@ -39,9 +39,11 @@ log = logging.getLogger("wrim")
 
 
 def _torchvision_formats(version: str) -> tuple[str, ...]:
-    """The suffixes ``torchvision.io.decode_image`` decodes at torchvision ``version`` (GIF from 0.19, WebP from
-    0.20); the others are read through PIL."""
-    formats = (".jpg", ".jpeg", ".png")
+    """The suffixes that go to ``torchvision.io.decode_image`` at torchvision ``version`` (JPEG; GIF from 0.19, WebP
+    from 0.20); the others are read through PIL. PNG always goes to PIL: torchvision's PNG decoder (0.29.1 at least)
+    kills the process with a segmentation fault, instead of raising, on a PNG whose compressed data fails its check
+    (libpng's "IDAT: incorrect data check"), so one damaged file would end a training run."""
+    formats = (".jpg", ".jpeg")
     formats += (".gif",) if at_least(version, "0.19") else ()
     return formats + ((".webp",) if at_least(version, "0.20") else ())
 
@@ -52,8 +54,8 @@ _TORCHVISION_FORMATS = _torchvision_formats(torchvision.__version__)
 def read_image(path: str | Path) -> torch.Tensor:
     """Decode an image file as a uint8 (3, H, W) RGB tensor; one-channel (infrared) images are replicated.
 
-    JPEG / PNG (and GIF / WebP on torchvision >= 0.19 / 0.20) are decoded by ``torchvision.io`` from the file's
-    bytes (torchvision < 0.19 decodes only a byte tensor, not a path); other formats (RegDB's BMP) through PIL,
+    JPEG (and GIF / WebP on torchvision >= 0.19 / 0.20) are decoded by ``torchvision.io`` from the file's bytes
+    (torchvision < 0.19 decodes only a byte tensor, not a path); other formats (PNG, RegDB's BMP) through PIL,
     which torchvision already depends on.
 
     Before anything is decoded, the header is read with PIL: an image of more pixels than Pillow's limit
