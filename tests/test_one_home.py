@@ -21,7 +21,7 @@ FACTS = [
     ("the memory-format expression", r"channels_last if|preserve_format", "wrim/engine/precision.py"),
     ("the autocast helper", r"torch\.autocast\([^)]*dtype=", "wrim/engine/precision.py"),
     ("best, else last", r'"best" if .*else "last"', "wrim/engine/rundir.py"),
-    ("the unknown-name message of a registry", r'unknown (\{self\.kind\}|model|dataset) \{', "wrim/_registry.py"),
+    ("the unknown-name message of a registry", r"unknown (\{self\.kind\}|model|dataset) \{", "wrim/_registry.py"),
 ]
 
 

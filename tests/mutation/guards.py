@@ -405,13 +405,6 @@ GUARDS: tuple[Mutant, ...] = (
         IMAGES + "::test_an_animation_gives_its_first_frame",
     ),
     _guard(
-        "sixteen_bit_torchvision",
-        _LOADER_PY,
-        "if image.dtype != torch.uint8:",
-        "if False:",
-        IMAGES + "::test_every_mode_becomes_8_bit_rgb",
-    ),
-    _guard(
         "sixteen_bit_pil",
         _LOADER_PY,
         'if img.mode.startswith("I;16"):',

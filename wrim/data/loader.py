@@ -90,10 +90,7 @@ def _decode(data: bytearray, suffix: str) -> torch.Tensor:
         _check_size(img)
         if suffix not in _TORCHVISION_FORMATS or getattr(img, "is_animated", False):
             return torch.from_numpy(_pil_rgb(img)).permute(2, 0, 1).contiguous()  # (H, W, 3) -> (3, H, W)
-    image = decode_image(torch.frombuffer(data, dtype=torch.uint8), mode=ImageReadMode.RGB)  # bytes (N,) -> (3, H, W)
-    if image.dtype != torch.uint8:  # a 16-bit PNG
-        image = image.to(torch.int32).div(257, rounding_mode="floor").to(torch.uint8)
-    return image
+    return decode_image(torch.frombuffer(data, dtype=torch.uint8), mode=ImageReadMode.RGB)  # bytes (N,) -> (3, H, W)
 
 
 def _check_size(img: PIL.Image.Image) -> None:
