@@ -235,12 +235,12 @@ def evaluate_checkpoint(
     from wrim.evaluation import evaluate_protocol
 
     info, saved, run = _run_settings(run_dir, dataset)
+    model = load_run_model(run_dir, checkpoint, img_size=img_size, device=device, amp=amp)  # weights checked first
+    img_size, torch_device, dtype, net = model.img_size, model.device, model.amp_dtype, model.net
     dataset_kwargs = {**run["dataset_kwargs"], **(dataset_kwargs or {})}
     data = build_dataset(DataConfig(dataset=dataset, root=root, dataset_kwargs=dataset_kwargs))
     training_trial = _training_trial(info, saved) if saved.get("data", {}).get("dataset") == dataset else None
     check_training_trial(data, training_trial, allow_cross_trial)
-    model = load_run_model(run_dir, checkpoint, img_size=img_size, device=device, amp=amp)
-    img_size, torch_device, dtype, net = model.img_size, model.device, model.amp_dtype, model.net
     if compile:
         net.compile()
     protocol = run["protocol"] if protocol is None else protocol
