@@ -103,7 +103,7 @@ def test_snippets_are_found() -> None:
     by_file = {}
     for snippet in SNIPPETS:
         by_file.setdefault(snippet.path.name, []).append(snippet)
-    assert len(by_file.get("README.md", [])) >= 2, "README.md should hold its usage snippets in ```python blocks"
+    assert by_file.get("README.md"), "README.md should hold its usage snippet in a ```python block"
     for page in ("index.md", "layers.md", "losses.md", "models.md", "datasets.md", "evaluation.md", "training.md"):
         assert by_file.get(page), f"docs/{page} has no ```python block"
 
