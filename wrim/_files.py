@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+from pathlib import Path
 
-__all__ = ["umask_mode"]
+__all__ = ["file_sha256", "umask_mode"]
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 hex digest of the file at ``path``, read in blocks of 1 MiB."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def umask_mode(mode: int) -> int:

@@ -313,7 +313,7 @@ GUARDS: tuple[Mutant, ...] = (
     _guard(
         "manifest_digests",
         _CKPT_PY,
-        'if size != meta["bytes"] or _sha256(path) != meta["sha256"]:',
+        'if size != meta["bytes"] or file_sha256(path) != meta["sha256"]:',
         "if False:",
         RUNS + "::test_partial_and_disagreeing_sets_are_never_loaded",
     ),

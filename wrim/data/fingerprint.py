@@ -24,6 +24,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from wrim._files import file_sha256
 from wrim.data.base import VIReIDDataset
 from wrim.data.records import ImageRecord
 from wrim.modality import INFRARED, VISIBLE
@@ -48,14 +49,6 @@ def _split_counts(records: list[ImageRecord]) -> dict[str, int]:
     return counts
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def dataset_fingerprint(dataset: VIReIDDataset, protocol: dict[str, Any] | None = None) -> dict[str, Any]:
     """The fingerprint of ``dataset``: name, version, counts per split and modality, and hashes of its records.
 
@@ -77,7 +70,7 @@ def dataset_fingerprint(dataset: VIReIDDataset, protocol: dict[str, Any] | None 
             line = f"{part}\t{_relative(record.path, root)}\t{record.pid}\t{record.camid}\t{record.modality}\n"
             digest.update(line.encode("utf-8"))
     files = {
-        _relative(str(path), root): _file_sha256(Path(path))
+        _relative(str(path), root): file_sha256(path)
         for path in getattr(dataset, "split_files", ())
         if Path(path).is_file()
     }

@@ -20,7 +20,6 @@ reported with the mount point, the bytes needed and the bytes free.
 from __future__ import annotations
 
 import errno
-import hashlib
 import io
 import json
 import logging
@@ -40,7 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from wrim._files import umask_mode
+from wrim._files import file_sha256, umask_mode
 from wrim.models.weights import WEIGHTS_FILE
 
 __all__ = [
@@ -140,14 +139,6 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _mount_point(path: Path) -> Path:
@@ -269,7 +260,7 @@ def save_checkpoint(directory: str | Path, model: nn.Module, state: dict[str, An
             "epoch": int(state["epoch"]),
             "step": int(state.get("step", 0)),
             "config_sha256": config_sha256,
-            "files": {name: {"bytes": (tmp / name).stat().st_size, "sha256": _sha256(tmp / name)}
+            "files": {name: {"bytes": (tmp / name).stat().st_size, "sha256": file_sha256(tmp / name)}
                       for name in (WEIGHTS, STATE)},
         }  # fmt: skip
         _write_file(tmp / MANIFEST, lambda p: p.write_text(json.dumps(manifest, indent=2), encoding="utf-8"))
@@ -348,7 +339,7 @@ def _verify(set_dir: Path) -> dict[str, Any]:
         if not path.is_file():
             raise CheckpointError(f"{str(path)!r} is missing")
         size = path.stat().st_size
-        if size != meta["bytes"] or _sha256(path) != meta["sha256"]:
+        if size != meta["bytes"] or file_sha256(path) != meta["sha256"]:
             raise CheckpointError(
                 f"{str(path)!r} is damaged ({size} bytes, manifest says {meta['bytes']}, or its SHA-256 differs)"
             )
