@@ -135,7 +135,7 @@ def name_entry(name: str, obj: Any) -> dict[str, Any]:
     """The snapshot's record of one public name."""
     if isinstance(obj, types.ModuleType):
         return {"kind": "module"}
-    if isinstance(obj, type):
+    if isinstance(obj, type) and not isinstance(obj, types.GenericAlias):  # Python 3.10: tuple[int] is a type
         return _class_entry(obj)
     if inspect.isroutine(obj):
         entry: dict[str, Any] = {"kind": "function", "signature": signature_text(obj)}

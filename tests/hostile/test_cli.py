@@ -50,7 +50,7 @@ YAML = {
     "alias": ("optim:\n  milestones: &m [20]\neval:\n  trials: *m\n", ":4:11: YAML error: alias *m refused"),
     "python_tag": ("epochs: !!python/object/apply:os.system ['true']\n", ":1:9: YAML error: could not determine"),
     "deep": ("a: " + "[" * 10_000 + "\n", ":1:35: YAML error: nested deeper than 32 levels"),
-    "huge_int": ("epochs: " + "9" * 5000 + "\n", ": YAML error: Exceeds the limit (4300 digits)"),
+    "huge_int": ("epochs: " + "9" * 5000 + "\n", ": YAML error: Exceeds the limit (4300"),
     "int_key": ("optim:\n  3: 1\n", ":2:3: YAML error: key 3 is not a name"),
     "nan": ("optim:\n  lr: .nan\n", ": optim.lr must be > 0 (and finite), got nan"),
     "inf_int": ("epochs: .inf\n", ": epochs must be an integer"),

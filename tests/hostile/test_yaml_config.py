@@ -41,7 +41,7 @@ ATTACKS = [
     ("model:\n  kwargs: " + "[" * 40 + "]" * 40 + "\n", "nested deeper than 32 levels", 2),
     ("a: " + "[" * 100_000 + "]" * 100_000 + "\n", "nested deeper than 32 levels", 1),
     ("".join("  " * i + f"k{i}:\n" for i in range(2000)), "nested deeper than 32 levels", 32),
-    ("epochs: " + "9" * 5000 + "\n", "Exceeds the limit (4300 digits)", None),
+    ("epochs: " + "9" * 5000 + "\n", "Exceeds the limit (4300", None),  # "(4300 digits)" from Python 3.11
     ("epochs: 18446744073709551616\n", "epochs must be an integer (of size below 2**63)", None),
     ("epochs: 1e400\n", "epochs must be an integer", None),
     ("epochs: .inf\n", "epochs must be an integer", None),
