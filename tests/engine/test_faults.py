@@ -35,7 +35,7 @@ from wrim.engine.checkpoint import (
     read_pointer,
     save_checkpoint,
 )
-from wrim.engine.rundir import RunLock, RunLockedError, is_run_of, new_run_name
+from wrim.engine.rundir import RunFolder, RunLock, RunLockedError, is_run_of, new_run_name
 from wrim.models import _registry, load_weights
 
 DRIVER = Path(__file__).with_name("_fault_driver.py")
@@ -328,6 +328,18 @@ def test_kill_then_resume_matches_the_uninterrupted_run(tmp_path, capsys, refere
     assert not list(run.glob("checkpoints/.tmp-*"))
     assert main(["train", "--resume", str(run)]) == 0  # finished: says so, re-runs nothing
     assert "already finished" in (run / "train.log").read_text()
+
+
+def test_a_kill_between_saving_the_first_set_and_publishing_it_resumes(tmp_path, capsys, tiny_model) -> None:
+    """Killed after epoch 1's set is complete and before ``last.json`` names it: the resume takes that set (the
+    newest complete one), names it ``last``, re-runs epoch 1's evaluation and finishes."""
+    args = [*FAULT, f"output_dir={tmp_path}", "run_name=run"]
+    killed = subprocess.run([sys.executable, str(DRIVER), "publish", "1", "SIGKILL", *args], capture_output=True)
+    run = tmp_path / "run"
+    assert killed.returncode == -signal.SIGKILL and not (run / "last.json").exists()
+    assert main(["train", "--resume", str(run)]) == 0, capsys.readouterr().err
+    assert "resumed" in (run / "train.log").read_text() and (run / "final_metrics.json").is_file()
+    assert load_checkpoint(run, "last")["epoch"] == RunFolder(run).read_config().epochs == 2
 
 
 @pytest.mark.slow

@@ -39,6 +39,7 @@ from wrim.engine.build import (
 )
 from wrim.engine.checkpoint import (
     WEIGHTS,
+    CheckpointError,
     capture_rng_state,
     checkpoint_exists,
     clean_stale_temporaries,
@@ -251,6 +252,8 @@ class Trainer:
         if "scaler" in state:
             self.scaler.load_state_dict(state["scaler"])
         self.epochs_at_start = self.epochs_done = state["epoch"]
+        if self.dist.is_main and self._last_set_name() != Path(state["checkpoint_set"]).name:  # killed before publish
+            publish_checkpoint(self.run_dir, "last", state["checkpoint_set"], epoch=state["epoch"])
         best = read_pointer(self.run_dir, "best")
         if best is not None and best["epoch"] <= self.epochs_at_start:
             self.best_r1, self.best_epoch = best["R1"], best["epoch"]
@@ -461,6 +464,14 @@ class Trainer:
 
     def _published_set(self) -> Path:
         return self.run_dir / read_pointer(self.run_dir, "last")["set"]
+
+    def _last_set_name(self) -> str | None:
+        """The set ``last.json`` names, or None when it is missing or damaged (resume then fell back to a set)."""
+        try:
+            pointer = read_pointer(self.run_dir, "last")
+        except CheckpointError:
+            return None
+        return None if pointer is None else Path(pointer["set"]).name
 
     def _final_evaluation(self) -> dict[str, float]:
         """Rank 0 loads the best (else last) weights, every rank evaluates (collective); rank 0 writes the results."""
