@@ -337,21 +337,27 @@ def to_csv(tables: list[ComparisonTable]) -> str:
 
 
 def plot_forest(tables: list[ComparisonTable], path: str | Path, metric: str = "mAP") -> Path:
-    """The forest plot: per table and compared setting, Δ ``metric`` with its 95 % interval (a dot for n < 2)."""
+    """The forest plot: each compared setting against its table's reference, Δ ``metric`` with its 95 % interval (a
+    dot for n < 2); a pair that several tables share is drawn once."""
     from wrim._plotting import new_figure, save_figure
 
-    rows = [r for t in tables for r in t.rows if r.differences.get(metric) is not None]
-    fig = new_figure("plot_forest", (8.0, 0.9 + 0.42 * len(rows)))
+    pairs: dict[tuple[str, str], ComparisonRow] = {}
+    for table in tables:
+        for row in table.rows:
+            if row.differences.get(metric) is not None:
+                pairs.setdefault((row.label, table.reference), row)
+    fig = new_figure("plot_forest", (9.0, 0.9 + 0.6 * len(pairs)))
     ax = fig.subplots()
-    for y, row in enumerate(reversed(rows)):
+    for y, row in enumerate(reversed(pairs.values())):
         d = row.differences[metric]
         colour = "black" if d.resolved else "grey"
         if d.low is not None:
             ax.plot([d.low, d.high], [y, y], color=colour, linewidth=2)
         ax.plot([d.mean], [y], "o", color=colour, markersize=6 if d.n > 3 else 4)
     ax.axvline(0.0, color="tab:red", linewidth=1, linestyle="--")
-    ax.set_yticks(range(len(rows)), [f"{row.label}  (n {row.n})" for row in reversed(rows)], fontsize=8)
-    ax.set_xlabel(f"Δ {metric} vs the table's reference, paired by seed (points; 95 % t interval)")
+    labels = [f"{label}\nvs {reference}  (n {row.n})" for (label, reference), row in reversed(pairs.items())]
+    ax.set_yticks(range(len(pairs)), labels, fontsize=8)
+    ax.set_xlabel(f"Δ {metric} (points), paired by seed, 95 % t interval; grey: not resolved")
     ax.grid(axis="x", alpha=0.3)
     return save_figure(fig, path, dpi=130)
 
