@@ -106,6 +106,7 @@ def _quoted_commands() -> list[tuple[str, str, list[str]]]:
     return found
 
 
+@pytest.mark.repo  # reads docs/
 def test_the_benchmark_commands_of_the_docs_parse():
     quoted = _quoted_commands()
     assert {name for _, name, _ in quoted} >= {"layers", "losses", "evaluation", "models", "step", "miim_parts"}
@@ -123,6 +124,7 @@ def test_the_losses_benchmark_without_the_loop_reference(capsys, tmp_path):
     assert all(float(row.split("|")[4]) > 0 for row in rows[2:])
 
 
+@pytest.mark.repo  # the loop reference is tests/losses/losses_loop_reference.py beside the source tree
 def test_the_losses_benchmark_equals_the_loop_reference(capsys):
     rows = BENCHMARKS["losses"].run(parse("losses", list(BENCHMARKS["losses"].QUICK)))
     assert [row.split("|")[2].strip() for row in rows[2:]] == ["16", "32"]
