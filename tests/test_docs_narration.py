@@ -57,6 +57,7 @@ def commits() -> set[str] | None:
     return _commits_among(sorted({h for text in TEXTS.values() for h in HEX.findall(text) if re.search("[a-f]", h)}))
 
 
+@pytest.mark.repo  # docs/ and the wrim/ source
 def test_the_checks_see_what_they_look_for(commits) -> None:
     assert "docs/index.md" in TEXTS and "wrim/layers/miim.py" in TEXTS and len(TEXTS) > 60
     assert NARRATION.search("as the second session measured (issue 30)") and NARRATION.search("issue #12")

@@ -24,6 +24,7 @@ def _load():
     return module
 
 
+@pytest.mark.repo  # the wrim/ source of the checkout
 def test_guard_snippets_are_in_the_tree() -> None:
     """Cheap, in the default suite: every guard's snippet still occurs exactly once (moved code must be followed)."""
     guards = _load()
