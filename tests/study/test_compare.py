@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from wrim.cli import main
-from wrim.study.compare import compare_runs, load_runs, write_outputs
+from wrim.study.compare import compare_runs, load_runs, to_csv, to_markdown, write_outputs
 
 stats = pytest.importorskip("scipy.stats")
 
@@ -133,3 +133,48 @@ def test_outputs_and_forest_plot(tmp_path: Path) -> None:
     assert [p.name for p in written] == ["compare.md", "compare.csv", "compare.json", "forest.png"]
     assert (tmp_path / "out" / "forest.png").stat().st_size > 1000
     assert json.loads((tmp_path / "out" / "compare.json").read_text())[0]["rows"][1]["differences"]["mAP"]["n"] == 3
+
+
+def _with_history(record: dict, maps: dict[int, float | None]) -> dict:
+    """``record`` with a training history: mAP (and R1, mINP) at the epochs given, ``None`` for an epoch trained but
+    not evaluated."""
+    record["history"] = [
+        {"epoch": e, "loss": 20.0} if v is None else {"epoch": e, "loss": 20.0, "R1": v - 1, "mAP": v, "mINP": v / 2}
+        for e, v in maps.items()
+    ]
+    return record
+
+
+def test_each_epoch_evaluated_by_every_pair_is_compared_like_the_final_metrics(tmp_path: Path) -> None:
+    # epochs 2 and 4 are evaluated in every run; epoch 3 only in the WRIM runs, epoch 1 in none
+    baseline = {0: {2: 10.0, 4: 13.0}, 1: {2: 11.5, 4: 12.0}, 2: {2: 9.0, 4: 14.5}}
+    wrim = {0: {2: 10.5, 3: 12.0, 4: 14.0}, 1: {2: 11.0, 3: 12.5, 4: 14.5}, 2: {2: 10.0, 3: 11.0, 4: 15.0}}
+    records = [_with_history(_record("no_miim", s, BASELINE[s]), {1: None, **baseline[s]}) for s in BASELINE]
+    records += [_with_history(_record("wrim", s, WRIM[s]), {1: None, **wrim[s]}) for s in WRIM]
+    table = compare_runs(load_runs(_write(tmp_path / "runs", records)), metrics=("mAP",))
+    reference, row = table.rows
+    assert sorted(row.epoch_differences) == [2, 4] and sorted(reference.epoch_values) == [2, 4]
+    for epoch in (2, 4):
+        expected = stats.ttest_rel([wrim[s][epoch] for s in range(3)], [baseline[s][epoch] for s in range(3)])
+        d = row.epoch_differences[epoch]["mAP"]
+        assert d.n == 3 and d.mean == pytest.approx(sum(wrim[s][epoch] - baseline[s][epoch] for s in range(3)) / 3)
+        assert d.p == pytest.approx(expected.pvalue, rel=1e-9)
+        assert row.epoch_values[epoch]["mAP"] == [wrim[s][epoch] for s in range(3)]
+        assert reference.epoch_differences[epoch]["mAP"] is None
+    markdown = to_markdown([table])
+    assert "at each epoch evaluated during training" in markdown
+    epochs = [line.split(" | ")[0] for line in markdown.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert epochs == ["| 2", "| 2", "| 4", "| 4"]
+    lines = to_csv([table]).splitlines()
+    assert lines[0].startswith("table,setting,epoch,metric,n,values,delta")
+    assert sum(",4,mAP," in line for line in lines) == 2
+    assert "epoch_differences" in json.dumps(table.as_dict())
+
+
+def test_runs_evaluated_at_one_epoch_get_no_per_epoch_table(tmp_path: Path) -> None:
+    records = [_with_history(_record("no_miim", s, BASELINE[s]), {5: BASELINE[s]}) for s in BASELINE]
+    records += [_with_history(_record("wrim", s, WRIM[s]), {4: None, 5: WRIM[s]}) for s in WRIM]
+    table = compare_runs(load_runs(_write(tmp_path / "runs", records)))
+    assert all(not row.epoch_values for row in table.rows)
+    assert "at each epoch" not in to_markdown([table])
+    assert ",final," in to_csv([table]) and ",5," not in to_csv([table])

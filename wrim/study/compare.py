@@ -3,7 +3,9 @@
 Each run is a finished run folder or a record of ``wrim study`` (``<out>/runs/*.json``). Runs are grouped by what
 their configs set differently (seed, paths and logging aside); a study's records are grouped by variant instead. Each
 group is paired by seed with the reference group: per metric, mean ± std of each group, and the paired Δ with its
-95 % interval, p-value and n (`wrim.study.stats`).
+95 % interval, p-value and n (`wrim.study.stats`). Where every paired run was evaluated at more than one epoch during
+training (``eval.every``), the same comparison is made at each of those epochs, on the trials of ``eval.trials``:
+whether a ranking holds as training goes on.
 
 Two runs are paired only when everything but the compared factor agrees ([D]; see
 docs: Evaluation, section Comparing runs). They must share the code (commit, dirty tree), torch and timm, the device
@@ -70,6 +72,7 @@ class Run:
     provenance: dict[str, Any] | None
     variant: str | None = None
     label: str | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def segments(self) -> list[dict[str, Any]]:
@@ -113,6 +116,7 @@ def load_runs(paths: list[str | Path]) -> list[Run]:
                 name=str(record.get("run") or path.stem), seed=int(record.get("seed", config.get("seed", 0))),
                 config=config, metrics=record["metrics"], card=record.get("card"),
                 provenance=record.get("provenance"), variant=record.get("variant"), label=record.get("label"),
+                history=record.get("history") or [],
             )
         )  # fmt: skip
     return runs
@@ -165,9 +169,19 @@ def _choice(card: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in card.get("checkpoint", {}).items() if k != "epoch"}
 
 
+def _evaluated(run: Run, metrics: tuple[str, ...]) -> dict[int, dict[str, float]]:
+    """The epochs of a run's history that hold every metric (those evaluated during training), with their values."""
+    return {
+        int(entry["epoch"]): {m: float(entry[m]) for m in metrics}
+        for entry in run.history
+        if "epoch" in entry and all(isinstance(entry.get(m), (int, float)) for m in metrics)
+    }
+
+
 @dataclass
 class ComparisonRow:
-    """One group against the reference: per metric its values and the paired difference."""
+    """One group against the reference: per metric its values and the paired difference; where the paired runs were
+    evaluated at several epochs during training, the same per epoch (``epoch_values``, ``epoch_differences``)."""
 
     label: str
     n: int
@@ -176,6 +190,8 @@ class ComparisonRow:
     differences: dict[str, PairedDifference | None]
     resumed: list[int] = field(default_factory=list)
     mixed: str | None = None
+    epoch_values: dict[int, dict[str, list[float]]] = field(default_factory=dict)
+    epoch_differences: dict[int, dict[str, PairedDifference | None]] = field(default_factory=dict)
 
 
 @dataclass
@@ -191,7 +207,14 @@ class ComparisonTable:
         def diff(d: PairedDifference | None) -> dict[str, Any] | None:
             return None if d is None else {**d.__dict__, "verdict": d.verdict()}
 
-        rows = [{**r.__dict__, "differences": {m: diff(d) for m, d in r.differences.items()}} for r in self.rows]
+        rows = [
+            {
+                **r.__dict__,
+                "differences": {m: diff(d) for m, d in r.differences.items()},
+                "epoch_differences": {e: {m: diff(d) for m, d in ds.items()} for e, ds in r.epoch_differences.items()},
+            }
+            for r in self.rows
+        ]
         return {"title": self.title, "reference": self.reference, "metrics": list(self.metrics), "rows": rows}
 
 
@@ -210,11 +233,20 @@ def _row(label: str, runs: list[Run], reference: list[Run], metrics: tuple[str, 
         differences[metric] = (
             paired_difference(values, [ref_by_seed[s].metrics[metric] for s in common]) if common else None
         )
-    return ComparisonRow(
+    row = ComparisonRow(
         label=label, n=len(runs), seeds=sorted(by_seed),
         values={m: [by_seed[s].metrics[m] for s in sorted(by_seed)] for m in metrics}, differences=differences,
         resumed=sorted(run.seed for run in runs if run.resumed), mixed=mixed,
     )  # fmt: skip
+    evaluated = {s: (_evaluated(by_seed[s], metrics), _evaluated(ref_by_seed[s], metrics)) for s in common}
+    epochs = sorted(set.intersection(*(set(own) & set(ref) for own, ref in evaluated.values()))) if common else []
+    for epoch in epochs if len(epochs) > 1 else []:
+        own = {m: [evaluated[s][0][epoch][m] for s in common] for m in metrics}
+        row.epoch_values[epoch] = own
+        row.epoch_differences[epoch] = {
+            m: paired_difference(own[m], [evaluated[s][1][epoch][m] for s in common]) for m in metrics
+        }
+    return row
 
 
 def compare_runs(
@@ -268,6 +300,7 @@ def compare_runs(
         rows.append(row)
     for row in rows[:1]:
         row.differences = dict.fromkeys(metrics)
+        row.epoch_differences = {epoch: dict.fromkeys(metrics) for epoch in row.epoch_differences}
     return ComparisonTable(
         title or f"vs {labels.get(reference, reference)}", labels.get(reference, reference), rows, metrics
     )
@@ -312,7 +345,7 @@ def to_markdown(tables: list[ComparisonTable]) -> str:
             cells = [row.label, str(row.n), *(_mean_std(row.values[m]) for m in metrics)]
             cells += [_difference(row.differences[m]) for m in metrics]
             lines.append("| " + " | ".join(cells) + f" | {'; '.join(notes)} |")
-        lines.append("")
+        lines += ["", *_epoch_markdown(table)]
     lines.append(
         "Δ: the setting minus the reference, paired by seed; 95 % CI: mean ± t(0.975, n−1)·sd/√n; p: two-sided paired "
         "t-test. An interval containing 0 is not resolved; n ≤ 3 is an indication only."
@@ -320,19 +353,50 @@ def to_markdown(tables: list[ComparisonTable]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _epoch_markdown(table: ComparisonTable) -> list[str]:
+    """The per-epoch table of ``table`` (epoch by epoch, each setting's runs at that epoch), or nothing when no pair
+    was evaluated at more than one epoch."""
+    epochs = sorted({epoch for row in table.rows[1:] for epoch in row.epoch_values})
+    if not epochs:
+        return []
+    metrics = table.metrics
+    head = ["epoch", "setting", "n", *(f"{m} mean ± std" for m in metrics)]
+    head += [f"Δ {m} [95 % CI], p, n" for m in metrics]
+    lines = [
+        f"{table.title}, at each epoch evaluated during training (the trials of `eval.trials`, the weights of that "
+        "epoch):",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|---:|---|---:|" + "---:|" * (len(head) - 3),
+    ]
+    for epoch in epochs:
+        for row in table.rows:
+            if epoch in row.epoch_values:
+                values = row.epoch_values[epoch]
+                cells = [str(epoch), row.label, str(len(values[metrics[0]])), *(_mean_std(values[m]) for m in metrics)]
+                cells += [_difference(row.epoch_differences[epoch][m]) for m in metrics]
+                lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
 def to_csv(tables: list[ComparisonTable]) -> str:
-    """One line per table, setting and metric: the mean, std, n, and the paired Δ with its interval and p."""
+    """One line per table, setting, metric and epoch (``final`` for the final metrics, else an epoch evaluated during
+    training): the values, n, and the paired Δ with its interval and p."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["table", "setting", "metric", "n", "values", "delta", "ci_low", "ci_high", "p", "pairs",
+    writer.writerow(["table", "setting", "epoch", "metric", "n", "values", "delta", "ci_low", "ci_high", "p", "pairs",
                      "verdict", "resumed_seeds", "mixed"])  # fmt: skip
     for table in tables:
         for row in table.rows:
-            for metric in table.metrics:
-                d = row.differences[metric]
-                pairs = [None] * 6 if d is None else [d.mean, d.low, d.high, d.p, d.n, d.verdict()]
-                values = " ".join(f"{v:.4f}" for v in row.values[metric])
-                writer.writerow([table.title, row.label, metric, row.n, values, *pairs, row.resumed, row.mixed or ""])
+            results = [("final", row.values, row.differences)]
+            results += [(e, row.epoch_values[e], row.epoch_differences[e]) for e in sorted(row.epoch_values)]
+            for epoch, values, differences in results:
+                for metric in table.metrics:
+                    d = differences[metric]
+                    pairs = [None] * 6 if d is None else [d.mean, d.low, d.high, d.p, d.n, d.verdict()]
+                    listed = " ".join(f"{v:.4f}" for v in values[metric])
+                    writer.writerow([table.title, row.label, epoch, metric, len(values[metric]), listed, *pairs,
+                                     row.resumed, row.mixed or ""])  # fmt: skip
     return buffer.getvalue()
 
 
