@@ -165,7 +165,7 @@ def knockout_run(run_dir: Path, calibration_per_modality: int = 128, num_workers
     from wrim.evaluation import evaluate_protocol
 
     folder = RunFolder(run_dir)
-    checkpoint = folder.weights()  # the run's final weights: best, else last
+    checkpoint = folder.weights()  # the weights its final evaluation used
     model = load_run_model(run_dir, checkpoint, device="cpu")  # embeds as evaluate_checkpoint does
     net = model.net
     if not getattr(net, "miims", None):

@@ -102,7 +102,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     ev.add_argument(
         "--checkpoint",
         required=True,
-        help="a run folder (its best checkpoint, else its last), <run>/best or <run>/last, or a checkpoint set's "
+        help="a run folder (the checkpoint its final evaluation used), <run>/best or <run>/last, or a checkpoint set's "
         f"{WEIGHTS}",
     )
     ev.add_argument("--dataset", required=True, help="a registered dataset: synthetic, sysu, regdb, llcm, list, ...")

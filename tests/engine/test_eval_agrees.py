@@ -48,3 +48,21 @@ def test_eval_equals_final_metrics_under_bf16_autocast(tmp_path, capsys):
     assert all(r.split(",")[2].startswith(str(root / "cam1")) for r in rows[1:])
     if (tmp_path / "search" / "ranklist.png").exists():
         assert (tmp_path / "search" / "ranklist.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_last_weights_run_is_carded_and_evaluated_as_last(tmp_path, capsys):
+    """``eval.final_checkpoint=last``: the card says ``last`` with no test-trial selection, even where the last set
+    is also the best, and ``wrim eval`` of the run folder evaluates those weights, as final_metrics.json did."""
+    overrides = ["epochs=2", "eval.every=1", "data.num_workers=0", "eval.final_trials=[0]"]
+    overrides.append("eval.final_checkpoint=last")
+    assert main(["train", "--config", "synthetic", *tiny_overrides(tmp_path, "last", *overrides)]) == 0
+    run = tmp_path / "last"
+    final = json.loads((run / "final_metrics.json").read_text())
+    assert final["card"]["checkpoint"] == {"tag": "last", "epoch": 2}
+    assert json.loads((run / "last.json").read_text())["set"] in final["weights"]
+    capsys.readouterr()
+    assert main(["eval", "--checkpoint", str(run), "--dataset", "synthetic", "--num-workers", "0", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["card"]["checkpoint"] == final["card"]["checkpoint"]
+    for key in ("R1", "mAP", "mINP"):
+        assert report["mean"][key] == pytest.approx(final[key], abs=1e-9), key

@@ -336,7 +336,7 @@ def load_run_model(
 
     Examples:
         ```python
-        model = load_run_model("runs/sysu-wrimnet")              # its best checkpoint, else its last
+        model = load_run_model("runs/sysu-wrimnet")              # the weights its final evaluation used
         embeddings = model(images, modalities)                    # (B, 3, H, W), (B,) -> (B, D) float32
         ```
 
@@ -374,8 +374,8 @@ def load_run_model(
 
 def resolve_checkpoint(path: Path) -> tuple[Path, Path]:
     """``(weights file, run folder)`` that ``wrim eval --checkpoint`` / ``wrim search --checkpoint`` names: a run
-    folder (its best checkpoint, else its last), ``<run>/best``, ``<run>/last`` (``.json`` too) or a checkpoint
-    set's weights file.
+    folder (the checkpoint its final evaluation used: `RunFolder.checkpoint_tag`), ``<run>/best``, ``<run>/last``
+    (``.json`` too) or a checkpoint set's weights file.
 
     Raises:
         ValueError: not a run folder, a file of a set that is not its weights, or no such checkpoint.

@@ -55,7 +55,7 @@ PROVENANCE = "provenance.json"
 FINAL_METRICS = "final_metrics.json"
 METRICS_LOG = "metrics.jsonl"
 LOCK = ".lock"
-#: The checkpoint tags of a run folder, in the order a run's weights are chosen: the best evaluated, else the last.
+#: The checkpoint tags of a run folder: the best evaluated and the last (`RunFolder.checkpoint_tag` chooses).
 TAGS: tuple[str, ...] = ("best", "last")
 _STAMP = r"\d{8}-\d{6}(-\d{6}-\d+)?"
 
@@ -258,12 +258,15 @@ class RunFolder:
     # ----------------------------------------------------------------------------------------------- checkpoints
 
     def checkpoint_tag(self, tag: str | None = None) -> str:
-        """``tag`` if given (``"best"`` or ``"last"``), else the run's choice: ``"best"`` when one was published
-        (the best R1 seen by the epoch evaluations), else ``"last"``."""
+        """``tag`` if given (``"best"`` or ``"last"``), else the run's own choice, the one its final evaluation
+        makes: ``"last"`` when its config says ``eval.final_checkpoint: last``, else ``"best"`` when one was
+        published (the best R1 seen by the epoch evaluations), else ``"last"``."""
         if tag is not None:
             if tag not in TAGS:
                 raise ValueError(f"checkpoint must be one of {TAGS}; got {tag!r}")
             return tag
+        if self.file(CONFIG).is_file() and self.read_config().eval.final_checkpoint == "last":
+            return "last"
         return "best" if checkpoint_exists(self.path, "best") else "last"
 
     def load_checkpoint(self, tag: str | None = None, model: Any = None) -> dict[str, Any]:
@@ -278,8 +281,10 @@ class RunFolder:
     def checkpoint_choice(self, weights: Path) -> dict[str, Any]:
         """How ``weights`` were chosen, for a protocol card: ``{"tag": "best", "epoch", "selected_on"}`` when they are
         the best set (chosen on the test trials the epochs were evaluated on), ``{"tag": "last", "epoch"}``, or
-        ``{"tag": "file"}`` for weights no pointer names."""
-        for tag in TAGS:
+        ``{"tag": "file"}`` for weights no pointer names. A set that is both the best and the last is named by the
+        run's own choice (`checkpoint_tag`): with ``eval.final_checkpoint: last`` no test trial chose it."""
+        own = self.checkpoint_tag()
+        for tag in sorted(TAGS, key=lambda t: t != own):
             pointer = read_pointer(self.path, tag)
             if pointer is not None and (self.path / pointer["set"]).resolve() == Path(weights).resolve().parent:
                 choice: dict[str, Any] = {"tag": tag, "epoch": pointer["epoch"]}

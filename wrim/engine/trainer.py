@@ -474,16 +474,18 @@ class Trainer:
         return None if pointer is None else Path(pointer["set"]).name
 
     def _final_evaluation(self) -> dict[str, float]:
-        """Rank 0 loads the best (else last) weights, every rank evaluates (collective); rank 0 writes the results."""
+        """Rank 0 loads the weights of ``eval.final_checkpoint`` (the best, else the last; or the last), every rank
+        evaluates (collective); rank 0 writes the results."""
         cfg = self.config
         if not self.dist.is_main:
             return self.evaluate(cfg.eval.final_trials)  # with rank 0's weights, broadcast inside
         folder = RunFolder(self.run_dir)
-        tag = folder.checkpoint_tag(None if cfg.eval.final_checkpoint == "best" else "last")
+        tag = folder.checkpoint_tag()  # the run's own choice: eval.final_checkpoint
         state = folder.load_checkpoint(tag, self.net)
         metrics = self.evaluate(cfg.eval.final_trials)
         weights = Path(state["checkpoint_set"]) / WEIGHTS
-        card = final_card(cfg, self.dataset, self.amp_dtype, folder.checkpoint_choice(weights))
+        choice = folder.checkpoint_choice(weights)
+        card = final_card(cfg, self.dataset, self.amp_dtype, choice)
         write_final_results(
             folder, weights, metrics, card, best_epoch=self.best_epoch, history=self.logger.records,
             ranklist=self._last_eval if cfg.eval.ranklist else None, img_size=tuple(cfg.data.img_size),
@@ -491,6 +493,7 @@ class Trainer:
         trials = "default" if cfg.eval.final_trials is None else list(cfg.eval.final_trials)
         log.info(
             "final (%s weights, epoch %d, trials %s): R1 %.2f  mAP %.2f  mINP %.2f  -> %s",
-            tag, self.best_epoch, trials, metrics["R1"], metrics["mAP"], metrics["mINP"], self.run_dir,
+            tag, choice.get("epoch", self.best_epoch), trials, metrics["R1"], metrics["mAP"], metrics["mINP"],
+            self.run_dir,
         )  # fmt: skip
         return metrics
