@@ -6,19 +6,19 @@
   and every process started while the block runs; `assert_confined()` then checks that nothing outside the folder
   given was read or written, that no process was started and that no module named by the file was imported.
 - `peak_growth_mb()`: the growth of the process's peak resident memory (Linux ``VmHWM``, reset through
-  ``/proc/self/clear_refs``, and ``VmRSS`` sampled every millisecond) while the block runs, or ``None`` where
-  it cannot be measured (checked once per process on a 64 MB block).
+  ``/proc/self/clear_refs``, after handing freed memory back to the system) while the block runs, or ``None``
+  where it cannot be measured (checked once per process on a 64 MB block).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import functools
 import gc
 import os
 import sys
-import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,7 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
 sys.addaudithook(_audit)  # an audit hook cannot be removed: it records only inside `watched()`
 
 
-@contextmanager
+@contextlib.contextmanager
 def watched() -> Iterator[list[tuple[str, str, bool]]]:
     """Record the files opened (and whether for writing), folders listed, modules imported and processes started."""
     events: list[tuple[str, str, bool]] = []
@@ -105,47 +105,27 @@ def refusal(call: Callable[[], Any], path: Path, line: int | None = None) -> tup
         return None, err
 
 
-def _status_kb(key: str, status: str | None = None) -> int:
-    if status is None:
-        with open("/proc/self/status") as file:
-            status = file.read()
-    return next(int(line.split()[1]) for line in status.splitlines() if line.startswith(key + ":"))
+def _status_kb(key: str) -> int:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(key + ":"))
 
 
-class _ResidentSampler(threading.Thread):
-    """Reads ``VmRSS`` every millisecond and keeps the largest: the peak where a kernel resets ``VmHWM`` but does not
-    raise it (seen on a CI machine). The file is opened once, before the block, so that `watched()` sees no read."""
-
-    def __init__(self) -> None:
-        super().__init__(daemon=True)
-        self.peak_kb = 0
-        self._stop_event = threading.Event()
-        self._status = open("/proc/self/status", "rb", buffering=0)  # noqa: SIM115 (closed in stop())
-
-    def run(self) -> None:
-        while not self._stop_event.wait(0.001):
-            self._sample()
-
-    def _sample(self) -> None:
-        self._status.seek(0)
-        self.peak_kb = max(self.peak_kb, _status_kb("VmRSS", self._status.read().decode()))
-
-    def stop(self) -> int:
-        self._stop_event.set()
-        self.join()
-        self._sample()
-        self._status.close()
-        return self.peak_kb
+def _trim_malloc() -> None:
+    """glibc's ``malloc_trim(0)``: free heap memory goes back to the system (nothing where libc is not glibc)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).malloc_trim(0)  # the process's own symbols: libc's where it is linked in
 
 
-@contextmanager
+@contextlib.contextmanager
 def _resident_growth_mb() -> Iterator[list[float | None]]:
-    """Yields a one-element list that holds, after the block, how many MB the peak resident memory grew by (the
-    larger of ``VmHWM`` and the sampled ``VmRSS``), or ``None`` on a system without ``/proc/self/clear_refs``."""
+    """Yields a one-element list that holds, after the block, how many MB the peak resident memory (``VmHWM``) grew
+    by, or ``None`` on a system without ``/proc/self/clear_refs``."""
     out: list[float | None] = [None]
-    # Garbage of earlier code collected during the block would lower the resident size by as much as the block
-    # adds (a 200 MB block once read as 0 MB of growth): collect it first, and collect nothing while it runs.
+    # Memory freed earlier but still resident would serve the block's allocations without growing the resident size
+    # (after a training run in the same process, a 64 MB block read as 0 MB of growth): collect the garbage, hand
+    # glibc's free memory back to the system, and collect nothing while the block runs.
     gc.collect()
+    _trim_malloc()
     try:
         with open("/proc/self/clear_refs", "w") as refs:
             refs.write("5")  # resets VmHWM to the current resident size
@@ -155,15 +135,12 @@ def _resident_growth_mb() -> Iterator[list[float | None]]:
         return
     collecting = gc.isenabled()
     gc.disable()
-    sampler = _ResidentSampler()
-    sampler.start()
     try:
         yield out
     finally:
-        sampled = sampler.stop()
         if collecting:
             gc.enable()
-    out[0] = (max(_status_kb("VmHWM"), sampled) - start) / 1024
+    out[0] = (_status_kb("VmHWM") - start) / 1024
 
 
 @functools.cache
@@ -174,7 +151,7 @@ def _peak_is_measurable() -> bool:
     return growth[0] is not None and growth[0] >= 48
 
 
-@contextmanager
+@contextlib.contextmanager
 def peak_growth_mb() -> Iterator[list[float | None]]:
     """Yields a one-element list that holds, after the block, how many MB the peak resident memory grew by;
     ``None`` where this system cannot measure it (`_peak_is_measurable`), so that no check passes on a measure
