@@ -1,5 +1,6 @@
 """The shipped study files (examples/studies/*.yaml) load: every variant's overrides build a config."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -41,3 +42,15 @@ def test_the_committed_study_tables_are_what_compare_computes_from_its_records()
     tables = compare_study(spec, runs, ("R1", "mAP", "mINP"), False)  # False: mixed code would raise
     assert to_markdown(tables).strip() == (RESULTS / "compare.md").read_text().strip()
     assert (RESULTS / "forest.png").is_file()
+
+
+def test_every_study_figure_in_the_docs_is_in_compare_md() -> None:
+    """docs/reproducing.md's Results quote the study: each interval ``+2.10 [+1.72, +2.48]`` (or Δ ± std
+    ``15.99 ± 0.39``) they give is one that compare.md, computed from the committed records, holds."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "reproducing.md").read_text(encoding="utf-8")
+    results = text.split("### Results\n", 1)[1].split("\n## ", 1)[0]
+    computed = (RESULTS / "compare.md").read_text(encoding="utf-8")
+    number = r"[+-]?\d+\.\d\d"
+    quoted = re.findall(rf"{number} \[{number}, {number}\]|\d+\.\d\d ± \d+\.\d\d", results)
+    assert len(quoted) > 20  # the section's figures are found
+    assert not [figure for figure in quoted if figure not in computed]
